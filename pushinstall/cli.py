@@ -1,0 +1,244 @@
+"""The `pushinstall` command: parse options, call the library, print, exit. No logic here.
+
+Exit codes (errors.py): 0 all good; 2 a host failed (or drifted, in `check`); 4 a host
+unreachable (and none failed); 5 invalid input (inventory, playbook, options); 1 a bug;
+130 interrupted. Click's usage errors exit 5 too, since 2 means a host failed.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from pushinstall import __version__
+from pushinstall.errors import EXIT_INTERRUPTED, EXIT_INVALID_INPUT, InputError, PushinstallError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "PUSHINSTALL"}
+
+
+def _inventory_option(required: bool = True) -> Any:
+    return click.option(
+        "-i", "--inventory", "inventories", multiple=True, required=required,
+        type=click.Path(dir_okay=False), envvar="PUSHINSTALL_INVENTORY", show_envvar=True,
+        help="Inventory file (YAML, Ansible structure). Repeatable.",
+    )
+
+
+def _limit_option() -> Any:
+    return click.option(
+        "-l", "--limit", envvar="PUSHINSTALL_LIMIT", show_envvar=True,
+        help="Further limit hosts: host, group, glob, !exclude, &intersect, a,b, @file.",
+    )
+
+
+def _extra_vars_option() -> Any:
+    return click.option(
+        "-e", "--extra-vars", "extra_vars", multiple=True, metavar="KEY=VALUE|@FILE",
+        help="Extra variables (highest precedence). Repeatable.",
+    )
+
+
+def _run_options(func: Any) -> Any:
+    """Options shared by `run` and `check`."""
+    for decorator in reversed([
+        _inventory_option(),
+        click.argument("playbook", type=click.Path(dir_okay=False)),
+        _limit_option(),
+        click.option("-f", "--forks", type=click.IntRange(1, 5000), envvar="PUSHINSTALL_FORKS",
+                     show_envvar=True, help="Hosts in flight at once (default: playbook, 50)."),
+        _extra_vars_option(),
+        click.option("--diff", is_flag=True, help="Show what each change changes."),
+        click.option("-v", "--verbose", count=True, help="More output (-vv for debug)."),
+        click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False),
+                     envvar="PUSHINSTALL_JSONL", show_envvar=True,
+                     help="Write every event as one JSON line, flushed as it happens."),
+        click.option("--report-dir", type=click.Path(file_okay=False),
+                     envvar="PUSHINSTALL_REPORT_DIR", show_envvar=True,
+                     help="Write JSON, JUnit XML and HTML reports here at the end."),
+    ]):
+        func = decorator(func)
+    return func
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="pushinstall")
+def cli() -> None:
+    """Push the Azure Site Recovery Mobility service onto Windows fleets, agentless."""
+
+
+@cli.command()
+@_inventory_option()
+@click.argument("playbook", type=click.Path(dir_okay=False))
+@_limit_option()
+@_extra_vars_option()
+def validate(inventories: tuple[str, ...], playbook: str, limit: str | None,
+             extra_vars: tuple[str, ...]) -> None:
+    """Check an inventory and a playbook without touching any host."""
+    from pushinstall.validate import validate_run
+
+    summary = validate_run(list(inventories), playbook, limit, list(extra_vars))
+    click.echo(summary)
+
+
+@cli.command()
+@_inventory_option()
+@_limit_option()
+@click.option("--host", "host_name", help="Show one host's merged variables (secrets masked).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inventory(inventories: tuple[str, ...], limit: str | None, host_name: str | None,
+              as_json: bool) -> None:
+    """List hosts with their groups, or one host's merged variables."""
+    from pushinstall.inventory import describe_host, describe_hosts, load_inventory
+
+    inv = load_inventory(list(inventories))
+    data = describe_host(inv, host_name) if host_name else describe_hosts(inv, limit)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    elif host_name:
+        click.echo(_yaml_text(data))
+    else:
+        for name, groups in data["hosts"].items():
+            click.echo(f"{name}  [{', '.join(groups)}]")
+        click.echo(f"{len(data['hosts'])} hosts")
+
+
+def _yaml_text(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()
+
+
+@cli.command()
+@_run_options
+@click.option("--check", "check_mode", is_flag=True,
+              help="Gather and plan only; change nothing.")
+def run(**options: Any) -> None:
+    """Bring every host of the inventory to the playbook's desired state."""
+    from pushinstall.runner import run_command
+
+    sys.exit(run_command("run", options))
+
+
+@cli.command()
+@_run_options
+@click.option("--remediate", is_flag=True, help="Apply the changes that drifted hosts need.")
+def check(**options: Any) -> None:
+    """Compliance check: report drift (exit 2) without changing anything, unless --remediate."""
+    from pushinstall.runner import run_command
+
+    sys.exit(run_command("check", options))
+
+
+@cli.command()
+@click.argument("host")
+@click.option("--cs-endpoint", required=True, envvar="PUSHINSTALL_CS_ENDPOINT",
+              show_envvar=True, help="Configuration server IP or name.")
+@click.option("--passphrase-file", required=True, type=click.Path(dir_okay=False),
+              envvar="PUSHINSTALL_PASSPHRASE_FILE", show_envvar=True,
+              help="File on this machine holding the configuration server passphrase.")
+@click.option("--installer", required=True, envvar="PUSHINSTALL_INSTALLER", show_envvar=True,
+              help="Mobility service installer: UNC path, URL, or a file on this machine.")
+@click.option("--transport", type=click.Choice(["psrp", "winrm", "ssh", "lab"]),
+              default="psrp", show_default=True, envvar="PUSHINSTALL_TRANSPORT")
+@click.option("-u", "--user", "username", envvar="PUSHINSTALL_USER", show_envvar=True)
+@click.option("--password-env", default="PUSHINSTALL_PASSWORD", show_default=True,
+              help="Environment variable holding the password (never pass it as an option).")
+@click.option("--port", type=click.IntRange(1, 65535))
+@click.option("--auth", type=click.Choice(
+    ["negotiate", "ntlm", "kerberos", "credssp", "basic", "certificate"]), default="negotiate",
+    show_default=True)
+@click.option("--no-tls", is_flag=True, help="HTTP with message encryption instead of HTTPS.")
+@click.option("--no-cert-validation", is_flag=True, help="Do not validate the HTTPS certificate.")
+@click.option("--check", "check_mode", is_flag=True, help="Plan only; change nothing.")
+@click.option("-v", "--verbose", count=True)
+@click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False))
+def install(**options: Any) -> None:
+    """Install and register the Mobility service on one host, no inventory file needed."""
+    from pushinstall.runner import install_command
+
+    sys.exit(install_command(options))
+
+
+@cli.group()
+def lab() -> None:
+    """Simulated Windows hosts: serve them on loopback, or reset their state."""
+
+
+@lab.command("serve")
+@_inventory_option()
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=None,
+              help="First port to listen on (default: free ports).")
+@click.option("--write-inventory", type=click.Path(dir_okay=False),
+              help="Write an inventory pointing at the served hosts.")
+def lab_serve(inventories: tuple[str, ...], base_port: int | None,
+              write_inventory: str | None) -> None:
+    """Serve every lab host of an inventory over WS-Man and SSH until Ctrl-C."""
+    from pushinstall.lab.serve import serve_command
+
+    serve_command(list(inventories), base_port, write_inventory)
+
+
+@lab.command("reset")
+@_inventory_option(required=False)
+@click.option("--host", "host_names", multiple=True, help="Reset only these hosts.")
+def lab_reset(inventories: tuple[str, ...], host_names: tuple[str, ...]) -> None:
+    """Start lab hosts fresh: forget what earlier runs did to them."""
+    from pushinstall.lab import default_state_dir, reset_lab
+
+    names = list(host_names) or None
+    if inventories and not names:
+        from pushinstall.inventory import load_inventory
+
+        inv = load_inventory(list(inventories))
+        names = [h.name for h in inv.hosts.values() if h.connection.transport == "lab"]
+    count = reset_lab(default_state_dir(), names)
+    click.echo(f"reset {count} lab hosts")
+
+
+def _usage_location(error: click.ClickException) -> str:
+    """`<command line>:1:COL` pointing at the offending option when it can be found."""
+    argv = sys.argv[1:]
+    line = " ".join(shlex.quote(a) for a in argv)
+    column = 1
+    param = getattr(error, "param", None)
+    if param is not None:
+        for opt in getattr(param, "opts", []):
+            for i, arg in enumerate(argv):
+                if arg == opt or arg.startswith(opt + "="):
+                    column = len(" ".join(shlex.quote(a) for a in argv[:i])) + (2 if i else 1)
+                    break
+    return f"<command line>:1:{column if line else 1}"
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: map errors to one line and the documented exit codes."""
+    try:
+        cli.main(args=argv, prog_name="pushinstall", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.ctx.get_help() if error.ctx else "")
+        sys.exit(0)
+    except click.UsageError as error:
+        hint = f" (see 'pushinstall {error.ctx.command_path.split(' ', 1)[-1]} --help')" \
+            if error.ctx and " " in error.ctx.command_path else " (see 'pushinstall --help')"
+        _fail(f"{_usage_location(error)}: {error.format_message()}{hint}", EXIT_INVALID_INPUT)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except click.ClickException as error:
+        _fail(f"<command line>:1:1: {error.format_message()}", EXIT_INVALID_INPUT)
+    except InputError as error:
+        _fail(str(error), EXIT_INVALID_INPUT)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except PushinstallError as error:
+        _fail(f"pushinstall: {error}", error.exit_code)
