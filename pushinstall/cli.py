@@ -199,9 +199,8 @@ def lab_reset(inventories: tuple[str, ...], host_names: tuple[str, ...]) -> None
     click.echo(f"reset {count} lab hosts")
 
 
-def _usage_location(error: click.ClickException) -> str:
+def _usage_location(error: click.ClickException, argv: list[str]) -> str:
     """`<command line>:1:COL` pointing at the offending option when it can be found."""
-    argv = sys.argv[1:]
     line = " ".join(shlex.quote(a) for a in argv)
     column = 1
     param = getattr(error, "param", None)
@@ -221,15 +220,16 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: map errors to one line and the documented exit codes."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        cli.main(args=argv, prog_name="pushinstall", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="pushinstall", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as error:
         click.echo(error.ctx.get_help() if error.ctx else "")
         sys.exit(0)
     except click.UsageError as error:
         hint = f" (see 'pushinstall {error.ctx.command_path.split(' ', 1)[-1]} --help')" \
             if error.ctx and " " in error.ctx.command_path else " (see 'pushinstall --help')"
-        _fail(f"{_usage_location(error)}: {error.format_message()}{hint}", EXIT_INVALID_INPUT)
+        _fail(f"{_usage_location(error, argv)}: {error.format_message()}{hint}", EXIT_INVALID_INPUT)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.Abort:
@@ -242,3 +242,4 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted", EXIT_INTERRUPTED)
     except PushinstallError as error:
         _fail(f"pushinstall: {error}", error.exit_code)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,72 @@
+"""The located YAML loader: positions, duplicate keys, syntax errors, unreadable files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pushinstall.errors import InputError, Location
+from pushinstall.source import LocatedDict, check_keys, did_you_mean, load_yaml, load_yaml_text
+
+
+def test_positions_of_keys_values_and_items() -> None:
+    data = load_yaml_text("a: 1\nb:\n  - x\n  - {c: 2}\n", "f.yml")
+    assert isinstance(data, LocatedDict)
+    assert data.key_location("b") == Location("f.yml", 2, 1)
+    assert data.value_location("a") == Location("f.yml", 1, 4)
+    assert data["b"].item_location(1) == Location("f.yml", 4, 5)
+    assert data["b"][1].key_location("c") == Location("f.yml", 4, 6)
+
+
+def test_duplicate_key_names_both_lines() -> None:
+    with pytest.raises(InputError) as caught:
+        load_yaml_text("hosts:\n  a: 1\n  a: 2\n", "inv.yml")
+    assert str(caught.value) == (
+        "inv.yml:3:3: duplicate key 'a' (each key once; first seen at line 2)"
+    )
+
+
+def test_syntax_error_points_at_problem() -> None:
+    with pytest.raises(InputError) as caught:
+        load_yaml_text("a: [1, 2\nb: 3\n", "p.yml")
+    assert str(caught.value).startswith("p.yml:2:")
+    assert "YAML syntax error" in str(caught.value)
+
+
+def test_unsafe_tags_are_refused() -> None:
+    with pytest.raises(InputError) as caught:
+        load_yaml_text("a: !!python/object/apply:os.system ['echo hi']\n", "p.yml")
+    assert str(caught.value).startswith("p.yml:1:4:")
+
+
+def test_merge_keys_still_work() -> None:
+    data = load_yaml_text("base: &b {x: 1}\nnode:\n  <<: *b\n  y: 2\n")
+    assert data["node"] == {"x": 1, "y": 2}
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.yml:1:1: file not found \(an existing file\)"):
+        load_yaml(tmp_path / "nope.yml")
+    with pytest.raises(InputError, match="is a directory"):
+        load_yaml(tmp_path)
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yml"
+    path.write_bytes(b"a: caf\xe9\n")
+    with pytest.raises(InputError, match="not UTF-8 text"):
+        load_yaml(path)
+
+
+def test_check_keys_suggests_the_closest() -> None:
+    data = load_yaml_text("nmae: x\n", "p.yml")
+    with pytest.raises(InputError) as caught:
+        check_keys(data, ["name", "hosts"], "the playbook")
+    assert str(caught.value) == (
+        "p.yml:1:1: unknown key 'nmae' in the playbook; did you mean 'name'? "
+        "(one of: name, hosts)"
+    )
+    with pytest.raises(InputError, match="missing required key 'hosts'"):
+        check_keys(load_yaml_text("name: x\n", "p.yml"), ["name", "hosts"], "x", ["hosts"])
+    assert did_you_mean("zzz", ["name"]) == ""
