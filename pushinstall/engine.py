@@ -1,0 +1,262 @@
+"""The fleet executor: hosts fanned out with asyncio over a thread pool, in `serial` batches.
+
+- At most `forks` hosts in flight (options beat the playbook's `settings.forks`); each host's
+  pipeline (engine_host.py) runs in a worker thread, since transports are synchronous.
+- `serial` (a number, a percentage, or a list like `[1, 10, "25%"]`, the last size repeating)
+  splits the hosts into batches run one after the other. After each batch, like Ansible: more
+  than `max_fail_percentage` of the batch failed or unreachable, or any at all with
+  `any_errors_fatal`, and no later batch starts. Hosts that never started end `skipped`.
+- Ctrl-C (SIGINT, in the main thread) stops launching hosts; hosts in flight finish their
+  current step and stop; the summary still comes out, exit code 130. A second Ctrl-C aborts.
+- A host past `settings.host_timeout` (+ a grace) is given up on as `failed`.
+
+Exit codes: 130 interrupted; 2 a host failed (or drifted, in check); 4 a host unreachable and
+none failed; 0 otherwise (`reboot_pending` is a warning shown in the recap, not a failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pushinstall import events
+from pushinstall.engine_host import HostOutcome, HostPipeline, TransportFactory
+from pushinstall.engine_support import Backoff
+from pushinstall.errors import EXIT_HOST_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNREACHABLE
+from pushinstall.inventory import Host
+from pushinstall.playbook import Playbook
+
+FAILING = {events.FAILED, events.UNREACHABLE}
+HOST_TIMEOUT_GRACE = 30.0
+
+
+@dataclass
+class RunOptions:
+    """How to run: `mode` run|check; `check_mode` (run --check) and check both change nothing
+    unless `remediate`; `forks` None means the playbook's; `diff` shows diffs of changes."""
+
+    mode: str = "run"
+    check_mode: bool = False
+    remediate: bool = False
+    forks: int | None = None
+    diff: bool = False
+    verbose: int = 0
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    limit: str | None = None
+    run_id: str = ""
+    backoff: Backoff = field(default_factory=Backoff)
+
+    @property
+    def changes_nothing(self) -> bool:
+        """True when hosts are only gathered and planned."""
+        return (self.mode == "check" or self.check_mode) and not self.remediate
+
+
+@dataclass
+class RunSummary:
+    """A finished run: each host's outcome (inventory order), totals per status, exit code."""
+
+    run_id: str
+    hosts: dict[str, HostOutcome]
+    totals: dict[str, int]
+    exit_code: int
+    interrupted: bool = False
+    duration: float = 0.0
+
+
+def batch_sizes(serial: list[int | str], total: int) -> list[int]:
+    """Ansible's `serial`: sizes as given, percentages of `total` (at least 1), the last size
+    repeating until every host is placed."""
+    if not serial:
+        return [total] if total else []
+    sizes: list[int] = []
+    for item in serial:
+        if isinstance(item, str) and item.strip().endswith("%"):
+            size = math.floor(total * float(item.strip()[:-1]) / 100)
+        else:
+            size = int(item)
+        sizes.append(max(size, 1))
+    out: list[int] = []
+    placed = 0
+    index = 0
+    while placed < total:
+        size = min(sizes[min(index, len(sizes) - 1)], total - placed)
+        out.append(size)
+        placed += size
+        index += 1
+    return out
+
+
+def exit_code_for(statuses: list[str], interrupted: bool = False) -> int:
+    """The run's exit code from the hosts' final statuses."""
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if any(s in (events.FAILED, events.DRIFTED) for s in statuses):
+        return EXIT_HOST_FAILED
+    if events.UNREACHABLE in statuses:
+        return EXIT_UNREACHABLE
+    return EXIT_OK
+
+
+class _Bus:
+    """Hands events to every sink, one at a time (events come from many threads)."""
+
+    def __init__(self, sinks: list[events.Sink]) -> None:
+        self.sinks = sinks
+        self.lock = threading.Lock()
+
+    def emit(self, event: events.Event) -> None:
+        with self.lock:
+            for sink in self.sinks:
+                with contextlib.suppress(Exception):  # a broken sink must not stop the run
+                    sink.emit(event)
+
+
+class _Interrupt:
+    """First SIGINT sets the flag; the previous handler comes back for a second one."""
+
+    def __init__(self) -> None:
+        self.flag = threading.Event()
+        self.previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.flag.set()
+        signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _default_factory() -> TransportFactory:
+    from pushinstall.transports.factory import open_transport
+
+    return open_transport
+
+
+class _Fleet:
+    def __init__(self, hosts: list[Host], playbook: Playbook, options: RunOptions,
+                 bus: _Bus, factory: TransportFactory, interrupt: _Interrupt) -> None:
+        self.hosts = hosts
+        self.playbook = playbook
+        self.options = options
+        self.bus = bus
+        self.factory = factory
+        self.interrupt = interrupt
+        self.forks = max(1, options.forks or playbook.settings.forks)
+        self.outcomes: dict[str, HostOutcome] = {}
+
+    def _pipeline(self, host: Host) -> Callable[[], HostOutcome]:
+        pipeline = HostPipeline(
+            host, self.playbook, check=self.options.changes_nothing,
+            extra_vars=self.options.extra_vars, emit=self.bus.emit,
+            transport_factory=self.factory, backoff=self.options.backoff,
+            stop_requested=self.interrupt.flag.is_set, diff=self.options.diff,
+        )
+        return pipeline.run
+
+    async def _one(self, host: Host, pool: ThreadPoolExecutor, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            if self.interrupt.flag.is_set():
+                return
+            loop = asyncio.get_running_loop()
+            limit = self.playbook.settings.host_timeout
+            try:
+                outcome = await asyncio.wait_for(
+                    loop.run_in_executor(pool, self._pipeline(host)),
+                    timeout=limit + HOST_TIMEOUT_GRACE if limit and limit > 0 else None,
+                )
+            except asyncio.TimeoutError:
+                outcome = HostOutcome(host.name, events.FAILED,
+                                      f"gave up after the host deadline ({limit:g}s)")
+                self.bus.emit(events.HostFinished(host=host.name, status=outcome.status,
+                                                  message=outcome.message))
+            self.outcomes[host.name] = outcome
+
+    def _batch_failed(self, batch: list[Host]) -> str:
+        failed = sum(1 for h in batch
+                     if h.name in self.outcomes and self.outcomes[h.name].status in FAILING)
+        settings = self.playbook.settings
+        if failed and settings.any_errors_fatal:
+            return f"any_errors_fatal: {failed} host(s) failed"
+        limit = settings.max_fail_percentage
+        if limit is not None and batch and failed * 100 / len(batch) > limit:
+            return (f"max_fail_percentage {limit:g}% exceeded: {failed} of {len(batch)} "
+                    f"host(s) in the batch failed")
+        return ""
+
+    async def run(self) -> str:
+        """Run every batch; return why the run stopped early ("" when it did not)."""
+        gate = asyncio.Semaphore(self.forks)
+        with ThreadPoolExecutor(max_workers=self.forks,
+                                thread_name_prefix="pushinstall-host") as pool:
+            start = 0
+            for size in batch_sizes(self.playbook.settings.serial, len(self.hosts)):
+                batch = self.hosts[start:start + size]
+                start += size
+                await asyncio.gather(*(self._one(h, pool, gate) for h in batch))
+                if self.interrupt.flag.is_set():
+                    return "interrupted"
+                reason = self._batch_failed(batch)
+                if reason:
+                    return reason
+        return ""
+
+
+def run_fleet(
+    hosts: list[Host],
+    playbook: Playbook,
+    options: RunOptions,
+    sinks: list[events.Sink],
+    transport_factory: TransportFactory | None = None,
+) -> RunSummary:
+    """Run `playbook` on `hosts`; every event goes to `sinks`, which are closed at the end."""
+    started = time.monotonic()
+    run_id = options.run_id or time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    bus = _Bus(sinks)
+    mode = "check" if options.mode == "check" or options.check_mode else "run"
+    bus.emit(events.RunStarted(run_id=run_id, mode=mode, playbook=playbook.path or playbook.name,
+                               hosts=[h.name for h in hosts]))
+    try:
+        with _Interrupt() as interrupt:
+            fleet = _Fleet(hosts, playbook, options, bus,
+                           transport_factory or _default_factory(), interrupt)
+            stopped = asyncio.run(fleet.run())
+        interrupted = interrupt.flag.is_set()
+        outcomes: dict[str, HostOutcome] = {}
+        for host in hosts:
+            outcome = fleet.outcomes.get(host.name)
+            if outcome is None:
+                outcome = HostOutcome(host.name, events.SKIPPED, f"not started: {stopped}")
+                bus.emit(events.HostFinished(host=host.name, status=outcome.status,
+                                             message=outcome.message))
+            outcomes[host.name] = outcome
+        totals: dict[str, int] = {}
+        for outcome in outcomes.values():
+            totals[outcome.status] = totals.get(outcome.status, 0) + 1
+        summary = RunSummary(
+            run_id=run_id, hosts=outcomes, totals=totals,
+            exit_code=exit_code_for([o.status for o in outcomes.values()], interrupted),
+            interrupted=interrupted, duration=time.monotonic() - started,
+        )
+        bus.emit(events.RunFinished(run_id=run_id, totals=totals, exit_code=summary.exit_code,
+                                    duration=summary.duration, interrupted=interrupted))
+        return summary
+    finally:
+        for sink in sinks:
+            with contextlib.suppress(Exception):
+                sink.close()

@@ -1,0 +1,411 @@
+"""One host's pipeline: connect -> gather -> plan -> apply -> (reboot) -> verify.
+
+Runs synchronously in a worker thread (transports are synchronous); `engine.run_fleet` runs
+many at once. Every outcome leaves as an event; secrets are masked before an event is made.
+
+Rules a caller may rely on:
+- gather and verify each cost ONE `batch` call carrying ONE `facts` request (plus any
+  `script` probes); a step whose plan is not `ok` is probed again (one call) right before its
+  apply when an earlier step changed the host, like DSC's Test before Set;
+- check mode sends nothing but the gather;
+- only transient errors are retried, and an apply is re-run only when every op it sent is
+  idempotent;
+- a failed step ends the host: later steps are not run.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from pushinstall import events
+from pushinstall.conditions import evaluate_when
+from pushinstall.engine_support import (
+    Backoff,
+    Deadline,
+    HostAbort,
+    StepContext,
+    collect_secrets,
+    expected_found,
+    retrying,
+)
+from pushinstall.errors import HostError, InputError, PushinstallError, TransportError
+from pushinstall.inventory import Host
+from pushinstall.playbook import Playbook, Step
+from pushinstall.remote.ops import batch, is_idempotent, request, result_of
+from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, Plan, Probe
+from pushinstall.secret import Redactor
+from pushinstall.transports.base import Transport
+
+TransportFactory = Callable[[Host], Transport]
+Emit = Callable[[events.Event], None]
+NO_LOG = "(output hidden: no_log)"
+OS_PROBE = "_os"
+
+
+@dataclass
+class HostOutcome:
+    """How one host ended: final status, per-step statuses, per-status counts."""
+
+    name: str
+    status: str = events.OK
+    message: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, str] = field(default_factory=dict)
+    duration: float = 0.0
+
+
+@dataclass
+class _StepState:
+    index: int
+    step: Step
+    module: ModuleType | None = None
+    args: dict[str, Any] | None = None
+    error: str = ""
+    probes: list[Probe] = field(default_factory=list)
+    found: dict[str, Any] = field(default_factory=dict)
+    plan: Plan | None = None
+    skipped: bool = False
+
+
+class HostPipeline:
+    """The per-host pipeline. `run()` never raises for a host problem: it returns an outcome."""
+
+    def __init__(
+        self,
+        host: Host,
+        playbook: Playbook,
+        *,
+        check: bool,
+        extra_vars: dict[str, Any],
+        emit: Emit,
+        transport_factory: TransportFactory,
+        backoff: Backoff,
+        stop_requested: Callable[[], bool] = lambda: False,
+        diff: bool = True,
+    ) -> None:
+        self.host = host
+        self.playbook = playbook
+        self.settings = playbook.settings
+        self.check = check
+        self.extra_vars = extra_vars
+        self._emit = emit
+        self.factory = transport_factory
+        self.backoff = backoff
+        self.stop_requested = stop_requested
+        self.show_diff = diff
+        self.redactor = Redactor()
+        self.transport: Transport | None = None
+        self.deadline = Deadline(self.settings.host_timeout)
+        self.outcome = HostOutcome(host.name)
+        self.os_fact: dict[str, Any] = {}
+        self.variables: dict[str, Any] = {}
+        self.changed_host = False
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        return self.redactor.redact(text)
+
+    def _record(self, state: _StepState, status: str, diff: str = "", message: str = "",
+                duration: float = 0.0) -> None:
+        previous = self.outcome.steps.get(state.step.name)
+        if previous:
+            self.outcome.counts[previous] -= 1
+        self.outcome.steps[state.step.name] = status
+        self.outcome.counts[status] = self.outcome.counts.get(status, 0) + 1
+        if state.step.no_log:
+            diff, message = "", NO_LOG if message or diff else ""
+        elif not self.show_diff and status not in (events.FAILED, events.DRIFTED):
+            diff = ""
+        self._emit(events.StepResult(
+            host=self.host.name, step=state.step.name, status=status,
+            diff=self._redact(diff), message=self._redact(message), duration=duration,
+        ))
+
+    def _connect(self) -> Transport:
+        def attempt() -> Transport:
+            transport = self.factory(self.host)
+            try:
+                transport.open()
+            except BaseException:
+                transport.close()
+                raise
+            return transport
+
+        return retrying(self.settings.retries, self.backoff, self.deadline)(attempt)
+
+    def _call(self, req: dict[str, Any], timeout: float | None = None) -> Any:
+        """Send `req`; retry transient errors only when it is idempotent."""
+        assert self.transport is not None
+        transport = self.transport
+        limit = self.deadline.bound(timeout)
+        if is_idempotent(req):
+            answer = retrying(self.settings.retries, self.backoff, self.deadline)(
+                lambda: transport.call(req, timeout=limit))
+        else:
+            answer = transport.call(req, timeout=limit)
+        return result_of(answer, self.host.name)
+
+    # ---- phases ---------------------------------------------------------------------------
+
+    def _prepare(self) -> list[_StepState]:
+        from pushinstall.playbook import host_variables, render_step
+        from pushinstall.resources import RESOURCE_TYPES
+
+        self.variables = host_variables(self.host, self.playbook, self.extra_vars)
+        collect_secrets(self.redactor, self.variables, self.host.connection.password)
+        states = []
+        for index, step in enumerate(self.playbook.steps):
+            state = _StepState(index, step, module=RESOURCE_TYPES.get(step.type))
+            try:
+                if state.module is None:
+                    raise InputError(f"unknown resource type '{step.type}'")
+                state.args = render_step(step, self.variables)
+                collect_secrets(self.redactor, state.args)
+                state.probes = list(state.module.probes(state.args))
+            except PushinstallError as error:
+                state.error = str(error)
+            states.append(state)
+        return states
+
+    def _probe(self, states: list[_StepState]) -> None:
+        """ONE batch: one `facts` request for every query, plus the script probes."""
+        queries: list[dict[str, Any]] = [{"id": OS_PROBE, "kind": "os"}]
+        scripts: list[tuple[_StepState, Probe]] = []
+        for state in states:
+            for probe in state.probes:
+                if probe.query is not None:
+                    queries.append({**probe.query, "id": f"{state.index}:{probe.id}"})
+                elif probe.request is not None:
+                    scripts.append((state, probe))
+        requests = [request("facts", queries=queries)] + [p.request for _, p in scripts]
+        # Probes never change the host (base.Probe's contract), so the batch is safe to resend.
+        answers = retrying(self.settings.retries, self.backoff, self.deadline)(
+            lambda: self._send_probe_batch(requests))
+        facts = result_of(answers[0], self.host.name)
+        if isinstance(facts.get(OS_PROBE), dict) and "error" not in facts[OS_PROBE]:
+            self.os_fact = facts[OS_PROBE]
+        for state in states:
+            state.found = {
+                probe.id: facts.get(f"{state.index}:{probe.id}")
+                for probe in state.probes if probe.query is not None
+            }
+        for (state, probe), answer in zip(scripts, answers[1:], strict=True):
+            state.found[probe.id] = (
+                answer.get("result") if answer.get("ok") else {"error": answer.get("error")}
+            )
+
+    def _send_probe_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assert self.transport is not None
+        answer = self.transport.call(batch(requests), timeout=self.deadline.bound(None))
+        result = result_of(answer, self.host.name)
+        if not isinstance(result, list) or len(result) != len(requests):
+            raise HostError("the batch answer does not hold one answer per request",
+                            host=self.host.name)
+        return result
+
+    def _plan(self, state: _StepState) -> None:
+        assert state.module is not None and state.args is not None
+        try:
+            state.plan = state.module.plan(state.args, state.found)
+        except Exception as error:  # a resource bug must not take the fleet down
+            state.error = f"plan failed: {type(error).__name__}: {error}"
+
+    def _facts_for_when(self, states: list[_StepState]) -> dict[str, Any]:
+        return {"os": self.os_fact, "steps": {s.step.name: s.found for s in states}}
+
+    def _decide(self, states: list[_StepState]) -> None:
+        when_facts = self._facts_for_when(states)
+        for state in states:
+            if state.step.when:
+                try:
+                    state.skipped = not evaluate_when(state.step.when, self.variables,
+                                                      when_facts)
+                except InputError as error:
+                    state.error = str(error)
+                    continue
+            if not state.skipped and not state.error:
+                self._plan(state)
+
+    # ---- apply ----------------------------------------------------------------------------
+
+    def _apply(self, state: _StepState) -> Applied:
+        assert state.module is not None and state.args is not None
+        step_deadline = Deadline(state.step.timeout or self.settings.step_timeout)
+        retries = state.step.retries if state.step.retries is not None else self.settings.retries
+        attempt = 0
+        while True:
+            ctx = StepContext(self, step_deadline)
+            try:
+                return state.module.apply(state.args, ctx)
+            except HostError as error:
+                safe = all(is_idempotent(request(op)) for op in ctx.sent)
+                if not (error.transient and safe and attempt < retries) or self.deadline.expired:
+                    raise
+                attempt += 1
+                ctx.log(f"transient error, retry {attempt}/{retries}: {error}")
+                time.sleep(self.backoff.delay(attempt))
+
+    def _run_step(self, state: _StepState, states: list[_StepState]) -> str:
+        """Apply one planned step; return `next`, `stop` or `reboot_pending`."""
+        plan = state.plan
+        assert plan is not None
+        if plan.status != OK and self.changed_host:
+            self._probe([state])
+            self._plan(state)
+            if state.error:
+                self._record(state, events.FAILED, message=state.error)
+                return "stop"
+            plan = state.plan
+            assert plan is not None
+        if plan.status == OK:
+            self._record(state, events.OK, message=plan.reason)
+            return "next"
+        if plan.status == FAIL:
+            self._record(state, events.FAILED, plan.diff, plan.reason or "not in desired state")
+            return "stop"
+        started = time.monotonic()
+        try:
+            applied = self._apply(state)
+        except HostError as error:
+            self._record(state, events.FAILED, plan.diff, error.message,
+                         time.monotonic() - started)
+            return "stop"
+        except Exception as error:  # a resource bug: this host fails, the fleet goes on
+            detail = traceback.format_exception_only(type(error), error)[-1].strip()
+            self._record(state, events.FAILED, plan.diff, f"internal error: {detail}")
+            return "stop"
+        duration = time.monotonic() - started
+        if applied.failed:
+            self._record(state, events.FAILED, plan.diff, applied.message, duration)
+            return "stop"
+        if applied.changed:
+            self.changed_host = True
+        status = events.CHANGED if applied.changed else events.OK
+        self._record(state, status, plan.diff if applied.changed else "", applied.message,
+                     duration)
+        if applied.reboot:
+            from pushinstall.engine_reboot import reboot_host
+
+            return reboot_host(self, state.step, state.args or {})
+        return "next"
+
+    def _verify(self, states: list[_StepState]) -> None:
+        """ONE batch re-probes every changed step; a step still not ok is failed."""
+        changed = [s for s in states
+                   if self.outcome.steps.get(s.step.name) == events.CHANGED
+                   and s.plan is not None and s.plan.verifiable]
+        if not changed:
+            return
+        self._probe(changed)
+        for state in changed:
+            self._plan(state)
+            plan = state.plan
+            if state.error:
+                self._record(state, events.FAILED, message=f"verify: {state.error}")
+            elif plan is not None and plan.status != OK:
+                self._record(state, events.FAILED, plan.diff,
+                             f"verify: {expected_found(plan.diff) or plan.reason}")
+
+    # ---- the whole host -------------------------------------------------------------------
+
+    def _finish_status(self, forced: str | None) -> str:
+        statuses = set(self.outcome.steps.values())
+        if forced == events.FAILED or events.FAILED in statuses:
+            return events.FAILED
+        if self.check:
+            return events.DRIFTED if events.DRIFTED in statuses else events.COMPLIANT
+        if forced:
+            return forced
+        return events.CHANGED if events.CHANGED in statuses else events.OK
+
+    def _check_mode(self, states: list[_StepState]) -> None:
+        for state in states:
+            if state.skipped:
+                self._record(state, events.SKIPPED)
+            elif state.error:
+                self._record(state, events.FAILED, message=state.error)
+            elif state.plan is not None:
+                drift = state.plan.status in (CHANGE, FAIL)
+                self._record(state, events.DRIFTED if drift else events.OK, state.plan.diff,
+                             state.plan.reason)
+
+    def _run_mode(self, states: list[_StepState]) -> str | None:
+        for position, state in enumerate(states):
+            if self.stop_requested():
+                self.outcome.message = f"interrupted before step '{state.step.name}'"
+                return events.FAILED
+            if self.deadline.expired:
+                self.outcome.message = (f"host deadline ({self.settings.host_timeout:g}s) passed "
+                                        f"before step '{state.step.name}'")
+                return events.FAILED
+            if state.skipped:
+                self._record(state, events.SKIPPED)
+                continue
+            if state.error:
+                self._record(state, events.FAILED, message=state.error)
+                return None
+            result = self._run_step(state, states)
+            if result == "stop":
+                return None
+            if result == events.REBOOT_PENDING:
+                for later in states[position + 1:]:
+                    self._record(later, events.SKIPPED, message="after reboot: stop")
+                return events.REBOOT_PENDING
+        self._verify(states)
+        return None
+
+    def run(self) -> HostOutcome:
+        """Do everything for this host; return how it ended."""
+        started = time.monotonic()
+        self._emit(events.HostStarted(host=self.host.name))
+        forced: str | None = None
+        try:
+            states = self._prepare()
+            self.transport = self._connect()
+        except TransportError as error:
+            forced = events.UNREACHABLE
+            self.outcome.message = self._redact(str(error))
+            self.outcome.counts = {events.UNREACHABLE: 1}
+        except PushinstallError as error:
+            forced = events.FAILED
+            self.outcome.message = self._redact(str(error))
+        if forced is None:
+            forced = self._work(states)
+        self.outcome.status = (forced if forced == events.UNREACHABLE
+                               else self._finish_status(forced))
+        self.outcome.duration = time.monotonic() - started
+        self._emit(events.HostFinished(
+            host=self.host.name, status=self.outcome.status, counts=dict(self.outcome.counts),
+            message=self.outcome.message, duration=self.outcome.duration,
+        ))
+        return self.outcome
+
+    def _work(self, states: list[_StepState]) -> str | None:
+        try:
+            self._probe([s for s in states if not s.error])
+            self._decide(states)
+            if self.check:
+                self._check_mode(states)
+                return None
+            return self._run_mode(states)
+        except HostAbort as abort:
+            self.outcome.message = self._redact(abort.message)
+            return abort.status
+        except TransportError as error:
+            self.outcome.message = self._redact(str(error))
+            if not self.outcome.steps:
+                self.outcome.counts = {events.UNREACHABLE: 1}
+                return events.UNREACHABLE
+            return events.FAILED
+        except HostError as error:
+            self.outcome.message = self._redact(str(error))
+            return events.FAILED
+        finally:
+            if self.transport is not None:
+                self.transport.close()

@@ -1,0 +1,90 @@
+"""The console sink: plain lines while the run goes, then the recap.
+
+Lines (cron-friendly, one event a line, host first):
+
+    web01  step 'Install Mobility service'  changed
+    web01  step 'Service svagents'  failed: service 'svagents': expected Running, found Stopped
+    db01   unreachable: db01: connection refused (hint: ...)
+
+Always shown: changed, failed and drifted steps, reboots, hosts that end failed, unreachable or
+reboot_pending. With `verbose` >= 1 also ok and skipped steps and every host's start and end.
+With `diff` a change's diff follows its line, indented. The recap, one line per host:
+
+    web01  ok=5 changed=2 failed=0 unreachable=0 skipped=1  changed
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from pushinstall import events
+
+QUIET_STEPS = {events.OK, events.SKIPPED}
+LOUD_HOSTS = {events.FAILED, events.UNREACHABLE, events.REBOOT_PENDING, events.DRIFTED}
+RECAP_COLUMNS = (events.OK, events.CHANGED, events.FAILED, events.UNREACHABLE, events.SKIPPED)
+
+
+class ConsoleSink:
+    """Writes plain lines to `stream` (stdout by default)."""
+
+    def __init__(self, stream: TextIO | None = None, verbose: int = 0, diff: bool = False) -> None:
+        self.stream = stream or sys.stdout
+        self.verbose = verbose
+        self.diff = diff
+        self.mode = "run"
+        self.width = 0
+        self.finished: dict[str, events.HostFinished] = {}
+
+    def _line(self, host: str, text: str) -> None:
+        self.stream.write(f"{host.ljust(self.width)}  {text}\n")
+
+    def emit(self, event: events.Event) -> None:
+        """Print what this event says, if it is worth a line at this verbosity."""
+        if isinstance(event, events.RunStarted):
+            self.mode = event.mode
+            self.width = max((len(h) for h in event.hosts), default=0)
+            self.stream.write(f"{event.mode} {event.playbook} on {len(event.hosts)} host(s)"
+                              f"  [{event.run_id}]\n")
+        elif isinstance(event, events.HostStarted):
+            if self.verbose:
+                self._line(event.host, "started")
+        elif isinstance(event, events.StepResult):
+            self._step(event)
+        elif isinstance(event, events.RebootEvent):
+            self._line(event.host, f"rebooted for step '{event.step}' ({event.duration:.1f}s)")
+        elif isinstance(event, events.HostFinished):
+            self.finished[event.host] = event
+            if self.verbose or event.status in LOUD_HOSTS:
+                text = event.status + (f": {event.message}" if event.message else "")
+                self._line(event.host, text)
+        elif isinstance(event, events.RunFinished):
+            self._recap(event)
+        self.stream.flush()
+
+    def _step(self, event: events.StepResult) -> None:
+        if event.status in QUIET_STEPS and not self.verbose:
+            return
+        text = f"step '{event.step}'  {event.status}"
+        if event.message and (event.status not in QUIET_STEPS or self.verbose > 1):
+            text += f": {event.message}"
+        self._line(event.host, text)
+        show_diff = self.diff or event.status in (events.FAILED, events.DRIFTED)
+        if show_diff and event.diff:
+            for line in event.diff.splitlines():
+                self.stream.write(f"{' ' * (self.width + 4)}{line}\n")
+
+    def _recap(self, event: events.RunFinished) -> None:
+        columns = RECAP_COLUMNS + ((events.DRIFTED,) if self.mode == "check" else ())
+        self.stream.write("\nRECAP\n")
+        for host, finished in self.finished.items():
+            counts = " ".join(f"{c}={finished.counts.get(c, 0)}" for c in columns)
+            self._line(host, f"{counts}  {finished.status}")
+        totals = ", ".join(f"{n} {s}" for s, n in sorted(event.totals.items()))
+        tail = "  (interrupted)" if event.interrupted else ""
+        self.stream.write(f"{len(self.finished)} host(s): {totals or 'none'} in "
+                          f"{event.duration:.1f}s, exit {event.exit_code}{tail}\n")
+
+    def close(self) -> None:
+        """Flush the stream (it is not ours to close)."""
+        self.stream.flush()
