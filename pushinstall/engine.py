@@ -73,6 +73,11 @@ class RunSummary:
     duration: float = 0.0
 
 
+def new_run_id() -> str:
+    """A sortable, unique run id: `20261126T181021-1a2b3c`."""
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
 def batch_sizes(serial: list[int | str], total: int) -> list[int]:
     """Ansible's `serial`: sizes as given, percentages of `total` (at least 1), the last size
     repeating until every host is placed."""
@@ -226,7 +231,7 @@ def run_fleet(
 ) -> RunSummary:
     """Run `playbook` on `hosts`; every event goes to `sinks`, which are closed at the end."""
     started = time.monotonic()
-    run_id = options.run_id or time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = options.run_id or new_run_id()
     bus = _Bus(sinks)
     mode = "check" if options.mode == "check" or options.check_mode else "run"
     bus.emit(events.RunStarted(run_id=run_id, mode=mode, playbook=playbook.path or playbook.name,

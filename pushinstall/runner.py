@@ -1,0 +1,136 @@
+"""What `pushinstall run`, `check` and `install` do between parsing options and exiting.
+
+Load the inventory and the playbook, select hosts, build the sinks, run the fleet, return the
+exit code. Every run leaves its JSONL log in `<state dir>/runs/<run_id>.jsonl` (flushed per
+event, so a killed run keeps what happened) and a row in the history database.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pushinstall
+from pushinstall.engine import RunOptions, new_run_id, run_fleet
+from pushinstall.errors import InputError
+from pushinstall.events import Sink
+from pushinstall.inventory import Connection, Host
+from pushinstall.playbook import Playbook
+from pushinstall.report.console import ConsoleSink
+from pushinstall.report.jsonl import JsonlSink
+from pushinstall.secret import Secret
+
+SHIPPED_PLAYBOOK = "asr-mobility.yml"
+
+
+def state_dir() -> Path:
+    """The state dir (lab hosts, run logs, history): the lab's rule, one rule for all."""
+    from pushinstall.lab import default_state_dir
+
+    return Path(default_state_dir())
+
+
+def build_sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
+    """Console, the run's own JSONL log, `--jsonl`, `--report-dir` files, and the history."""
+    from pushinstall.report.files import ReportFiles
+    from pushinstall.report.history import History, history_path
+
+    state = state_dir()
+    sinks: list[Sink] = [
+        ConsoleSink(verbose=int(options.get("verbose") or 0), diff=bool(options.get("diff"))),
+        JsonlSink(state / "runs" / f"{run_id}.jsonl"),
+    ]
+    if options.get("jsonl_path"):
+        sinks.append(JsonlSink(options["jsonl_path"]))
+    if options.get("report_dir"):
+        sinks.append(ReportFiles(options["report_dir"]))
+    sinks.append(History(history_path(state)))
+    return sinks
+
+
+def _run(hosts: list[Host], playbook: Playbook, run_options: RunOptions,
+         options: dict[str, Any]) -> int:
+    run_options.run_id = run_options.run_id or new_run_id()
+    summary = run_fleet(hosts, playbook, run_options, build_sinks(run_options.run_id, options))
+    return summary.exit_code
+
+
+def run_command(mode: str, options: dict[str, Any]) -> int:
+    """`pushinstall run` / `pushinstall check` with the CLI's options; returns the exit code."""
+    from pushinstall.inventory import load_inventory, select_hosts
+    from pushinstall.playbook import load_playbook, parse_extra_vars
+
+    extra_vars = parse_extra_vars(list(options.get("extra_vars") or []))
+    inventory = load_inventory(list(options["inventories"]))
+    playbook = load_playbook(options["playbook"], extra_vars)
+    hosts = select_hosts(inventory, playbook.hosts, options.get("limit"),
+                         pattern_location=getattr(playbook, "hosts_location", None))
+    run_options = RunOptions(
+        mode=mode,
+        check_mode=bool(options.get("check_mode")),
+        remediate=bool(options.get("remediate")),
+        forks=options.get("forks"),
+        diff=bool(options.get("diff")),
+        verbose=int(options.get("verbose") or 0),
+        extra_vars=extra_vars,
+        limit=options.get("limit"),
+    )
+    return _run(hosts, playbook, run_options, options)
+
+
+def shipped_playbook() -> Path:
+    """`playbooks/asr-mobility.yml`: beside the package (checkout) or inside it (package data)."""
+    package = Path(pushinstall.__file__).resolve().parent
+    for candidate in (package / "playbooks" / SHIPPED_PLAYBOOK,
+                      package.parent / "playbooks" / SHIPPED_PLAYBOOK):
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"the shipped playbook {SHIPPED_PLAYBOOK} is missing from the installation",
+                     expected="reinstall pushinstall")
+
+
+def _install_host(options: dict[str, Any]) -> Host:
+    password = None
+    password_env = options.get("password_env") or "PUSHINSTALL_PASSWORD"
+    if os.environ.get(password_env):
+        password = Secret(os.environ[password_env], source=f"env {password_env}")
+    passphrase_path = Path(options["passphrase_file"])
+    try:
+        passphrase = passphrase_path.read_text(encoding="utf-8-sig").strip()
+    except OSError as error:
+        raise InputError(f"--passphrase-file: cannot read {passphrase_path}: {error.strerror}",
+                         expected="a readable file holding the passphrase") from None
+    if not passphrase:
+        raise InputError(f"--passphrase-file: {passphrase_path} is empty",
+                         expected="a file holding the passphrase")
+    connection = Connection(
+        transport=options.get("transport") or "psrp",
+        address=options["host"],
+        port=options.get("port"),
+        auth=options.get("auth") or "negotiate",
+        tls=not options.get("no_tls"),
+        cert_validation=not options.get("no_cert_validation"),
+        username=options.get("username"),
+        password=password,
+    )
+    host_vars: dict[str, Any] = {
+        "cs_endpoint": options["cs_endpoint"],
+        "asr_passphrase": Secret(passphrase, source=f"file {passphrase_path}"),
+        "asr_installer": options["installer"],
+    }
+    return Host(name=options["host"], vars=host_vars, connection=connection)
+
+
+def install_command(options: dict[str, Any]) -> int:
+    """`pushinstall install HOST ...`: the shipped playbook on one host, no inventory file."""
+    from pushinstall.playbook import load_playbook
+
+    host = _install_host(options)
+    playbook = load_playbook(str(shipped_playbook()), {})
+    run_options = RunOptions(
+        mode="run",
+        check_mode=bool(options.get("check_mode")),
+        verbose=int(options.get("verbose") or 0),
+    )
+    return _run([host], playbook, run_options, options)
