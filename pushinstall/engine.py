@@ -42,7 +42,8 @@ HOST_TIMEOUT_GRACE = 30.0
 @dataclass
 class RunOptions:
     """How to run: `mode` run|check; `check_mode` (run --check) and check both change nothing
-    unless `remediate`; `forks` None means the playbook's; `diff` shows diffs of changes."""
+    unless `remediate`; `forks` None means the playbook's; `diff` asks the console to show
+    each change's diff (events always carry it)."""
 
     mode: str = "run"
     check_mode: bool = False
@@ -170,7 +171,7 @@ class _Fleet:
             host, self.playbook, check=self.options.changes_nothing,
             extra_vars=self.options.extra_vars, emit=self.bus.emit,
             transport_factory=self.factory, backoff=self.options.backoff,
-            stop_requested=self.interrupt.flag.is_set, diff=self.options.diff,
+            stop_requested=self.interrupt.flag.is_set,
         )
         return pipeline.run
 

@@ -86,7 +86,6 @@ class HostPipeline:
         transport_factory: TransportFactory,
         backoff: Backoff,
         stop_requested: Callable[[], bool] = lambda: False,
-        diff: bool = True,
     ) -> None:
         self.host = host
         self.playbook = playbook
@@ -97,7 +96,6 @@ class HostPipeline:
         self.factory = transport_factory
         self.backoff = backoff
         self.stop_requested = stop_requested
-        self.show_diff = diff
         self.redactor = Redactor()
         self.transport: Transport | None = None
         self.deadline = Deadline(self.settings.host_timeout)
@@ -120,8 +118,6 @@ class HostPipeline:
         self.outcome.counts[status] = self.outcome.counts.get(status, 0) + 1
         if state.step.no_log:
             diff, message = "", NO_LOG if message or diff else ""
-        elif not self.show_diff and status not in (events.FAILED, events.DRIFTED):
-            diff = ""
         self._emit(events.StepResult(
             host=self.host.name, step=state.step.name, status=status,
             diff=self._redact(diff), message=self._redact(message), duration=duration,
@@ -376,7 +372,12 @@ class HostPipeline:
             forced = events.FAILED
             self.outcome.message = self._redact(str(error))
         if forced is None:
-            forced = self._work(states)
+            try:
+                forced = self._work(states)
+            except Exception as error:  # a bug must fail this host, not the fleet
+                detail = traceback.format_exception_only(type(error), error)[-1].strip()
+                self.outcome.message = self._redact(f"internal error: {detail}")
+                forced = events.FAILED
         self.outcome.status = (forced if forced == events.UNREACHABLE
                                else self._finish_status(forced))
         self.outcome.duration = time.monotonic() - started
