@@ -166,6 +166,8 @@ class HostPipeline:
                 state.probes = list(state.module.probes(state.args))
             except PushinstallError as error:
                 state.error = str(error)
+            except Exception as error:  # a resource bug fails this step, not the fleet
+                state.error = f"internal error: {type(error).__name__}: {error}"
             states.append(state)
         return states
 
