@@ -72,18 +72,28 @@ def _is_transient(error: BaseException) -> bool:
 def retrying(retries: int, backoff: Backoff, deadline: Deadline) -> Callable[[Callable[[], T]], T]:
     """Call a function, retrying up to `retries` times on transient errors, within `deadline`.
 
-    Anything else (bad credentials, an error answer, a bug) is raised at once.
+    Anything else (bad credentials, an error answer, a bug) is raised at once. The first try
+    runs bare: tenacity's bookkeeping is only paid once something went wrong.
     """
     def stop_at_deadline(_state: Any) -> bool:
         return deadline.expired
 
-    policy = Retrying(
-        stop=stop_after_attempt(max(retries, 0) + 1) | stop_at_deadline,
-        wait=wait_random_exponential(multiplier=backoff.initial, max=backoff.maximum),
-        retry=retry_if_exception(_is_transient),
-        reraise=True,
-    )
-    return lambda func: policy(func)
+    def call(func: Callable[[], T]) -> T:
+        try:
+            return func()
+        except HostError as error:
+            if not error.transient or retries <= 0 or deadline.expired:
+                raise
+        time.sleep(min(backoff.delay(1), deadline.remaining))
+        policy = Retrying(
+            stop=stop_after_attempt(retries) | stop_at_deadline,
+            wait=wait_random_exponential(multiplier=backoff.initial * 2, max=backoff.maximum),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        )
+        return policy(func)
+
+    return call
 
 
 def collect_secrets(redactor: Redactor, *values: Any) -> None:

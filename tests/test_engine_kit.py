@@ -10,12 +10,15 @@ Swap to `LabTransport` and `RESOURCE_TYPES` once they exist.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from jinja2 import StrictUndefined, Template, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
 
 import pushinstall.playbook
 import pushinstall.resources
@@ -214,13 +217,17 @@ def _pending_reboot() -> SimpleNamespace:
 STUB_TYPES = {"service": _service(), "package": _package(), "pending_reboot": _pending_reboot()}
 
 
-def _render_step(step: Step, variables: dict[str, Any]) -> dict[str, Any]:
-    from jinja2 import StrictUndefined, UndefinedError
-    from jinja2.sandbox import SandboxedEnvironment
+_JINJA = SandboxedEnvironment(undefined=StrictUndefined)
 
-    env = SandboxedEnvironment(undefined=StrictUndefined)
+
+@functools.lru_cache(maxsize=1024)
+def _template(text: str) -> Template:
+    return _JINJA.from_string(text)
+
+
+def _render_step(step: Step, variables: dict[str, Any]) -> dict[str, Any]:
     try:
-        return {k: env.from_string(v).render(**variables) if isinstance(v, str) else v
+        return {k: _template(v).render(**variables) if isinstance(v, str) and "{{" in v else v
                 for k, v in step.args.items()}
     except UndefinedError as error:
         raise InputError(f"step '{step.name}': {error}") from None
