@@ -25,10 +25,12 @@ SHIPPED_PLAYBOOK = "asr-mobility.yml"
 
 
 def state_dir() -> Path:
-    """The state dir (lab hosts, run logs, history): the lab's rule, one rule for all."""
-    from pushinstall.lab import default_state_dir
-
-    return Path(default_state_dir())
+    """The state dir (run logs, history, lab hosts): `PUSHINSTALL_STATE_DIR`, else
+    `$XDG_STATE_HOME/pushinstall`, else `~/.local/state/pushinstall`."""
+    if os.environ.get("PUSHINSTALL_STATE_DIR"):
+        return Path(os.environ["PUSHINSTALL_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "pushinstall"
 
 
 def build_sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:

@@ -1,0 +1,86 @@
+"""The runner: sinks (a JSONL log per run in the state dir, history), `install`'s one host.
+
+Hosts are the stand-ins of test_engine_kit.py (the transport factory, inventory and playbook
+loaders had not landed when this was written); the runner's own work is real.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from test_engine_kit import StubLab, asr_playbook, hosts, stubs  # noqa: F401
+
+import pushinstall.engine
+from pushinstall.engine import RunOptions
+from pushinstall.errors import InputError
+from pushinstall.report.history import history_path
+from pushinstall.runner import _install_host, _run, state_dir
+from pushinstall.secret import MASK, Secret
+
+
+def test_state_dir_follows_the_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PUSHINSTALL_STATE_DIR", str(tmp_path / "s"))
+    assert state_dir() == tmp_path / "s"
+    monkeypatch.delenv("PUSHINSTALL_STATE_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert state_dir() == tmp_path / "xdg" / "pushinstall"
+
+
+@pytest.mark.usefixtures("stubs")
+def test_a_run_leaves_its_jsonl_log_history_and_reports(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    lab = StubLab()
+    monkeypatch.setattr(pushinstall.engine, "_default_factory", lambda: lab.factory)
+    extra_jsonl = tmp_path / "events.jsonl"
+    options = {"jsonl_path": str(extra_jsonl), "report_dir": str(tmp_path / "reports")}
+    fleet = hosts(3, {1: {"installer_exit_code": 14}})
+    code = _run(fleet, asr_playbook(), RunOptions(run_id="r-test"), options)
+    assert code == 2
+    log = state_dir() / "runs" / "r-test.jsonl"
+    kinds = [json.loads(line)["kind"] for line in log.read_text().splitlines()]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert log.read_text() == extra_jsonl.read_text()
+    assert (tmp_path / "reports").is_dir() and any((tmp_path / "reports").iterdir())
+    with sqlite3.connect(history_path(state_dir())) as db:
+        rows = dict(db.execute("SELECT host, status FROM host_results WHERE run_id='r-test'"))
+    assert rows == {"web000": "changed", "web001": "failed", "web002": "changed"}
+    out = capsys.readouterr().out
+    assert "web001  step 'Install Mobility service'  failed" in out
+    assert "web001  ok=1 changed=0 failed=1 unreachable=0 skipped=0  failed" in out
+
+
+def test_install_host_takes_secrets_from_env_and_file(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    passphrase = tmp_path / "p.txt"
+    passphrase.write_text("\ufefflab-passphrase\n", encoding="utf-8")
+    monkeypatch.setenv("MY_PW", "Pa55word!")
+    host = _install_host({
+        "host": "web01", "cs_endpoint": "10.0.0.115", "passphrase_file": str(passphrase),
+        "installer": r"\\srv\share\ua.exe", "transport": "lab", "username": "admin",
+        "password_env": "MY_PW", "auth": "ntlm", "no_tls": True,
+    })
+    assert host.name == "web01" and host.connection.transport == "lab"
+    assert host.connection.password == Secret("Pa55word!")
+    assert host.connection.tls is False and host.connection.auth == "ntlm"
+    assert host.vars["asr_passphrase"].reveal() == "lab-passphrase"
+    assert str(host.vars["asr_passphrase"]) == MASK
+    assert host.vars["cs_endpoint"] == "10.0.0.115"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "cannot read"),
+    ("  \n", "is empty"),
+])
+def test_install_rejects_a_bad_passphrase_file(tmp_path: Path, content: str | None,
+                                               message: str) -> None:
+    path = tmp_path / "p.txt"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(InputError, match=message) as caught:
+        _install_host({"host": "h", "cs_endpoint": "x", "passphrase_file": str(path),
+                       "installer": "ua.exe"})
+    assert caught.value.exit_code == 5
