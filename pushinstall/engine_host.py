@@ -181,7 +181,8 @@ class HostPipeline:
                     queries.append({**probe.query, "id": f"{state.index}:{probe.id}"})
                 elif probe.request is not None:
                     scripts.append((state, probe))
-        requests = [request("facts", queries=queries)] + [p.request for _, p in scripts]
+        requests = [request("facts", queries=queries)]
+        requests += [p.request for _, p in scripts if p.request is not None]
         # Probes never change the host (base.Probe's contract), so the batch is safe to resend.
         answers = retrying(self.settings.retries, self.backoff, self.deadline)(
             lambda: self._send_probe_batch(requests))

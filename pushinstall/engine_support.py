@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+    wait_random_exponential,
+)
 
 from pushinstall.errors import HostError
 from pushinstall.remote.ops import request, result_of
@@ -86,7 +92,7 @@ def retrying(retries: int, backoff: Backoff, deadline: Deadline) -> Callable[[Ca
                 raise
         time.sleep(min(backoff.delay(1), deadline.remaining))
         policy = Retrying(
-            stop=stop_after_attempt(retries) | stop_at_deadline,
+            stop=stop_any(stop_after_attempt(retries), stop_at_deadline),
             wait=wait_random_exponential(multiplier=backoff.initial * 2, max=backoff.maximum),
             retry=retry_if_exception(_is_transient),
             reraise=True,
