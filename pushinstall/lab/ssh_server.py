@@ -1,0 +1,353 @@
+"""The lab's SSH endpoint: simulated Windows hosts served over real SSH on 127.0.0.1.
+
+Routing: ONE LISTENING PORT PER HOST (free ports on 127.0.0.1). The inventory then names the
+host's real address and port and a plain username, exactly as for a Windows OpenSSH server,
+and refusing connections is a real closed port. All hosts share one ed25519 host key made at
+start; `SSHLabEndpoint.known_hosts` is a known_hosts file with a `[127.0.0.1]:PORT` line per
+host, for the inventory's `known_hosts`.
+
+What a host serves:
+- password authentication for the username and password it was added with (the username is
+  compared case-insensitively, as Windows does), public key authentication when it was given
+  authorized keys;
+- exec of exactly `powershell -NoProfile -NonInteractive -Command -`: stdin is read to EOF,
+  split by `transports.ssh.split_stdin_script` into the agent line (which must carry the exact
+  `ops.agent_source()`) and the invocation line, which goes to `LabHost.handle_line`; its output
+  goes to stdout and the process exits 0. Anything else gets the error text cmd.exe or
+  PowerShell would print and no answer line;
+- SFTP, with Windows OpenSSH's path names (`/C:/Temp/x`). Uploads land in a per-host staging
+  directory on the controller and, when the client closes the file, are imported into the
+  simulated host's file system at the Windows path; the staged copy is then removed. Only
+  writing is served (the transport never reads files back).
+
+Faults (wire level, per host):
+- latency: `LabHost.latency` seconds before each exec answers;
+- refused connections: while `LabHost.connection_fault()` says `"unreachable"` (the lab var
+  `unreachable`, or the dark window after a `reboot`), the port is closed, so a connect is
+  refused; it reopens on the same port when the fault clears. After a `reboot` answer the
+  host's open connections are dropped too, as a restarting machine drops them;
+- bad credentials: `connection_fault() == "bad_credentials"` fails every authentication;
+- dropped connection mid-response: for each op named in `drop_connection_on` (`add_host`), the
+  op runs on the host, half of its output is sent, then the connection is aborted.
+
+Counters per host (`counters(name)`): connections, requests (exec channels and SFTP sessions),
+bytes in (stdin and SFTP writes) and bytes out (stdout and stderr).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PureWindowsPath
+from typing import Any, Protocol
+
+import asyncssh
+
+from pushinstall.remote import ops
+from pushinstall.transports.ssh import POWERSHELL_COMMAND, LoopThread, split_stdin_script
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+DARK_POLL_S = 0.1
+NOT_POWERSHELL = (
+    "'{command}' is not recognized as an internal or external command,\r\n"
+    "operable program or batch file.\r\n"
+)
+
+
+class LabHostLike(Protocol):
+    """What the endpoint needs from a `pushinstall.lab.LabHost`."""
+
+    name: str
+
+    @property
+    def latency(self) -> float: ...
+
+    def handle_line(self, command: str) -> str: ...
+
+    def connection_fault(self) -> str | None: ...
+
+    def import_file(self, path: str, data: bytes) -> None: ...
+
+
+@dataclass
+class HostCounters:
+    """Traffic one host has seen on the SSH endpoint."""
+
+    connections: int = 0
+    requests: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+@dataclass
+class _Served:
+    lab_host: LabHostLike
+    username: str
+    password: str
+    authorized_keys: list[asyncssh.SSHKey]
+    drop_ops: frozenset[str]
+    staging: Path
+    port: int = 0
+    acceptor: asyncssh.SSHAcceptor | None = None
+    connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
+    counters: HostCounters = field(default_factory=HostCounters)
+    waking: asyncio.Task[None] | None = None
+
+
+class SSHLabEndpoint:
+    """SSH endpoints for lab hosts, one port each, served from a background event loop.
+
+    Use as a context manager, or call `start()` and `stop()`.
+    """
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.known_hosts = work_dir / "known_hosts"
+        self._hosts: dict[str, _Served] = {}
+        self._loop: LoopThread | None = None
+        self._host_key: asyncssh.SSHKey | None = None
+
+    def __enter__(self) -> SSHLabEndpoint:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Make the host key, write an empty known_hosts file, start the event loop."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._host_key = asyncssh.generate_private_key("ssh-ed25519")
+        self.known_hosts.write_text("", encoding="utf-8")
+        self._loop = LoopThread("lab-ssh")
+
+    def stop(self) -> None:
+        """Close every listener and connection, stop the loop; safe to call twice."""
+        if self._loop is None:
+            return
+        self._loop.run(self._stop_all())
+        self._loop.stop()
+        self._loop = None
+
+    def add_host(
+        self,
+        lab_host: LabHostLike,
+        *,
+        username: str,
+        password: str,
+        authorized_keys: Iterable[asyncssh.SSHKey] = (),
+        drop_connection_on: Iterable[str] = (),
+    ) -> int:
+        """Serve `lab_host` on a new port of 127.0.0.1; returns the port."""
+        assert self._loop is not None, "start() the endpoint first"
+        if lab_host.name in self._hosts:
+            raise ValueError(f"host {lab_host.name!r} is already served")
+        served = _Served(lab_host, username, password, list(authorized_keys),
+                         frozenset(drop_connection_on), self.work_dir / "sftp" / lab_host.name)
+        self._hosts[lab_host.name] = served
+        self._loop.run(self._listen(served))
+        assert self._host_key is not None
+        key = self._host_key.export_public_key().decode("ascii").strip()
+        with self.known_hosts.open("a", encoding="utf-8") as handle:
+            handle.write(f"[{LOOPBACK}]:{served.port} {key}\n")
+        if lab_host.connection_fault() == "unreachable":
+            self._loop.run(self._go_dark(served))
+        return served.port
+
+    def address(self, name: str) -> tuple[str, int]:
+        """`(address, port)` where host `name` is served."""
+        return LOOPBACK, self._hosts[name].port
+
+    def counters(self, name: str) -> HostCounters:
+        """The live traffic counters of host `name`."""
+        return self._hosts[name].counters
+
+    # ---- listening and going dark ---------------------------------------------------------
+
+    async def _listen(self, served: _Served) -> None:
+        assert self._host_key is not None
+        served.acceptor = await asyncssh.listen(
+            LOOPBACK, served.port, reuse_address=True,
+            server_factory=lambda: _Server(self, served),
+            server_host_keys=[self._host_key],
+            process_factory=lambda process: self._session(served, process),
+            sftp_factory=lambda chan: _LabSFTP(chan, served),
+            allow_scp=False, encoding=None, config=None,
+        )
+        served.port = served.acceptor.get_port()
+
+    async def _go_dark(self, served: _Served) -> None:
+        """Close the port and drop every connection until the host's fault clears."""
+        if served.acceptor is not None:
+            served.acceptor.close()
+            served.acceptor = None
+        for conn in list(served.connections):
+            conn.abort()
+        if served.waking is None:
+            served.waking = asyncio.get_running_loop().create_task(self._wake(served))
+
+    async def _wake(self, served: _Served) -> None:
+        while served.lab_host.connection_fault() == "unreachable":
+            await asyncio.sleep(DARK_POLL_S)
+        served.waking = None
+        try:
+            await self._listen(served)
+        except OSError as exc:  # the port was taken meanwhile: the host stays unreachable
+            log.warning("lab host %s cannot listen again on port %d: %s",
+                        served.lab_host.name, served.port, exc)
+
+    async def _stop_all(self) -> None:
+        for served in self._hosts.values():
+            if served.waking is not None:
+                served.waking.cancel()
+            if served.acceptor is not None:
+                served.acceptor.close()
+            for conn in list(served.connections):
+                conn.abort()
+
+    # ---- exec ------------------------------------------------------------------------------
+
+    async def _session(self, served: _Served, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        counters = served.counters
+        counters.requests += 1
+        command = process.command or ""
+        if command.strip().lower() != POWERSHELL_COMMAND.lower():
+            message = NOT_POWERSHELL.format(command=command.split(" ")[0]).encode()
+            counters.bytes_out += len(message)
+            process.stderr.write(message)
+            process.exit(1)
+            return
+        data = await process.stdin.read()
+        counters.bytes_in += len(data)
+        if served.lab_host.latency > 0:
+            await asyncio.sleep(served.lab_host.latency)
+        output, op = await self._answer(served, data.decode("utf-8", "replace"))
+        encoded = output.encode("utf-8")
+        if op in served.drop_ops:
+            process.stdout.write(encoded[: len(encoded) // 2])
+            counters.bytes_out += len(encoded) // 2
+            await process.stdout.drain()
+            process.channel.get_connection().abort()
+            return
+        counters.bytes_out += len(encoded)
+        process.stdout.write(encoded)
+        process.exit(0)
+        if op == "reboot" and served.lab_host.connection_fault() == "unreachable":
+            await process.channel.wait_closed()
+            await self._go_dark(served)
+
+    async def _answer(self, served: _Served, script: str) -> tuple[str, str]:
+        """The host's output for one stdin script and the op it carried ("" if none)."""
+        try:
+            agent, line = split_stdin_script(script)
+        except ValueError as exc:
+            return f"The agent was not defined: {exc}\r\n", ""
+        if agent != ops.agent_source():
+            return "The agent sent is not this version's agent.ps1\r\n", ""
+        op = _op_of(line)
+        # handle_line may sleep (simulated installers): keep the loop serving other hosts.
+        output = await asyncio.get_running_loop().run_in_executor(
+            None, served.lab_host.handle_line, line)
+        return output, op
+
+
+def _op_of(line: str) -> str:
+    """The op name inside an invocation line, "" when it cannot be read."""
+    try:
+        return ops.decode_request(line.split("'")[1])["op"]
+    except (IndexError, ValueError):
+        return ""
+
+
+class _Server(asyncssh.SSHServer):
+    """Authentication and connection bookkeeping for one connection to one host."""
+
+    def __init__(self, endpoint: SSHLabEndpoint, served: _Served) -> None:
+        self._endpoint = endpoint
+        self._served = served
+        self._conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._served.connections.add(conn)
+        self._served.counters.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._served.connections.discard(self._conn)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        if self._served.lab_host.connection_fault() == "bad_credentials":
+            return False
+        return (username.lower() == self._served.username.lower()
+                and password == self._served.password)
+
+    def public_key_auth_supported(self) -> bool:
+        return bool(self._served.authorized_keys)
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if self._served.lab_host.connection_fault() == "bad_credentials":
+            return False
+        return username.lower() == self._served.username.lower() and any(
+            key.public_data == known.public_data for known in self._served.authorized_keys)
+
+
+class _LabSFTP(asyncssh.SFTPServer):
+    """SFTP writes staged on the controller, imported into the lab host when closed."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], served: _Served) -> None:
+        served.staging.mkdir(parents=True, exist_ok=True)
+        super().__init__(chan, chroot=str(served.staging).encode())
+        self._served = served
+        served.counters.requests += 1
+        self._written: dict[int, tuple[str, Path]] = {}
+
+    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> Any:
+        if not pflags & asyncssh.FXF_WRITE:
+            raise asyncssh.SFTPPermissionDenied("the lab serves SFTP uploads only")
+        windows = _windows_path(path)
+        staged = self._served.staging / windows.replace(":", "").replace("\\", "/")
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        handle = super().open(self._staged_name(staged), pflags, attrs)
+        self._written[id(handle)] = (windows, staged)
+        return handle
+
+    def _staged_name(self, staged: Path) -> bytes:
+        return b"/" + staged.relative_to(self._served.staging).as_posix().encode("utf-8")
+
+    def write(self, file_obj: object, offset: int, data: bytes) -> Any:
+        self._served.counters.bytes_in += len(data)
+        return super().write(file_obj, offset, data)
+
+    def close(self, file_obj: object) -> None:
+        super().close(file_obj)
+        windows, staged = self._written.pop(id(file_obj), ("", None))
+        if staged is None:
+            return
+        try:
+            self._served.lab_host.import_file(windows, staged.read_bytes())
+        except OSError as exc:
+            raise asyncssh.SFTPFailure(f"cannot store {windows}: {exc}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                staged.unlink()
+
+
+def _windows_path(path: bytes) -> str:
+    """`/C:/Temp/x` (Windows OpenSSH's SFTP name) -> `C:\\Temp\\x`; anything else is refused."""
+    text = path.decode("utf-8").lstrip("/")
+    windows = PureWindowsPath(text)
+    if not windows.drive or not windows.root or ".." in windows.parts:
+        raise asyncssh.SFTPNoSuchPath(f"not a drive path: {path.decode('utf-8', 'replace')}")
+    return str(windows)

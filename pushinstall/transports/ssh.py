@@ -1,0 +1,360 @@
+"""The ssh transport: asyncssh to Windows OpenSSH, PowerShell fed on stdin, SFTP for files.
+
+Each `call` opens one exec channel running `powershell -NoProfile -NonInteractive -Command -`
+and writes the script on stdin (`stdin_script`): one line that defines the agent, one line that
+invokes it. Windows PowerShell reads `-Command -` input statement by statement, like a prompt,
+and a multi-line statement (a function with blank lines in it, a brace on its own line) breaks
+there; so the agent travels as ONE line, base64 of its text handed to `[ScriptBlock]::Create`,
+dot-sourced into the session. The agent is code, so encoding it is only about the line shape;
+request values still travel as data inside the invocation line (docs/ops.md).
+
+asyncssh is asynchronous and the engine calls transports from worker threads, so each transport
+owns a private event loop in a background thread (`LoopThread`).
+
+Timeouts (from `inventory.Connection`):
+- `connect_timeout` bounds TCP connect, key exchange and authentication;
+- `read_timeout` bounds silence from the server: keepalives go out every quarter of it and the
+  connection is declared dead when they stay unanswered, so a long installer that prints nothing
+  is never cut while the server is alive (poll, don't block);
+- the `timeout` of `call` (the step's deadline) bounds one whole call;
+- `operation_timeout` is a WS-Man notion with no SSH counterpart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path, PureWindowsPath
+from typing import Any, TypeVar
+
+import asyncssh
+
+from pushinstall.errors import (
+    AuthenticationFailed,
+    HostError,
+    RemoteOpFailed,
+    TransportError,
+    TransportTimeout,
+    Unreachable,
+)
+from pushinstall.inventory import Host
+from pushinstall.remote import ops
+from pushinstall.secret import Redactor
+
+log = logging.getLogger(__name__)
+
+POWERSHELL_COMMAND = "powershell -NoProfile -NonInteractive -Command -"
+DEFAULT_PORT = 22
+SFTP_BLOCK_SIZE = 256 * 1024
+_AGENT_LINE = re.compile(
+    r"^\. \(\[ScriptBlock\]::Create\(\[Text\.Encoding\]::UTF8\.GetString\("
+    r"\[Convert\]::FromBase64String\('([A-Za-z0-9+/=]*)'\)\)\)\)$"
+)
+T = TypeVar("T")
+
+
+def stdin_script(req: dict[str, Any], agent_source: str | None = None) -> str:
+    """What the controller writes on PowerShell's stdin for `req`: agent line, invocation line."""
+    source = ops.agent_source() if agent_source is None else agent_source
+    encoded = base64.b64encode(source.encode("utf-8")).decode("ascii")
+    agent_line = (
+        ". ([ScriptBlock]::Create([Text.Encoding]::UTF8.GetString("
+        f"[Convert]::FromBase64String('{encoded}'))))"
+    )
+    # The trailing blank line makes sure PowerShell's line reader runs the last statement.
+    return f"{agent_line}\n{ops.invocation(req)}\n\n"
+
+
+def split_stdin_script(text: str) -> tuple[str, str]:
+    """Inverse of `stdin_script` (the lab's side): `(agent_source, invocation_line)`.
+
+    Raises ValueError when `text` is not exactly an agent line followed by one more line.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 2:
+        raise ValueError(f"expected an agent line and an invocation line, got {len(lines)} lines")
+    match = _AGENT_LINE.match(lines[0])
+    if match is None:
+        raise ValueError("the first line does not define the agent")
+    return base64.b64decode(match.group(1), validate=True).decode("utf-8"), lines[1]
+
+
+def sftp_path(windows_path: str) -> str:
+    """The SFTP name Windows OpenSSH gives a drive path: `C:\\Temp\\x` -> `/C:/Temp/x`."""
+    path = PureWindowsPath(windows_path)
+    if not path.drive or len(path.drive) != 2 or not path.root:
+        raise ValueError(f"not an absolute drive path: {windows_path!r}")
+    return "/" + path.as_posix()
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread; `run` executes a coroutine on it."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the loop and wait for its result (its exceptions propagate)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        """Stop the loop and join the thread; safe to call twice."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+class SSHTransport:
+    """`transports.base.Transport` over SSH to Windows OpenSSH (see the module docstring).
+
+    Password authentication when the inventory gives a password, else the user's SSH keys and
+    agent. Host keys are checked against `connection.known_hosts` (the user's default file when
+    unset) unless `connection.host_key_checking` is false. A call after a lost connection
+    reconnects first; nothing is ever re-sent by the transport itself.
+    """
+
+    def __init__(self, host: Host, redactor: Redactor | None = None) -> None:
+        self.host = host
+        self.connection = host.connection
+        self.address = self.connection.address or host.name
+        self.port = self.connection.port or DEFAULT_PORT
+        self.redactor = redactor or Redactor()
+        if self.connection.password is not None:
+            self.redactor.add(self.connection.password)
+        self._loop: LoopThread | None = None
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._agent_source: str | None = None
+
+    # ---- Transport ------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect and authenticate. The agent is sent with every call (a process per call)."""
+        if self._agent_source is None:
+            self._agent_source = ops.agent_source()
+        if self._loop is None:
+            self._loop = LoopThread(f"ssh-{self.host.name}")
+        if self._conn is None:
+            self._conn = self._loop.run(self._guard(self._connect(), "connect"))
+
+    def call(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Run `request` in a fresh PowerShell process; return its decoded answer."""
+        op = str(request.get("op", "?"))
+        script = stdin_script(request, self._agent_source)
+        output: str | None = None
+        for _ in range(2):
+            conn = self._connected()
+            assert self._loop is not None
+            output = self._loop.run(self._guard(self._run(conn, script, op, timeout), op))
+            if output is not None:
+                break
+            # The server had closed the connection before a channel opened: nothing was sent,
+            # so connecting again and sending once is not a re-send.
+            self._conn = self._sftp = None
+        if output is None:
+            raise Unreachable(f"{self.address}:{self.port} keeps closing the connection",
+                              host=self.host.name, hint="check the host's sshd and its log")
+        return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
+
+    def _connected(self) -> asyncssh.SSHClientConnection:
+        if self._conn is not None and self._conn.is_closed():
+            self._conn = self._sftp = None
+        if self._conn is None:
+            self.open()
+        assert self._conn is not None
+        return self._conn
+
+    def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
+        """Push `local` to `remote`: `file_begin`, SFTP into its temp file, `file_end`.
+
+        The target keeps the docs/ops.md contract: free space checked and parents made by
+        `file_begin`, sha256 checked and the file moved into place by `file_end`.
+        """
+        try:
+            sftp_path(remote)
+        except ValueError as exc:
+            raise RemoteOpFailed(str(exc), host=self.host.name, hint="put_file needs a path "
+                                 "like C:\\Temp\\x.exe", error_type="InvalidArgument") from None
+        size = local.stat().st_size
+        begin = ops.result_of(
+            self.call(ops.request("file_begin", destination=remote, size=size, sha256=sha256)),
+            host=self.host.name,
+        )
+        temp_path = str(begin["temp_path"])
+        started = time.monotonic()
+        assert self._loop is not None
+        try:
+            self._loop.run(self._guard(self._sftp_put(local, temp_path), "sftp put"))
+        except HostError:
+            self._remove_quietly(temp_path)
+            raise
+        elapsed = max(time.monotonic() - started, 1e-6)
+        log.debug("%s: pushed %s (%d bytes) over SFTP in %.2f s, %.1f MB/s", self.host.name,
+                  remote, size, elapsed, size / elapsed / 1e6)
+        end = self.call(
+            ops.request("file_end", temp_path=temp_path, destination=remote, sha256=sha256)
+        )
+        result: dict[str, Any] = ops.result_of(end, host=self.host.name)
+        return result
+
+    def _remove_quietly(self, path: str) -> None:
+        try:
+            self.call(ops.request("remove_file", path=path))
+        except HostError as exc:
+            log.debug("%s: could not remove %s after a failed push: %s", self.host.name, path, exc)
+
+    def close(self) -> None:
+        """Close the SFTP session, the connection and the loop; safe to call twice."""
+        if self._loop is not None:
+            if self._conn is not None:
+                conn, self._conn, self._sftp = self._conn, None, None
+                # A connection that is already gone is what close wants.
+                with contextlib.suppress(OSError, asyncssh.Error, asyncio.TimeoutError):
+                    self._loop.run(self._disconnect(conn))
+            self._loop.stop()
+            self._loop = None
+
+    # ---- on the loop ----------------------------------------------------------------------
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
+        conn = self.connection
+        read_timeout = max(conn.read_timeout, 1.0)
+        options: dict[str, Any] = {
+            "username": conn.username,
+            "known_hosts": (conn.known_hosts or ()) if conn.host_key_checking else None,
+            "connect_timeout": conn.connect_timeout,
+            "login_timeout": conn.connect_timeout,
+            "keepalive_interval": read_timeout / 4,
+            "keepalive_count_max": 3,
+            "config": None,
+        }
+        if conn.password is not None:
+            options.update(password=conn.password.reveal(), client_keys=None, agent_path=None,
+                           preferred_auth=["password", "keyboard-interactive"])
+        return await asyncssh.connect(self.address, self.port, **options)
+
+    async def _run(self, conn: asyncssh.SSHClientConnection, script: str, op: str,
+                   timeout: float | None) -> str | None:
+        """PowerShell's output for `script`; None when no channel could be opened."""
+        try:
+            process = await conn.create_process(POWERSHELL_COMMAND, encoding=None)
+        except asyncssh.ChannelOpenError:
+            if conn.is_closed():
+                return None
+            raise
+        try:
+            process.stdin.write(script.encode("utf-8"))
+            process.stdin.write_eof()
+            completed = await asyncio.wait_for(process.wait(), timeout)
+        except asyncio.TimeoutError:
+            process.close()
+            raise TransportTimeout(
+                f"no answer to '{op}' within {timeout:g} s; the target may still be running it",
+                host=self.host.name,
+                hint="raise the step's timeout, or check the target before running again",
+            ) from None
+        if completed.exit_status is None and conn.is_closed():
+            raise asyncssh.ConnectionLost("connection lost before the process exited")
+        stdout = _text(completed.stdout)
+        stderr = _text(completed.stderr)
+        return f"{stdout}\n{stderr}" if stderr.strip() else stdout
+
+    async def _sftp_put(self, local: Path, temp_path: str) -> None:
+        assert self._conn is not None
+        if self._sftp is None:
+            self._sftp = await self._conn.start_sftp_client()
+        await self._sftp.put(str(local), sftp_path(temp_path), block_size=SFTP_BLOCK_SIZE)
+
+    @staticmethod
+    async def _disconnect(conn: asyncssh.SSHClientConnection) -> None:
+        conn.close()
+        await asyncio.wait_for(conn.wait_closed(), 5)
+
+    async def _guard(self, coro: Coroutine[Any, Any, T], doing: str) -> T:
+        """Await `coro`, mapping library exceptions into errors.py once, here."""
+        try:
+            return await coro
+        except HostError:
+            raise
+        except Exception as exc:  # mapped below; anything unknown stays a TransportError
+            raise self._map_error(exc, doing) from exc
+
+    def _map_error(self, exc: Exception, doing: str) -> HostError:
+        name, where = self.host.name, f"{self.address}:{self.port}"
+        text = self.redactor.redact(str(exc) or type(exc).__name__)
+        if isinstance(exc, asyncssh.PermissionDenied):
+            user = self.connection.username or "(default user)"
+            return AuthenticationFailed(
+                f"SSH server at {where} refused the credentials of {user}",
+                host=name,
+                hint="check the username and password in the inventory (a domain account is "
+                     "DOMAIN\\user or user@domain) and that sshd_config allows this account",
+            )
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+            known = self.connection.known_hosts or "~/.ssh/known_hosts"
+            return TransportError(
+                f"host key of {where} is not trusted: {text}",
+                host=name,
+                hint=f"add it to {known} (ssh-keyscan -p {self.port} {self.address}) or set "
+                     "host_key_checking: false for this host in the inventory",
+            )
+        if isinstance(exc, socket.gaierror):
+            return Unreachable(f"cannot resolve {self.address}: {text}", host=name,
+                               hint="check the host's name or set its address in the inventory")
+        if isinstance(exc, ConnectionRefusedError):
+            return Unreachable(
+                f"connection refused by {where}",
+                host=name,
+                hint="is the OpenSSH Server service (sshd) running, and the port open in the "
+                     "Windows firewall? A host that is rebooting refuses for a while",
+            )
+        if isinstance(exc, asyncio.TimeoutError) or "keepalive" in text:
+            return TransportTimeout(
+                f"{where} stopped answering during {doing}: {text}",
+                host=name,
+                hint="check the network path and the host; connect_timeout and read_timeout "
+                     "are set per host in the inventory",
+            )
+        if isinstance(exc, asyncssh.ConnectionLost | ConnectionError | EOFError):
+            if doing in ("connect", "sftp put"):
+                return Unreachable(f"connection to {where} lost during {doing}: {text}", host=name,
+                                   hint="the host or the network dropped the connection")
+            return Unreachable(
+                f"connection to {where} lost while '{doing}' was in flight: it may or may not "
+                "have run on the target",
+                host=name,
+                hint="check the host's state before running again; a non-idempotent op is "
+                     "never re-sent automatically",
+            )
+        if isinstance(exc, asyncssh.SFTPError):
+            return RemoteOpFailed(f"SFTP failed: {text}", host=name, error_type=_sftp_type(exc))
+        return TransportError(f"SSH to {where} failed during {doing}: {text}", host=name,
+                              hint="see the message; the connection is reopened on the next call")
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+def _sftp_type(exc: asyncssh.SFTPError) -> str:
+    if isinstance(exc, asyncssh.SFTPNoSpaceOnFilesystem | asyncssh.SFTPQuotaExceeded):
+        return "DiskFull"
+    if isinstance(exc, asyncssh.SFTPPermissionDenied):
+        return "AccessDenied"
+    if isinstance(exc, asyncssh.SFTPNoSuchFile | asyncssh.SFTPNoSuchPath):
+        return "NotFound"
+    return "Exception"
+
