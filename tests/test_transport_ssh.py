@@ -1,0 +1,388 @@
+"""The ssh transport against the lab's SSH endpoint: real asyncssh on both ends, over 127.0.0.1.
+
+Nothing here is mocked on the wire. `_StandIn` below stands in for `pushinstall.lab.LabHost`
+only where a test needs a host behaviour the lab does not model (an op that sleeps, a recorded
+request list); the full op sequence runs against the real LabHost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from pushinstall.errors import (
+    AuthenticationFailed,
+    RemoteOpFailed,
+    TransportError,
+    TransportTimeout,
+    Unreachable,
+)
+from pushinstall.inventory import Connection, Host
+from pushinstall.lab.ssh_server import SSHLabEndpoint
+from pushinstall.remote import ops
+from pushinstall.secret import Secret
+from pushinstall.transports.ssh import (
+    POWERSHELL_COMMAND,
+    SSHTransport,
+    sftp_path,
+    split_stdin_script,
+    stdin_script,
+)
+
+USER, PASSWORD = "Administrator", "Lab-Passw0rd!"
+HOSTILE = "'; Remove-Item C:\\ -Recurse # $(whoami) `n \"q\" \u00e9\u4e2d\nline2"
+
+
+class _StandIn:
+    """A minimal simulated host: records every request, answers `echo`, `sleep`, file ops."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.latency = 0.0
+        self.fault: str | None = None
+        self.dark_until = 0.0
+        self.requests: list[dict[str, Any]] = []
+        self.files: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def connection_fault(self) -> str | None:
+        return "unreachable" if time.monotonic() < self.dark_until else self.fault
+
+    def import_file(self, path: str, data: bytes) -> None:
+        with self._lock:
+            self.files[path] = data
+
+    def handle_line(self, command: str) -> str:
+        req = ops.decode_request(command.split("'")[1])
+        with self._lock:
+            self.requests.append(req)
+        op, args = req["op"], req["args"]
+        if op == "sleep":
+            time.sleep(args["seconds"])
+            answer = ops.ok({"slept": args["seconds"]})
+        elif op == "reboot":
+            self.dark_until = time.monotonic() + args.get("dark_s", 1.0)
+            answer = ops.ok({"boot_time_before": "2026-11-26T18:00:00Z"})
+        elif op == "file_begin":
+            answer = ops.ok({"temp_path": args["destination"] + ".pushinstall-tmp"})
+        elif op == "file_end":
+            data = self.files.pop(args["temp_path"], b"")
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != args["sha256"]:
+                answer = ops.error("HashMismatch", f"expected {args['sha256']}, got {digest}")
+            else:
+                self.files[args["destination"]] = data
+                answer = ops.ok({"changed": True, "sha256": digest, "size": len(data)})
+        else:
+            answer = ops.ok({"echo": args})
+        return "WARNING: noise before the answer\r\n" + ops.encode_answer(answer) + "\r\n"
+
+    def ops_seen(self) -> list[str]:
+        return [req["op"] for req in self.requests]
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[SSHLabEndpoint]:
+    with SSHLabEndpoint(tmp_path / "ssh-lab") as lab:
+        yield lab
+
+
+def _host(endpoint: SSHLabEndpoint, name: str, password: str = PASSWORD,
+          **connection: Any) -> Host:
+    address, port = endpoint.address(name)
+    options: dict[str, Any] = {"known_hosts": str(endpoint.known_hosts)} | connection
+    return Host(name, connection=Connection(
+        transport="ssh", address=address, port=port, username=USER,
+        password=Secret(password), **options))
+
+
+def _serve(endpoint: SSHLabEndpoint, name: str = "web01",
+           **kwargs: Any) -> tuple[_StandIn, Host]:
+    stand_in = _StandIn(name)
+    endpoint.add_host(stand_in, username=USER, password=PASSWORD, **kwargs)
+    return stand_in, _host(endpoint, name)
+
+
+@pytest.fixture
+def transports() -> Iterator[list[SSHTransport]]:
+    opened: list[SSHTransport] = []
+    yield opened
+    for transport in opened:
+        transport.close()
+
+
+def _open(host: Host, opened: list[SSHTransport]) -> SSHTransport:
+    transport = SSHTransport(host)
+    opened.append(transport)
+    transport.open()
+    return transport
+
+
+# ---- the wire format -----------------------------------------------------------------------
+
+
+def test_stdin_script_is_one_agent_line_and_the_invocation() -> None:
+    req = ops.request("facts", queries=[{"id": "x", "kind": "file", "path": HOSTILE}])
+    script = stdin_script(req)
+    lines = [line for line in script.splitlines() if line]
+    assert len(lines) == 2 and script.endswith("\n\n")
+    agent, invocation = split_stdin_script(script)
+    assert agent == ops.agent_source()
+    assert invocation == ops.invocation(req)
+    assert HOSTILE not in script  # values only as base64 data
+
+
+def test_split_stdin_script_refuses_other_shapes() -> None:
+    with pytest.raises(ValueError):
+        split_stdin_script("Remove-Item C:\\ -Recurse\n" + ops.invocation(ops.request("facts")))
+    with pytest.raises(ValueError):
+        split_stdin_script(ops.invocation(ops.request("facts")))
+
+
+def test_sftp_path_follows_windows_openssh_names() -> None:
+    assert sftp_path("C:\\Temp\\ASR setup\\x.exe") == "/C:/Temp/ASR setup/x.exe"
+    for bad in ("\\\\server\\share\\x.exe", "Temp\\x.exe", "C:x.exe"):
+        with pytest.raises(ValueError):
+            sftp_path(bad)
+
+
+# ---- calls ---------------------------------------------------------------------------------
+
+
+def test_call_carries_hostile_values_as_data_and_counts_traffic(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    stand_in, host = _serve(endpoint)
+    transport = _open(host, transports)
+    answer = transport.call(ops.request("echo", value=HOSTILE, items=[HOSTILE, 1, True]))
+    assert answer == ops.ok({"echo": {"value": HOSTILE, "items": [HOSTILE, 1, True]}})
+    assert stand_in.requests == [ops.request("echo", value=HOSTILE, items=[HOSTILE, 1, True])]
+    counters = endpoint.counters("web01")
+    assert counters.connections == 1 and counters.requests == 1
+    assert counters.bytes_in > len(ops.agent_source()) and counters.bytes_out > 0
+
+
+def test_several_calls_reuse_one_connection(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    stand_in, host = _serve(endpoint)
+    transport = _open(host, transports)
+    for index in range(5):
+        assert ops.result_of(transport.call(ops.request("echo", n=index))) == {"echo": {"n": index}}
+    assert endpoint.counters("web01").connections == 1
+    assert stand_in.ops_seen() == ["echo"] * 5
+
+
+def test_latency_is_served_per_request(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    stand_in, host = _serve(endpoint)
+    stand_in.latency = 0.3
+    transport = _open(host, transports)
+    started = time.monotonic()
+    transport.call(ops.request("echo"))
+    assert time.monotonic() - started >= 0.3
+
+
+def test_a_long_op_outlives_the_read_timeout(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    # Scaled down: a 3 s silent "installer" against a 1 s read timeout (keepalives answer).
+    _, host = _serve(endpoint)
+    host.connection.read_timeout = 1.0
+    transport = _open(host, transports)
+    answer = transport.call(ops.request("sleep", seconds=3))
+    assert ops.result_of(answer) == {"slept": 3}
+
+
+def test_the_call_deadline_raises_transport_timeout(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    _, host = _serve(endpoint)
+    transport = _open(host, transports)
+    with pytest.raises(TransportTimeout, match=r"no answer to 'sleep' within 0\.5 s") as caught:
+        transport.call(ops.request("sleep", seconds=2), timeout=0.5)
+    assert caught.value.hint
+    # the connection is still good for the next call
+    assert ops.result_of(transport.call(ops.request("echo"))) == {"echo": {}}
+
+
+def test_another_remote_shell_gives_no_answer(endpoint: SSHLabEndpoint) -> None:
+    _serve(endpoint)
+    address, port = endpoint.address("web01")
+
+    async def run() -> asyncssh.SSHCompletedProcess:
+        async with asyncssh.connect(address, port, username=USER, password=PASSWORD,
+                                    known_hosts=str(endpoint.known_hosts)) as conn:
+            return await conn.run("cmd.exe /c dir", input="", encoding="utf-8")
+
+    result = asyncio.run(run())
+    assert result.exit_status == 1 and "not recognized" in str(result.stderr)
+    with pytest.raises(RemoteOpFailed, match="no readable answer") as caught:
+        ops.decode_answer(str(result.stdout) + str(result.stderr), host="web01")
+    assert caught.value.error_type == "NoAnswer"
+    assert POWERSHELL_COMMAND.startswith("powershell ")
+
+
+# ---- files ---------------------------------------------------------------------------------
+
+
+def test_put_file_pushes_20_mb_with_the_right_sha256(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stand_in, host = _serve(endpoint)
+    local = tmp_path / "UnifiedAgent.exe"
+    local.write_bytes(os.urandom(20 * 1024 * 1024))
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    transport = _open(host, transports)
+    with caplog.at_level(logging.DEBUG, logger="pushinstall.transports.ssh"):
+        result = transport.put_file(local, "C:\\Temp\\ASR\\UnifiedAgent.exe", digest)
+    assert result == {"changed": True, "sha256": digest, "size": 20 * 1024 * 1024}
+    landed = stand_in.files["C:\\Temp\\ASR\\UnifiedAgent.exe"]
+    assert hashlib.sha256(landed).hexdigest() == digest
+    assert stand_in.ops_seen() == ["file_begin", "file_end"]
+    assert any("MB/s" in record.getMessage() for record in caplog.records)
+    assert endpoint.counters("web01").bytes_in >= 20 * 1024 * 1024
+    assert endpoint.counters("web01").connections == 1
+
+
+def test_put_file_hash_mismatch_is_reported_by_the_target(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport], tmp_path: Path
+) -> None:
+    _, host = _serve(endpoint)
+    local = tmp_path / "x.bin"
+    local.write_bytes(b"not what the playbook pinned")
+    transport = _open(host, transports)
+    with pytest.raises(RemoteOpFailed) as caught:
+        transport.put_file(local, "C:\\Temp\\x.bin", "0" * 64)
+    assert caught.value.error_type == "HashMismatch"
+
+
+def test_put_file_refuses_a_unc_destination(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport], tmp_path: Path
+) -> None:
+    stand_in, host = _serve(endpoint)
+    local = tmp_path / "x.bin"
+    local.write_bytes(b"x")
+    transport = _open(host, transports)
+    with pytest.raises(RemoteOpFailed) as caught:
+        transport.put_file(local, "\\\\srv\\share\\x.bin", "0" * 64)
+    assert caught.value.error_type == "InvalidArgument"
+    assert stand_in.requests == []
+
+
+# ---- faults --------------------------------------------------------------------------------
+
+
+def test_wrong_password_is_authentication_failed_with_a_hint(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    _serve(endpoint)
+    host = _host(endpoint, "web01", password="Wrong-Passw0rd")
+    with pytest.raises(AuthenticationFailed) as caught:
+        _open(host, transports)
+    error = caught.value
+    assert error.host == "web01" and not error.transient
+    assert "username and password" in (error.hint or "")
+    assert "Wrong-Passw0rd" not in str(error) and PASSWORD not in str(error)
+
+
+def test_bad_credentials_fault_fails_every_login(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    stand_in, host = _serve(endpoint)
+    stand_in.fault = "bad_credentials"
+    with pytest.raises(AuthenticationFailed):
+        _open(host, transports)
+
+
+def test_an_unreachable_host_refuses_then_comes_back(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    stand_in = _StandIn("db01")
+    stand_in.fault = "unreachable"
+    endpoint.add_host(stand_in, username=USER, password=PASSWORD)
+    host = _host(endpoint, "db01")
+    with pytest.raises(Unreachable, match="connection refused") as caught:
+        _open(host, transports)
+    assert caught.value.transient and "sshd" in (caught.value.hint or "")
+    stand_in.fault = None
+    time.sleep(0.5)
+    assert ops.result_of(_open(host, transports).call(ops.request("echo"))) == {"echo": {}}
+
+
+def test_reboot_goes_dark_then_the_next_call_reconnects(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    stand_in, host = _serve(endpoint)
+    transport = _open(host, transports)
+    transport.call(ops.request("reboot", dark_s=1.0))
+    with pytest.raises(Unreachable, match="connection refused"):
+        transport.call(ops.request("facts", queries=[]))
+    time.sleep(1.3)
+    assert ops.result_of(transport.call(ops.request("echo"))) == {"echo": {}}
+    assert endpoint.counters("web01").connections == 2
+    assert stand_in.ops_seen() == ["reboot", "echo"]
+
+
+def test_a_dropped_connection_during_a_non_idempotent_op_is_not_resent(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    stand_in, host = _serve(endpoint, drop_connection_on=["run_process"])
+    transport = _open(host, transports)
+    req = ops.request("run_process", path="C:\\Temp\\UnifiedAgent.exe", arguments=["/q"])
+    assert not ops.is_idempotent(req)
+    with pytest.raises(Unreachable) as caught:
+        transport.call(req)
+    message = str(caught.value)
+    assert "'run_process' was in flight" in message and "may or may not have run" in message
+    assert "never re-sent" in (caught.value.hint or "")
+    assert stand_in.ops_seen() == ["run_process"]  # it ran once and was not sent again
+    # the next call opens a new connection
+    assert ops.result_of(transport.call(ops.request("echo"))) == {"echo": {}}
+    assert stand_in.ops_seen() == ["run_process", "echo"]
+
+
+def test_an_unknown_host_key_is_refused_with_a_hint(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport], tmp_path: Path
+) -> None:
+    _serve(endpoint)
+    empty = tmp_path / "known_hosts"
+    empty.write_text("", encoding="utf-8")
+    host = _host(endpoint, "web01", known_hosts=str(empty))
+    with pytest.raises(TransportError) as caught:
+        _open(host, transports)
+    assert type(caught.value) is TransportError
+    assert "host_key_checking: false" in (caught.value.hint or "")
+    unchecked = _host(endpoint, "web01", known_hosts=str(empty), host_key_checking=False)
+    assert ops.result_of(_open(unchecked, transports).call(ops.request("echo"))) == {"echo": {}}
+
+
+def test_public_key_authentication(endpoint: SSHLabEndpoint) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    stand_in = _StandIn("key01")
+    endpoint.add_host(stand_in, username=USER, password=PASSWORD, authorized_keys=[key])
+    address, port = endpoint.address("key01")
+    script = stdin_script(ops.request("echo", via="key"))
+
+    async def run(client_key: asyncssh.SSHKey) -> str:
+        async with asyncssh.connect(address, port, username=USER, client_keys=[client_key],
+                                    known_hosts=str(endpoint.known_hosts),
+                                    preferred_auth="publickey") as conn:
+            result = await conn.run(POWERSHELL_COMMAND, input=script, encoding="utf-8")
+            return str(result.stdout)
+
+    assert ops.decode_answer(asyncio.run(run(key))) == ops.ok({"echo": {"via": "key"}})
+    with pytest.raises(asyncssh.PermissionDenied):
+        asyncio.run(run(asyncssh.generate_private_key("ssh-ed25519")))
