@@ -8,11 +8,18 @@ A request is `{"op": NAME, "args": {...}}`, sent as base64 JSON inside a string 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pushinstall.errors import RemoteOpFailed
+from pushinstall.remote.winargv import windows_argv_quote as windows_argv_quote
+from pushinstall.remote.winargv import windows_argv_split as windows_argv_split
+from pushinstall.remote.winargv import windows_command_line as windows_command_line
 from pushinstall.secret import Redactor
 
 SENTINEL = "PUSHINSTALL-ANSWER:"
@@ -59,6 +66,237 @@ def is_idempotent(req: dict[str, Any]) -> bool:
     if req.get("op") == "batch":
         return all(is_idempotent(r) for r in req.get("args", {}).get("requests", []))
     return req.get("op") in IDEMPOTENT_OPS
+
+
+# ---------------------------------------------------------------- schemas
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of an op or a fact query: its JSON type and the values it may take.
+
+    `type` is one of `string`, `integer`, `boolean`, `object`, `list`, `string_list`,
+    `sha256` (64 hex digits), `base64`, `credential` (`{"username", "password"}`) or `any`.
+    """
+
+    type: str
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass(frozen=True)
+class OpSchema:
+    """The arguments an op (or a fact kind) takes: required and optional, by name."""
+
+    required: Mapping[str, Arg]
+    optional: Mapping[str, Arg]
+
+
+_STR = Arg("string")
+_PATH = Arg("string")
+_SECONDS = Arg("integer", minimum=1)
+_VIEW = Arg("string", choices=("64", "32"))
+REGISTRY_TYPES = ("String", "ExpandString", "DWord", "QWord", "MultiString", "Binary")
+START_MODES = ("Automatic", "AutomaticDelayed", "Manual", "Disabled")
+
+OP_SCHEMAS: Mapping[str, OpSchema] = {
+    "batch": OpSchema({"requests": Arg("list")}, {}),
+    "facts": OpSchema({"queries": Arg("list")}, {}),
+    "ensure_directory": OpSchema({"path": _PATH}, {}),
+    "download": OpSchema(
+        {"source": _STR, "destination": _PATH},
+        {"sha256": Arg("sha256"), "credential": Arg("credential"), "timeout_s": _SECONDS},
+    ),
+    "file_begin": OpSchema(
+        {"destination": _PATH, "size": Arg("integer", minimum=0), "sha256": Arg("sha256")}, {}
+    ),
+    "file_chunk": OpSchema(
+        {"temp_path": _PATH, "offset": Arg("integer", minimum=0), "data": Arg("base64")}, {}
+    ),
+    "file_end": OpSchema(
+        {"temp_path": _PATH, "destination": _PATH, "sha256": Arg("sha256")}, {}
+    ),
+    "expand_archive": OpSchema({"path": _PATH, "destination": _PATH}, {}),
+    "run_process": OpSchema(
+        {"path": _PATH},
+        {
+            "arguments": Arg("string_list"),
+            "working_directory": _PATH,
+            "timeout_s": _SECONDS,
+            "tail_lines": Arg("integer", minimum=0, maximum=10000),
+        },
+    ),
+    "write_secret": OpSchema({"path": _PATH, "content": _STR}, {}),
+    "remove_file": OpSchema({"path": _PATH}, {}),
+    "set_service": OpSchema(
+        {"name": _STR},
+        {
+            "state": Arg("string", choices=("running", "stopped")),
+            "start_mode": Arg("string", choices=START_MODES),
+            "timeout_s": _SECONDS,
+        },
+    ),
+    "set_registry": OpSchema(
+        {
+            "key": _STR,
+            "name": _STR,
+            "value": Arg("any"),
+            "type": Arg("string", choices=REGISTRY_TYPES),
+        },
+        {"view": _VIEW},
+    ),
+    "reboot": OpSchema(
+        {}, {"delay_s": Arg("integer", minimum=0, maximum=315360000), "reason": _STR}
+    ),
+    "script": OpSchema({"source": _STR}, {"parameters": Arg("object")}),
+}
+
+# Fact queries: every query also has `id` (string) and `kind`.
+FACT_SCHEMAS: Mapping[str, OpSchema] = {
+    "registry": OpSchema({"key": _STR}, {"name": _STR, "view": _VIEW}),
+    "file": OpSchema({"path": _PATH}, {"hash": Arg("boolean")}),
+    "service": OpSchema({"name": _STR}, {}),
+    "product": OpSchema({}, {"product_id": _STR, "name": _STR}),
+    "pending_reboot": OpSchema({}, {}),
+    "os": OpSchema({}, {}),
+    "disk": OpSchema({"drive": Arg("string")}, {}),
+    "tcp": OpSchema(
+        {"host": _STR, "port": Arg("integer", minimum=1, maximum=65535)},
+        {"timeout_ms": Arg("integer", minimum=1)},
+    ),
+}
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_DRIVE = re.compile(r"[A-Za-z]:?\\?")
+
+
+def _type_ok(arg: Arg, value: Any) -> bool:
+    kind = arg.type
+    if kind == "any":
+        return value is not None
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "object":
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if kind == "list":
+        return isinstance(value, list)
+    if kind == "string_list":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "sha256":
+        return isinstance(value, str) and _HEX64.fullmatch(value) is not None
+    if kind == "base64":
+        return isinstance(value, str) and _is_base64(value)
+    if kind == "credential":
+        return (
+            isinstance(value, dict)
+            and set(value) == {"username", "password"}
+            and all(isinstance(v, str) for v in value.values())
+        )
+    return isinstance(value, str)
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _check_args(where: str, schema: OpSchema, args: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first bad argument. Values are never quoted: some are
+    secrets (write_secret content, a share password)."""
+    for name in schema.required:
+        if args.get(name) is None:
+            raise ValueError(f"{where}: missing required argument {name!r}")
+    known = {**schema.required, **schema.optional}
+    for name, value in args.items():
+        arg = known.get(name)
+        if arg is None:
+            expected = ", ".join(sorted(known)) or "none"
+            raise ValueError(f"{where}: unknown argument {name!r} (expected: {expected})")
+        if value is None and name not in schema.required:
+            continue
+        if not _type_ok(arg, value):
+            raise ValueError(f"{where}: argument {name!r} must be {arg.type}")
+        if arg.choices and value not in arg.choices:
+            raise ValueError(f"{where}: argument {name!r} must be one of {', '.join(arg.choices)}")
+        if arg.minimum is not None and value < arg.minimum:
+            raise ValueError(f"{where}: argument {name!r} must be at least {arg.minimum}")
+        if arg.maximum is not None and value > arg.maximum:
+            raise ValueError(f"{where}: argument {name!r} must be at most {arg.maximum}")
+
+
+def _check_registry_value(where: str, args: Mapping[str, Any]) -> None:
+    value, kind = args["value"], args["type"]
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    if kind in ("String", "ExpandString"):
+        good = isinstance(value, str)
+    elif kind == "DWord":
+        good = integer and 0 <= value < 2**32
+    elif kind == "QWord":
+        good = integer and 0 <= value < 2**64
+    elif kind == "MultiString":
+        good = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        good = isinstance(value, str) and _is_base64(value)
+    if not good:
+        expected = {"DWord": "an integer 0..2**32-1", "QWord": "an integer 0..2**64-1",
+                    "MultiString": "a list of strings", "Binary": "base64"}.get(kind, "a string")
+        raise ValueError(f"{where}: a {kind} value must be {expected}")
+
+
+def _check_queries(where: str, queries: list[Any]) -> None:
+    seen: set[str] = set()
+    for index, query in enumerate(queries):
+        here = f"{where}.queries[{index}]"
+        if not isinstance(query, dict):
+            raise ValueError(f"{here}: a fact query is an object")
+        query_id, kind = query.get("id"), query.get("kind")
+        if not isinstance(query_id, str) or not query_id:
+            raise ValueError(f"{here}: 'id' must be a non-empty string")
+        if query_id in seen:
+            raise ValueError(f"{here}: duplicate id {query_id!r}")
+        seen.add(query_id)
+        if not isinstance(kind, str) or kind not in FACT_SCHEMAS:
+            raise ValueError(f"{here}: 'kind' must be one of {', '.join(FACT_KINDS)}")
+        here = f"{here} ({kind} {query_id!r})"
+        rest = {k: v for k, v in query.items() if k not in ("id", "kind")}
+        _check_args(here, FACT_SCHEMAS[kind], rest)
+        if kind == "product" and not (rest.get("product_id") or rest.get("name")):
+            raise ValueError(f"{here}: a product query needs 'product_id' or 'name'")
+        if kind == "disk" and _DRIVE.fullmatch(rest["drive"]) is None:
+            raise ValueError(f"{here}: 'drive' must be a drive letter like 'C:'")
+
+
+def validate_request(req: Any, where: str = "request") -> None:
+    """Check `req` against `OP_SCHEMAS` (and `FACT_SCHEMAS` for queries), recursing into
+    `batch`. Raises ValueError saying where and what is wrong; never quotes a value."""
+    if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+        raise ValueError(f"{where}: a request is an object with a string 'op'")
+    if set(req) - {"op", "args"}:
+        raise ValueError(f"{where}: a request has only 'op' and 'args'")
+    op = req["op"]
+    if op not in OP_SCHEMAS:
+        raise ValueError(f"{where}: unknown op {op!r}")
+    args = req.get("args", {})
+    if not isinstance(args, dict):
+        raise ValueError(f"{where} ({op}): 'args' must be an object")
+    where = f"{where} ({op})"
+    _check_args(where, OP_SCHEMAS[op], args)
+    if op == "batch":
+        for index, inner in enumerate(args["requests"]):
+            validate_request(inner, f"{where}.requests[{index}]")
+    elif op == "facts":
+        _check_queries(where, args["queries"])
+    elif op == "set_registry":
+        _check_registry_value(where, args)
+
+
+# ---------------------------------------------------------------- encoding
 
 
 def _b64(data: Any) -> str:
