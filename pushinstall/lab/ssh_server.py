@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any, Protocol
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 DARK_POLL_S = 0.1
+OP_THREADS = 64  # ops may sleep (simulated installers); many hosts must not queue behind one
 NOT_POWERSHELL = (
     "'{command}' is not recognized as an internal or external command,\r\n"
     "operable program or batch file.\r\n"
@@ -111,6 +113,7 @@ class SSHLabEndpoint:
         self._hosts: dict[str, _Served] = {}
         self._loop: LoopThread | None = None
         self._host_key: asyncssh.SSHKey | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> SSHLabEndpoint:
         self.start()
@@ -124,6 +127,7 @@ class SSHLabEndpoint:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._host_key = asyncssh.generate_private_key("ssh-ed25519")
         self.known_hosts.write_text("", encoding="utf-8")
+        self._executor = ThreadPoolExecutor(OP_THREADS, thread_name_prefix="lab-ssh-op")
         self._loop = LoopThread("lab-ssh")
 
     def stop(self) -> None:
@@ -133,6 +137,9 @@ class SSHLabEndpoint:
         self._loop.run(self._stop_all())
         self._loop.stop()
         self._loop = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def add_host(
         self,
@@ -252,7 +259,7 @@ class SSHLabEndpoint:
         op = _op_of(line)
         # handle_line may sleep (simulated installers): keep the loop serving other hosts.
         output = await asyncio.get_running_loop().run_in_executor(
-            None, served.lab_host.handle_line, line)
+            self._executor, served.lab_host.handle_line, line)
         return output, op
 
 
