@@ -1414,7 +1414,7 @@ function Invoke-PiSetService {
                     if ($service.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Paused) {
                         $service.Continue()
                     } elseif ($service.Status -ne [System.ServiceProcess.ServiceControllerStatus]::StartPending) {
-                        $service.Start()
+                        [void]$service.Start()
                     }
                 } elseif ($service.Status -ne [System.ServiceProcess.ServiceControllerStatus]::StopPending) {
                     $service.Stop()

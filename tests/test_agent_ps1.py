@@ -1,0 +1,322 @@
+"""agent.ps1 checked without Windows: it parses, it is Windows PowerShell 3.0 code, it answers
+exactly the ops and fact kinds of ops.py, and a request only ever arrives as base64 data.
+
+The lint walks the tree-sitter-pwsh syntax tree (node types), so a forbidden word inside a
+string, a here-string (the C# helper) or a comment is not a hit. The lint is itself tested on
+small bad snippets, each of which it must catch, and on tricky good ones it must pass.
+Running the ops themselves needs a real Windows host: tests/windows/test_real_host.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+import tree_sitter_pwsh
+from tree_sitter import Language, Node, Parser, Tree
+
+from pushinstall.remote import ops
+
+PARSER = Parser(Language(tree_sitter_pwsh.language()))
+
+# Cmdlets that Windows PowerShell 3.0 lacks (4.0, 5.x or 6+), or that must never be used.
+FORBIDDEN_COMMANDS = {
+    "write-host": "Write-Host (output goes to the host, not the answer)",
+    "read-host": "Read-Host (would wait for input forever)",
+    "invoke-expression": "Invoke-Expression (requests are data, never code)",
+    "iex": "iex (requests are data, never code)",
+    "expand-archive": "Expand-Archive (PowerShell 5)",
+    "compress-archive": "Compress-Archive (PowerShell 5)",
+    "get-filehash": "Get-FileHash (PowerShell 4)",
+    "test-netconnection": "Test-NetConnection (PowerShell 4 / Windows 8.1)",
+    "get-itempropertyvalue": "Get-ItemPropertyValue (PowerShell 5)",
+    "new-temporaryfile": "New-TemporaryFile (PowerShell 5)",
+    "get-computerinfo": "Get-ComputerInfo (PowerShell 5.1)",
+    "get-timezone": "Get-TimeZone (PowerShell 5.1)",
+    "get-uptime": "Get-Uptime (PowerShell 6)",
+    "join-string": "Join-String (PowerShell 7)",
+    "test-json": "Test-Json (PowerShell 6)",
+}
+FORBIDDEN_PARAMETERS = {
+    "-parallel": "-Parallel (PowerShell 7)",
+    "-ashashtable": "-AsHashtable (PowerShell 6)",
+}
+# Methods and commands whose result, left at statement level inside a function, becomes
+# part of the function's output and corrupts the value it returns.
+VALUE_RETURNING_METHODS = {
+    "add", "append", "appendline", "appendformat", "seek", "createdirectory", "createsubkey",
+    "start", "waitone", "join", "wait", "waitforexit",
+}
+VALUE_RETURNING_COMMANDS = {"new-item", "new-psdrive", "mkdir", "md", "new-itemproperty"}
+
+
+def parse(source: str) -> tuple[Tree, bytes]:
+    data = source.encode("utf-8")
+    return PARSER.parse(data), data
+
+
+def walk(node: Node) -> Iterator[Node]:
+    yield node
+    for child in node.children:
+        yield from walk(child)
+
+
+def text(node: Node, data: bytes) -> str:
+    return data[node.start_byte:node.end_byte].decode("utf-8")
+
+
+def command_name(node: Node, data: bytes) -> str | None:
+    """The name a `command` node calls (also `& 'name'`), lower case; None for `& $var`."""
+    for child in node.children:
+        if child.type == "command_name":
+            return text(child, data).lower()
+        if child.type == "command_name_expr":
+            name = text(child, data).strip("'\"")
+            return None if name.startswith("$") else name.lower()
+    return None
+
+
+def _is_bare_invocation(pipeline: Node) -> Node | None:
+    """The invocation_expression a statement consists of, when nothing consumes its value."""
+    if pipeline.type != "pipeline" or len(pipeline.named_children) != 1:
+        return None
+    chain = pipeline.named_children[0]
+    if chain.type != "pipeline_chain" or len(chain.named_children) != 1:
+        return None
+    unary = chain.named_children[0]
+    if unary.type != "unary_expression" or len(unary.named_children) != 1:
+        return None
+    inner = unary.named_children[0]
+    return inner if inner.type == "invocation_expression" else None
+
+
+def _leak(pipeline: Node, data: bytes) -> str | None:
+    """A statement whose value would join the enclosing function's output, if it is one."""
+    invocation = _is_bare_invocation(pipeline)
+    if invocation is not None:
+        names = [c for c in invocation.children if c.type == "member_name"]
+        if names and text(names[0], data).lower() in VALUE_RETURNING_METHODS:
+            return "method result leaks into the output (use [void] or assign)"
+    chain = pipeline.named_children[0] if pipeline.named_children else None
+    if chain is None or chain.type != "pipeline_chain" or len(chain.named_children) != 1:
+        return None
+    only = chain.named_children[0]
+    if only.type == "command" and command_name(only, data) in VALUE_RETURNING_COMMANDS:
+        return "command output leaks into the output (pipe to Out-Null)"
+    return None
+
+
+def lint(source: str) -> list[str]:
+    """Findings for `source` as `line: rule` strings; empty when it is PowerShell 3.0 code."""
+    tree, data = parse(source)
+    findings: list[str] = []
+
+    def report(node: Node, rule: str) -> None:
+        findings.append(f"{node.start_point[0] + 1}: {rule}")
+
+    for node in walk(tree.root_node):
+        kind = node.type
+        if kind == "ERROR" or node.is_missing:
+            report(node, "parse error")
+        elif kind in ("class_statement", "enum_statement"):
+            report(node, "class/enum definition (PowerShell 5)")
+        elif kind in ("using_statement", "using_directive_list"):
+            report(node, "using statement (PowerShell 5)")
+        elif kind == "ternary_expression":
+            report(node, "ternary ? : (PowerShell 7)")
+        elif kind == "null_coalesce_expression":
+            report(node, "?? (PowerShell 7)")
+        elif kind == "??=":
+            report(node, "??= (PowerShell 7)")
+        elif kind in ("?", "?.", "?["):
+            report(node, "null-conditional ?. / ?[ (PowerShell 7)")
+        elif kind == "pipeline_chain_tail":
+            report(node, "&& / || between pipelines (PowerShell 7)")
+        elif kind == "named_block" and text(node.children[0], data).lower() == "clean":
+            report(node, "clean {} block (PowerShell 7.3)")
+        elif kind == "invocation_expression":
+            names = [c for c in node.children if c.type == "member_name"]
+            static = any(c.type == "::" for c in node.children)
+            if static and names and text(names[0], data).lower() == "new":
+                report(node, "::new() (PowerShell 5)")
+        elif kind == "command":
+            name = command_name(node, data)
+            if name in FORBIDDEN_COMMANDS:
+                report(node, FORBIDDEN_COMMANDS[name])
+        elif kind == "command_parameter":
+            parameter = text(node, data).lower().rstrip(":")
+            if parameter in FORBIDDEN_PARAMETERS:
+                report(node, FORBIDDEN_PARAMETERS[parameter])
+        if kind == "pipeline" and node.parent is not None and node.parent.type == "statement_list":
+            leak = _leak(node, data)
+            if leak is not None:
+                report(node, leak)
+    return findings
+
+
+# ---------------------------------------------------------------- the lint works
+
+BAD_SNIPPETS = [
+    ("class Foo { [int]$a }", "class/enum"),
+    ("enum Color { Red; Green }", "class/enum"),
+    ("using namespace System.IO", "using statement"),
+    ("$x = [System.Text.StringBuilder]::new()", "::new()"),
+    ("$t = [type]'Text.StringBuilder'\n$x = $t::New(4)", "::new()"),
+    ("$a = $b ? 1 : 2", "ternary"),
+    ("$a = $b ?? 2", "??"),
+    ("$a ??= 3", "??="),
+    ("$n = ${b}?.Length", "parse error"),
+    ("git pull && echo ok", "&& / ||"),
+    ("git pull || echo no", "&& / ||"),
+    ("1..3 | ForEach-Object -Parallel { $_ }", "-Parallel"),
+    ("function f {\n  process { 1 }\n  clean { 2 }\n}", "clean {}"),
+    ("Write-Host 'hello'", "Write-Host"),
+    ("write-host hello", "Write-Host"),
+    ("& 'Write-Host' x", "Write-Host"),
+    ("Expand-Archive -Path a.zip -DestinationPath b", "Expand-Archive"),
+    ("Get-FileHash C:\\x.exe -Algorithm SHA256", "Get-FileHash"),
+    ("Test-NetConnection cs -Port 443", "Test-NetConnection"),
+    ("Get-ItemPropertyValue HKLM:\\X -Name Y", "Get-ItemPropertyValue"),
+    ("Invoke-Expression $request", "Invoke-Expression"),
+    ("iex $request", "iex"),
+    ("ConvertFrom-Json $t -AsHashtable", "-AsHashtable"),
+    ("function f {\n  $list.Add(1)\n  return 2\n}", "method result leaks"),
+    ("function f {\n  $sb.Append('x')\n}", "method result leaks"),
+    ("function f {\n  [IO.Directory]::CreateDirectory('C:\\x')\n}", "method result leaks"),
+    ("function f {\n  New-Item -ItemType Directory C:\\x\n}", "command output leaks"),
+    ("function f { if ($a) { 1 }", "parse error"),
+]
+
+
+@pytest.mark.parametrize(("snippet", "rule"), BAD_SNIPPETS)
+def test_lint_catches(snippet: str, rule: str) -> None:
+    findings = lint(snippet)
+    assert any(rule in finding for finding in findings), findings
+
+
+GOOD_SNIPPETS = [
+    "# Write-Host and Expand-Archive in a comment; class Foo {}; $a ?? $b\n$x = 1",
+    "$s = 'Invoke-Expression, Get-FileHash, ::new( and && || in a string'",
+    "$cs = @'\npublic class TailReader { Queue<string> q = new Queue<string>(); }\n'@",
+    "$x = New-Object System.Text.StringBuilder\n[void]$x.Append('a')\n$n = $x.Append('b')",
+    "$x.Add(1) | Out-Null\n$null = $list.Add(2)",
+    "New-Item -ItemType Directory C:\\x | Out-Null",
+    "$v = [System.Text.RegularExpressions.Regex]::Match('a', 'a')",
+    "if ($a -and $b) { 'x' } elseif (-not $c) { 'y' }",
+    "function Get-X {\n  param($A, [string]$B = '')\n  return ,$B\n}",
+]
+
+
+@pytest.mark.parametrize("snippet", GOOD_SNIPPETS)
+def test_lint_passes_good_code(snippet: str) -> None:
+    assert lint(snippet) == []
+
+
+# ---------------------------------------------------------------- the agent itself
+
+AGENT = ops.agent_source()
+
+
+def test_agent_parses_without_error_or_missing_nodes() -> None:
+    tree, data = parse(AGENT)
+    bad = [n for n in walk(tree.root_node) if n.type == "ERROR" or n.is_missing]
+    assert not tree.root_node.has_error
+    assert bad == []
+    assert len(data) > 10_000
+
+
+def test_agent_is_powershell_3_code() -> None:
+    assert lint(AGENT) == []
+
+
+def functions(source: str = AGENT) -> dict[str, Node]:
+    tree, data = parse(source)
+    found: dict[str, Node] = {}
+    for node in walk(tree.root_node):
+        if node.type == "function_statement":
+            name = next(c for c in node.children if c.type == "function_name")
+            found[text(name, data)] = node
+    return found
+
+
+def dispatch_table(function: str) -> dict[str, str]:
+    """The `'key' = 'Function-Name'` entries of the hashtable `function` returns."""
+    data = AGENT.encode("utf-8")
+    table: dict[str, str] = {}
+    for node in walk(functions()[function]):
+        if node.type == "hash_entry":
+            key = text(node.named_children[0], data).strip("'\"")
+            value = text(node.named_children[1], data).strip("'\"")
+            table[key] = value
+    return table
+
+
+def test_agent_answers_exactly_the_op_names() -> None:
+    table = dispatch_table("Get-PiOpTable")
+    assert sorted(table) == sorted(ops.OP_NAMES)
+    defined = functions()
+    missing = {op: handler for op, handler in table.items() if handler not in defined}
+    assert missing == {}
+
+
+def test_agent_answers_exactly_the_fact_kinds() -> None:
+    table = dispatch_table("Get-PiFactTable")
+    assert sorted(table) == sorted(ops.FACT_KINDS)
+    defined = functions()
+    assert all(handler in defined for handler in table.values())
+
+
+def test_every_called_pi_function_is_defined() -> None:
+    """A typo in a helper's name would only show on Windows: catch it here."""
+    tree, data = parse(AGENT)
+    defined = {name.lower() for name in functions()}
+    called = {
+        name
+        for node in walk(tree.root_node)
+        if node.type == "command"
+        and (name := command_name(node, data)) is not None
+        and re.fullmatch(r"[a-z]+-pi[a-z0-9]+|invoke-pushinstallop", name)
+    }
+    assert called, "no helper calls found: the walk is broken"
+    assert called - defined == set()
+
+
+def test_request_is_only_decoded_from_base64() -> None:
+    assert re.search(r"invoke-expression|\biex\b", AGENT, re.IGNORECASE) is None
+    data = AGENT.encode("utf-8")
+    entry = functions()["Invoke-PushinstallOp"]
+    assert "[string]$Request" in text(entry, data)
+    decoder = text(functions()["ConvertFrom-PiRequest"], data)
+    assert "[Convert]::FromBase64String($Encoded)" in decoder
+    assert "[Text.Encoding]::UTF8.GetString" in decoder
+    # the one place source becomes code is the documented `script` escape hatch
+    creators = [
+        name for name, node in functions().items()
+        if "[scriptblock]::create" in text(node, data).lower()
+    ]
+    assert creators == ["Invoke-PiScript"]
+    assert AGENT.lower().count("[scriptblock]::create") == 1
+
+
+def test_agent_sets_preferences_and_answer_sentinel() -> None:
+    head = AGENT.split("function ", 1)[0]
+    assert "$ErrorActionPreference = 'Stop'" in head
+    assert "$ProgressPreference = 'SilentlyContinue'" in head
+    assert f"'{ops.SENTINEL}'" in text(functions()["Invoke-PushinstallOp"], AGENT.encode())
+
+
+def test_every_op_handler_is_guarded_by_try_catch() -> None:
+    """Handlers run through Invoke-PiRequest, whose try/catch turns any error into an answer."""
+    data = AGENT.encode("utf-8")
+    dispatcher = functions()["Invoke-PiRequest"]
+    kinds = {n.type for n in walk(dispatcher)}
+    assert "try_statement" in kinds and "catch_clauses" in kinds
+    assert "Get-PiErrorAnswer $_" in text(dispatcher, data)
+
+
+def test_argument_quoting_rules_match_python() -> None:
+    """The agent's quoting function names the same trigger characters as winargv.py."""
+    body = text(functions()["ConvertTo-PiArgument"], AGENT.encode())
+    assert "IndexOfAny([char[]]@(' ', \"`t\", \"`n\", [char]11, '\"'))" in body
+    assert "2 * $backslashes + 1" in body and "2 * $backslashes)" in body
