@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -386,3 +387,17 @@ def test_public_key_authentication(endpoint: SSHLabEndpoint) -> None:
     assert ops.decode_answer(asyncio.run(run(key))) == ops.ok({"echo": {"via": "key"}})
     with pytest.raises(asyncssh.PermissionDenied):
         asyncio.run(run(asyncssh.generate_private_key("ssh-ed25519")))
+
+
+def test_a_server_that_never_speaks_is_a_connect_timeout(transports: list[SSHTransport]) -> None:
+    with socket.socket() as silent:  # accepts TCP (the kernel does) but never sends a banner
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        host = Host("mute01", connection=Connection(
+            transport="ssh", address="127.0.0.1", port=silent.getsockname()[1], username=USER,
+            password=Secret(PASSWORD), connect_timeout=0.5))
+        started = time.monotonic()
+        with pytest.raises(TransportTimeout) as caught:
+            _open(host, transports)
+    assert time.monotonic() - started < 5
+    assert caught.value.transient and "connect_timeout" in (caught.value.hint or "")
