@@ -320,3 +320,16 @@ def test_argument_quoting_rules_match_python() -> None:
     body = text(functions()["ConvertTo-PiArgument"], AGENT.encode())
     assert "IndexOfAny([char[]]@(' ', \"`t\", \"`n\", [char]11, '\"'))" in body
     assert "2 * $backslashes + 1" in body and "2 * $backslashes)" in body
+
+
+def test_no_contains_method_on_dictionaries() -> None:
+    """JSON objects arrive as Dictionary[string,object], whose IDictionary.Contains is an
+    explicit interface member Windows PowerShell cannot call: use ContainsKey."""
+    tree, data = parse(AGENT)
+    calls = [
+        node.start_point[0] + 1
+        for node in walk(tree.root_node)
+        if node.type == "invocation_expression"
+        and any(c.type == "member_name" and text(c, data) == "Contains" for c in node.children)
+    ]
+    assert calls == []

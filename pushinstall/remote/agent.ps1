@@ -79,7 +79,7 @@ function Get-PiFactTable {
 function Invoke-PiRequest {
     param($Req)
     try {
-        if (-not ($Req -is [System.Collections.IDictionary]) -or -not $Req.Contains('op') -or -not ($Req['op'] -is [string])) {
+        if (-not ($Req -is [System.Collections.IDictionary]) -or -not $Req.ContainsKey('op') -or -not ($Req['op'] -is [string])) {
             Stop-PiOp 'InvalidArgument' 'a request is a JSON object with a string "op"'
         }
         $op = [string]$Req['op']
@@ -88,7 +88,7 @@ function Invoke-PiRequest {
             Stop-PiOp 'UnknownOp' ("unknown op '{0}'" -f $op)
         }
         $opArgs = $null
-        if ($Req.Contains('args')) {
+        if ($Req.ContainsKey('args')) {
             $opArgs = $Req['args']
         }
         if ($null -eq $opArgs) {
@@ -119,7 +119,7 @@ function Invoke-PiBatch {
 
 function Get-PiArg {
     param($OpArgs, [string]$Name, $Default = $null)
-    if ($null -ne $OpArgs -and $OpArgs.Contains($Name) -and $null -ne $OpArgs[$Name]) {
+    if ($null -ne $OpArgs -and $OpArgs.ContainsKey($Name) -and $null -ne $OpArgs[$Name]) {
         return ,$OpArgs[$Name]
     }
     return ,$Default
@@ -127,7 +127,7 @@ function Get-PiArg {
 
 function Get-PiRequiredArg {
     param($OpArgs, [string]$Name)
-    if ($null -eq $OpArgs -or -not $OpArgs.Contains($Name) -or $null -eq $OpArgs[$Name]) {
+    if ($null -eq $OpArgs -or -not $OpArgs.ContainsKey($Name) -or $null -eq $OpArgs[$Name]) {
         Stop-PiOp 'InvalidArgument' ("missing argument '{0}'" -f $Name)
     }
     return ,$OpArgs[$Name]
@@ -167,7 +167,8 @@ function Get-PiInnermostMessage {
 
 function Get-PiErrorTypeOf {
     param($Exception)
-    if ($null -ne $Exception.Data -and $Exception.Data.Contains('PushinstallType')) {
+    # indexing, not .Contains(): Exception.Data is an internal type behind IDictionary
+    if ($null -ne $Exception.Data -and $null -ne $Exception.Data['PushinstallType']) {
         return [string]$Exception.Data['PushinstallType']
     }
     if ($Exception -is [System.UnauthorizedAccessException] -or $Exception -is [System.Security.SecurityException]) {
