@@ -8,13 +8,14 @@ request list); the full op sequence runs against the real LabHost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ class _StandIn:
         self.dark_until = 0.0
         self.requests: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
+        self.on_request: Callable[[dict[str, Any]], None] = lambda req: None
         self._lock = threading.Lock()
 
     def connection_fault(self) -> str | None:
@@ -67,6 +69,7 @@ class _StandIn:
         req = ops.decode_request(command.split("'")[1])
         with self._lock:
             self.requests.append(req)
+        self.on_request(req)
         op, args = req["op"], req["args"]
         if op == "sleep":
             time.sleep(args["seconds"])
@@ -401,3 +404,47 @@ def test_a_server_that_never_speaks_is_a_connect_timeout(transports: list[SSHTra
             _open(host, transports)
     assert time.monotonic() - started < 5
     assert caught.value.transient and "connect_timeout" in (caught.value.hint or "")
+
+
+class _StallingProxy:
+    """A loopback TCP proxy that, once `stall` is set, swallows traffic both ways: the network
+    path goes silent while both ends stay connected."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.stall = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.create_connection(self.target)
+        for source, sink in ((client, server), (server, client)):
+            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if not self.stall.is_set():
+                    sink.sendall(data)
+
+
+def test_a_silent_network_path_is_a_read_timeout(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    stand_in, direct = _serve(endpoint)
+    proxy = _StallingProxy(endpoint.address("web01"))
+    host = _host(endpoint, "web01", read_timeout=1.0, connect_timeout=2.0)
+    host.connection.port = proxy.port
+    host.connection.host_key_checking = False
+    transport = _open(host, transports)
+    assert ops.result_of(transport.call(ops.request("echo"))) == {"echo": {}}
+    stand_in.on_request = lambda req: proxy.stall.set()  # silence once the op is running
+    started = time.monotonic()
+    with pytest.raises(TransportTimeout, match="stopped answering") as caught:
+        transport.call(ops.request("sleep", seconds=10))
+    assert 1.0 <= time.monotonic() - started < 4
+    assert caught.value.transient
+    proxy.listener.close()
+    assert direct.connection.port != proxy.port

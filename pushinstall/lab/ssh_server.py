@@ -216,6 +216,11 @@ class SSHLabEndpoint:
                 served.acceptor.close()
             for conn in list(served.connections):
                 conn.abort()
+        current = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     # ---- exec ------------------------------------------------------------------------------
 

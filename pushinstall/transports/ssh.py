@@ -256,7 +256,11 @@ class SSHTransport:
         try:
             process.stdin.write(script.encode("utf-8"))
             process.stdin.write_eof()
-            completed = await asyncio.wait_for(process.wait(), timeout)
+            # Reading the streams (not just waiting for exit) surfaces why a connection died,
+            # e.g. unanswered keepalives.
+            stdout, stderr = await asyncio.wait_for(
+                asyncio.gather(process.stdout.read(), process.stderr.read()), timeout)
+            await process.wait_closed()
         except asyncio.TimeoutError:
             process.close()
             raise TransportTimeout(
@@ -264,11 +268,10 @@ class SSHTransport:
                 host=self.host.name,
                 hint="raise the step's timeout, or check the target before running again",
             ) from None
-        if completed.exit_status is None and conn.is_closed():
+        if process.exit_status is None and conn.is_closed():
             raise asyncssh.ConnectionLost("connection lost before the process exited")
-        stdout = _text(completed.stdout)
-        stderr = _text(completed.stderr)
-        return f"{stdout}\n{stderr}" if stderr.strip() else stdout
+        out, err = _text(stdout), _text(stderr)
+        return f"{out}\n{err}" if err.strip() else out
 
     async def _sftp_put(self, local: Path, temp_path: str) -> None:
         assert self._conn is not None
