@@ -46,12 +46,15 @@ HOSTILE = "'; Remove-Item C:\\ -Recurse # $(whoami) `n \"q\" \u00e9\u4e2d\nline2
 
 
 class _StandIn:
-    """A minimal simulated host: records every request, answers `echo`, `sleep`, file ops."""
+    """A minimal simulated host. It records every request (checked against the op schemas) and
+    answers: `script` echoes its parameters, `run_process` of `C:\\sleep.exe N` sleeps N
+    seconds, `reboot` goes dark for `dark_s`, and the file push ops keep bytes in `files`."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, dark_s: float = 1.0) -> None:
         self.name = name
         self.latency = 0.0
         self.fault: str | None = None
+        self.dark_s = dark_s
         self.dark_until = 0.0
         self.requests: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
@@ -67,29 +70,30 @@ class _StandIn:
 
     def handle_line(self, command: str) -> str:
         req = ops.decode_request(command.split("'")[1])
+        ops.validate_request(req)
         with self._lock:
             self.requests.append(req)
         self.on_request(req)
+        return "WARNING: noise before the answer\r\n" + ops.encode_answer(self._answer(req))
+
+    def _answer(self, req: dict[str, Any]) -> dict[str, Any]:
         op, args = req["op"], req["args"]
-        if op == "sleep":
-            time.sleep(args["seconds"])
-            answer = ops.ok({"slept": args["seconds"]})
-        elif op == "reboot":
-            self.dark_until = time.monotonic() + args.get("dark_s", 1.0)
-            answer = ops.ok({"boot_time_before": "2026-11-26T18:00:00Z"})
-        elif op == "file_begin":
-            answer = ops.ok({"temp_path": args["destination"] + ".pushinstall-tmp"})
-        elif op == "file_end":
+        if op == "run_process" and args["path"] == "C:\\sleep.exe":
+            time.sleep(float(args["arguments"][0]))
+            return ops.ok({"exit_code": 0, "timed_out": False})
+        if op == "reboot":
+            self.dark_until = time.monotonic() + self.dark_s
+            return ops.ok({"boot_time_before": "2026-11-26T18:00:00Z"})
+        if op == "file_begin":
+            return ops.ok({"temp_path": args["destination"] + ".0123456789ab.pushinstall-part"})
+        if op == "file_end":
             data = self.files.pop(args["temp_path"], b"")
             digest = hashlib.sha256(data).hexdigest()
             if digest != args["sha256"]:
-                answer = ops.error("HashMismatch", f"expected {args['sha256']}, got {digest}")
-            else:
-                self.files[args["destination"]] = data
-                answer = ops.ok({"changed": True, "sha256": digest, "size": len(data)})
-        else:
-            answer = ops.ok({"echo": args})
-        return "WARNING: noise before the answer\r\n" + ops.encode_answer(answer) + "\r\n"
+                return ops.error("HashMismatch", f"expected {args['sha256']}, got {digest}")
+            self.files[args["destination"]] = data
+            return ops.ok({"changed": True, "sha256": digest, "size": len(data)})
+        return ops.ok({"echo": args.get("parameters", {})})
 
     def ops_seen(self) -> list[str]:
         return [req["op"] for req in self.requests]
@@ -132,6 +136,14 @@ def _open(host: Host, opened: list[SSHTransport]) -> SSHTransport:
     return transport
 
 
+def _echo(**parameters: Any) -> dict[str, Any]:
+    return ops.request("script", source="$Parameters", parameters=parameters)
+
+
+def _sleep(seconds: float) -> dict[str, Any]:
+    return ops.request("run_process", path="C:\\sleep.exe", arguments=[str(seconds)])
+
+
 # ---- the wire format -----------------------------------------------------------------------
 
 
@@ -168,9 +180,9 @@ def test_call_carries_hostile_values_as_data_and_counts_traffic(
 ) -> None:
     stand_in, host = _serve(endpoint)
     transport = _open(host, transports)
-    answer = transport.call(ops.request("echo", value=HOSTILE, items=[HOSTILE, 1, True]))
+    answer = transport.call(_echo(value=HOSTILE, items=[HOSTILE, 1, True]))
     assert answer == ops.ok({"echo": {"value": HOSTILE, "items": [HOSTILE, 1, True]}})
-    assert stand_in.requests == [ops.request("echo", value=HOSTILE, items=[HOSTILE, 1, True])]
+    assert stand_in.requests == [_echo(value=HOSTILE, items=[HOSTILE, 1, True])]
     counters = endpoint.counters("web01")
     assert counters.connections == 1 and counters.requests == 1
     assert counters.bytes_in > len(ops.agent_source()) and counters.bytes_out > 0
@@ -182,9 +194,9 @@ def test_several_calls_reuse_one_connection(
     stand_in, host = _serve(endpoint)
     transport = _open(host, transports)
     for index in range(5):
-        assert ops.result_of(transport.call(ops.request("echo", n=index))) == {"echo": {"n": index}}
+        assert ops.result_of(transport.call(_echo(n=index))) == {"echo": {"n": index}}
     assert endpoint.counters("web01").connections == 1
-    assert stand_in.ops_seen() == ["echo"] * 5
+    assert stand_in.ops_seen() == ["script"] * 5
 
 
 def test_latency_is_served_per_request(
@@ -194,7 +206,7 @@ def test_latency_is_served_per_request(
     stand_in.latency = 0.3
     transport = _open(host, transports)
     started = time.monotonic()
-    transport.call(ops.request("echo"))
+    transport.call(_echo())
     assert time.monotonic() - started >= 0.3
 
 
@@ -205,8 +217,8 @@ def test_a_long_op_outlives_the_read_timeout(
     _, host = _serve(endpoint)
     host.connection.read_timeout = 1.0
     transport = _open(host, transports)
-    answer = transport.call(ops.request("sleep", seconds=3))
-    assert ops.result_of(answer) == {"slept": 3}
+    answer = transport.call(_sleep(3))
+    assert ops.result_of(answer) == {"exit_code": 0, "timed_out": False}
 
 
 def test_the_call_deadline_raises_transport_timeout(
@@ -214,11 +226,12 @@ def test_the_call_deadline_raises_transport_timeout(
 ) -> None:
     _, host = _serve(endpoint)
     transport = _open(host, transports)
-    with pytest.raises(TransportTimeout, match=r"no answer to 'sleep' within 0\.5 s") as caught:
-        transport.call(ops.request("sleep", seconds=2), timeout=0.5)
+    expected = r"no answer to 'run_process' within 0\.5 s"
+    with pytest.raises(TransportTimeout, match=expected) as caught:
+        transport.call(_sleep(2), timeout=0.5)
     assert caught.value.hint
     # the connection is still good for the next call
-    assert ops.result_of(transport.call(ops.request("echo"))) == {"echo": {}}
+    assert ops.result_of(transport.call(_echo())) == {"echo": {}}
 
 
 def test_another_remote_shell_gives_no_answer(endpoint: SSHLabEndpoint) -> None:
@@ -323,7 +336,7 @@ def test_an_unreachable_host_refuses_then_comes_back(
     assert caught.value.transient and "sshd" in (caught.value.hint or "")
     stand_in.fault = None
     time.sleep(0.5)
-    assert ops.result_of(_open(host, transports).call(ops.request("echo"))) == {"echo": {}}
+    assert ops.result_of(_open(host, transports).call(_echo())) == {"echo": {}}
 
 
 def test_reboot_goes_dark_then_the_next_call_reconnects(
@@ -331,13 +344,13 @@ def test_reboot_goes_dark_then_the_next_call_reconnects(
 ) -> None:
     stand_in, host = _serve(endpoint)
     transport = _open(host, transports)
-    transport.call(ops.request("reboot", dark_s=1.0))
+    transport.call(ops.request("reboot", delay_s=0))
     with pytest.raises(Unreachable, match="connection refused"):
         transport.call(ops.request("facts", queries=[]))
     time.sleep(1.3)
-    assert ops.result_of(transport.call(ops.request("echo"))) == {"echo": {}}
+    assert ops.result_of(transport.call(_echo())) == {"echo": {}}
     assert endpoint.counters("web01").connections == 2
-    assert stand_in.ops_seen() == ["reboot", "echo"]
+    assert stand_in.ops_seen() == ["reboot", "script"]
 
 
 def test_a_dropped_connection_during_a_non_idempotent_op_is_not_resent(
@@ -354,8 +367,8 @@ def test_a_dropped_connection_during_a_non_idempotent_op_is_not_resent(
     assert "never re-sent" in (caught.value.hint or "")
     assert stand_in.ops_seen() == ["run_process"]  # it ran once and was not sent again
     # the next call opens a new connection
-    assert ops.result_of(transport.call(ops.request("echo"))) == {"echo": {}}
-    assert stand_in.ops_seen() == ["run_process", "echo"]
+    assert ops.result_of(transport.call(_echo())) == {"echo": {}}
+    assert stand_in.ops_seen() == ["run_process", "script"]
 
 
 def test_an_unknown_host_key_is_refused_with_a_hint(
@@ -370,7 +383,7 @@ def test_an_unknown_host_key_is_refused_with_a_hint(
     assert type(caught.value) is TransportError
     assert "host_key_checking: false" in (caught.value.hint or "")
     unchecked = _host(endpoint, "web01", known_hosts=str(empty), host_key_checking=False)
-    assert ops.result_of(_open(unchecked, transports).call(ops.request("echo"))) == {"echo": {}}
+    assert ops.result_of(_open(unchecked, transports).call(_echo())) == {"echo": {}}
 
 
 def test_public_key_authentication(endpoint: SSHLabEndpoint) -> None:
@@ -378,7 +391,7 @@ def test_public_key_authentication(endpoint: SSHLabEndpoint) -> None:
     stand_in = _StandIn("key01")
     endpoint.add_host(stand_in, username=USER, password=PASSWORD, authorized_keys=[key])
     address, port = endpoint.address("key01")
-    script = stdin_script(ops.request("echo", via="key"))
+    script = stdin_script(_echo(via="key"))
 
     async def run(client_key: asyncssh.SSHKey) -> str:
         async with asyncssh.connect(address, port, username=USER, client_keys=[client_key],
@@ -439,11 +452,11 @@ def test_a_silent_network_path_is_a_read_timeout(
     host.connection.port = proxy.port
     host.connection.host_key_checking = False
     transport = _open(host, transports)
-    assert ops.result_of(transport.call(ops.request("echo"))) == {"echo": {}}
+    assert ops.result_of(transport.call(_echo())) == {"echo": {}}
     stand_in.on_request = lambda req: proxy.stall.set()  # silence once the op is running
     started = time.monotonic()
     with pytest.raises(TransportTimeout, match="stopped answering") as caught:
-        transport.call(ops.request("sleep", seconds=10))
+        transport.call(_sleep(10))
     assert 1.0 <= time.monotonic() - started < 4
     assert caught.value.transient
     proxy.listener.close()
