@@ -1,0 +1,71 @@
+"""Simulated Windows hosts that answer the op protocol (docs/ops.md) exactly as agent.ps1 does.
+
+`LabHost` is one host; `lab_host` shares one object per (state dir, name) in a process, so
+every transport and endpoint of a run sees the same machine. State lives under
+`<state dir>/lab/`; `reset_lab` starts hosts fresh. docs/lab.md lists the `lab:` host vars.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from pushinstall.lab.host import LabHost, state_file
+
+_HOSTS: dict[tuple[Path, str], LabHost] = {}
+_HOSTS_LOCK = threading.Lock()
+
+
+def default_state_dir() -> Path:
+    """`PUSHINSTALL_STATE_DIR`, else `$XDG_STATE_HOME/pushinstall`, else
+    `~/.local/state/pushinstall`; lab hosts live in its `lab/` folder."""
+    if os.environ.get("PUSHINSTALL_STATE_DIR"):
+        return Path(os.environ["PUSHINSTALL_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "pushinstall"
+
+
+def lab_host(name: str, lab_vars: dict[str, Any] | None = None,
+             state_dir: Path | None = None) -> LabHost:
+    """The process's one LabHost for (state dir, name); its per-call settings are refreshed
+    from `lab_vars`, its starting state is what the state file holds."""
+    directory = (state_dir or default_state_dir()).resolve()
+    with _HOSTS_LOCK:
+        host = _HOSTS.get((directory, name))
+        if host is None:
+            host = _HOSTS[(directory, name)] = LabHost(name, lab_vars, directory)
+        else:
+            host.update_vars(lab_vars)
+        return host
+
+
+def reset_lab(state_dir: Path, names: list[str] | None = None) -> int:
+    """Start lab hosts fresh (all of them when `names` is None); returns how many were reset."""
+    lab_dir = state_dir / "lab"
+    directory = state_dir.resolve()
+    if names is None:
+        paths = sorted(lab_dir.glob("*.json")) if lab_dir.is_dir() else []
+        with _HOSTS_LOCK:
+            shared = [h for (d, _), h in _HOSTS.items() if d == directory]
+    else:
+        paths = [state_file(state_dir, name) for name in names]
+        with _HOSTS_LOCK:
+            shared = [_HOSTS[(directory, n)] for n in names if (directory, n) in _HOSTS]
+    count = 0
+    for path in paths:
+        if path.exists():
+            path.unlink()
+            count += 1
+        shutil.rmtree(path.with_suffix(".files"), ignore_errors=True)
+    reset_names = {p.name for p in paths if True}
+    for host in shared:
+        if host.path.name not in reset_names:
+            count += 1
+        host.reset()
+    return count
+
+
+__all__ = ["LabHost", "default_state_dir", "lab_host", "reset_lab"]

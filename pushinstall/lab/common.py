@@ -1,0 +1,31 @@
+"""Small helpers every lab module uses: the op error to raise, and the clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import NoReturn
+
+from pushinstall.errors import RemoteOpFailed
+
+
+def fail(error_type: str, message: str) -> NoReturn:
+    """Stop the current op: it answers `{"ok": false, "error": {error_type, message}}`.
+
+    The lab raises the same `RemoteOpFailed` a controller sees for that answer, so the one
+    exception tree (errors.py) covers the simulated host too."""
+    raise RemoteOpFailed(message, error_type=error_type)
+
+
+def iso(moment: dt.datetime) -> str:
+    """`moment` as the protocol writes times: ISO 8601 UTC, seconds."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_iso() -> str:
+    """The current time as the protocol writes it."""
+    return iso(dt.datetime.now(dt.timezone.utc))
+
+
+def parse_iso(text: str) -> dt.datetime:
+    """Inverse of `iso`."""
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)

@@ -1,0 +1,205 @@
+"""The simulated file system of one lab host: drive C: only, case-insensitive Windows paths.
+
+Metadata (paths, sizes, hashes, timestamps, the secret ACL flag) lives in the host's state;
+contents live in a blob directory beside the state file, one blob per file, so a pushed 20 MB
+installer is written once and chunks land at their offsets. Free space is accounted: writing
+more than is free raises an op error `DiskFull`, removing a file gives its space back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ntpath
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pushinstall.lab.common import fail, now_iso
+
+_ILLEGAL = re.compile(r'[\x00-\x1f"<>|]')
+_DRIVE_PATH = re.compile(r"^[A-Za-z]:\\")
+CWD = "C:\\Users\\Administrator\\Documents"
+
+
+def normalize(path: str) -> str:
+    """The absolute, normalized form of a local Windows path, as .NET's GetFullPath gives it.
+
+    Fails the op with .NET's messages for the shapes .NET rejects."""
+    if _ILLEGAL.search(path):
+        fail("Exception", "Illegal characters in path.")
+    path = path.replace("/", "\\")
+    if path.startswith("\\\\"):
+        fail("InvalidArgument", f"not a local path: {path}")
+    if not _DRIVE_PATH.match(path):
+        if path.startswith("\\"):
+            path = "C:" + path
+        elif re.match(r"^[A-Za-z]:", path):
+            path = path[:2] + "\\" + path[2:]
+        else:
+            path = CWD + "\\" + path
+    full = ntpath.normpath(path)
+    if ":" in full[2:] or "*" in full or "?" in full:
+        fail("Exception", "The given path's format is not supported.")
+    return full[0].upper() + full[1:]
+
+
+def parent_of(path: str) -> str | None:
+    """The parent directory of a normalized path; None for a drive root."""
+    parent = ntpath.dirname(path)
+    return None if parent == path else parent
+
+
+class FileSystem:
+    """Directories and files of drive C:, contents in `blob_dir`."""
+
+    def __init__(self, data: dict[str, Any], blob_dir: Path) -> None:
+        # data: {"dirs": {lower: {"path", "modified"}}, "files": {lower: entry},
+        #        "free_bytes": int, "total_bytes": int}
+        self.data = data
+        self.blob_dir = blob_dir
+
+    @property
+    def dirs(self) -> dict[str, dict[str, Any]]:
+        """Directories by lowercase path."""
+        dirs: dict[str, dict[str, Any]] = self.data["dirs"]
+        return dirs
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        """Files by lowercase path: `{"path", "blob", "size", "sha256", "modified", "secret"}`."""
+        files: dict[str, dict[str, Any]] = self.data["files"]
+        return files
+
+    # ------------------------------------------------------------ queries
+
+    def is_dir(self, path: str) -> bool:
+        """True for an existing directory (a drive root counts)."""
+        full = normalize(path)
+        return full.lower() in self.dirs or (len(full) == 3 and full[0] in "Cc")
+
+    def is_file(self, path: str) -> bool:
+        """True for an existing file."""
+        return normalize(path).lower() in self.files
+
+    def entry(self, path: str) -> dict[str, Any] | None:
+        """The file's metadata, or None."""
+        return self.files.get(normalize(path).lower())
+
+    def read(self, path: str) -> bytes:
+        """A file's content; NotFound when missing."""
+        entry = self.entry(path)
+        if entry is None:
+            fail("NotFound", f"Could not find file '{normalize(path)}'.")
+        return (self.blob_dir / entry["blob"]).read_bytes()
+
+    def sha256(self, path: str) -> str:
+        """A file's sha256 (cached in its metadata)."""
+        entry = self.entry(path)
+        if entry is None:
+            fail("NotFound", f"Could not find file '{normalize(path)}'.")
+        if entry.get("sha256") is None:
+            entry["sha256"] = hashlib.sha256(self.read(path)).hexdigest()
+        sha: str = entry["sha256"]
+        return sha
+
+    def listdir(self, path: str) -> list[str]:
+        """Full paths of the files directly in a directory."""
+        prefix = normalize(path).lower().rstrip("\\") + "\\"
+        return [e["path"] for k, e in self.files.items()
+                if k.startswith(prefix) and "\\" not in k[len(prefix):]]
+
+    # ------------------------------------------------------------ changes
+
+    def _require_drive(self, full: str) -> None:
+        if full[0] not in "Cc":
+            fail("NotFound", f"Could not find a part of the path '{full}'.")
+
+    def make_dirs(self, path: str) -> bool:
+        """Create a directory and its parents; True when it did not exist."""
+        full = normalize(path)
+        self._require_drive(full)
+        if full.lower() in self.files:
+            fail("InvalidArgument", f"a file is in the way of the directory {full}")
+        created = False
+        current: str | None = full
+        missing: list[str] = []
+        while current is not None and not self.is_dir(current):
+            if current.lower() in self.files:
+                fail("Exception", f"Cannot create '{current}' because a file "
+                                 "with that name already exists.")
+            missing.append(current)
+            current = parent_of(current)
+        for directory in reversed(missing):
+            self.dirs[directory.lower()] = {"path": directory, "modified": now_iso()}
+            created = True
+        return created
+
+    def _need_parent(self, full: str) -> None:
+        parent = parent_of(full)
+        if parent is not None and not self.is_dir(parent):
+            fail("NotFound", f"Could not find a part of the path '{full}'.")
+
+    def _charge(self, delta: int) -> None:
+        if delta > self.data["free_bytes"]:
+            fail("DiskFull", "There is not enough space on the disk.")
+        self.data["free_bytes"] -= delta
+
+    def write(self, path: str, content: bytes, secret: bool = False) -> dict[str, Any]:
+        """Create or replace a file (its parent must exist); returns its metadata."""
+        full = normalize(path)
+        self._require_drive(full)
+        if self.is_dir(full):
+            fail("AccessDenied", f"Access to the path '{full}' is denied.")
+        self._need_parent(full)
+        old = self.files.get(full.lower())
+        self._charge(len(content) - (old["size"] if old else 0))
+        blob = uuid.uuid4().hex
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        (self.blob_dir / blob).write_bytes(content)
+        if old is not None:
+            (self.blob_dir / old["blob"]).unlink(missing_ok=True)
+        entry = {"path": old["path"] if old else full, "blob": blob, "size": len(content),
+                 "sha256": hashlib.sha256(content).hexdigest(), "modified": now_iso(),
+                 "secret": secret}
+        self.files[full.lower()] = entry
+        return entry
+
+    def write_at(self, path: str, offset: int, data: bytes) -> int:
+        """Write `data` at `offset` of an existing file; returns the file's new size."""
+        entry = self.entry(path)
+        if entry is None:
+            fail("NotFound", f"Could not find file '{normalize(path)}'.")
+        new_size = max(entry["size"], offset + len(data))
+        self._charge(new_size - entry["size"])
+        with open(self.blob_dir / entry["blob"], "r+b") as handle:
+            if offset > entry["size"]:
+                handle.seek(entry["size"])
+                handle.write(b"\0" * (offset - entry["size"]))
+            handle.seek(offset)
+            handle.write(data)
+        entry.update(size=new_size, sha256=None, modified=now_iso())
+        return new_size
+
+    def remove(self, path: str) -> bool:
+        """Delete a file; True when it existed."""
+        entry = self.files.pop(normalize(path).lower(), None)
+        if entry is None:
+            return False
+        (self.blob_dir / entry["blob"]).unlink(missing_ok=True)
+        self.data["free_bytes"] += entry["size"]
+        return True
+
+    def move(self, source: str, destination: str) -> None:
+        """Move a file over `destination` (replacing it)."""
+        entry = self.files.pop(normalize(source).lower())
+        full = normalize(destination)
+        old = self.files.get(full.lower())
+        if old is not None:
+            self.remove(full)
+        entry["path"] = full  # File.Move keeps the last write time
+        self.files[full.lower()] = entry
+
+    def reserve(self, size: int) -> None:
+        """Take `size` bytes of free space (installed programs' footprint); negative returns."""
+        self._charge(size)

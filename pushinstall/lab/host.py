@@ -1,0 +1,267 @@
+"""`LabHost`: one simulated Windows host that answers the op protocol (docs/ops.md).
+
+State persists in `<state dir>/lab/<host>.json` (file contents in `<host>.files/`), written
+atomically after every call, so a later run, a `check`, or another process serving the same
+state dir sees what earlier calls did; a state file changed by someone else (`pushinstall lab
+reset`, another process) is read again before the next call.
+"""
+
+from __future__ import annotations
+
+import binascii
+import copy
+import datetime as dt
+import json
+import math
+import os
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pushinstall.errors import RemoteOpFailed
+from pushinstall.lab import facts, products
+from pushinstall.lab.common import iso, parse_iso
+from pushinstall.lab.fresh import fresh_state
+from pushinstall.lab.handlers import HANDLERS
+from pushinstall.lab.state import HostState
+from pushinstall.lab.vars import parse_lab_vars
+from pushinstall.remote import ops
+from pushinstall.secret import MASK
+
+OP_LOG_LIMIT = 1000
+_LINE = re.compile(r"^\s*Invoke-PushinstallOp -Request '([A-Za-z0-9+/]*={0,2})'\s*$")
+
+
+def state_file(state_dir: Path, name: str) -> Path:
+    """Where host `name`'s state lives (odd characters in the name escaped)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", lambda m: f"%{ord(m.group()):02X}", name)
+    return state_dir / "lab" / f"{safe}.json"
+
+
+def _masked(req: dict[str, Any]) -> dict[str, Any]:
+    """A request as the op log keeps it: secret values replaced by the mask."""
+    shown = copy.deepcopy(req)
+    args = shown.get("args") if isinstance(shown.get("args"), dict) else {}
+    if shown.get("op") == "write_secret" and "content" in args:
+        args["content"] = MASK
+    if isinstance(args.get("credential"), dict):
+        args["credential"] = {**args["credential"], "password": MASK}
+    if shown.get("op") == "batch" and isinstance(args.get("requests"), list):
+        args["requests"] = [_masked(r) if isinstance(r, dict) else r for r in args["requests"]]
+    return shown
+
+
+class LabHost:
+    """A simulated host. Thread-safe: one lock per host; ops run one at a time, except that
+    a running simulated installer releases the lock while it 'runs'.
+
+    Share one object per (state dir, name) in a process: `pushinstall.lab.lab_host`.
+    """
+
+    def __init__(self, name: str, lab_vars: dict[str, Any] | None = None,
+                 state_dir: Path | None = None) -> None:
+        from pushinstall.lab import default_state_dir
+
+        self.name = name
+        self.lab = parse_lab_vars(lab_vars)
+        self.path = state_file(state_dir or default_state_dir(), name)
+        self.blob_dir = self.path.with_suffix(".files")
+        self.op_log: list[str] = []
+        self.calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._http_503_left = self.lab.http_503
+        self._connects = 0
+        self._seen: tuple[int, int] | None = None
+        self.state = self._load()
+
+    # ------------------------------------------------------------ persistence
+
+    def _load(self) -> HostState:
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            state = HostState(saved["state"], self.blob_dir)
+            self._history = list(saved.get("op_log", []))
+        except FileNotFoundError:
+            shutil.rmtree(self.blob_dir, ignore_errors=True)
+            state = fresh_state(self.name, self.lab, self.blob_dir)
+            self._history = []
+            self.state = state
+            self._save()
+        self._stamp()
+        return state
+
+    def _stamp(self) -> None:
+        try:
+            stat = self.path.stat()
+            self._seen = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            self._seen = None
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path.with_name(f"{self.path.name}.{threading.get_ident()}.tmp")
+        body = {"state": self.state.data, "op_log": self._history[-OP_LOG_LIMIT:]}
+        temp.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
+        os.replace(temp, self.path)
+        self._stamp()
+
+    def _sync(self) -> None:
+        """Read the state file again when someone else changed or removed it."""
+        try:
+            stat = self.path.stat()
+            now: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            now = None
+        if now != self._seen:
+            self.state = self._load()
+
+    def reset(self) -> None:
+        """Start fresh: forget every change (`pushinstall lab reset`)."""
+        with self._lock:
+            self.path.unlink(missing_ok=True)
+            self.state = self._load()
+
+    @property
+    def generation(self) -> int:
+        """How many calls changed the machine's state since it was made fresh."""
+        return int(self.state.data["generation"])
+
+    # ------------------------------------------------------------ faults
+
+    @property
+    def latency(self) -> float:
+        """Seconds each op takes on the wire (lab var `latency_ms`)."""
+        return self.lab.latency_ms / 1000.0
+
+    def update_vars(self, lab_vars: dict[str, Any] | None) -> None:
+        """Take new per-call settings (the starting state is kept)."""
+        self.lab = parse_lab_vars(lab_vars)
+
+    def connection_fault(self) -> str | None:
+        """`"unreachable"`, `"bad_credentials"` or None: what a connection attempt meets."""
+        if self.lab.unreachable or time.time() < float(self.state.data.get("dark_until", 0)):
+            return "unreachable"
+        if self.lab.bad_credentials:
+            return "bad_credentials"
+        return None
+
+    def refuses_connect(self) -> bool:
+        """True for each of the first `refuse_first_connects` connection attempts."""
+        with self._lock:
+            self._connects += 1
+            return self._connects <= self.lab.refuse_first_connects
+
+    def take_http_503(self) -> bool:
+        """True while the web server still owes a 503 (lab var `http_503`, per process)."""
+        if self._http_503_left > 0:
+            self._http_503_left -= 1
+            return True
+        return False
+
+    def sleep(self, seconds: float) -> None:
+        """Let simulated time pass, other calls may run meanwhile (called with the lock)."""
+        if seconds <= 0:
+            return
+        self._lock.release()
+        try:
+            time.sleep(seconds)
+        finally:
+            self._lock.acquire()
+
+    def restart(self) -> None:
+        """Restart now: dark for `reboot_seconds`, then a new boot time, the pending signals
+        cleared, and services started by their start mode (with their faults)."""
+        data = self.state.data
+        back = time.time() + self.lab.reboot_seconds
+        data["dark_until"] = back
+        old = parse_iso(data["boot_time"])
+        new = dt.datetime.fromtimestamp(math.ceil(back), dt.timezone.utc)
+        data["boot_time"] = iso(max(new, old + dt.timedelta(seconds=1)))
+        self.state.clear_pending()
+        for record in self.state.services.values():
+            record["status"] = "Stopped"
+            if self.state.start_mode(record["name"]) in ("Automatic", "AutomaticDelayed"):
+                products.start_service(self.state, self.lab, record["name"])
+
+    # ------------------------------------------------------------ the protocol
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one request dict with an answer dict; state is saved after the call."""
+        with self._lock:
+            self._sync()
+            op = request.get("op") if isinstance(request, dict) else None
+            self.op_log.append(str(op))
+            self.calls.append(_masked(request) if isinstance(request, dict) else {})
+            self._history.append(str(op))
+            before = json.dumps(self.state.data, sort_keys=True)
+            answer = self._dispatch(request)
+            if json.dumps(self.state.data, sort_keys=True) != before:
+                self.state.data["generation"] += 1
+            self._save()
+            return answer
+
+    def _dispatch(self, request: Any) -> dict[str, Any]:
+        if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+            return ops.error("InvalidArgument", 'a request is a JSON object with a string "op"')
+        op = request["op"]
+        if op not in ops.OP_SCHEMAS:
+            return ops.error("UnknownOp", f"unknown op '{op}'")
+        args = request.get("args") or {}
+        try:
+            # batch and facts answer per item: check their items one by one below
+            outer = {**args, "requests": []} if op == "batch" and "requests" in args else args
+            outer = {**args, "queries": []} if op == "facts" and "queries" in args else outer
+            ops.validate_request({"op": op, "args": outer})
+        except ValueError as exc:
+            return ops.error("InvalidArgument", str(exc))
+        try:
+            if op == "batch":
+                return ops.ok([self._dispatch(inner) for inner in args["requests"]])
+            if op == "facts":
+                return ops.ok({str(q.get("id")) if isinstance(q, dict) else "": self._fact(q)
+                               for q in args["queries"]})
+            return ops.ok(HANDLERS[op](self, args))
+        except RemoteOpFailed as exc:
+            return ops.error(exc.error_type, exc.message)
+
+    def _fact(self, query: Any) -> dict[str, Any]:
+        try:
+            ops.validate_request({"op": "facts", "args": {"queries": [query]}})
+            return facts.fact(self.state, self.lab, query)
+        except ValueError as exc:
+            return {"error": {"type": "InvalidArgument", "message": str(exc)}}
+        except RemoteOpFailed as exc:
+            return {"error": {"type": exc.error_type, "message": exc.message}}
+
+    def handle_line(self, command: str) -> str:
+        """Run the PowerShell line the controller sends, `Invoke-PushinstallOp -Request
+        '<base64>'` and nothing else; returns the output text with the answer line."""
+        match = _LINE.match(command)
+        if match is None:
+            answer = ops.error("InvalidArgument", "a lab host runs only the line "
+                               "Invoke-PushinstallOp -Request '<base64>'")
+        else:
+            try:
+                request = ops.decode_request(match.group(1))
+            except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+                answer = ops.error("InvalidArgument", f"the request is not base64 JSON: {exc}")
+            else:
+                answer = self.handle(request)
+        return ops.encode_answer(answer) + "\n"
+
+    def import_file(self, path: str, data: bytes) -> None:
+        """Put a file on the host as an upload outside the op protocol does (SFTP)."""
+        with self._lock:
+            self._sync()
+            self.state.fs.write(path, data)
+            self.state.data["generation"] += 1
+            self._save()
+
+    def file_content(self, path: str) -> bytes:
+        """A file's content on the host (for tests and the wire endpoints)."""
+        with self._lock:
+            return self.state.fs.read(path)
+
