@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncssh
@@ -54,6 +55,8 @@ class _StandIn:
         self.name = name
         self.latency = 0.0
         self.fault: str | None = None
+        self.lab = SimpleNamespace(drop_connection_on=[])
+        self.refused_connects = 0
         self.dark_s = dark_s
         self.dark_until = 0.0
         self.requests: list[dict[str, Any]] = []
@@ -63,6 +66,12 @@ class _StandIn:
 
     def connection_fault(self) -> str | None:
         return "unreachable" if time.monotonic() < self.dark_until else self.fault
+
+    def refuses_connect(self) -> bool:
+        if self.refused_connects > 0:
+            self.refused_connects -= 1
+            return True
+        return False
 
     def import_file(self, path: str, data: bytes) -> None:
         with self._lock:
@@ -339,6 +348,18 @@ def test_an_unreachable_host_refuses_then_comes_back(
     assert ops.result_of(_open(host, transports).call(_echo())) == {"echo": {}}
 
 
+def test_refused_first_connects_are_unreachable_then_the_host_answers(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport]
+) -> None:
+    stand_in, host = _serve(endpoint)
+    stand_in.refused_connects = 1
+    with pytest.raises(Unreachable, match="during connect") as caught:
+        _open(host, transports)
+    assert caught.value.transient
+    assert ops.result_of(_open(host, transports).call(_echo())) == {"echo": {}}
+    assert endpoint.counters("web01").connections == 2
+
+
 def test_reboot_goes_dark_then_the_next_call_reconnects(
     endpoint: SSHLabEndpoint, transports: list[SSHTransport]
 ) -> None:
@@ -356,7 +377,8 @@ def test_reboot_goes_dark_then_the_next_call_reconnects(
 def test_a_dropped_connection_during_a_non_idempotent_op_is_not_resent(
     endpoint: SSHLabEndpoint, transports: list[SSHTransport]
 ) -> None:
-    stand_in, host = _serve(endpoint, drop_connection_on=["run_process"])
+    stand_in, host = _serve(endpoint)
+    stand_in.lab.drop_connection_on = ["run_process"]
     transport = _open(host, transports)
     req = ops.request("run_process", path="C:\\Temp\\UnifiedAgent.exe", arguments=["/q"])
     assert not ops.is_idempotent(req)

@@ -27,7 +27,8 @@ Faults (wire level, per host):
   refused; it reopens on the same port when the fault clears. After a `reboot` answer the
   host's open connections are dropped too, as a restarting machine drops them;
 - bad credentials: `connection_fault() == "bad_credentials"` fails every authentication;
-- dropped connection mid-response: for each op named in `drop_connection_on` (`add_host`), the
+- refused connects: the first `refuse_first_connects` connections are reset as they arrive;
+- dropped connection mid-response: for each op named in the lab var `drop_connection_on`, the
   op runs on the host, half of its output is sent, then the connection is aborted.
 
 Counters per host (`counters(name)`): connections, requests (exec channels and SFTP sessions),
@@ -39,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
@@ -47,6 +48,7 @@ from typing import Any, Protocol
 
 import asyncssh
 
+from pushinstall.errors import RemoteOpFailed
 from pushinstall.remote import ops
 from pushinstall.transports.ssh import POWERSHELL_COMMAND, LoopThread, split_stdin_script
 
@@ -61,10 +63,17 @@ NOT_POWERSHELL = (
 )
 
 
+class WireFaults(Protocol):
+    """The lab vars the endpoint reads (`pushinstall.lab.vars.LabVars`)."""
+
+    drop_connection_on: list[str]
+
+
 class LabHostLike(Protocol):
     """What the endpoint needs from a `pushinstall.lab.LabHost`."""
 
     name: str
+    lab: WireFaults
 
     @property
     def latency(self) -> float: ...
@@ -72,6 +81,8 @@ class LabHostLike(Protocol):
     def handle_line(self, command: str) -> str: ...
 
     def connection_fault(self) -> str | None: ...
+
+    def refuses_connect(self) -> bool: ...
 
     def import_file(self, path: str, data: bytes) -> None: ...
 
@@ -92,7 +103,6 @@ class _Served:
     username: str
     password: str
     authorized_keys: list[asyncssh.SSHKey]
-    drop_ops: frozenset[str]
     staging: Path
     port: int = 0
     acceptor: asyncssh.SSHAcceptor | None = None
@@ -148,14 +158,13 @@ class SSHLabEndpoint:
         username: str,
         password: str,
         authorized_keys: Iterable[asyncssh.SSHKey] = (),
-        drop_connection_on: Iterable[str] = (),
     ) -> int:
         """Serve `lab_host` on a new port of 127.0.0.1; returns the port."""
         assert self._loop is not None, "start() the endpoint first"
         if lab_host.name in self._hosts:
             raise ValueError(f"host {lab_host.name!r} is already served")
         served = _Served(lab_host, username, password, list(authorized_keys),
-                         frozenset(drop_connection_on), self.work_dir / "sftp" / lab_host.name)
+                         self.work_dir / "sftp" / lab_host.name)
         self._hosts[lab_host.name] = served
         self._loop.run(self._listen(served))
         assert self._host_key is not None
@@ -240,7 +249,7 @@ class SSHLabEndpoint:
             await asyncio.sleep(served.lab_host.latency)
         output, op = await self._answer(served, data.decode("utf-8", "replace"))
         encoded = output.encode("utf-8")
-        if op in served.drop_ops:
+        if op and op in served.lab_host.lab.drop_connection_on:
             process.stdout.write(encoded[: len(encoded) // 2])
             counters.bytes_out += len(encoded) // 2
             await process.stdout.drain()
@@ -288,6 +297,8 @@ class _Server(asyncssh.SSHServer):
         self._conn = conn
         self._served.connections.add(conn)
         self._served.counters.connections += 1
+        if self._served.lab_host.refuses_connect():
+            conn.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
@@ -342,18 +353,28 @@ class _LabSFTP(asyncssh.SFTPServer):
         self._served.counters.bytes_in += len(data)
         return super().write(file_obj, offset, data)
 
-    def close(self, file_obj: object) -> None:
+    async def close(self, file_obj: object) -> None:  # type: ignore[override]
         super().close(file_obj)
         windows, staged = self._written.pop(id(file_obj), ("", None))
         if staged is None:
             return
         try:
-            self._served.lab_host.import_file(windows, staged.read_bytes())
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._served.lab_host.import_file, windows, staged.read_bytes())
+        except RemoteOpFailed as exc:
+            raise _SFTP_ERRORS.get(exc.error_type, asyncssh.SFTPFailure)(exc.message) from None
         except OSError as exc:
             raise asyncssh.SFTPFailure(f"cannot store {windows}: {exc}") from None
         finally:
             with contextlib.suppress(OSError):
                 staged.unlink()
+
+
+_SFTP_ERRORS: dict[str, Callable[[str], asyncssh.SFTPError]] = {
+    "DiskFull": asyncssh.SFTPNoSpaceOnFilesystem,
+    "AccessDenied": asyncssh.SFTPPermissionDenied,
+    "NotFound": asyncssh.SFTPNoSuchPath,
+}
 
 
 def _windows_path(path: bytes) -> str:
