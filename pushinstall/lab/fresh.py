@@ -69,7 +69,7 @@ def fresh_state(name: str, lab: LabVars, blob_dir: Path) -> HostState:
     data: dict[str, Any] = {
         "format": STATE_FORMAT, "name": name, "hostname": hostname, "os": lab.os,
         "boot_time": iso(booted), "dark_until": 0.0, "registry": {}, "services": {},
-        "fs": {"dirs": {}, "files": {}, "free_bytes": lab.disk_free_bytes,
+        "fs": {"dirs": {}, "files": {}, "free_bytes": lab.disk_total_bytes,
                "total_bytes": lab.disk_total_bytes},
         "generation": 0,
     }
