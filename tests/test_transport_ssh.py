@@ -31,9 +31,11 @@ from pushinstall.errors import (
     Unreachable,
 )
 from pushinstall.inventory import Connection, Host
+from pushinstall.lab import LabHost, catalog, lab_host
 from pushinstall.lab.ssh_server import SSHLabEndpoint
 from pushinstall.remote import ops
 from pushinstall.secret import Secret
+from pushinstall.transports.push import push_file
 from pushinstall.transports.ssh import (
     POWERSHELL_COMMAND,
     SSHTransport,
@@ -263,26 +265,6 @@ def test_another_remote_shell_gives_no_answer(endpoint: SSHLabEndpoint) -> None:
 # ---- files ---------------------------------------------------------------------------------
 
 
-def test_put_file_pushes_20_mb_with_the_right_sha256(
-    endpoint: SSHLabEndpoint, transports: list[SSHTransport], tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    stand_in, host = _serve(endpoint)
-    local = tmp_path / "UnifiedAgent.exe"
-    local.write_bytes(os.urandom(20 * 1024 * 1024))
-    digest = hashlib.sha256(local.read_bytes()).hexdigest()
-    transport = _open(host, transports)
-    with caplog.at_level(logging.DEBUG, logger="pushinstall.transports.ssh"):
-        result = transport.put_file(local, "C:\\Temp\\ASR\\UnifiedAgent.exe", digest)
-    assert result == {"changed": True, "sha256": digest, "size": 20 * 1024 * 1024}
-    landed = stand_in.files["C:\\Temp\\ASR\\UnifiedAgent.exe"]
-    assert hashlib.sha256(landed).hexdigest() == digest
-    assert stand_in.ops_seen() == ["file_begin", "file_end"]
-    assert any("MB/s" in record.getMessage() for record in caplog.records)
-    assert endpoint.counters("web01").bytes_in >= 20 * 1024 * 1024
-    assert endpoint.counters("web01").connections == 1
-
-
 def test_put_file_hash_mismatch_is_reported_by_the_target(
     endpoint: SSHLabEndpoint, transports: list[SSHTransport], tmp_path: Path
 ) -> None:
@@ -483,3 +465,158 @@ def test_a_silent_network_path_is_a_read_timeout(
     assert caught.value.transient
     proxy.listener.close()
     assert direct.connection.port != proxy.port
+
+
+# ---- against the real lab host model -------------------------------------------------------
+
+PRODUCT_ID = "{275197FC-14FD-4560-A5EB-38217F80CBD1}"
+INSTALL_DIR = "C:\\Program Files (x86)\\Microsoft Azure Site Recovery"
+
+
+def _serve_lab(endpoint: SSHLabEndpoint, state_dir: Path, name: str = "asr01",
+               **lab_vars: Any) -> tuple[LabHost, Host]:
+    host_model = lab_host(name, {"reboot_seconds": 1, **lab_vars}, state_dir)
+    endpoint.add_host(host_model, username=USER, password=PASSWORD)
+    return host_model, _host(endpoint, name)
+
+
+def _results(transport: SSHTransport, req: dict[str, Any]) -> Any:
+    return ops.result_of(transport.call(req, timeout=30))
+
+
+def test_every_op_and_the_asr_sequence_over_ssh(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport], state_dir: Path, tmp_path: Path
+) -> None:
+    model, host = _serve_lab(endpoint, state_dir)
+    transport = _open(host, transports)
+    req = ops.request
+    gather = ops.batch([req("facts", queries=[
+        {"id": "os", "kind": "os"}, {"id": "reboot", "kind": "pending_reboot"},
+        {"id": "asr", "kind": "product", "product_id": PRODUCT_ID},
+        {"id": "svc", "kind": "service", "name": "svagents"},
+        {"id": "disk", "kind": "disk", "drive": "C:"},
+        {"id": "cs", "kind": "tcp", "host": "10.0.0.115", "port": 443},
+        {"id": "reg", "kind": "registry", "key": "HKLM:\\SOFTWARE\\Pushinstall", "name": "Run"},
+        {"id": "bundle", "kind": "file", "path": "C:\\Temp\\ASR\\bundle.exe"},
+    ])])
+    before = _results(transport, gather)[0]["result"]
+    assert before["asr"]["installed"] is False and before["svc"]["exists"] is False
+    assert before["cs"]["reachable"] is True and before["reboot"]["pending"] is False
+
+    share = catalog.share_path(catalog.ASR_BUNDLE)
+    assert _results(transport, req("ensure_directory", path="C:\\Temp\\ASR")) == {"changed": True}
+    got = _results(transport, req("download", source=share, destination="C:\\Temp\\ASR\\bundle.exe",
+                                  sha256=catalog.sha256_of(share)))
+    assert got["changed"] and got["sha256"] == catalog.sha256_of(share)
+    extract = _results(transport, req("run_process", path="C:\\Temp\\ASR\\bundle.exe",
+                                      arguments=["/q", "/x:C:\\Temp\\ASR\\Extracted"]))
+    assert extract["exit_code"] == 0
+    passphrase = "C:\\Temp\\ASR\\passphrase.txt"
+    assert _results(transport, req("write_secret", path=passphrase,
+                                   content="lab-passphrase")) == {"changed": True}
+    install = _results(transport, req(
+        "run_process", path="C:\\Temp\\ASR\\Extracted\\UnifiedAgent.exe",
+        arguments=["/Role", "MS", "/InstallLocation", INSTALL_DIR, "/Platform", "VmWare",
+                   "/Silent"]))
+    assert install["exit_code"] == 0
+    assert install["command_line"].count(f'"{INSTALL_DIR}"') == 1  # quoted as one argv entry
+    register = _results(transport, req(
+        "run_process", path=f"{INSTALL_DIR}\\agent\\UnifiedAgentConfigurator.exe",
+        arguments=["/CSEndPoint", "10.0.0.115", "/PassphraseFilePath", passphrase]))
+    assert register["exit_code"] == 0
+    assert "lab-passphrase" not in str(model.calls)  # the op log masks the secret
+    assert _results(transport, req("remove_file", path=passphrase)) == {"removed": True}
+    service = _results(transport, req("set_service", name="svagents", state="running",
+                                      start_mode="Automatic"))
+    assert service["status"] == "Running"
+    assert _results(transport, req("set_registry", key="HKLM:\\SOFTWARE\\Pushinstall",
+                                   name="Run", value=HOSTILE, type="String")) == {"changed": True}
+    zipped = catalog.url(catalog.CONFIG_ZIP)
+    _results(transport, req("download", source=zipped, destination="C:\\Temp\\ASR\\cfg.zip"))
+    expanded = _results(transport, req("expand_archive", path="C:\\Temp\\ASR\\cfg.zip",
+                                       destination="C:\\Temp\\ASR\\cfg"))
+    assert expanded["changed"] is True and expanded["files"] >= 1
+    script = _results(transport, req("script", source="$Parameters.x",
+                                     parameters={"x": HOSTILE}))
+    assert script["success"] is True
+    local = tmp_path / "small.bin"
+    local.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    chunked = push_file(transport, local, "C:\\Temp\\ASR\\chunked.bin", digest, chunk_size=1 << 20)
+    assert chunked["sha256"] == digest
+    assert transport.put_file(local, "C:\\Temp\\ASR\\sftp.bin", digest)["sha256"] == digest
+    pushed = _results(transport, req("facts", queries=[
+        {"id": name, "kind": "file", "path": f"C:\\Temp\\ASR\\{name}.bin"}
+        for name in ("chunked", "sftp")]))
+    assert pushed["chunked"]["sha256"] == pushed["sftp"]["sha256"] == digest
+
+    booted = _results(transport, req("reboot", delay_s=0))["boot_time_before"]
+    with pytest.raises(Unreachable):
+        transport.call(gather)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            after = _results(transport, gather)[0]["result"]
+            break
+        except Unreachable:
+            assert time.monotonic() < deadline, "the host did not come back"
+            time.sleep(0.2)
+    assert after["os"]["last_boot_time"] != booted
+    assert after["asr"]["installed"] is True and after["asr"]["version"] == catalog.ASR_VERSION
+    assert after["svc"]["status"] == "Running"
+    assert after["reg"]["value"] == HOSTILE  # arrived as data
+    assert set(model.op_log) == set(ops.OP_NAMES)
+
+
+def test_a_20_mb_push_lands_in_the_lab_host_with_its_sha256(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport], state_dir: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model, host = _serve_lab(endpoint, state_dir)
+    local = tmp_path / "UnifiedAgent.exe"
+    local.write_bytes(os.urandom(20 * 1024 * 1024))
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    transport = _open(host, transports)
+    with caplog.at_level(logging.DEBUG, logger="pushinstall.transports.ssh"):
+        result = transport.put_file(local, "C:\\Temp\\ASR\\UnifiedAgent.exe", digest)
+    assert result == {"changed": True, "sha256": digest, "size": 20 * 1024 * 1024}
+    assert any("MB/s" in record.getMessage() for record in caplog.records)
+    counters = endpoint.counters("asr01")
+    assert counters.connections == 1 and counters.bytes_in >= 20 * 1024 * 1024
+    landed = model.file_content("C:\\Temp\\ASR\\UnifiedAgent.exe")
+    assert hashlib.sha256(landed).hexdigest() == digest
+    assert model.op_log == ["file_begin", "file_end"]
+    fact = _results(transport, ops.request("facts", queries=[
+        {"id": "f", "kind": "file", "path": "C:\\Temp\\ASR\\UnifiedAgent.exe"}]))
+    assert fact["f"]["sha256"] == digest
+
+
+def test_a_full_disk_refuses_the_push_before_any_byte_moves(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport], state_dir: Path, tmp_path: Path
+) -> None:
+    _, host = _serve_lab(endpoint, state_dir, disk_free_bytes=1024 * 1024)
+    local = tmp_path / "big.bin"
+    local.write_bytes(b"x" * (2 * 1024 * 1024))
+    transport = _open(host, transports)
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    with pytest.raises(RemoteOpFailed) as caught:
+        transport.put_file(local, "C:\\Temp\\big.bin", digest)
+    assert caught.value.error_type == "DiskFull"
+    assert endpoint.counters("asr01").bytes_in < 1024 * 1024
+
+
+def test_lab_var_faults_over_ssh(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport], state_dir: Path
+) -> None:
+    _, bad = _serve_lab(endpoint, state_dir, "bad01", bad_credentials=True)
+    _, dark = _serve_lab(endpoint, state_dir, "dark01", unreachable=True)
+    model, dropping = _serve_lab(endpoint, state_dir, "drop01", drop_connection_on=["run_process"])
+    with pytest.raises(AuthenticationFailed):
+        _open(bad, transports)
+    with pytest.raises(Unreachable, match="connection refused"):
+        _open(dark, transports)
+    transport = _open(dropping, transports)
+    with pytest.raises(Unreachable, match="may or may not have run"):
+        transport.call(ops.request("run_process", path="C:\\Windows\\System32\\cmd.exe",
+                                   arguments=["/c", "exit", "0"]))
+    assert model.op_log == ["run_process"]  # it ran once on the host, and was not sent again
