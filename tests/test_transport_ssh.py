@@ -32,7 +32,7 @@ from pushinstall.errors import (
 )
 from pushinstall.inventory import Connection, Host
 from pushinstall.lab import LabHost, catalog, lab_host
-from pushinstall.lab.ssh_server import SSHLabEndpoint
+from pushinstall.lab.ssh_server import SSHLabEndpoint, wire_host
 from pushinstall.remote import ops
 from pushinstall.secret import Secret
 from pushinstall.transports.push import push_file
@@ -620,3 +620,20 @@ def test_lab_var_faults_over_ssh(
         transport.call(ops.request("run_process", path="C:\\Windows\\System32\\cmd.exe",
                                    arguments=["/c", "exit", "0"]))
     assert model.op_log == ["run_process"]  # it ran once on the host, and was not sent again
+
+
+def test_wire_host_serves_an_inventory_lab_host_over_ssh(
+    transports: list[SSHTransport], state_dir: Path
+) -> None:
+    inventory_host = Host("lab01", vars={"lab": {"installed_version": catalog.ASR_VERSION}},
+                          connection=Connection(transport="lab"))
+    wired = wire_host(inventory_host, state_dir)
+    assert wired.connection.transport == "ssh" and wired.connection.address == "127.0.0.1"
+    assert wired.connection.host_key_checking and wired.connection.known_hosts
+    assert inventory_host.connection.transport == "lab"  # the inventory's host is not changed
+    transport = _open(wired, transports)
+    facts = _results(transport, ops.request("facts", queries=[
+        {"id": "asr", "kind": "product", "product_id": PRODUCT_ID}]))
+    assert facts["asr"]["installed"] is True
+    assert wire_host(inventory_host, state_dir).connection.port == wired.connection.port
+    assert lab_host("lab01", None, state_dir).op_log == ["facts"]

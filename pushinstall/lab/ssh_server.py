@@ -33,13 +33,22 @@ Faults (wire level, per host):
 
 Counters per host (`counters(name)`): connections, requests (exec channels and SFTP sessions),
 bytes in (stdin and SFTP writes) and bytes out (stdout and stderr).
+
+`wire_host(host)` is what a transport factory needs: the inventory host served by this
+process's endpoint (one per state dir, started on first use, stopped at exit), returned as a
+copy whose connection is plain ssh to 127.0.0.1 with the endpoint's known_hosts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import dataclasses
 import logging
+import shutil
+import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,13 +58,17 @@ from typing import Any, Protocol
 import asyncssh
 
 from pushinstall.errors import RemoteOpFailed
+from pushinstall.inventory import Host
 from pushinstall.remote import ops
+from pushinstall.secret import Secret
 from pushinstall.transports.ssh import POWERSHELL_COMMAND, LoopThread, split_stdin_script
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 DARK_POLL_S = 0.1
+LAB_USERNAME = "pushinstall"
+LAB_PASSWORD = "lab-password"  # the loopback lab's account when the inventory names none
 OP_THREADS = 64  # ops may sleep (simulated installers); many hosts must not queue behind one
 NOT_POWERSHELL = (
     "'{command}' is not recognized as an internal or external command,\r\n"
@@ -73,7 +86,9 @@ class LabHostLike(Protocol):
     """What the endpoint needs from a `pushinstall.lab.LabHost`."""
 
     name: str
-    lab: WireFaults
+
+    @property
+    def lab(self) -> WireFaults: ...
 
     @property
     def latency(self) -> float: ...
@@ -174,6 +189,10 @@ class SSHLabEndpoint:
         if lab_host.connection_fault() == "unreachable":
             self._loop.run(self._go_dark(served))
         return served.port
+
+    def serves(self, name: str) -> bool:
+        """True when host `name` was added."""
+        return name in self._hosts
 
     def address(self, name: str) -> tuple[str, int]:
         """`(address, port)` where host `name` is served."""
@@ -384,3 +403,44 @@ def _windows_path(path: bytes) -> str:
     if not windows.drive or not windows.root or ".." in windows.parts:
         raise asyncssh.SFTPNoSuchPath(f"not a drive path: {path.decode('utf-8', 'replace')}")
     return str(windows)
+
+
+_ENDPOINTS: dict[Path, SSHLabEndpoint] = {}
+_ENDPOINTS_LOCK = threading.Lock()
+
+
+def wire_host(host: Host, state_dir: Path | None = None) -> Host:
+    """A copy of lab host `host` whose connection reaches it over SSH on 127.0.0.1.
+
+    The simulated machine is `pushinstall.lab.lab_host(host.name, host.vars["lab"], state_dir)`;
+    it accepts the inventory's username and password (else LAB_USERNAME / LAB_PASSWORD).
+    """
+    from pushinstall.lab import default_state_dir, lab_host
+
+    directory = (state_dir or default_state_dir()).resolve()
+    model = lab_host(host.name, host.vars.get("lab"), directory)
+    connection = host.connection
+    username = connection.username or LAB_USERNAME
+    password = connection.password or Secret(LAB_PASSWORD)
+    with _ENDPOINTS_LOCK:
+        endpoint = _ENDPOINTS.get(directory)
+        if endpoint is None:
+            endpoint = SSHLabEndpoint(Path(tempfile.mkdtemp(prefix="pushinstall-lab-ssh-")))
+            endpoint.start()
+            _ENDPOINTS[directory] = endpoint
+        if not endpoint.serves(host.name):
+            endpoint.add_host(model, username=username, password=password.reveal())
+        _, port = endpoint.address(host.name)
+    wired = dataclasses.replace(
+        connection, transport="ssh", address=LOOPBACK, port=port, username=username,
+        password=password, known_hosts=str(endpoint.known_hosts), host_key_checking=True)
+    return dataclasses.replace(host, connection=wired)
+
+
+@atexit.register
+def _stop_endpoints() -> None:
+    with _ENDPOINTS_LOCK:
+        for endpoint in _ENDPOINTS.values():
+            endpoint.stop()
+            shutil.rmtree(endpoint.work_dir, ignore_errors=True)
+        _ENDPOINTS.clear()
