@@ -22,6 +22,8 @@ from typing import Any
 
 import asyncssh
 import pytest
+import tree_sitter_pwsh
+from tree_sitter import Language, Node, Parser
 
 from pushinstall.errors import (
     AuthenticationFailed,
@@ -169,6 +171,21 @@ def test_stdin_script_is_one_agent_line_and_the_invocation() -> None:
     assert HOSTILE not in script  # values only as base64 data
 
 
+def test_stdin_script_is_valid_powershell() -> None:
+    parser = Parser(Language(tree_sitter_pwsh.language()))
+    script = stdin_script(ops.request("facts", queries=[]))
+    tree = parser.parse(script.encode("utf-8"))
+
+    def errors(node: Node) -> int:
+        own = int(node.type == "ERROR" or node.is_missing)
+        return own + sum(errors(child) for child in node.children)
+
+    assert errors(tree.root_node) == 0
+    text = script.splitlines()[0]
+    for banned in ("::new(", "Expand-Archive", "??", "&&"):  # PowerShell 3.0 has none of these
+        assert banned not in text
+
+
 def test_split_stdin_script_refuses_other_shapes() -> None:
     with pytest.raises(ValueError):
         split_stdin_script("Remove-Item C:\\ -Recurse\n" + ops.invocation(ops.request("facts")))
@@ -196,7 +213,9 @@ def test_call_carries_hostile_values_as_data_and_counts_traffic(
     assert stand_in.requests == [_echo(value=HOSTILE, items=[HOSTILE, 1, True])]
     counters = endpoint.counters("web01")
     assert counters.connections == 1 and counters.requests == 1
-    assert counters.bytes_in > len(ops.agent_source()) and counters.bytes_out > 0
+    # the agent travels gzipped: well under its own size, every call
+    assert len(ops.agent_source()) / 6 < counters.bytes_in < len(ops.agent_source()) / 2
+    assert counters.bytes_out > 0
 
 
 def test_several_calls_reuse_one_connection(
