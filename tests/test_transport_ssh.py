@@ -656,3 +656,17 @@ def test_wire_host_serves_an_inventory_lab_host_over_ssh(
     assert facts["asr"]["installed"] is True
     assert wire_host(inventory_host, state_dir).connection.port == wired.connection.port
     assert lab_host("lab01", None, state_dir).op_log == ["facts"]
+
+
+def test_a_host_restarted_another_way_is_dark_over_ssh_too(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport], state_dir: Path
+) -> None:
+    model, host = _serve_lab(endpoint, state_dir)
+    transport = _open(host, transports)
+    assert ops.result_of(model.handle(ops.request("reboot", delay_s=0)))  # e.g. the lab transport
+    with pytest.raises(Unreachable):
+        transport.call(ops.request("facts", queries=[]))
+    with pytest.raises(Unreachable, match="connection refused"):
+        _open(host, transports)
+    time.sleep(1.5)  # reboot_seconds is 1
+    assert _results(_open(host, transports), ops.request("facts", queries=[])) == {}

@@ -23,9 +23,11 @@ What a host serves:
 Faults (wire level, per host):
 - latency: `LabHost.latency` seconds before each exec answers;
 - refused connections: while `LabHost.connection_fault()` says `"unreachable"` (the lab var
-  `unreachable`, or the dark window after a `reboot`), the port is closed, so a connect is
-  refused; it reopens on the same port when the fault clears. After a `reboot` answer the
-  host's open connections are dropped too, as a restarting machine drops them;
+  `unreachable`, or the dark window after a restart), the port is closed, so a connect is
+  refused; it reopens on the same port when the fault clears. After an answer that left the
+  host dark (`reboot`, `shutdown.exe /r`) its open connections are dropped too, as a
+  restarting machine drops them; a host that went dark another way (an in-process transport)
+  resets the first connection that meets it, then closes its port;
 - bad credentials: `connection_fault() == "bad_credentials"` fails every authentication;
 - refused connects: the first `refuse_first_connects` connections are reset as they arrive;
 - dropped connection mid-response: for each op named in the lab var `drop_connection_on`, the
@@ -69,7 +71,7 @@ LOOPBACK = "127.0.0.1"
 DARK_POLL_S = 0.1
 LAB_USERNAME = "pushinstall"
 LAB_PASSWORD = "lab-password"  # the loopback lab's account when the inventory names none
-OP_THREADS = 64  # ops may sleep (simulated installers); many hosts must not queue behind one
+OP_THREADS = 256  # ops may sleep (simulated installers); many hosts must not queue behind one
 NOT_POWERSHELL = (
     "'{command}' is not recognized as an internal or external command,\r\n"
     "operable program or batch file.\r\n"
@@ -255,6 +257,9 @@ class SSHLabEndpoint:
     async def _session(self, served: _Served, process: asyncssh.SSHServerProcess[bytes]) -> None:
         counters = served.counters
         counters.requests += 1
+        if served.lab_host.connection_fault() == "unreachable":  # restarted meanwhile
+            await self._go_dark(served)
+            return
         command = process.command or ""
         if command.strip().lower() != POWERSHELL_COMMAND.lower():
             message = NOT_POWERSHELL.format(command=command.split(" ")[0]).encode()
@@ -277,7 +282,7 @@ class SSHLabEndpoint:
         counters.bytes_out += len(encoded)
         process.stdout.write(encoded)
         process.exit(0)
-        if op == "reboot" and served.lab_host.connection_fault() == "unreachable":
+        if served.lab_host.connection_fault() == "unreachable":  # a reboot, shutdown /r...
             await process.channel.wait_closed()
             await self._go_dark(served)
 
@@ -316,7 +321,11 @@ class _Server(asyncssh.SSHServer):
         self._conn = conn
         self._served.connections.add(conn)
         self._served.counters.connections += 1
-        if self._served.lab_host.refuses_connect():
+        if self._served.lab_host.connection_fault() == "unreachable":
+            # dark since another way in restarted it: this connection, and later ones, fail
+            conn.abort()
+            asyncio.get_running_loop().create_task(self._endpoint._go_dark(self._served))
+        elif self._served.lab_host.refuses_connect():
             conn.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
