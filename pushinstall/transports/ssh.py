@@ -153,6 +153,7 @@ class SSHTransport:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._agent_source: str | None = None
+        self._channel_refused = ""
 
     # ---- Transport ------------------------------------------------------------------------
 
@@ -176,12 +177,13 @@ class SSHTransport:
             output = self._loop.run(self._guard(self._run(conn, script, op, timeout), op))
             if output is not None:
                 break
-            # The server had closed the connection before a channel opened: nothing was sent,
-            # so connecting again and sending once is not a re-send.
+            # No channel opened, so nothing was sent: connecting again and sending once is
+            # not a re-send.
             self._conn = self._sftp = None
         if output is None:
-            raise Unreachable(f"{self.address}:{self.port} keeps closing the connection",
-                              host=self.host.name, hint="check the host's sshd and its log")
+            raise Unreachable(
+                f"{self.address}:{self.port} opened no session twice: {self._channel_refused}",
+                host=self.host.name, hint="check sshd on the host (MaxSessions, its event log)")
         return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
 
     def _connected(self) -> asyncssh.SSHClientConnection:
@@ -266,10 +268,12 @@ class SSHTransport:
         """PowerShell's output for `script`; None when no channel could be opened."""
         try:
             process = await conn.create_process(POWERSHELL_COMMAND, encoding=None)
-        except asyncssh.ChannelOpenError:
-            if conn.is_closed():
-                return None
-            raise
+        except asyncssh.ChannelOpenError as exc:
+            # Nothing was sent yet. Most often the server just dropped the connection (a
+            # restart) and the client has not noticed it: the caller reconnects once.
+            self._channel_refused = exc.reason
+            conn.close()
+            return None
         try:
             process.stdin.write(script.encode("utf-8"))
             process.stdin.write_eof()
