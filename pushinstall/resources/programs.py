@@ -1,0 +1,26 @@
+"""Arguments `package` and `command` share: how a program runs and how its exit code reads."""
+
+from __future__ import annotations
+
+from pushinstall.resources.schema import CODES, INT, LIST, MAP, Arg
+
+SECRET_FILE = (
+    Arg("path", required=True, doc="Where the secret file goes on the target."),
+    Arg("content", required=True, secret=True, doc="Its content (use a secret var)."),
+)
+
+RUN_ARGS = (
+    Arg("path", required=True, doc="Executable on the target (msiexec.exe allowed)."),
+    Arg("arguments", LIST, default=[], doc="Argument list; each item arrives as one argv entry."),
+    Arg("working_directory", doc="Working directory of the process."),
+    Arg("creates", doc="A path that exists once the program has done its work."),
+    Arg("secret_file", MAP, fields=SECRET_FILE,
+        doc="Written (SYSTEM and Administrators only) just before the run, removed after."),
+    Arg("timeout", INT, doc="Seconds before the process is killed."),
+)
+
+
+def return_codes_arg(default: dict[int, str]) -> Arg:
+    """The `return_codes` argument with a type-specific default."""
+    return Arg("return_codes", CODES, default=default,
+               doc="Exit code -> ok | reboot | failed; unlisted codes fail.")

@@ -1,0 +1,195 @@
+"""Declarative argument schemas for resource types, and their validation.
+
+Each resource module declares `ARGS: tuple[Arg, ...]` (and optionally `RULES`). Playbook
+loading calls `validate_args` on the step's located mapping, so every error points at the key
+or value at fault: `path:line:col: what is wrong (what was expected)`. A value that is a Jinja
+template (`{{ ... }}`) is accepted for any type at load time; `render_step` checks the rendered
+value again per host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pushinstall.errors import InputError, Location
+from pushinstall.secret import Secret
+from pushinstall.source import LocatedDict, did_you_mean
+
+# Value types an Arg may declare.
+STR, INT, BOOL, LIST, MAP, ANY, CODES = "str", "int", "bool", "list", "map", "any", "codes"
+_EXPECTED = {
+    STR: "a string", INT: "a whole number", BOOL: "true or false", LIST: "a list of strings",
+    MAP: "a mapping", ANY: "any value", CODES: "a mapping of exit codes to ok, reboot or failed",
+}
+CODE_RESULTS = ("ok", "reboot", "failed")
+
+
+def is_template(value: Any) -> bool:
+    """True for a string holding a Jinja expression or statement."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+Rule = Callable[[Mapping[str, Any], Location], None]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a resource type.
+
+    `fields` describes a nested mapping (type MAP); `pattern` is a regex a string must match
+    (`pattern_doc` says it for people); `secret` values become `Secret` after rendering.
+    """
+
+    name: str
+    type: str = STR
+    required: bool = False
+    default: Any = None
+    choices: tuple[Any, ...] = ()
+    secret: bool = False
+    doc: str = ""
+    fields: tuple[Arg, ...] = ()
+    pattern: str = ""
+    pattern_doc: str = ""
+    rules: tuple[Rule, ...] = ()
+
+
+def at_least_one_of(*names: str) -> Rule:
+    """A rule: one of `names` must be set."""
+    def rule(args: Mapping[str, Any], location: Location) -> None:
+        if not any(args.get(name) not in (None, "") for name in names):
+            raise InputError(
+                "missing argument: one of " + ", ".join(f"'{n}'" for n in names),
+                location, "at least one of them to be set",
+            )
+    return rule
+
+
+def exactly_one_of(*names: str) -> Rule:
+    """A rule: exactly one of `names` must be set."""
+    def rule(args: Mapping[str, Any], location: Location) -> None:
+        present = [name for name in names if name in args]
+        if len(present) != 1:
+            found = ", ".join(present) if present else "none"
+            raise InputError(f"expected exactly one of {', '.join(names)}; found {found}",
+                             location, "one condition kind")
+    return rule
+
+
+def _where(container: Any, key: Any, fallback: Location | None) -> Location | None:
+    if isinstance(container, LocatedDict):
+        return container.value_location(key)
+    return fallback
+
+
+def _key_where(container: Any, key: Any, fallback: Location | None) -> Location | None:
+    if isinstance(container, LocatedDict):
+        return container.key_location(key)
+    return fallback
+
+
+def _check_value(arg: Arg, value: Any, location: Location | None, what: str) -> None:
+    if value is None:
+        if arg.required:
+            raise InputError(f"'{arg.name}' of {what} is empty", location,
+                             _EXPECTED.get(arg.type, arg.type))
+        return
+    if is_template(value) or isinstance(value, Secret):
+        return
+    ok = {
+        STR: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
+        INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        BOOL: lambda v: isinstance(v, bool),
+        LIST: lambda v: isinstance(v, list)
+        and all(isinstance(i, (str, int, float, Secret)) and not isinstance(i, bool) for i in v),
+        MAP: lambda v: isinstance(v, dict),
+        ANY: lambda v: True,
+        CODES: lambda v: isinstance(v, dict),
+    }[arg.type]
+    if not ok(value):
+        found = type(value).__name__.replace("Located", "").replace("dict", "mapping")
+        raise InputError(f"'{arg.name}' of {what} is a {found}", location,
+                         _EXPECTED.get(arg.type, arg.type))
+    if arg.type == CODES:
+        _check_codes(arg, value, location, what)
+    if arg.choices and value not in arg.choices:
+        raise InputError(
+            f"'{arg.name}' of {what} is '{value}'{did_you_mean(str(value), map(str, arg.choices))}",
+            location, "one of: " + ", ".join(str(c) for c in arg.choices),
+        )
+    if arg.pattern and isinstance(value, str) and not re.fullmatch(arg.pattern, value):
+        raise InputError(f"'{arg.name}' of {what} is '{value}'", location,
+                         arg.pattern_doc or f"a value matching {arg.pattern}")
+    if arg.type == MAP and arg.fields:
+        check_args(arg.fields, value, f"'{arg.name}' of {what}", location, arg.rules)
+
+
+def _check_codes(arg: Arg, value: dict[Any, Any], location: Location | None, what: str) -> None:
+    for code, result in value.items():
+        key_location = _key_where(value, code, location)
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise InputError(f"exit code '{code}' in '{arg.name}' of {what} is not a number",
+                             key_location, "a whole number such as 3010")
+        if result not in CODE_RESULTS and not is_template(result):
+            raise InputError(
+                f"exit code {code} maps to '{result}' in '{arg.name}' of {what}",
+                _where(value, code, location), "one of: " + ", ".join(CODE_RESULTS),
+            )
+
+
+def check_args(
+    schema: Iterable[Arg],
+    args: Any,
+    what: str,
+    location: Location | None = None,
+    rules: Iterable[Rule] = (),
+) -> None:
+    """Validate `args` (ideally a `LocatedDict`) against `schema`; raise `InputError`."""
+    schema = tuple(schema)
+    location = getattr(args, "location", location)
+    if not isinstance(args, dict):
+        found = "nothing" if args is None else f"a {type(args).__name__}".replace("Located", "")
+        raise InputError(f"the arguments of {what} are {found}", location,
+                         "a mapping of arguments")
+    names = [arg.name for arg in schema]
+    for key in args:
+        if key not in names:
+            raise InputError(
+                f"unknown argument '{key}' for {what}{did_you_mean(str(key), names)}",
+                _key_where(args, key, location), "one of: " + ", ".join(names),
+            )
+    for arg in schema:
+        if arg.name not in args:
+            if arg.required:
+                raise InputError(f"missing required argument '{arg.name}' for {what}",
+                                 location, _EXPECTED.get(arg.type, arg.type))
+            continue
+        _check_value(arg, args[arg.name], _where(args, arg.name, location), what)
+    if location is not None:
+        for rule in rules:
+            rule(args, location)
+
+
+def with_defaults(schema: Iterable[Arg], args: Mapping[str, Any]) -> dict[str, Any]:
+    """`args` with every absent optional argument set to its default (nested maps too)."""
+    result = dict(args)
+    for arg in schema:
+        if arg.name not in result and arg.default is not None:
+            result[arg.name] = arg.default
+        if arg.type == MAP and arg.fields and isinstance(result.get(arg.name), Mapping):
+            result[arg.name] = with_defaults(arg.fields, result[arg.name])
+    return result
+
+
+def secret_fields(schema: Iterable[Arg], args: dict[str, Any]) -> dict[str, Any]:
+    """`args` with every argument declared `secret` (nested too) wrapped in `Secret`."""
+    result = dict(args)
+    for arg in schema:
+        value = result.get(arg.name)
+        if arg.secret and value is not None and not isinstance(value, Secret):
+            result[arg.name] = Secret(str(value))
+        elif arg.type == MAP and arg.fields and isinstance(value, dict):
+            result[arg.name] = secret_fields(arg.fields, value)
+    return result
