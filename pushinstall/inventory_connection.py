@@ -1,0 +1,151 @@
+"""Connection settings from a host's merged vars: our names, and Ansible's as aliases.
+
+Our own name wins over an Ansible alias when both are set. Defaults are safe: psrp over HTTPS
+(5986) with certificate validation and Negotiate auth; Basic over plain HTTP is refused unless
+`allow_unencrypted: true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pushinstall.errors import InputError, Location
+from pushinstall.inventory import AUTH_METHODS, TRANSPORTS, Connection
+from pushinstall.secret import Secret
+from pushinstall.source import did_you_mean
+
+# Ansible alias -> (our name, value translation or None)
+_VALIDATE = {"validate": True, "ignore": False}
+_SCHEME = {"https": True, "http": False}
+ALIASES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
+    "ansible_host": ("address", None),
+    "ansible_port": ("port", None),
+    "ansible_user": ("username", None),
+    "ansible_password": ("password", None),
+    "ansible_ssh_pass": ("password", None),
+    "ansible_winrm_password": ("password", None),
+    "ansible_connection": ("transport", None),
+    "ansible_winrm_transport": ("auth", lambda v: str(v).split(",")[0].strip()),
+    "ansible_psrp_auth": ("auth", None),
+    "ansible_winrm_scheme": ("tls", lambda v: _SCHEME.get(str(v).lower(), v)),
+    "ansible_psrp_protocol": ("tls", lambda v: _SCHEME.get(str(v).lower(), v)),
+    "ansible_winrm_server_cert_validation": (
+        "cert_validation", lambda v: _VALIDATE.get(str(v).lower(), v)),
+    "ansible_psrp_cert_validation": (
+        "cert_validation", lambda v: _VALIDATE.get(str(v).lower(), v)),
+    "ansible_winrm_ca_trust_path": ("cert_validation", None),
+    "ansible_psrp_ca_path": ("cert_validation", None),
+    "ansible_psrp_connection_timeout": ("connect_timeout", None),
+    "ansible_winrm_connection_timeout": ("connect_timeout", None),
+    "ansible_psrp_read_timeout": ("read_timeout", None),
+    "ansible_winrm_read_timeout_sec": ("read_timeout", None),
+    "ansible_psrp_operation_timeout": ("operation_timeout", None),
+    "ansible_winrm_operation_timeout_sec": ("operation_timeout", None),
+    "ansible_host_key_checking": ("host_key_checking", None),
+    "ansible_ssh_host_key_checking": ("host_key_checking", None),
+    "ansible_psrp_cert_pem": ("certificate_pem", None),
+    "ansible_winrm_cert_pem": ("certificate_pem", None),
+    "ansible_psrp_cert_key_pem": ("certificate_key_pem", None),
+    "ansible_winrm_cert_key_pem": ("certificate_key_pem", None),
+}
+# Ansible auth names that are ours by another name.
+_AUTH_SYNONYMS = {"plaintext": "basic"}
+
+CONNECTION_VARS = (
+    "transport", "address", "port", "auth", "tls", "cert_validation", "allow_unencrypted",
+    "username", "password", "certificate_pem", "certificate_key_pem", "known_hosts",
+    "host_key_checking", "connect_timeout", "read_timeout", "operation_timeout",
+)
+DEFAULT_PORTS = {("psrp", True): 5986, ("psrp", False): 5985, ("winrm", True): 5986,
+                 ("winrm", False): 5985, ("ssh", True): 22, ("ssh", False): 22}
+
+Where = Callable[[str], Location | None]
+
+
+def aliases_of(name: str) -> list[str]:
+    """The var names that can set connection setting `name`: ours first, then Ansible's."""
+    return [name] + [alias for alias, (target, _) in ALIASES.items() if target == name]
+
+
+def _bool(name: str, value: Any, where: Where) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "false", "no"):
+        return value.lower() in ("true", "yes")
+    raise InputError(f"'{name}' is '{value}'", where(name), "true or false")
+
+
+def _number(name: str, value: Any, where: Where, low: float, high: float) -> float:
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        number = float(value)
+        if not low <= number <= high:
+            raise ValueError
+    except ValueError:
+        raise InputError(f"'{name}' is '{value}'", where(name),
+                         f"a number from {low:g} to {high:g}") from None
+    return number
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...], where: Where) -> str:
+    text = str(value).lower()
+    text = _AUTH_SYNONYMS.get(text, text) if name == "auth" else text
+    if text not in choices:
+        raise InputError(f"'{name}' is '{value}'{did_you_mean(text, choices)}", where(name),
+                         "one of: " + ", ".join(choices))
+    return text
+
+
+def settings_from_vars(host_vars: dict[str, Any], where: Where) -> dict[str, Any]:
+    """Our connection var names -> values: Ansible aliases translated, our names winning."""
+    settings: dict[str, Any] = {}
+    for alias, (name, translate) in ALIASES.items():
+        if alias in host_vars and name not in settings:
+            value = host_vars[alias]
+            settings[name] = translate(value) if translate and value is not None else value
+    for name in CONNECTION_VARS:
+        if name in host_vars:
+            settings[name] = host_vars[name]
+    return settings
+
+
+def build_connection(name: str, host_vars: dict[str, Any], where: Where,
+                     host_location: Location | None) -> Connection:
+    """A `Connection` for host `name` from its merged vars; bad values are `InputError`s
+    at the location of the var that set them."""
+    s = settings_from_vars(host_vars, where)
+    conn = Connection()
+    if "transport" in s:
+        conn.transport = _choice("transport", s["transport"], TRANSPORTS, where)
+    if "auth" in s:
+        conn.auth = _choice("auth", s["auth"], AUTH_METHODS, where)
+    for flag in ("tls", "allow_unencrypted", "host_key_checking"):
+        if flag in s:
+            setattr(conn, flag, _bool(flag, s[flag], where))
+    if "cert_validation" in s:
+        value = s["cert_validation"]
+        conn.cert_validation = value if isinstance(value, str) and value.lower() not in (
+            "true", "false", "yes", "no") else _bool("cert_validation", value, where)
+    if "port" in s:
+        conn.port = int(_number("port", s["port"], where, 1, 65535))
+    for timeout in ("connect_timeout", "read_timeout", "operation_timeout"):
+        if timeout in s:
+            setattr(conn, timeout, _number(timeout, s[timeout], where, 0.1, 86400))
+    for text in ("address", "username", "certificate_pem", "certificate_key_pem", "known_hosts"):
+        if s.get(text) is not None:
+            setattr(conn, text, str(s[text]))
+    if s.get("password") is not None:
+        password = s["password"]
+        conn.password = password if isinstance(password, Secret) else Secret(str(password))
+    conn.address = conn.address or name
+    if conn.port is None and conn.transport != "lab":
+        conn.port = DEFAULT_PORTS[(conn.transport, conn.tls)]
+    if (conn.transport in ("psrp", "winrm") and conn.auth == "basic" and not conn.tls
+            and not conn.allow_unencrypted):
+        raise InputError(
+            f"host '{name}' would send Basic credentials over plain HTTP", host_location,
+            "tls: true, another auth, or allow_unencrypted: true to accept the risk",
+        )
+    return conn
