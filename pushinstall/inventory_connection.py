@@ -63,11 +63,6 @@ DEFAULT_PORTS = {("psrp", True): 5986, ("psrp", False): 5985, ("winrm", True): 5
 Where = Callable[[str], Location | None]
 
 
-def aliases_of(name: str) -> list[str]:
-    """The var names that can set connection setting `name`: ours first, then Ansible's."""
-    return [name] + [alias for alias, (target, _) in ALIASES.items() if target == name]
-
-
 def _bool(name: str, value: Any, where: Where) -> bool:
     if isinstance(value, bool):
         return value
@@ -98,24 +93,26 @@ def _choice(name: str, value: Any, choices: tuple[str, ...], where: Where) -> st
     return text
 
 
-def settings_from_vars(host_vars: dict[str, Any], where: Where) -> dict[str, Any]:
-    """Our connection var names -> values: Ansible aliases translated, our names winning."""
-    settings: dict[str, Any] = {}
+def settings_from_vars(host_vars: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Our connection setting names -> (value, the var that set it), Ansible aliases
+    translated; where both are set in the same vars, our own name wins."""
+    settings: dict[str, tuple[Any, str]] = {}
     for alias, (name, translate) in ALIASES.items():
         if alias in host_vars and name not in settings:
             value = host_vars[alias]
-            settings[name] = translate(value) if translate and value is not None else value
+            settings[name] = (translate(value) if translate and value is not None else value,
+                              alias)
     for name in CONNECTION_VARS:
         if name in host_vars:
-            settings[name] = host_vars[name]
+            settings[name] = (host_vars[name], name)
     return settings
 
 
-def build_connection(name: str, host_vars: dict[str, Any], where: Where,
+def build_connection(name: str, settings: dict[str, Any], where: Where,
                      host_location: Location | None) -> Connection:
-    """A `Connection` for host `name` from its merged vars; bad values are `InputError`s
-    at the location of the var that set them."""
-    s = settings_from_vars(host_vars, where)
+    """A `Connection` for host `name` from its settings (`settings_from_vars`, merged by
+    precedence); bad values are `InputError`s at the location of the var that set them."""
+    s = settings
     conn = Connection()
     if "transport" in s:
         conn.transport = _choice("transport", s["transport"], TRANSPORTS, where)

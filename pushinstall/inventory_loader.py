@@ -10,10 +10,10 @@ from typing import Any, TextIO
 
 from pushinstall.errors import InputError, Location
 from pushinstall.inventory import Group, Host, Inventory
-from pushinstall.inventory_connection import aliases_of, build_connection
+from pushinstall.inventory_connection import build_connection, settings_from_vars
 from pushinstall.inventory_secrets import is_secret_name, secret_ref
 from pushinstall.secret import Secret
-from pushinstall.source import LocatedDict, check_keys, load_yaml
+from pushinstall.source import LocatedDict, check_keys, kind_of, load_yaml
 
 GROUP_KEYS = ("hosts", "children", "vars")
 _RANGE = re.compile(r"\[([^\[\]]*)\]")
@@ -92,7 +92,7 @@ class InventoryLoader:
         if data is None:
             raise InputError("the inventory is empty", top, "a mapping such as 'all: {hosts: ...}'")
         if not isinstance(data, LocatedDict):
-            raise InputError(f"the inventory is a {type(data).__name__.replace('Located', '')}",
+            raise InputError(f"the inventory is {kind_of(data)}",
                              getattr(data, "location", top), "a mapping of groups, e.g. 'all:'")
         for name, node in data.items():
             self._group(str(name), node, data.key_location(name), data.value_location(name))
@@ -111,7 +111,7 @@ class InventoryLoader:
         if node is None:
             return
         if not isinstance(node, LocatedDict):
-            raise InputError(f"group '{name}' is a {type(node).__name__.replace('Located', '')}",
+            raise InputError(f"group '{name}' is {kind_of(node)}",
                              value_loc, "a mapping with hosts:, children: or vars:")
         check_keys(node, GROUP_KEYS, f"group '{name}'")
         hosts = node.get("hosts")
@@ -139,7 +139,7 @@ class InventoryLoader:
     def _hosts(self, group: str, pattern: str, host_vars: Any, key_loc: Location,
                value_loc: Location) -> None:
         if host_vars is not None and not isinstance(host_vars, LocatedDict):
-            raise InputError(f"host '{pattern}' has a {type(host_vars).__name__} for vars",
+            raise InputError(f"host '{pattern}' has {kind_of(host_vars)} for vars",
                              value_loc, "a mapping of vars, or nothing")
         for name in expand_range(pattern, key_loc):
             host = self.hosts.setdefault(name, _HostDef(location=key_loc))
@@ -167,7 +167,7 @@ class InventoryLoader:
                 self._warn(value_loc)
                 value = Secret(str(value), source=f"plaintext {value_loc}")
             target.values[key] = value
-            target.locations[key] = node.key_location(key)
+            target.locations[key] = value_loc
 
     def _warn(self, location: Location) -> None:
         if location in self._warned:
@@ -224,21 +224,22 @@ class InventoryLoader:
                     member_of.add(group_name)
                     stack.extend(parents.get(group_name, []))
             ordered = sorted(member_of | {"all"}, key=lambda g: (depth.get(g, 1), g))
-            merged = _VarsDef()
+            merged: dict[str, Any] = {}
+            settings: dict[str, Any] = {}
+            setters: dict[str, Location] = {}
             for source in [*(self.groups[g] for g in ordered), host_def]:
-                merged.values.update(source.values)
-                merged.locations.update(source.locations)
+                merged.update(source.values)
+                for setting, (value, var) in settings_from_vars(source.values).items():
+                    settings[setting] = value
+                    setters[setting] = source.locations[var]
 
-            def where(setting: str, locations: dict[str, Location] = merged.locations,
+            def where(setting: str, setters: dict[str, Location] = setters,
                       fallback: Location | None = host_def.location) -> Location | None:
-                for var in aliases_of(setting):
-                    if var in locations:
-                        return locations[var]
-                return fallback
+                return setters.get(setting, fallback)
 
-            connection = build_connection(name, merged.values, where, host_def.location)
+            connection = build_connection(name, settings, where, host_def.location)
             inventory.hosts[name] = Host(
-                name, [g for g in ordered if g not in ("all", "ungrouped")], merged.values,
+                name, [g for g in ordered if g not in ("all", "ungrouped")], merged,
                 connection, host_def.location,
             )
         return inventory

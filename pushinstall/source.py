@@ -134,6 +134,23 @@ def load_yaml(path: str | Path) -> Any:
     return load_yaml_text(text, name)
 
 
+def kind_of(value: Any) -> str:
+    """What a YAML value is, in words: "a mapping", "a list", "a string", "nothing" ..."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`"; did you mean 'x'?"` for the closest of `choices`, or `""`."""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)

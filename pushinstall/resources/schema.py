@@ -16,7 +16,7 @@ from typing import Any
 
 from pushinstall.errors import InputError, Location
 from pushinstall.secret import Secret
-from pushinstall.source import LocatedDict, did_you_mean
+from pushinstall.source import LocatedDict, did_you_mean, kind_of
 
 # Value types an Arg may declare.
 STR, INT, BOOL, LIST, MAP, ANY, CODES = "str", "int", "bool", "list", "map", "any", "codes"
@@ -109,8 +109,7 @@ def _check_value(arg: Arg, value: Any, location: Location | None, what: str) -> 
         CODES: lambda v: isinstance(v, dict),
     }[arg.type]
     if not ok(value):
-        found = type(value).__name__.replace("Located", "").replace("dict", "mapping")
-        raise InputError(f"'{arg.name}' of {what} is a {found}", location,
+        raise InputError(f"'{arg.name}' of {what} is {kind_of(value)}", location,
                          _EXPECTED.get(arg.type, arg.type))
     if arg.type == CODES:
         _check_codes(arg, value, location, what)
@@ -150,8 +149,7 @@ def check_args(
     schema = tuple(schema)
     location = getattr(args, "location", location)
     if not isinstance(args, dict):
-        found = "nothing" if args is None else f"a {type(args).__name__}".replace("Located", "")
-        raise InputError(f"the arguments of {what} are {found}", location,
+        raise InputError(f"the arguments of {what} are {kind_of(args)}", location,
                          "a mapping of arguments")
     names = [arg.name for arg in schema]
     for key in args:

@@ -1,0 +1,71 @@
+"""The broken-inventory corpus: each file says on its first line the one error line it must
+produce (`# expect: :LINE:COL: message (expected)`); each must exit 5 with exactly that line
+and no traceback. Plus command-line cases (`--limit`, `--host`, missing files)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pushinstall.cli import main
+
+CORPUS = Path(__file__).parent / "corpus" / "inventory"
+CASES = sorted(CORPUS.glob("*.yml"))
+LAB = str(Path(__file__).parent.parent / "inventories" / "lab.yml")
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    _, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return int(done.value.code or 0), err
+
+
+def test_the_corpus_is_big_enough() -> None:
+    assert len(CASES) >= 22
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_broken_inventory(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = case.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), "the first line says what the error must be"
+    expected = str(case) + first[len("# expect: "):]
+    code, err = run_cli(["inventory", "-i", str(case)], capsys)
+    assert code == 5
+    assert err == expected + "\n"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["inventory", "-i", LAB, "--limit", "nosuchhost"],
+     "<command line>:1:1: --limit 'nosuchhost' matches no host "
+     "(a host, group or glob of the inventory)"),
+    (["inventory", "-i", LAB, "--limit", "lab_ams:&lab_dub"],
+     "<command line>:1:1: --limit 'lab_ams:&lab_dub' matches no host "
+     "(a host, group or glob of the inventory)"),
+    (["inventory", "-i", LAB, "--host", "lab-web1"],
+     "<command line>:1:1: --host 'lab-web1' is not in the inventory; did you mean 'lab-web01'? "
+     "(a host name from 'pushinstall inventory')"),
+    (["inventory", "-i", LAB, "--limit", "@/nonexistent/hosts.txt"],
+     "<command line>:1:1: cannot read limit file '/nonexistent/hosts.txt': "
+     "No such file or directory (a file with one host a line)"),
+    (["inventory", "-i", "/nonexistent/inv.yml"],
+     "/nonexistent/inv.yml:1:1: file not found (an existing file)"),
+])
+def test_bad_command_line(argv: list[str], expected: str,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(argv, capsys)
+    assert code == 5
+    assert err == expected + "\n"
+
+
+def test_console_script_exit_code_and_no_traceback() -> None:
+    case = CORPUS / "circular_groups.yml"
+    proc = subprocess.run([sys.executable, "-m", "pushinstall", "inventory", "-i", str(case)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 5
+    assert proc.stderr.startswith(f"{case}:9:9: circular groups: a -> b -> a")
+    assert "Traceback" not in proc.stderr
