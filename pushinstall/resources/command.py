@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pushinstall.resources.base import CHANGE, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.resources.common import (
+    COMMAND_RETURN_CODES,
+    command_line,
+    condition_holds,
+    condition_query,
+    describe_condition,
+    diff,
+    probe_failure,
+    run_program,
+)
 from pushinstall.resources.programs import RUN_ARGS, return_codes_arg
 from pushinstall.resources.schema import ANY, MAP, Arg, exactly_one_of
 
@@ -24,3 +37,40 @@ ARGS = (
         doc="Skip the run while this fact condition holds."),
     return_codes_arg({0: "ok"}),
 )
+
+
+# ---------------------------------------------------------------- runtime (base.py)
+
+
+def probes(args: dict[str, Any]) -> list[Probe]:
+    """The `creates` file and the `unless` condition's fact."""
+    found: list[Probe] = []
+    if args.get("creates"):
+        found.append(Probe("creates", {"kind": "file", "path": str(args["creates"]),
+                                       "hash": False}))
+    if args.get("unless"):
+        found.append(Probe("unless", condition_query(args["unless"])))
+    return found
+
+
+def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
+    """`ok` when `creates` exists or `unless` holds; else a change. Without a guard it runs
+    every time and verify cannot prove anything (it trusts the exit code)."""
+    subject = f"command {command_line(args)}"
+    failed = probe_failure(found, subject)
+    if failed:
+        return failed
+    creates = found.get("creates")
+    if creates is not None and creates.get("exists"):
+        return Plan(OK, reason=f"'{args['creates']}' exists")
+    unless = found.get("unless")
+    if unless is not None and condition_holds(args["unless"], unless):
+        return Plan(OK, reason=f"unless: {describe_condition(args['unless'])}")
+    guarded = creates is not None or unless is not None
+    return Plan(CHANGE, diff=diff(subject, "not run", "run"), verifiable=guarded)
+
+
+def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
+    """`run_process` (with its `secret_file`); exit codes through `return_codes` (default
+    0 ok)."""
+    return run_program(ctx, args, COMMAND_RETURN_CODES)

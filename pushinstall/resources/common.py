@@ -7,7 +7,7 @@ One place each, so `package` and `command` (and every type's diffs) behave the s
 - `registry_value` / `same_value` put a desired registry value into the form the `registry`
   fact answers, so `"1"` from a template equals DWord `1`;
 - `condition_query` / `condition_holds` / `describe_condition` evaluate a fact condition
-  (`command.unless`);
+  (`command.unless`; a service condition without `status` only asks that it exists);
 - `run_program` runs `run_process` (with an optional `secret_file` written just before and
   removed right after, whatever happens) and maps its exit code through `return_codes`.
 """
@@ -23,6 +23,7 @@ from typing import Any
 from pushinstall.errors import HostError
 from pushinstall.remote.ops import windows_command_line
 from pushinstall.resources.base import FAIL, Applied, ApplyContext, Plan
+from pushinstall.resources.exit_codes import message_for
 from pushinstall.secret import Secret
 
 RESULT_OK = "ok"
@@ -180,8 +181,9 @@ def condition_holds(condition: dict[str, Any], fact: dict[str, Any]) -> bool:
     if "file" in condition:
         return bool(fact.get("exists"))
     if "service" in condition:
-        wanted = str(condition.get("status", "Running"))
-        return bool(fact.get("exists")) and str(fact.get("status", "")).lower() == wanted.lower()
+        wanted = condition.get("status")
+        return bool(fact.get("exists")) and (
+            not wanted or str(fact.get("status", "")).lower() == str(wanted).lower())
     if "product" in condition:
         return bool(fact.get("installed"))
     raise ValueError("a fact condition needs one of: registry, file, service, product")
@@ -196,7 +198,8 @@ def describe_condition(condition: dict[str, Any]) -> str:
     if "file" in condition:
         return f"file '{condition['file']}' exists"
     if "service" in condition:
-        return f"service '{condition['service']}' is {condition.get('status', 'Running')}"
+        status = condition.get("status")
+        return f"service '{condition['service']}' {f'is {status}' if status else 'exists'}"
     if "product" in condition:
         product = condition["product"]
         return f"product {product.get('product_id') or product.get('name')} is installed"
@@ -219,20 +222,6 @@ def return_code_table(args: dict[str, Any], default: dict[int, str]) -> dict[int
     return {int(code): str(result) for code, result in codes.items()}
 
 
-def exit_message(code: int, messages: Any) -> str:
-    """What exit `code` means, from a mapping or a built-in table name (`exit_codes`)."""
-    if isinstance(messages, str):
-        from pushinstall.resources import exit_codes
-
-        table = exit_codes.table(messages)
-    else:
-        table = messages or {}
-    for key, text in table.items():
-        if int(key) == code:
-            return str(text)
-    return ""
-
-
 def _outcome(result: dict[str, Any], args: dict[str, Any], default: dict[int, str]) -> Applied:
     """Map a `run_process` result through the return codes into what apply did."""
     code = result.get("exit_code")
@@ -246,13 +235,16 @@ def _outcome(result: dict[str, Any], args: dict[str, Any], default: dict[int, st
     if code is None:
         return Applied(failed=True, details=details, message="the exit code could not be read")
     outcome = return_code_table(args, default).get(int(code), RESULT_FAILED)
-    meaning = exit_message(int(code), args.get("messages"))
+    messages = args.get("messages")
+    if isinstance(messages, dict):
+        messages = {int(key): str(text) for key, text in messages.items()}
+    meaning = message_for(int(code), messages)
     text = f"exit {code}" + (f": {meaning}" if meaning else "")
     if outcome == RESULT_OK:
         return Applied(changed=True, message=text, details=details)
     if outcome == RESULT_REBOOT:
-        return Applied(changed=True, reboot=True, message=f"{text} (reboot required)",
-                       details=details)
+        return Applied(changed=True, reboot=True, details=details,
+                       message=text if meaning else f"{text}: a restart is required")
     last = (tails["stderr_tail"] or tails["stdout_tail"] or [""])[-1].strip()
     if last and not meaning:
         text = f"{text}: {last}"

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
+from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.resources.common import diff, local_sha256, probe_failure, reveal, short_hash
 from pushinstall.resources.schema import BOOL, MAP, Arg
 
 SHA256 = r"[0-9a-fA-F]{64}"
@@ -20,3 +26,98 @@ ARGS = (
         doc="Credential for a share the remote session cannot reach (double hop)."),
     Arg("force", BOOL, default=False, doc="Copy even when the destination hash matches."),
 )
+
+
+# ---------------------------------------------------------------- runtime (base.py)
+
+
+_URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
+def pulled_by_target(src: str) -> bool:
+    """True for a UNC path or an HTTP(S) URL (the target downloads it itself); anything else
+    is a controller path pushed over the transport."""
+    return src.startswith("\\\\") or bool(_URL.match(src))
+
+
+def _shown_source(src: str) -> str:
+    # a URL's query string may hold a SAS token: a credential
+    return src.split("?", 1)[0] if _URL.match(src) else src
+
+
+def probes(args: dict[str, Any]) -> list[Probe]:
+    """The destination's `file` fact with its sha256."""
+    return [Probe("dest", {"kind": "file", "path": str(args["dest"])})]
+
+
+def _wanted_hash(args: dict[str, Any]) -> tuple[str | None, Plan | None]:
+    """The sha256 the destination must have: the playbook's, else (for a controller file)
+    the controller file's own. A controller file that does not match the playbook's sha256,
+    or cannot be read, is a `fail` plan."""
+    src = str(args["src"])
+    given = str(args["sha256"]).lower() if args.get("sha256") else None
+    if pulled_by_target(src):
+        return given, None
+    try:
+        local = local_sha256(src)
+    except OSError as error:
+        return None, Plan(FAIL, reason=f"cannot read the controller file '{src}': "
+                                       f"{error.strerror or error}")
+    if given and local != given:
+        return None, Plan(FAIL, diff=diff(f"controller file '{src}'", short_hash(local),
+                                          short_hash(given)),
+                          reason=f"the controller file '{src}' has sha256 {local}, "
+                                 f"the playbook expects {given}")
+    return local, None
+
+
+def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
+    """`ok` when the destination has the wanted sha256. Without any hash to compare (a
+    remote source and no `sha256`) an existing file is `ok`, unless `force` (then it is
+    fetched again on every run and cannot be verified)."""
+    subject = f"file '{args['dest']}'"
+    failed = probe_failure(found, subject)
+    if failed:
+        return failed
+    wanted, refused = _wanted_hash(args)
+    if refused:
+        return refused
+    fact = found["dest"]
+    source = _shown_source(str(args["src"]))
+    if fact.get("is_directory"):
+        return Plan(FAIL, diff=diff(subject, "a directory", "a file"),
+                    reason=f"a directory is in the way of {subject}")
+    after = f"{short_hash(wanted)} from {source}" if wanted else f"copy of {source}"
+    if not fact.get("exists"):
+        return Plan(CHANGE, diff=diff(subject, "absent", after))
+    if wanted and fact.get("sha256") == wanted:
+        return Plan(OK)
+    if wanted:
+        return Plan(CHANGE, diff=diff(subject, short_hash(fact.get("sha256")), after))
+    if args.get("force"):
+        return Plan(CHANGE, diff=diff(subject, short_hash(fact.get("sha256")), after),
+                    reason="force: fetched again", verifiable=False)
+    return Plan(OK, reason=f"{subject} exists (no sha256 to compare; set sha256 or force)")
+
+
+def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
+    """A UNC path or URL: `download` by the target (sha256 checked there, a share credential
+    for the double hop). A controller path: `put_file` (sha256 checked)."""
+    src, dest = str(args["src"]), str(args["dest"])
+    wanted, refused = _wanted_hash(args)
+    if refused:
+        return Applied(changed=False, failed=True, message=refused.reason)
+    if pulled_by_target(src):
+        request: dict[str, Any] = {"source": src, "destination": dest}
+        if wanted:
+            request["sha256"] = wanted
+        credential = args.get("share_credential")
+        if credential:
+            request["credential"] = {"username": str(credential["username"]),
+                                     "password": reveal(credential["password"])}
+        result = ctx.call("download", **request)
+    else:
+        assert wanted is not None  # a controller file always has its own hash
+        result = ctx.put_file(Path(src).expanduser(), dest, wanted)
+    return Applied(changed=bool(result.get("changed")),
+                   message=f"{short_hash(result.get('sha256'))}, {result.get('size')} bytes")

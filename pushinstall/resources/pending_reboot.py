@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.resources.common import diff, probe_failure
 from pushinstall.resources.schema import LIST, Arg
 
 SIGNALS = (
@@ -15,3 +19,39 @@ ARGS = (
     Arg("ignore", LIST, default=[],
         doc="Signals not to count: " + ", ".join(SIGNALS) + "."),
 )
+
+
+# ---------------------------------------------------------------- runtime (base.py)
+
+
+def probes(args: dict[str, Any]) -> list[Probe]:
+    """The `pending_reboot` fact."""
+    return [Probe("pending", {"kind": "pending_reboot"})]
+
+
+def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
+    """`ok` with no signal left after `ignore`; else per `on_pending`: `fail` fails, `warn` is
+    ok with a reason, `reboot` is a change that apply turns into a restart."""
+    failed = probe_failure(found, "pending reboot")
+    if failed:
+        return failed
+    ignored = set(args.get("ignore") or [])
+    signals = found["pending"].get("signals") or {}
+    pending = sorted(name for name, on in signals.items() if on and name not in ignored)
+    if not pending:
+        return Plan(OK)
+    named = ", ".join(pending)
+    change = diff("pending reboot", f"yes ({named})", "no")
+    policy = args.get("on_pending") or "fail"
+    if policy == "warn":
+        return Plan(OK, reason=f"a reboot is pending ({named}); on_pending: warn")
+    if policy == "reboot":
+        return Plan(CHANGE, diff=change, reason=f"a reboot is pending ({named}); on_pending: "
+                                                "reboot")
+    return Plan(FAIL, diff=change, reason=f"a reboot is pending ({named}); restart the host "
+                                          "first or set on_pending: reboot")
+
+
+def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
+    """Ask the engine for a restart (it sends `reboot` and waits, per the reboot policy)."""
+    return Applied(changed=True, reboot=True, message="restart to clear the pending reboot")

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.resources.common import (
+    diff,
+    probe_failure,
+    registry_value,
+    reveal,
+    same_value,
+    shown,
+)
 from pushinstall.resources.schema import ANY, Arg
 
 HIVE_KEY = (
@@ -20,3 +31,59 @@ ARGS = (
     Arg("mode", default="set", choices=("set", "assert"),
         doc="assert: a difference fails the step and nothing is written."),
 )
+
+
+# ---------------------------------------------------------------- runtime (base.py)
+
+
+def _view(args: dict[str, Any]) -> str:
+    return str(args.get("view") or "64")
+
+
+def _type(args: dict[str, Any]) -> str:
+    return str(args.get("type") or "String")
+
+
+def probes(args: dict[str, Any]) -> list[Probe]:
+    """The `registry` fact of the value."""
+    return [Probe("value", {"kind": "registry", "key": str(args["key"]),
+                            "name": str(args["name"]), "view": _view(args)})]
+
+
+def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
+    """Compare value and type. `mode: assert` makes a difference `fail` with both values
+    (how "registered with the CS" is verified); `set` makes it a change."""
+    subject = f"registry {args['key']}\\{args['name']}"
+    if _view(args) == "32":
+        subject += " (32-bit view)"
+    failed = probe_failure(found, subject)
+    if failed:
+        return failed
+    fact = found["value"]
+    value_type = _type(args)
+    try:
+        wanted = registry_value(args["value"], value_type)
+    except (TypeError, ValueError) as error:
+        return Plan(FAIL, reason=f"{subject}: {error}")
+    present = bool(fact.get("exists"))
+    if present and same_value(fact.get("value"), wanted) and (
+            args.get("mode") == "assert" or fact.get("type") == value_type):
+        return Plan(OK)
+    before = shown(fact.get("value")) if present else "(absent)"
+    if present and fact.get("type") != value_type and same_value(fact.get("value"), wanted):
+        before, after = f"{before} ({fact.get('type')})", f"{shown(wanted)} ({value_type})"
+    else:
+        after = shown(wanted)
+    change = diff(subject, before, after)
+    if args.get("mode") == "assert":
+        return Plan(FAIL, diff=change, reason=f"{subject}: expected {after}, found {before}")
+    return Plan(CHANGE, diff=change)
+
+
+def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
+    """`set_registry` (creates the key). Never called for `mode: assert` (plan fails)."""
+    value_type = _type(args)
+    result = ctx.call("set_registry", key=str(args["key"]), name=str(args["name"]),
+                      value=reveal(registry_value(args["value"], value_type)),
+                      type=value_type, view=_view(args))
+    return Applied(changed=bool(result.get("changed")))
