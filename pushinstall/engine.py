@@ -149,9 +149,9 @@ class _Interrupt:
 
 
 def _default_factory() -> TransportFactory:
-    from pushinstall.transports.factory import open_transport
+    from pushinstall.transports.factory import make_transport
 
-    return open_transport
+    return make_transport
 
 
 class _Fleet:

@@ -16,21 +16,13 @@ from pushinstall.engine import RunOptions, new_run_id, run_fleet
 from pushinstall.errors import InputError
 from pushinstall.events import Sink
 from pushinstall.inventory import Connection, Host
+from pushinstall.paths import state_dir
 from pushinstall.playbook import Playbook
 from pushinstall.report.console import ConsoleSink
 from pushinstall.report.jsonl import JsonlSink
 from pushinstall.secret import Secret
 
 SHIPPED_PLAYBOOK = "asr-mobility.yml"
-
-
-def state_dir() -> Path:
-    """The state dir (run logs, history, lab hosts): `PUSHINSTALL_STATE_DIR`, else
-    `$XDG_STATE_HOME/pushinstall`, else `~/.local/state/pushinstall`."""
-    if os.environ.get("PUSHINSTALL_STATE_DIR"):
-        return Path(os.environ["PUSHINSTALL_STATE_DIR"])
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "pushinstall"
 
 
 def build_sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
@@ -68,6 +60,7 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
     playbook = load_playbook(options["playbook"], extra_vars)
     hosts = select_hosts(inventory, playbook.hosts, options.get("limit"),
                          pattern_location=getattr(playbook, "hosts_location", None))
+    resolve_run_secrets(hosts, playbook)
     run_options = RunOptions(
         mode=mode,
         check_mode=bool(options.get("check_mode")),
@@ -79,6 +72,40 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
         limit=options.get("limit"),
     )
     return _run(hosts, playbook, run_options, options)
+
+
+def referenced_names(playbook: Playbook) -> set[str]:
+    """Every variable name the playbook's templates and `when`s use (its own vars' too)."""
+    import jinja2
+    from jinja2 import meta
+
+    environment = jinja2.Environment()
+    names: set[str] = set()
+    stack: list[Any] = [playbook.vars, *(s.args for s in playbook.steps)]
+    stack += ["{{ " + s.when + " }}" for s in playbook.steps if s.when]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str) and ("{{" in value or "{%" in value):
+            try:
+                names |= meta.find_undeclared_variables(environment.parse(value))
+            except jinja2.TemplateSyntaxError:
+                continue   # validation reports it, with its place
+    return names
+
+
+def resolve_run_secrets(hosts: list[Host], playbook: Playbook) -> None:
+    """Read every secret the run will need (passwords, vars the playbook names) before any
+    host is contacted: a missing env var or file, or a prompt without a TTY, is exit 5."""
+    from pushinstall.inventory_secrets import resolve_secrets
+
+    names = referenced_names(playbook)
+    for host in hosts:
+        resolve_secrets([host.connection.password,
+                         [value for key, value in host.vars.items() if key in names]])
 
 
 def shipped_playbook() -> Path:

@@ -16,8 +16,9 @@ from test_engine_kit import StubLab, asr_playbook, hosts, stubs  # noqa: F401
 import pushinstall.engine
 from pushinstall.engine import RunOptions
 from pushinstall.errors import InputError
+from pushinstall.paths import state_dir
 from pushinstall.report.history import history_path
-from pushinstall.runner import _install_host, _run, state_dir
+from pushinstall.runner import _install_host, _run
 from pushinstall.secret import MASK, Secret
 
 

@@ -7,25 +7,21 @@ every transport and endpoint of a run sees the same machine. State lives under
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from pathlib import Path
 from typing import Any
 
 from pushinstall.lab.host import LabHost, state_file
+from pushinstall.paths import state_dir
 
 _HOSTS: dict[tuple[Path, str], LabHost] = {}
 _HOSTS_LOCK = threading.Lock()
 
 
 def default_state_dir() -> Path:
-    """`PUSHINSTALL_STATE_DIR`, else `$XDG_STATE_HOME/pushinstall`, else
-    `~/.local/state/pushinstall`; lab hosts live in its `lab/` folder."""
-    if os.environ.get("PUSHINSTALL_STATE_DIR"):
-        return Path(os.environ["PUSHINSTALL_STATE_DIR"])
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "pushinstall"
+    """The controller's state dir (`paths.state_dir`); lab hosts live in its `lab/` folder."""
+    return state_dir()
 
 
 def lab_host(name: str, lab_vars: dict[str, Any] | None = None,
