@@ -207,8 +207,10 @@ def _unified_agent(ctx: Context, meta: dict[str, Any], argv: list[str]) -> Outco
     if not one_step:
         return _finish(ctx, UA_LOG, 0, message)
     _log(ctx, UA_LOG, [message])
-    return _register(ctx, found["csendpoint"], found.get("passphrasefilepath"), cs_type,
-                     UA_LOG)
+    outcome = _register(ctx, found["csendpoint"], found.get("passphrasefilepath"), cs_type,
+                        UA_LOG)
+    outcome.stdout.insert(0, message)
+    return outcome
 
 
 def _configurator(ctx: Context, argv: list[str]) -> Outcome:
