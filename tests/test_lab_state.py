@@ -1,0 +1,172 @@
+"""Lab hosts keep state between runs, share one object per process, reset fresh, stay
+consistent under threads, and the lab transport meets their connection faults."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pushinstall.errors import AuthenticationFailed, InputError, Unreachable
+from pushinstall.inventory import Host
+from pushinstall.lab import LabHost, catalog, default_state_dir, lab_host, reset_lab
+from pushinstall.remote import ops
+from pushinstall.transports.lab import LabTransport
+
+
+def ask(host: LabHost, op: str, **args: Any) -> Any:
+    return ops.result_of(ops.decode_answer(host.handle_line(ops.invocation(
+        ops.request(op, **args)))))
+
+
+def pending(host: LabHost) -> bool:
+    facts = ask(host, "facts", queries=[{"id": "p", "kind": "pending_reboot"}])
+    return bool(facts["p"]["pending"])
+
+
+def test_default_state_dir_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PUSHINSTALL_STATE_DIR", str(tmp_path / "explicit"))
+    assert default_state_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("PUSHINSTALL_STATE_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert default_state_dir() == tmp_path / "xdg" / "pushinstall"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert default_state_dir() == Path.home() / ".local" / "state" / "pushinstall"
+
+
+def test_a_second_process_sees_what_the_first_did(state_dir: Path) -> None:
+    first = LabHost("db01", {"pending_reboot": True, "reboot_seconds": 0}, state_dir)
+    ask(first, "set_registry", key="HKLM:\\SOFTWARE\\Contoso", name="Ran", value="yes",
+        type="String")
+    ask(first, "reboot")
+    assert (state_dir / "lab" / "db01.json").is_file()
+    # a new object stands for a new process: same vars, but the state file wins
+    second = LabHost("db01", {"pending_reboot": True, "reboot_seconds": 0}, state_dir)
+    facts = ask(second, "facts", queries=[
+        {"id": "r", "kind": "registry", "key": "HKLM:\\SOFTWARE\\Contoso", "name": "Ran"}])
+    assert facts["r"]["value"] == "yes"
+    assert pending(second) is False
+    assert json.loads((state_dir / "lab" / "db01.json").read_text())["op_log"] == [
+        "set_registry", "reboot", "facts", "facts"]
+    assert reset_lab(state_dir, ["db01"]) == 1
+    assert pending(LabHost("db01", {"pending_reboot": True}, state_dir)) is True
+
+
+def test_changes_from_another_process_are_read_before_the_next_call(state_dir: Path) -> None:
+    mine = LabHost("app01", {}, state_dir)
+    theirs = LabHost("app01", {}, state_dir)
+    ask(theirs, "ensure_directory", path="C:\\Theirs")
+    facts = ask(mine, "facts", queries=[{"id": "d", "kind": "file", "path": "C:\\Theirs"}])
+    assert facts["d"]["is_directory"] is True
+    assert not list((state_dir / "lab").glob("*.tmp"))
+
+
+def test_one_shared_host_per_state_dir_and_name(state_dir: Path, tmp_path: Path) -> None:
+    one = lab_host("web01", {"latency_ms": 5})
+    assert lab_host("web01", {"latency_ms": 7}) is one and one.latency == 0.007
+    assert lab_host("web01", None, tmp_path / "elsewhere") is not one
+    transport = LabTransport(Host("web01", vars={"lab": {"latency_ms": 7}}))
+    assert transport.lab is one
+
+
+def test_reset_all_hosts_also_resets_shared_objects(state_dir: Path) -> None:
+    shared = lab_host("r1", {"pending_reboot": True, "reboot_seconds": 0})
+    ask(shared, "reboot")
+    LabHost("r2", {}, state_dir)
+    assert reset_lab(state_dir) == 2
+    assert pending(shared) is True
+    assert reset_lab(state_dir, ["never-existed"]) == 0
+
+
+def test_bad_lab_vars_are_input_errors(state_dir: Path) -> None:
+    with pytest.raises(InputError, match="unknown lab var 'laytency_ms'"):
+        LabHost("x", {"laytency_ms": 5}, state_dir)
+    with pytest.raises(InputError, match="installer_exit_code"):
+        LabHost("x", {"installer_exit_code": "3010"}, state_dir)
+    with pytest.raises(InputError) as secret:
+        LabHost("x", {"cs_passphrase": 12345678}, state_dir)
+    assert "12345678" not in str(secret.value)
+    with pytest.raises(InputError, match="os"):
+        LabHost("x", {"os": "2003"}, state_dir)
+
+
+def test_concurrent_calls_on_one_host_are_serialized(state_dir: Path) -> None:
+    host = LabHost("busy01", {}, state_dir)
+    start = host.generation
+
+    def write(i: int) -> None:
+        ask(host, "set_registry", key="HKLM:\\SOFTWARE\\Busy", name=f"v{i}", value=i,
+            type="DWord")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert host.generation == start + 20
+    saved = LabHost("busy01", {}, state_dir)
+    values = saved.state.registry.keys["hklm\\software\\busy"]["values"]
+    assert sorted(int(v["value"]) for v in values.values()) == list(range(20))
+
+
+def test_a_running_installer_does_not_block_facts(state_dir: Path) -> None:
+    host = LabHost("slow01", {"installer_seconds": 0.6}, state_dir)
+    ask(host, "download", source=catalog.share_path(catalog.VM_AGENT_MSI),
+        destination="C:\\Temp\\a.msi")
+    worker = threading.Thread(target=ask, args=(host, "run_process"),
+                              kwargs={"path": "msiexec.exe", "arguments": ["/i", "C:\\Temp\\a.msi",
+                                                                           "/qn"]})
+    worker.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    ask(host, "facts", queries=[{"id": "os", "kind": "os"}])
+    assert time.monotonic() - started < 0.3
+    worker.join()
+    facts = ask(host, "facts", queries=[{"id": "p", "kind": "product",
+                                         "product_id": "{5CF4D04A-F16C-4892-9196-6025EA61F964}"}])
+    assert facts["p"]["installed"] is True
+
+
+def test_transport_connection_faults() -> None:
+    with pytest.raises(Unreachable, match="refused"):
+        LabTransport(Host("down01", vars={"lab": {"unreachable": True}})).open()
+    with pytest.raises(AuthenticationFailed) as denied:
+        LabTransport(Host("auth01", vars={"lab": {"bad_credentials": True}})).open()
+    assert denied.value.hint
+    flaky = LabTransport(Host("flaky01", vars={"lab": {"refuse_first_connects": 2}}))
+    for _ in range(2):
+        with pytest.raises(Unreachable, match="reset"):
+            flaky.open()
+    flaky.open()
+    dropping = LabTransport(Host("drop01", vars={"lab": {"drop_connection_on": ["reboot"],
+                                                         "reboot_seconds": 0}}))
+    dropping.open()
+    with pytest.raises(Unreachable, match="reading the answer"):
+        dropping.call(ops.request("reboot"))
+    assert dropping.lab.op_log == ["reboot"]  # the op ran; only the answer was lost
+
+
+def test_transport_latency_and_the_gather_costs_one_call() -> None:
+    transport = LabTransport(Host("lat01", vars={"lab": {"latency_ms": 50}}))
+    transport.open()
+    started = time.monotonic()
+    answer = transport.call(ops.batch([ops.request("facts", queries=[
+        {"id": "os", "kind": "os"}, {"id": "d", "kind": "disk", "drive": "C:"}])]))
+    assert time.monotonic() - started >= 0.05
+    assert answer["ok"] and transport.lab.op_log == ["batch"] and len(transport.lab.calls) == 1
+
+
+def test_catalog_hashes_are_stable_and_identify_programs() -> None:
+    for name, content in catalog.files().items():
+        assert catalog.sha256_of(name) == hashlib.sha256(content).hexdigest()
+        assert catalog.sha256_of(catalog.url(name)) == catalog.sha256_of(catalog.share_path(name))
+    bundle = catalog.identify(catalog.files()[catalog.ASR_BUNDLE])
+    assert bundle == {"program": "asr-bundle", "version": catalog.ASR_VERSION}
+    assert catalog.identify(b"MZ\x90\x00") is None
+    with pytest.raises(KeyError):
+        catalog.sha256_of("\\\\labshare\\asr\\nope.exe")
