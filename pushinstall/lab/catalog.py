@@ -115,7 +115,7 @@ def is_share(source: str) -> bool:
 def is_web(source: str) -> bool:
     """True for a URL on the lab web server (known file or not)."""
     match = _URL.match(source)
-    return bool(match) and match.group(1).lower() == WEB_HOST
+    return match is not None and match.group(1).lower() == WEB_HOST
 
 
 def sha256_of(source: str) -> str:

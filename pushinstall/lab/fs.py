@@ -93,6 +93,13 @@ class FileSystem:
             fail("NotFound", f"Could not find file '{normalize(path)}'.")
         return (self.blob_dir / entry["blob"]).read_bytes()
 
+    def size(self, path: str) -> int:
+        """A file's size; NotFound when missing."""
+        entry = self.entry(path)
+        if entry is None:
+            fail("NotFound", f"Could not find file '{normalize(path)}'.")
+        return int(entry["size"])
+
     def sha256(self, path: str) -> str:
         """A file's sha256 (cached in its metadata)."""
         entry = self.entry(path)

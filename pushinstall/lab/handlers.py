@@ -95,7 +95,7 @@ def download(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
     expected = (args.get("sha256") or "").lower()
     before = fs.sha256(destination) if fs.is_file(destination) else None
     if expected and before == expected:
-        return {"changed": False, "sha256": before, "size": fs.entry(destination)["size"]}
+        return {"changed": False, "sha256": before, "size": fs.size(destination)}
     content = _fetch(host, args["source"], args.get("credential"))
     actual = hashlib.sha256(content).hexdigest()
     if expected and actual != expected:
@@ -149,7 +149,7 @@ def file_end(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
         fs.move(temp, destination)
     else:
         fs.remove(temp)
-    return {"changed": changed, "sha256": actual, "size": fs.entry(destination)["size"]}
+    return {"changed": changed, "sha256": actual, "size": fs.size(destination)}
 
 
 def expand_archive(host: Machine, args: dict[str, Any]) -> dict[str, Any]:

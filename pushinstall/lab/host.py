@@ -44,7 +44,7 @@ def state_file(state_dir: Path, name: str) -> Path:
 def _masked(req: dict[str, Any]) -> dict[str, Any]:
     """A request as the op log keeps it: secret values replaced by the mask."""
     shown = copy.deepcopy(req)
-    args = shown.get("args") if isinstance(shown.get("args"), dict) else {}
+    args: dict[str, Any] = shown["args"] if isinstance(shown.get("args"), dict) else {}
     if shown.get("op") == "write_secret" and "content" in args:
         args["content"] = MASK
     if isinstance(args.get("credential"), dict):
