@@ -3,6 +3,17 @@
 Keys that shape the STARTING state apply only when the host's state file is made fresh (the
 first run, or after `pushinstall lab reset`); the others apply on every run. docs/lab.md
 explains each with the behaviour it triggers.
+
+Starting state: `os` (2008r2 2012r2 2016 2019 2022), `hostname`, `pending_reboot` (bool or
+signal names), `installed_version`, `registered_to`, `vm_agent_version`, `disk_free_bytes`,
+`disk_total_bytes`.
+Network and CS: `cs_endpoint`, `cs_passphrase`, `cs_port_closed`, `open_ports` (HOST:PORT),
+`share_requires_credential`, `share_password`, `http_503` (first N web downloads).
+Installers: `installer_exit_code`, `configurator_exit_code`, `msi_exit_code`,
+`installer_seconds`, `install_running`.
+Services: `service_stops_after_start`, `services_that_wont_start` (names or display names).
+Connection: `latency_ms`, `reboot_seconds`, `unreachable`, `bad_credentials`,
+`refuse_first_connects`, `drop_connection_on` (op names).
 """
 
 from __future__ import annotations
