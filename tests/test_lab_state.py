@@ -83,6 +83,19 @@ def test_reset_all_hosts_also_resets_shared_objects(state_dir: Path) -> None:
     assert reset_lab(state_dir, ["never-existed"]) == 0
 
 
+def test_cli_lab_reset(state_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from pushinstall.cli import cli
+
+    LabHost("c1", {}, state_dir)
+    LabHost("c2", {}, state_dir)
+    result = CliRunner().invoke(cli, ["lab", "reset", "--host", "c1"])
+    assert result.exit_code == 0 and "reset 1 lab hosts" in result.output
+    assert not (state_dir / "lab" / "c1.json").exists()
+    assert (state_dir / "lab" / "c2.json").exists()
+
+
 def test_bad_lab_vars_are_input_errors(state_dir: Path) -> None:
     with pytest.raises(InputError, match="unknown lab var 'laytency_ms'"):
         LabHost("x", {"laytency_ms": 5}, state_dir)

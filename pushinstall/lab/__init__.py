@@ -39,7 +39,8 @@ def lab_host(name: str, lab_vars: dict[str, Any] | None = None,
 
 
 def reset_lab(state_dir: Path, names: list[str] | None = None) -> int:
-    """Start lab hosts fresh (all of them when `names` is None); returns how many were reset."""
+    """Start lab hosts fresh (all of them when `names` is None); returns how many state files
+    were removed. Hosts shared in this process start fresh at once."""
     lab_dir = state_dir / "lab"
     directory = state_dir.resolve()
     if names is None:
@@ -56,10 +57,7 @@ def reset_lab(state_dir: Path, names: list[str] | None = None) -> int:
             path.unlink()
             count += 1
         shutil.rmtree(path.with_suffix(".files"), ignore_errors=True)
-    reset_names = {p.name for p in paths if True}
     for host in shared:
-        if host.path.name not in reset_names:
-            count += 1
         host.reset()
     return count
 
