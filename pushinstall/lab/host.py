@@ -12,6 +12,7 @@ import binascii
 import copy
 import datetime as dt
 import json
+import logging
 import math
 import os
 import re
@@ -31,6 +32,7 @@ from pushinstall.lab.vars import parse_lab_vars
 from pushinstall.remote import ops
 from pushinstall.secret import MASK
 
+log = logging.getLogger(__name__)
 OP_LOG_LIMIT = 1000
 _LINE = re.compile(r"^\s*Invoke-PushinstallOp -Request '([A-Za-z0-9+/]*={0,2})'\s*$")
 
@@ -226,6 +228,9 @@ class LabHost:
             return ops.ok(HANDLERS[op](self, args))
         except RemoteOpFailed as exc:
             return ops.error(exc.error_type, exc.message)
+        except Exception as exc:  # like agent.ps1's catch-all: answer, never drop the call
+            log.exception("%s: lab op %s failed", self.name, op)
+            return ops.error("Exception", f"{type(exc).__name__}: {exc}")
 
     def _fact(self, query: Any) -> dict[str, Any]:
         try:
