@@ -1,0 +1,97 @@
+"""The lab's WS-Management service for one simulated host: shells by id, actions by name.
+
+`WSManService.handle(body)` takes a decrypted SOAP request and returns a `Reply`; the HTTP
+layer (`wsman_http.py`) does transport, authentication, encryption and wire faults. Shells:
+- `http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd`: the WinRS cmd shell
+  (`wsman_shells.CmdShell`, pywinrm);
+- `http://schemas.microsoft.com/powershell/<configuration>`: a PowerShell runspace pool
+  (`wsman_psrp.PsrpShell`, pypsrp).
+A shell made before the host restarted is gone after it (fault 2150858843), as on Windows.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+from pushinstall.lab import wsman_soap as soap
+from pushinstall.lab.wsman_psrp import PsrpShell
+from pushinstall.lab.wsman_shells import CmdShell, LabHostLike, Reply, Shell, boot_marker
+from pushinstall.lab.wsman_soap import NS, SoapRequest
+
+
+class WSManService:
+    """The shells of one host and the dispatch of every WS-Man action to them."""
+
+    def __init__(self, host: LabHostLike) -> None:
+        self.host = host
+        self.shells: dict[str, Shell] = {}
+        self._lock = threading.Lock()
+
+    def handle(self, body: bytes) -> Reply:
+        """Answer one SOAP request."""
+        try:
+            request = soap.parse_request(body)
+        except ValueError as exc:
+            return Reply(soap.fault(None, soap.ACCESS_DENIED, f"bad request: {exc}"), 400)
+        if request.verb == "Create":
+            return self._create(request)
+        shell = self._shell(request)
+        if shell is None:
+            return Reply(soap.fault(request, soap.SHELL_NOT_FOUND,
+                                    f"The request for the Windows Remote Shell with ShellId "
+                                    f"{request.shell_id} failed because the shell was not found "
+                                    "on the server."), 500)
+        if request.verb == "Delete":
+            with self._lock:
+                self.shells.pop(shell.id, None)
+            shell.close()
+            return Reply(soap.envelope(request, soap.response_action(request), None))
+        return shell.dispatch(request)
+
+    def pending_output(self, body: bytes) -> bool:
+        """True when `body` is a Receive whose answer is already waiting: the reply that was
+        in flight when the machine went down still reaches the client."""
+        try:
+            request = soap.parse_request(body)
+        except ValueError:
+            return False
+        shell = self.shells.get(request.shell_id or "")
+        if request.verb != "Receive" or shell is None:
+            return False
+        desired = request.body.find("rsp:Receive/rsp:DesiredStream", NS)
+        return shell.has_output(desired.get("CommandId") if desired is not None else None)
+
+    def close_all(self) -> None:
+        """Forget every shell (endpoint stop)."""
+        with self._lock:
+            shells, self.shells = list(self.shells.values()), {}
+        for shell in shells:
+            shell.close()
+
+    def _shell(self, request: SoapRequest) -> Shell | None:
+        with self._lock:
+            shell = self.shells.get(request.shell_id or "")
+            if shell is not None and shell.boot != boot_marker(self.host):
+                del self.shells[shell.id]  # the host restarted since
+                shell.close()
+                return None
+            return shell
+
+    def _create(self, request: SoapRequest) -> Reply:
+        uri = request.resource_uri
+        shell: Shell
+        if uri.startswith(soap.PSRP_RESOURCE_PREFIX):
+            creation = request.body.find("rsp:Shell/pwsh:creationXml", NS)
+            if creation is None:
+                return Reply(soap.fault(request, soap.ACCESS_DENIED,
+                                        "a PowerShell shell needs creationXml"), 500)
+            shell = PsrpShell(self.host, uri, base64.b64decode(creation.text or ""))
+        elif uri == soap.CMD_RESOURCE:
+            shell = CmdShell(self.host, uri)
+        else:
+            return Reply(soap.fault(request, soap.ACCESS_DENIED,
+                                    f"the lab serves no resource {uri}"), 500)
+        with self._lock:
+            self.shells[shell.id] = shell
+        return Reply(soap.shell_created(request, shell.id, uri))

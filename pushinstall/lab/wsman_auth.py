@@ -1,0 +1,153 @@
+"""Authentication and HTTP message encryption of the lab's WS-Management endpoint.
+
+- Basic: `Authorization: Basic` on every request, checked against the host's account.
+- NTLM and Negotiate: connection-based, accepted by pyspnego's pure-Python acceptor, which reads
+  accounts from the file named by `NTLM_USER_FILE` (`DOMAIN:USER:PASSWORD` lines). One such
+  file serves the whole process (`CredentialStore`); the endpoint still checks that the user who
+  authenticated is the host's own account. With Negotiate the final SPNEGO token goes back in
+  `WWW-Authenticate` on the answer that completes the exchange.
+- Message encryption (plain HTTP with NTLM/Negotiate): `multipart/encrypted` bodies whose
+  payload pyspnego's `wrap_winrm`/`unwrap_winrm` seal and open (MS-WSMV 2.2.9.1.1).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import struct
+import tempfile
+import threading
+from pathlib import Path
+
+import spnego
+from spnego.exceptions import SpnegoError
+
+PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+BOUNDARY = b"--Encrypted Boundary"
+ENCRYPTED_TYPE = f'multipart/encrypted;protocol="{PROTOCOL}";boundary="Encrypted Boundary"'
+CHALLENGE_HEADERS = ("Negotiate", "NTLM", 'Basic realm="WSMAN"')
+
+
+class CredentialStore:
+    """The process's NTLM account file; `NTLM_USER_FILE` points at it once it has accounts."""
+
+    _lock = threading.Lock()
+    _accounts: dict[str, str] = {}
+    _path: Path | None = None
+
+    @classmethod
+    def add(cls, username: str, password: str) -> None:
+        """Let `username` log on with `password`; ValueError when it has another password."""
+        with cls._lock:
+            known = cls._accounts.get(username.lower())
+            if known is not None and known != password:
+                raise ValueError(f"lab account {username!r} already has another password")
+            cls._accounts[username.lower()] = password
+            if cls._path is None:
+                handle, name = tempfile.mkstemp(prefix="pushinstall-lab-ntlm-")
+                os.close(handle)
+                cls._path = Path(name)
+            lines = [f":{user}:{secret}" for user, secret in cls._accounts.items()]
+            cls._path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            os.environ["NTLM_USER_FILE"] = str(cls._path)
+
+
+class ConnectionAuth:
+    """The authentication state of one HTTP connection to one host."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username
+        self.password = password
+        self.context: spnego.ContextProxy | None = None
+        self.authenticated = False
+
+    def check(self, header: str, refuse: bool) -> tuple[bool, str | None]:
+        """Process an `Authorization` header ("" when absent).
+
+        Returns `(accepted, www_authenticate)`: when not accepted, answer 401 with the header
+        (None: offer every scheme); when accepted, send the header (if any) with the answer.
+        `refuse` fails every attempt (the lab's `bad_credentials`).
+        """
+        scheme, _, token = header.partition(" ")
+        scheme_l = scheme.lower()
+        if not header:
+            return self.authenticated and self.context is not None, None
+        if scheme_l == "basic":
+            self.authenticated = False
+            return self._basic(token) and not refuse, None
+        if scheme_l not in ("negotiate", "ntlm"):
+            return False, None
+        try:
+            data = base64.b64decode(token)
+        except binascii.Error:
+            return False, None
+        if self.context is None or self.context.complete:
+            protocol = "ntlm" if data.startswith(b"NTLMSSP\x00") else "negotiate"
+            self.context = spnego.server(protocol=protocol)
+            self.authenticated = False
+        try:
+            out = self.context.step(data)
+        except SpnegoError:
+            self.context = None
+            return False, None
+        reply = f"{scheme} {base64.b64encode(out).decode()}" if out else None
+        if not self.context.complete:
+            return False, reply
+        user = (self.context.client_principal or "").rsplit("\\", 1)[-1].split("@")[0]
+        if refuse or user.lower() != self.username.lower():
+            self.context = None
+            return False, None
+        self.authenticated = True
+        return True, reply
+
+    def _basic(self, token: str) -> bool:
+        try:
+            user, _, password = base64.b64decode(token).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user = user.rsplit("\\", 1)[-1]
+        return user.lower() == self.username.lower() and password == self.password
+
+    @property
+    def can_encrypt(self) -> bool:
+        """True once an NTLM/Negotiate context is established on this connection."""
+        return self.authenticated and self.context is not None and self.context.complete
+
+    def unwrap(self, body: bytes) -> bytes:
+        """Open a `multipart/encrypted` body; ValueError when it does not open."""
+        if self.context is None:
+            raise ValueError("no security context on this connection")
+        parts = [p for p in re.split(re.escape(BOUNDARY) + rb"(?:--)?\r\n", body) if p]
+        message = b""
+        for header, payload in zip(parts[0::2], parts[1::2], strict=False):
+            match = re.search(rb"Length=(\d+)", header)
+            wrapped = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
+            if match is None or len(wrapped) < 4:
+                raise ValueError("not an encrypted WinRM message")
+            size = struct.unpack("<i", wrapped[:4])[0]
+            try:
+                plain = self.context.unwrap_winrm(wrapped[4:4 + size], wrapped[4 + size:])
+            except SpnegoError as exc:
+                raise ValueError(f"the message does not decrypt: {exc}") from None
+            if len(plain) != int(match.group(1)):
+                raise ValueError("the decrypted length differs from the announced one")
+            message += plain
+        return message
+
+    def wrap(self, message: bytes) -> bytes:
+        """Seal `message` as a `multipart/encrypted` body (Content-Type `ENCRYPTED_TYPE`)."""
+        assert self.context is not None
+        result = self.context.wrap_winrm(message)
+        length = len(message) + result.padding_length
+        return b"".join([
+            BOUNDARY, b"\r\n",
+            f"\tContent-Type: {PROTOCOL}\r\n".encode(),
+            f"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={length}\r\n"
+            .encode(),
+            BOUNDARY, b"\r\n",
+            b"\tContent-Type: application/octet-stream\r\n",
+            struct.pack("<i", len(result.header)), result.header, result.data,
+            BOUNDARY, b"--\r\n",
+        ])

@@ -1,0 +1,255 @@
+"""Remote shells of the lab's WS-Management endpoint: the common part and the WinRS cmd shell.
+
+A shell belongs to one simulated host. Ops run in their own thread (a simulated installer may
+sleep for minutes); a Receive waits for output up to the request's OperationTimeout and answers
+the WS-Man timeout fault when there is none, so clients poll instead of blocking on one HTTP
+read. The cmd shell (what pywinrm uses) runs exactly `powershell -NoProfile -NonInteractive
+-Command -`: its stdin is the agent line and the invocation line (`transports.ssh.stdin_script`).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pushinstall.lab import wsman_soap as soap
+from pushinstall.lab.wsman_soap import NS, SoapRequest
+from pushinstall.remote import ops
+
+POWERSHELL_COMMAND = "powershell -NoProfile -NonInteractive -Command -"
+NOT_RECOGNIZED = (
+    "'{command}' is not recognized as an internal or external command,\r\n"
+    "operable program or batch file.\r\n"
+)
+
+
+class WireFaultVars(Protocol):
+    """The lab vars the endpoint reads (`pushinstall.lab.vars.LabVars`)."""
+
+    drop_connection_on: list[str]
+
+
+class LabHostLike(Protocol):
+    """What the endpoint needs from a `pushinstall.lab.LabHost`."""
+
+    name: str
+
+    @property
+    def lab(self) -> WireFaultVars: ...
+
+    @property
+    def latency(self) -> float: ...
+
+    def handle_line(self, command: str) -> str: ...
+
+    def connection_fault(self) -> str | None: ...
+
+    def refuses_connect(self) -> bool: ...
+
+    def take_http_503(self) -> bool: ...
+
+
+class Reply:
+    """A response body and how to deliver it: HTTP status, and whether to cut the connection
+    halfway through (the `drop_connection_on` fault)."""
+
+    def __init__(self, body: bytes, status: int = 200, drop: bool = False) -> None:
+        self.body = body
+        self.status = status
+        self.drop = drop
+
+
+def boot_marker(host: LabHostLike) -> str:
+    """The host's boot time: a shell made before a restart is gone after it."""
+    state = getattr(host, "state", None)
+    data = getattr(state, "data", None)
+    return str(data.get("boot_time", "")) if isinstance(data, dict) else ""
+
+
+def op_of(line: str) -> str:
+    """The op inside an invocation line, "" when it cannot be read."""
+    try:
+        return str(ops.decode_request(line.split("'")[1])["op"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def run_in_thread(name: str, target: Any) -> None:
+    """Run `target()` in a daemon thread (ops may sleep; the HTTP thread must answer)."""
+    threading.Thread(target=target, name=name, daemon=True).start()
+
+
+class Shell:
+    """A shell on one host: a condition to wait for output, the boot it was made in."""
+
+    def __init__(self, host: LabHostLike, resource_uri: str) -> None:
+        self.host = host
+        self.id = str(uuid.uuid4()).upper()
+        self.resource_uri = resource_uri
+        self.boot = boot_marker(host)
+        self.cond = threading.Condition()
+        self.closed = False
+
+    def dispatch(self, request: SoapRequest) -> Reply:
+        """Answer Command, Send, Receive or Signal."""
+        handler = getattr(self, f"do_{request.verb.lower()}", None)
+        if handler is None:
+            return Reply(soap.fault(request, soap.ACCESS_DENIED,
+                                   f"the lab does not serve {request.verb}"), 500)
+        reply: Reply = handler(request)
+        return reply
+
+    def has_output(self, command_id: str | None) -> bool:
+        """True when a Receive for `command_id` would answer at once (overridden)."""
+        return False
+
+    def close(self) -> None:
+        """Forget the shell (Delete, or the host restarted)."""
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def wait_for(self, ready: Any, timeout: float) -> bool:
+        """Wait (holding `cond`) until `ready()` or `timeout` seconds passed."""
+        return bool(self.cond.wait_for(lambda: self.closed or ready(), timeout=timeout))
+
+    @staticmethod
+    def receive_reply(request: SoapRequest, streams: list[tuple[str, str | None, bytes]],
+                      state: tuple[str, str, int | None] | None, drop: bool = False) -> Reply:
+        """A ReceiveResponse with `(name, command id, data)` streams and an optional
+        `(command id, state uri, exit code)` CommandState."""
+        node = soap.rsp("ReceiveResponse")
+        for name, command_id, data in streams:
+            attrib = {"Name": name}
+            if command_id:
+                attrib["CommandId"] = command_id
+            soap.sub(node, "Stream", base64.b64encode(data).decode("ascii"), attrib)
+        if state is not None:
+            command_id, state_uri, exit_code = state
+            state_node = soap.sub(node, "CommandState", None,
+                                  {"CommandId": command_id, "State": state_uri})
+            if exit_code is not None:
+                soap.sub(state_node, "ExitCode", str(exit_code))
+        return Reply(soap.envelope(request, soap.response_action(request), node), drop=drop)
+
+    @staticmethod
+    def timeout_fault(request: SoapRequest) -> Reply:
+        """The answer to a Receive with nothing to say: both clients poll again."""
+        return Reply(soap.fault(request, soap.OPERATION_TIMEOUT,
+                                "The WS-Management service cannot complete the operation within "
+                                "the time specified in OperationTimeout."), 500)
+
+
+@dataclass
+class _Command:
+    command_id: str
+    is_powershell: bool
+    stdin: bytearray = field(default_factory=bytearray)
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    exit_code: int | None = None
+    op: str = ""
+    started: bool = False
+
+
+class CmdShell(Shell):
+    """The WinRS cmd shell, serving the one PowerShell command line the transports run."""
+
+    def __init__(self, host: LabHostLike, resource_uri: str) -> None:
+        super().__init__(host, resource_uri)
+        self.commands: dict[str, _Command] = {}
+
+    def do_command(self, request: SoapRequest) -> Reply:
+        line = request.body.find("rsp:CommandLine", NS)
+        if line is None:
+            return Reply(soap.fault(request, soap.ACCESS_DENIED, "no CommandLine"), 500)
+        words = [(line.findtext("rsp:Command", "", NS) or "").strip()]
+        words += [(a.text or "").strip() for a in line.findall("rsp:Arguments", NS)]
+        command_line = " ".join(" ".join(words).split())
+        command = _Command(line.get("CommandId") or str(uuid.uuid4()).upper(),
+                           command_line.lower() == POWERSHELL_COMMAND.lower())
+        if not command.is_powershell:
+            command.stderr += NOT_RECOGNIZED.format(command=words[0]).encode()
+            command.exit_code = 1
+        with self.cond:
+            self.commands[command.command_id] = command
+        node = soap.rsp("CommandResponse")
+        soap.sub(node, "CommandId", command.command_id)
+        return Reply(soap.envelope(request, soap.response_action(request), node))
+
+    def do_send(self, request: SoapRequest) -> Reply:
+        for stream in request.body.findall("rsp:Send/rsp:Stream", NS):
+            with self.cond:
+                command = self.commands.get(stream.get("CommandId", ""))
+                if command is None:
+                    return Reply(soap.fault(request, soap.SHELL_NOT_FOUND, "no such command"), 500)
+                command.stdin += base64.b64decode(stream.text or "")
+                end = stream.get("End", "").lower() == "true"
+                start = end and command.is_powershell and not command.started
+                command.started = command.started or start
+            if start:
+                run_in_thread(f"lab-winrs-{self.host.name}", lambda c=command: self._run(c))
+        return Reply(soap.envelope(request, soap.response_action(request),
+                                   soap.rsp("SendResponse")))
+
+    def _run(self, command: _Command) -> None:
+        from pushinstall.transports.ssh import split_stdin_script
+
+        stdout, stderr = b"", b""
+        try:
+            agent, line = split_stdin_script(command.stdin.decode("utf-8", "replace"))
+        except ValueError as exc:
+            stderr = f"The agent was not defined: {exc}\r\n".encode()
+        else:
+            if agent != ops.agent_source():
+                stderr = b"The agent sent is not this version's agent.ps1\r\n"
+            else:
+                command.op = op_of(line)
+                if self.host.latency > 0:
+                    threading.Event().wait(self.host.latency)
+                stdout = self.host.handle_line(line).encode("utf-8")
+        with self.cond:
+            command.stdout += stdout
+            command.stderr += stderr
+            command.exit_code = 0 if not stderr else 1
+            self.cond.notify_all()
+
+    def has_output(self, command_id: str | None) -> bool:
+        command = self.commands.get(command_id or "")
+        return command is not None and (bool(command.stdout or command.stderr)
+                                        or command.exit_code is not None)
+
+    def do_receive(self, request: SoapRequest) -> Reply:
+        desired = request.body.find("rsp:Receive/rsp:DesiredStream", NS)
+        command_id = desired.get("CommandId", "") if desired is not None else ""
+        with self.cond:
+            command = self.commands.get(command_id)
+            if command is None:
+                return Reply(soap.fault(request, soap.SHELL_NOT_FOUND, "no such command"), 500)
+            if not self.wait_for(lambda: self.has_output(command_id), request.operation_timeout):
+                return self.timeout_fault(request)
+            streams = [("stdout", command_id, bytes(command.stdout)),
+                       ("stderr", command_id, bytes(command.stderr))]
+            answered = bool(command.stdout)
+            command.stdout.clear()
+            command.stderr.clear()
+            state = (command_id, soap.DONE if command.exit_code is not None else soap.RUNNING,
+                     command.exit_code)
+        drop = answered and command.op in self.host.lab.drop_connection_on
+        return self.receive_reply(request, streams, state, drop)
+
+    def do_signal(self, request: SoapRequest) -> Reply:
+        signal = request.body.find("rsp:Signal", NS)
+        with self.cond:
+            self.commands.pop(signal.get("CommandId", "") if signal is not None else "", None)
+        return Reply(soap.envelope(request, soap.response_action(request),
+                                   soap.rsp("SignalResponse")))
+
+
+def element_text(node: ET.Element | None) -> str:
+    """An element's text, "" for a missing element."""
+    return (node.text or "") if node is not None else ""

@@ -1,0 +1,171 @@
+"""The psrp transport (the default): pypsrp `WSMan` + `RunspacePool`, one pipeline per call.
+
+`open()` connects, authenticates and opens ONE runspace pool for the host (one runspace), then
+runs the agent's text once in it, so its functions stay defined for every later pipeline. Each
+`call` is one `PowerShell` pipeline whose script is the invocation line (docs/ops.md).
+
+Polling, not blocking: a pipeline is started and then polled with Receives that each carry an
+OperationTimeout (`Endpoint.poll_s`) shorter than the HTTP read timeout, so the server answers
+every poll in time, with output or with "nothing yet"; a 90-minute installer never meets the
+read timeout. The step's deadline (`timeout` of `call`) bounds the whole call.
+
+`had_errors` is only True for a Failed pipeline, so the error stream is read too: its records
+follow the output when the answer line is looked for.
+
+Auth: negotiate, ntlm, kerberos, credssp, basic, certificate (inventory `auth`). HTTP uses
+message encryption (NTLM/Negotiate/Kerberos/CredSSP); HTTPS validates the certificate unless
+`cert_validation` is false or names a CA bundle. The transport never re-sends: the pool is
+rebuilt on the next call after a transport error, and only `open()` retries a transient
+connect failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from pypsrp.complex_objects import PSInvocationState
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
+
+from pushinstall.errors import HostError, TransportTimeout
+from pushinstall.inventory import Host
+from pushinstall.remote import ops
+from pushinstall.secret import Redactor
+from pushinstall.transports.push import push_file
+from pushinstall.transports.wsman_common import (
+    Endpoint,
+    connect_with_retries,
+    endpoint_of,
+    map_error,
+)
+
+log = logging.getLogger(__name__)
+
+# One call's request string is at most this big (file_chunk); pypsrp fragments it over Sends.
+CHUNK_SIZE = 1024 * 1024
+
+
+class _WSMan(WSMan):
+    """pypsrp's WSMan, except that a Receive is not re-sent by pypsrp after a read timeout:
+    the transport decides (base.py), and a hung server is reported at once."""
+
+    def receive(self, resource_uri: str, resource: Any, option_set: Any = None,
+                selector_set: Any = None, timeout: int | None = None) -> Any:
+        response = self.invoke(WSManAction.RECEIVE, resource_uri, resource, option_set,
+                               selector_set, timeout)
+        return response.find("s:Body", namespaces=NAMESPACES)
+
+
+class PSRPTransport:
+    """`transports.base.Transport` over PowerShell remoting (see the module docstring)."""
+
+    def __init__(self, host: Host, redactor: Redactor | None = None) -> None:
+        self.host = host
+        self.endpoint: Endpoint = endpoint_of(host)
+        self.redactor = redactor or Redactor()
+        if host.connection.password is not None:
+            self.redactor.add(host.connection.password)
+        self._wsman: _WSMan | None = None
+        self._pool: RunspacePool | None = None
+
+    # ---- Transport ------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, open the runspace pool, define the agent; a transient failure is retried
+        twice with backoff (nothing has reached the target yet)."""
+        if self._pool is None:
+            connect_with_retries(self._open_once)
+
+    def call(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Run `request` in a new pipeline; return its decoded answer."""
+        op = str(request.get("op", "?"))
+        if self._pool is None:
+            self.open()
+        output = self._guard(lambda: self._run(ops.invocation(request), op, timeout), op,
+                             in_flight=True)
+        return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
+
+    def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
+        """Push `local` in 1 MiB `file_chunk` calls over the open pool (sha256 checked)."""
+        started = time.monotonic()
+        result = push_file(self, local, remote, sha256, host=self.host.name,
+                           chunk_size=CHUNK_SIZE)
+        elapsed = max(time.monotonic() - started, 1e-6)
+        size = local.stat().st_size
+        log.debug("%s: pushed %s (%d bytes) over PSRP in %.2f s, %.1f MB/s", self.host.name,
+                  remote, size, elapsed, size / elapsed / 1e6)
+        return result
+
+    def close(self) -> None:
+        """Close the pool (deleting the remote shell) and the HTTP session; safe twice."""
+        pool, wsman, self._pool, self._wsman = self._pool, self._wsman, None, None
+        if pool is not None:
+            # A host that is already gone (restarting) has nothing left to close.
+            with contextlib.suppress(Exception):
+                pool.close()
+        if wsman is not None:
+            wsman.close()
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _open_once(self) -> None:
+        self.close()
+        conn, end = self.host.connection, self.endpoint
+        options: dict[str, Any] = {}
+        if conn.auth == "certificate":
+            options.update(certificate_pem=conn.certificate_pem,
+                           certificate_key_pem=conn.certificate_key_pem)
+        wsman = _WSMan(
+            end.address, port=end.port, ssl=end.tls, auth=conn.auth,
+            username=conn.username,
+            password=conn.password.reveal() if conn.password is not None else None,
+            cert_validation=end.verify, connection_timeout=conn.connect_timeout,
+            read_timeout=end.read_timeout, operation_timeout=end.poll_s,
+            encryption="never" if conn.auth in ("basic", "certificate") else "auto",
+            reconnection_retries=0, no_proxy=True, **options)
+        self._wsman = wsman
+        pool = RunspacePool(wsman, min_runspaces=1, max_runspaces=1)
+        self._guard(pool.open, "connect", in_flight=False)
+        self._pool = pool
+        agent = ops.agent_source()
+        self._guard(lambda: self._run(agent, "define the agent", None), "define the agent",
+                    in_flight=False)
+
+    def _run(self, script: str, op: str, timeout: float | None) -> str:
+        """Run `script` as one pipeline, polling until it ends; output then error records."""
+        assert self._pool is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        shell = PowerShell(self._pool)
+        shell.add_script(script)
+        shell.begin_invoke()
+        while shell.state == PSInvocationState.RUNNING:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                with contextlib.suppress(Exception):
+                    shell.stop()
+                raise TransportTimeout(
+                    f"no answer to '{op}' within {timeout:g} s; the target may still be "
+                    "running it", host=self.host.name,
+                    hint="raise the step's timeout, or check the target before running again")
+            poll = self.endpoint.poll_s if left is None else max(1, min(self.endpoint.poll_s,
+                                                                         int(left) + 1))
+            shell.poll_invoke(timeout=poll)
+        lines = [str(item) for item in shell.output]
+        lines += [str(record) for record in shell.streams.error]
+        return "\n".join(lines)
+
+    def _guard(self, func: Any, doing: str, in_flight: bool) -> Any:
+        """Run `func`, mapping library exceptions into errors.py once, here; after a
+        transport error the pool is dropped, to be rebuilt by the next call."""
+        try:
+            return func()
+        except HostError:
+            self._pool = None
+            raise
+        except Exception as exc:  # mapped below; anything unknown stays a TransportError
+            self._pool = None
+            raise map_error(exc, self.endpoint, doing, in_flight, self.redactor) from exc

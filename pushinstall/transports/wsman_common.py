@@ -1,0 +1,152 @@
+"""What the two WS-Management transports (psrp, winrm) share: endpoint settings from the
+inventory connection, the poll interval, and the ONE mapping of their libraries' exceptions
+(requests, pypsrp, pywinrm, pyspnego) into errors.py, with a hint a person can act on."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import requests
+from spnego.exceptions import SpnegoError
+
+from pushinstall.errors import (
+    AuthenticationFailed,
+    HostError,
+    TransportError,
+    TransportTimeout,
+    Unreachable,
+)
+from pushinstall.inventory import Host
+from pushinstall.secret import Redactor
+
+T = TypeVar("T")
+SHELL_NOT_FOUND = 2150858843
+CONNECT_ATTEMPTS = 3  # open() retries a transient connect failure this often in all
+
+AUTH_HINTS = {
+    "negotiate": "401 with Negotiate/NTLM: check the password, that the user is a local "
+                 "administrator, and LocalAccountTokenFilterPolicy=1 for local accounts",
+    "ntlm": "401 with NTLM: check the password, that the user is a local administrator, and "
+            "LocalAccountTokenFilterPolicy=1 for local accounts",
+    "kerberos": "Kerberos: check the ticket (klist), that the host name is the FQDN its SPN "
+                "HTTP/<fqdn> is registered for, and that the controller's clock is in sync",
+    "credssp": "CredSSP: the server must allow it (Enable-WSManCredSSP -Role Server) and the "
+               "client needs requests-credssp; check the password",
+    "basic": "Basic: check the password; Basic needs a local account and WinRM's "
+             "Service/Auth/Basic=true",
+    "certificate": "certificate auth: check the client certificate is mapped to a local "
+                   "account (winrm/config/service/certmapping) and HTTPS is used",
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one host's WinRM service."""
+
+    host_name: str
+    address: str
+    port: int
+    tls: bool
+    auth: str
+    verify: bool | str
+    poll_s: int          # OperationTimeout of a Receive: the server answers within it
+    read_timeout: float  # HTTP read timeout, always above poll_s
+
+    @property
+    def url(self) -> str:
+        """`http(s)://address:port/wsman`."""
+        return f"{'https' if self.tls else 'http'}://{self.address}:{self.port}/wsman"
+
+
+def endpoint_of(host: Host) -> Endpoint:
+    """The endpoint settings of `host`; Basic over plain HTTP is refused unless the inventory
+    says `allow_unencrypted: true`."""
+    conn = host.connection
+    if conn.auth == "basic" and not conn.tls and not conn.allow_unencrypted:
+        raise TransportError(
+            "refusing to send Basic credentials over plain HTTP", host=host.name,
+            hint="use HTTPS (tls: true), NTLM/Negotiate (encrypted), or set "
+                 "allow_unencrypted: true to accept the risk")
+    port = conn.port or (5986 if conn.tls else 5985)
+    read_timeout = max(conn.read_timeout, 3.0)
+    poll_s = max(1, min(math.floor(conn.operation_timeout), math.floor(read_timeout) - 2))
+    return Endpoint(host.name, conn.address or host.name, port, conn.tls, conn.auth,
+                    conn.cert_validation, poll_s, read_timeout)
+
+
+def connect_with_retries(connect: Callable[[], T], attempts: int = CONNECT_ATTEMPTS,
+                         first_delay: float = 0.25) -> T:
+    """Call `connect`, again after a transient error (exponential backoff): only `open()`
+    retries by itself, since nothing has been sent to the target yet."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return connect()
+        except HostError as error:
+            if not error.transient or attempt == attempts:
+                raise
+            time.sleep(first_delay * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _status_code(exc: Exception) -> int | None:
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and 100 <= code < 600:
+        return code
+    return None
+
+
+def map_error(exc: Exception, endpoint: Endpoint, doing: str, in_flight: bool,
+              redactor: Redactor) -> HostError:
+    """One library exception as an errors.py error. `in_flight` says a request that may
+    have reached the target was being answered (so it may or may not have run)."""
+    from pypsrp.exceptions import AuthenticationError, WSManFaultError
+    from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError
+
+    name, where = endpoint.host_name, endpoint.url
+    text = redactor.redact(str(exc) or type(exc).__name__)
+    code = _status_code(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TransportError(
+            f"TLS with {where} failed: {text}", host=name,
+            hint="the server's certificate is not trusted: set cert_validation to the CA "
+                 "bundle that signed it, or to false to accept the risk")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return TransportTimeout(f"no connection to {where} during {doing}: {text}", host=name,
+                                hint="check the network path and the firewall (port "
+                                     f"{endpoint.port}); connect_timeout is set per host")
+    if isinstance(exc, requests.exceptions.ReadTimeout | WinRMOperationTimeoutError):
+        return TransportTimeout(
+            f"{where} did not answer within the read timeout during {doing}", host=name,
+            hint="the WinRM service hangs or the network drops packets; read_timeout is set "
+                 "per host (long operations are polled, they never need a long read timeout)")
+    if isinstance(exc, AuthenticationError | InvalidCredentialsError | SpnegoError) \
+            or code == 401:
+        return AuthenticationFailed(f"{where} refused the credentials ({endpoint.auth})",
+                                    host=name, hint=AUTH_HINTS.get(endpoint.auth))
+    if code == 503:
+        return Unreachable(f"{where} answered HTTP 503 during {doing}", host=name,
+                           hint="the WinRM service is starting or overloaded; retried")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if in_flight:
+            return Unreachable(
+                f"connection to {where} lost while '{doing}' was in flight: it may or may not "
+                "have run on the target", host=name,
+                hint="check the host's state before running again; a non-idempotent op is "
+                     "never re-sent automatically")
+        return Unreachable(f"cannot connect to {where} during {doing}: {text}", host=name,
+                           hint="is the WinRM service running and the port open in the "
+                                "Windows firewall? A restarting host refuses for a while")
+    fault_code = getattr(exc, "code", None) if isinstance(exc, WSManFaultError) else \
+        getattr(exc, "wsman_fault_code", None)
+    if fault_code == SHELL_NOT_FOUND:
+        return Unreachable(f"the remote shell on {where} is gone during {doing}", host=name,
+                           hint="the host restarted or WinRM was restarted; reconnect")
+    if isinstance(exc, ImportError):
+        return TransportError(f"auth '{endpoint.auth}' is not available here: {text}",
+                              host=name, hint=AUTH_HINTS.get(endpoint.auth))
+    return TransportError(f"WS-Man with {where} failed during {doing}: {text}", host=name,
+                          hint="see the message; the connection is reopened on the next call")
