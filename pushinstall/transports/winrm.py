@@ -1,0 +1,179 @@
+"""The winrm transport: pywinrm's `Protocol`, one WinRS cmd shell per host per run.
+
+Each `call` runs `powershell -NoProfile -NonInteractive -Command -` in the shell and writes the
+script on its stdin, because a cmd.exe command line stops at 8191 characters while the agent
+alone is far longer. The stdin script is the same as the ssh transport's
+(`transports.ssh.stdin_script`): the agent as one gzipped line, then the invocation line.
+Stdin goes in Sends of at most `STDIN_BLOCK` bytes, below the server's MaxEnvelopeSize.
+
+Output is polled: each Receive carries an OperationTimeout shorter than the HTTP read timeout
+and the server answers it in time, with output or "nothing yet". PowerShell writes its error
+stream to stderr as CLIXML (`#< CLIXML`); it is turned back into text.
+
+pywinrm knows no SPNEGO: `negotiate` is NTLM here (Kerberos needs `auth: kerberos` and
+requests-kerberos). Everything else as in the psrp transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from winrm.exceptions import WinRMOperationTimeoutError
+from winrm.protocol import Protocol
+
+from pushinstall.errors import HostError, TransportTimeout
+from pushinstall.inventory import Host
+from pushinstall.remote import ops
+from pushinstall.secret import Redactor
+from pushinstall.transports.push import push_file
+from pushinstall.transports.ssh import stdin_script
+from pushinstall.transports.wsman_common import (
+    Endpoint,
+    connect_with_retries,
+    endpoint_of,
+    map_error,
+)
+
+log = logging.getLogger(__name__)
+
+STDIN_BLOCK = 96 * 1024   # base64 of it plus the envelope stays under 150 KiB (Server 2008)
+CHUNK_SIZE = 1024 * 1024
+UTF8_CODEPAGE = 65001
+_AUTH = {"negotiate": "ntlm", "ntlm": "ntlm", "kerberos": "kerberos", "credssp": "credssp",
+         "basic": "basic", "certificate": "certificate"}
+_CLIXML_STRING = re.compile(r'<S S="Error">(.*?)</S>', re.S)
+
+
+def strip_clixml(text: str) -> str:
+    """stderr as text: PowerShell's `#< CLIXML` error records become their lines."""
+    if not text.lstrip().startswith("#< CLIXML"):
+        return text
+    parts = [html.unescape(m) for m in _CLIXML_STRING.findall(text)]
+    joined = "".join(parts)
+    # CLIXML escapes control characters as _xHHHH_.
+    joined = re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), joined)
+    return joined
+
+
+class WinRMTransport:
+    """`transports.base.Transport` over WinRS with pywinrm (see the module docstring)."""
+
+    def __init__(self, host: Host, redactor: Redactor | None = None) -> None:
+        self.host = host
+        self.endpoint: Endpoint = endpoint_of(host)
+        self.redactor = redactor or Redactor()
+        if host.connection.password is not None:
+            self.redactor.add(host.connection.password)
+        self._protocol: Protocol | None = None
+        self._shell_id: str | None = None
+        self._agent: str | None = None
+
+    # ---- Transport ------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Authenticate and open the shell; a transient failure is retried twice."""
+        if self._shell_id is None:
+            connect_with_retries(self._open_once)
+
+    def call(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Run `request` in a fresh PowerShell process; return its decoded answer."""
+        op = str(request.get("op", "?"))
+        if self._shell_id is None:
+            self.open()
+        script = stdin_script(request, self._agent)
+        output = self._guard(lambda: self._run(script, op, timeout), op, in_flight=True)
+        return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
+
+    def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
+        """Push `local` in 1 MiB `file_chunk` calls over the open shell (sha256 checked)."""
+        started = time.monotonic()
+        result = push_file(self, local, remote, sha256, host=self.host.name,
+                           chunk_size=CHUNK_SIZE)
+        elapsed = max(time.monotonic() - started, 1e-6)
+        size = local.stat().st_size
+        log.debug("%s: pushed %s (%d bytes) over WinRM in %.2f s, %.1f MB/s", self.host.name,
+                  remote, size, elapsed, size / elapsed / 1e6)
+        return result
+
+    def close(self) -> None:
+        """Close the shell and the HTTP session; safe to call twice."""
+        protocol, shell_id, self._protocol, self._shell_id = (self._protocol, self._shell_id,
+                                                              None, None)
+        if protocol is None:
+            return
+        if shell_id is not None:
+            with contextlib.suppress(Exception):  # a host that is gone has nothing to close
+                protocol.close_shell(shell_id, close_session=False)
+        protocol.transport.close_session()
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _open_once(self) -> None:
+        self.close()
+        conn, end = self.host.connection, self.endpoint
+        verify = end.verify
+        protocol = Protocol(
+            end.url, transport=_AUTH[conn.auth], username=conn.username,
+            password=conn.password.reveal() if conn.password is not None else None,
+            server_cert_validation="validate" if verify is not False else "ignore",
+            ca_trust_path=verify if isinstance(verify, str) else None,
+            cert_pem=conn.certificate_pem, cert_key_pem=conn.certificate_key_pem,
+            read_timeout_sec=end.read_timeout, operation_timeout_sec=end.poll_s,
+            message_encryption="never" if conn.auth in ("basic", "certificate") else "auto",
+            proxy=None)
+        self._protocol = protocol
+        self._shell_id = self._guard(
+            lambda: protocol.open_shell(codepage=UTF8_CODEPAGE, noprofile=True), "connect",
+            in_flight=False)
+        self._agent = ops.agent_source()
+
+    def _run(self, script: str, op: str, timeout: float | None) -> str:
+        protocol, shell_id = self._protocol, self._shell_id
+        assert protocol is not None and shell_id is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        command_id = protocol.run_command(
+            shell_id, "powershell", ["-NoProfile", "-NonInteractive", "-Command", "-"])
+        data = script.encode("utf-8")
+        blocks = range(0, len(data), STDIN_BLOCK)
+        for offset in blocks:
+            protocol.send_command_input(shell_id, command_id, data[offset:offset + STDIN_BLOCK],
+                                        end=offset + STDIN_BLOCK >= len(data))
+        stdout, stderr = bytearray(), bytearray()
+        done = False
+        while not done:
+            if deadline is not None and time.monotonic() >= deadline:
+                with contextlib.suppress(Exception):
+                    protocol.cleanup_command(shell_id, command_id)
+                raise TransportTimeout(
+                    f"no answer to '{op}' within {timeout:g} s; the target may still be "
+                    "running it", host=self.host.name,
+                    hint="raise the step's timeout, or check the target before running again")
+            try:
+                out, err, _code, done = protocol.get_command_output_raw(shell_id, command_id)
+            except WinRMOperationTimeoutError:
+                continue  # nothing yet: poll again
+            stdout += out
+            stderr += err
+        with contextlib.suppress(Exception):  # the process has ended; this only frees it
+            protocol.cleanup_command(shell_id, command_id)
+        text = stdout.decode("utf-8", "replace")
+        errors = strip_clixml(stderr.decode("utf-8", "replace"))
+        return f"{text}\n{errors}" if errors.strip() else text
+
+    def _guard(self, func: Any, doing: str, in_flight: bool) -> Any:
+        """Run `func`, mapping library exceptions into errors.py once, here; after a
+        transport error the shell is dropped, to be reopened by the next call."""
+        try:
+            return func()
+        except HostError:
+            self._shell_id = None
+            raise
+        except Exception as exc:  # mapped below; anything unknown stays a TransportError
+            self._shell_id = None
+            raise map_error(exc, self.endpoint, doing, in_flight, self.redactor) from exc
