@@ -11,8 +11,9 @@ from pushinstall.resources.common import (
     probe_failure,
     run_program,
 )
+from pushinstall.resources.exit_codes import TABLES
 from pushinstall.resources.programs import RUN_ARGS, return_codes_arg
-from pushinstall.resources.schema import ANY, Arg, at_least_one_of
+from pushinstall.resources.schema import ANY, Arg, at_least_one_of, known_table_or_mapping
 
 GUID = r"\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}"
 
@@ -26,7 +27,8 @@ ARGS = (
     Arg("messages", ANY, default="",
         doc="Exit-code messages: 'asr_unified_agent', 'msiexec', or a mapping code -> text."),
 )
-RULES = (at_least_one_of("product_id", "name", "creates"),)
+RULES = (at_least_one_of("product_id", "name", "creates"),
+         known_table_or_mapping("messages", TABLES))
 
 
 # ---------------------------------------------------------------- runtime (base.py)

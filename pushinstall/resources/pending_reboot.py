@@ -16,7 +16,7 @@ SIGNALS = (
 ARGS = (
     Arg("on_pending", default="fail", choices=("fail", "warn", "reboot"),
         doc="What a pending restart does: fail the host, warn and go on, or restart first."),
-    Arg("ignore", LIST, default=[],
+    Arg("ignore", LIST, default=[], choices=SIGNALS,
         doc="Signals not to count: " + ", ".join(SIGNALS) + "."),
 )
 

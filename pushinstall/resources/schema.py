@@ -16,7 +16,7 @@ from typing import Any
 
 from pushinstall.errors import InputError, Location
 from pushinstall.secret import Secret
-from pushinstall.source import LocatedDict, did_you_mean, kind_of
+from pushinstall.source import LocatedDict, LocatedList, did_you_mean, kind_of
 
 # Value types an Arg may declare.
 STR, INT, BOOL, LIST, MAP, ANY, CODES = "str", "int", "bool", "list", "map", "any", "codes"
@@ -90,6 +90,12 @@ def _key_where(container: Any, key: Any, fallback: Location | None) -> Location 
     return fallback
 
 
+def _item_where(container: Any, index: int, fallback: Location | None) -> Location | None:
+    if isinstance(container, LocatedList):
+        return container.item_location(index)
+    return fallback
+
+
 def _check_value(arg: Arg, value: Any, location: Location | None, what: str) -> None:
     if value is None:
         if arg.required:
@@ -113,7 +119,16 @@ def _check_value(arg: Arg, value: Any, location: Location | None, what: str) -> 
                          _EXPECTED.get(arg.type, arg.type))
     if arg.type == CODES:
         _check_codes(arg, value, location, what)
-    if arg.choices and value not in arg.choices:
+    if arg.type == LIST and arg.choices:
+        for index, item in enumerate(value):
+            if item not in arg.choices and not is_template(item):
+                raise InputError(
+                    f"'{item}' in '{arg.name}' of {what} is not known"
+                    f"{did_you_mean(str(item), map(str, arg.choices))}",
+                    _item_where(value, index, location),
+                    "each one of: " + ", ".join(str(c) for c in arg.choices),
+                )
+    elif arg.choices and value not in arg.choices:
         raise InputError(
             f"'{arg.name}' of {what} is '{value}'{did_you_mean(str(value), map(str, arg.choices))}",
             location, "one of: " + ", ".join(str(c) for c in arg.choices),
@@ -191,3 +206,60 @@ def secret_fields(schema: Iterable[Arg], args: dict[str, Any]) -> dict[str, Any]
         elif arg.type == MAP and arg.fields and isinstance(value, dict):
             result[arg.name] = secret_fields(arg.fields, value)
     return result
+
+
+def validate_args(type_name: str, args: Any, location: Location | None = None) -> None:
+    """Validate a step's arguments against resource type `type_name`'s `ARGS` and `RULES`.
+
+    Raises `InputError` at the key or value at fault (`args` should be a `LocatedDict`).
+    """
+    from pushinstall.resources import RESOURCE_TYPES
+
+    module = RESOURCE_TYPES[type_name]
+    check_args(module.ARGS, args, f"'{type_name}'", location, getattr(module, "RULES", ()))
+
+
+def known_table_or_mapping(name: str, tables: Iterable[str]) -> Rule:
+    """A rule: argument `name` is one of `tables` or a mapping of exit codes to text."""
+    tables = tuple(tables)
+
+    def rule(args: Mapping[str, Any], location: Location) -> None:
+        value = args.get(name)
+        where = _where(args, name, location)
+        if value in (None, "") or is_template(value):
+            return
+        if isinstance(value, str):
+            if value not in tables:
+                raise InputError(f"'{name}' is '{value}'{did_you_mean(value, tables)}", where,
+                                 "one of: " + ", ".join(tables) + ", or a mapping code -> text")
+            return
+        if not isinstance(value, dict):
+            raise InputError(f"'{name}' is {kind_of(value)}", where,
+                             "a table name or a mapping of exit codes to text")
+        for code in value:
+            if isinstance(code, bool) or not isinstance(code, int):
+                raise InputError(f"exit code '{code}' in '{name}' is not a number",
+                                 _key_where(value, code, where), "a whole number such as 1603")
+    return rule
+
+
+def markdown_table(schema: Iterable[Arg]) -> str:
+    """The arguments of a schema as a Markdown table (docs/playbook.md is generated from it)."""
+    lines = ["| argument | type | required | default | choices | description |",
+             "|---|---|---|---|---|---|"]
+    for arg in schema:
+        default = "" if arg.default in (None, "", [], {}) else f"`{arg.default}`"
+        choices = ", ".join(f"`{c}`" for c in arg.choices)
+        doc = arg.doc or ""
+        if arg.fields:
+            doc += " Keys: " + ", ".join(
+                f"`{f.name}`" + (" (required)" if f.required else "")
+                + (" (secret)" if f.secret else "") for f in arg.fields) + "."
+        if arg.pattern_doc:
+            doc += f" Must be {arg.pattern_doc}."
+        if arg.secret:
+            doc += " Secret: never printed."
+        doc = doc.strip().replace("|", "\\|")
+        lines.append(f"| `{arg.name}` | {arg.type} | {'yes' if arg.required else ''} "
+                     f"| {default} | {choices} | {doc} |")
+    return "\n".join(lines)

@@ -1,0 +1,226 @@
+"""Jinja2 templating for playbooks: sandboxed, `StrictUndefined`, secrets kept secret.
+
+- A string that is exactly one `{{ expression }}` renders to the expression's native value
+  (a number stays a number, a `Secret` stays the same `Secret`); any other template renders
+  to a string.
+- A template whose variables reach a `Secret` (directly or through another var) renders to a
+  `TemplatedSecret`: a `Secret` that renders the template with the real values only when
+  revealed. Validation therefore never reads an unset secret env var and never prompts.
+- Variables may themselves hold templates (`asr_configurator: "{{ asr_dir }}\\agent\\..."`);
+  they are rendered when used, and a cycle is an error.
+- An undefined variable is an `InputError` at the location of the string that used it,
+  naming the variable.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from jinja2 import StrictUndefined, meta, nodes
+from jinja2.exceptions import TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from pushinstall.errors import InputError, Location
+from pushinstall.resources.schema import is_template
+from pushinstall.secret import Secret
+from pushinstall.source import LocatedDict, LocatedList
+
+ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+_WHOLE = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.DOTALL)
+_MAX_DEPTH = 20
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> nodes.Template:
+    return ENV.parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names(text: str) -> frozenset[str]:
+    return frozenset(meta.find_undeclared_variables(_parse(text)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> Any:
+    match = _WHOLE.match(text.strip())
+    if match:
+        return ENV.compile_expression(match.group("expr"), undefined_to_none=False), True
+    return ENV.from_string(text), False
+
+
+def check_syntax(text: str, location: Location | None) -> None:
+    """Raise `InputError` at `location` when `text` is not a valid Jinja template."""
+    try:
+        _compiled(text)
+    except TemplateSyntaxError as error:
+        raise InputError(f"template syntax error in '{_short(text)}': {error.message}",
+                         location, "a valid Jinja2 template") from None
+
+
+def expression_text(expression: str) -> str:
+    """A `when` expression without an optional `{{ }}` wrapper."""
+    text = expression.strip()
+    if text.startswith("{{") and text.endswith("}}"):
+        text = text[2:-2].strip()
+    return text
+
+
+def check_expression(expression: str, location: Location | None) -> frozenset[str]:
+    """Check a `when` expression's syntax; return the variable names it uses."""
+    text = expression_text(expression)
+    try:
+        ENV.compile_expression(text)
+        return _names("{{ " + text + " }}")
+    except TemplateSyntaxError as error:
+        raise InputError(f"'when' is not a valid expression: {error.message}", location,
+                         "a Jinja2 expression such as: site == 'ams'") from None
+
+
+def holds_secret(value: Any) -> bool:
+    """True when `value` is or contains a `Secret`."""
+    if isinstance(value, Secret):
+        return True
+    if isinstance(value, dict):
+        return any(holds_secret(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(holds_secret(v) for v in value)
+    return False
+
+
+def _reveal_all(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, dict):
+        return {k: _reveal_all(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_reveal_all(v) for v in value]
+    return value
+
+
+class TemplatedSecret(Secret):
+    """A `Secret` made by a template that uses secrets: rendered with real values on reveal."""
+
+    __slots__ = ("_template", "_variables")
+
+    def __init__(self, template: str, variables: dict[str, Any]) -> None:
+        super().__init__("", source="template")
+        self._template = template
+        self._variables = variables
+
+    def reveal(self) -> str:
+        """Render the template with every secret it uses revealed (once)."""
+        if not self._value:
+            names = _names(self._template)
+            context = {k: _reveal_all(v) for k, v in self._variables.items() if k in names}
+            compiled, whole = _compiled(self._template)
+            value = compiled(**context) if whole else compiled.render(**context)
+            self._value = str(value)
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+class Renderer:
+    """Renders strings against one host's variables, resolving templated variables once."""
+
+    def __init__(self, variables: dict[str, Any]) -> None:
+        self.variables = variables
+        self.resolved: dict[str, Any] = {}
+        self.active: list[str] = []
+
+    def render(self, value: Any, location: Location | None) -> Any:
+        """`value` with every template string rendered (located containers keep places)."""
+        return self.value(value, location)
+
+    def var(self, name: str, location: Location | None) -> Any:
+        if name in self.resolved:
+            return self.resolved[name]
+        if name in self.active:
+            cycle = " -> ".join([*self.active[self.active.index(name):], name])
+            raise InputError(f"variables refer to each other in a circle: {cycle}", location,
+                             "variables that end in plain values")
+        if len(self.active) >= _MAX_DEPTH:
+            raise InputError(f"variable '{name}' nests templates too deeply", location,
+                             f"at most {_MAX_DEPTH} levels")
+        self.active.append(name)
+        try:
+            value = self.value(self.variables[name], location, via=name)
+        finally:
+            self.active.pop()
+        self.resolved[name] = value
+        return value
+
+    def value(self, value: Any, location: Location | None, via: str | None = None) -> Any:
+        if isinstance(value, LocatedDict):
+            located = LocatedDict((k, self.value(v, value.value_location(k), via))
+                                  for k, v in value.items())
+            located.location, located.key_locations = value.location, value.key_locations
+            located.value_locations = value.value_locations
+            return located
+        if isinstance(value, LocatedList):
+            items = LocatedList(self.value(v, value.item_location(i), via)
+                                for i, v in enumerate(value))
+            items.location, items.item_locations = value.location, value.item_locations
+            return items
+        if isinstance(value, dict):
+            return {k: self.value(v, location, via) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v, location, via) for v in value]
+        if not is_template(value):
+            return value
+        return self.string(value, location, via)
+
+    def string(self, text: str, location: Location | None, via: str | None = None) -> Any:
+        check_syntax(text, location)
+        names = _names(text)
+        context: dict[str, Any] = {}
+        for name in sorted(names):
+            if name in self.variables:
+                context[name] = self.var(name, location)
+        missing = sorted(names - context.keys() - set(ENV.globals))
+        used_by = f" (used by variable '{via}')" if via else ""
+        if missing:
+            raise InputError(f"undefined variable '{missing[0]}' in '{_short(text)}'{used_by}",
+                             location, "a variable from the inventory, the playbook's vars or -e")
+        compiled, whole = _compiled(text)
+        try:
+            result = compiled(**context) if whole else compiled.render(**context)
+        except UndefinedError as error:
+            raise InputError(f"undefined value in '{_short(text)}'{used_by}: {error.message}",
+                             location, "a variable from the inventory, the playbook's vars or "
+                             "-e") from None
+        except TemplateError as error:
+            raise InputError(f"template error in '{_short(text)}'{used_by}: {error.message}",
+                             location, "a template that renders") from None
+        if isinstance(result, Secret):
+            return result
+        if any(holds_secret(v) for v in context.values()):
+            return TemplatedSecret(text, context)
+        return result
+
+
+def render_value(value: Any, variables: dict[str, Any], location: Location | None) -> Any:
+    """Render every template string in `value` (nested too) against `variables`."""
+    return Renderer(variables).value(value, location)
+
+
+def resolve_variables(variables: dict[str, Any]) -> dict[str, Any]:
+    """`variables` with templated values rendered where they can be; others left as they are."""
+    resolver = Renderer(variables)
+    result = dict(variables)
+    for name in variables:
+        try:
+            result[name] = resolver.var(name, None)
+        except InputError:
+            resolver.active.clear()
+    return result
