@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,23 @@ def test_built_in_message_tables_are_used_by_name() -> None:
     assert outcome(1618, {"messages": "msiexec"}).message == (
         "exit 1618: another installation is in progress")
     assert outcome(123456, asr).message == "exit 123456"
+
+
+def test_local_sha256_hashes_once_for_hosts_planning_at_once(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             ) -> None:
+    path = tmp_path / "installer.exe"
+    path.write_bytes(b"x" * 4096)
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(name: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(name))
+        time.sleep(0.05)  # a slow disk: without the lock every thread would hash it
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        digests = set(pool.map(lambda _: common.local_sha256(path), range(64)))
+    assert digests == {hashlib.sha256(b"x" * 4096).hexdigest()}
+    assert opened.count(str(path)) == 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ RESULT_FAILED = "failed"
 PACKAGE_RETURN_CODES: dict[int, str] = {0: RESULT_OK, 3010: RESULT_REBOOT, 1641: RESULT_REBOOT}
 COMMAND_RETURN_CODES: dict[int, str] = {0: RESULT_OK}
 _SHORT_HASH = 12
+_HASH_LOCK = threading.Lock()
 
 
 # ---------------------------------------------------------------- probe answers
@@ -149,7 +151,8 @@ def local_sha256(path: str | Path) -> str:
     fleet of hosts hashes a 500 MB installer once). OSError when it cannot be read."""
     name = os.fspath(Path(path).expanduser())
     stat = os.stat(name)
-    return _hash_file(name, stat.st_size, stat.st_mtime_ns)
+    with _HASH_LOCK:  # hosts planning at once wait for the one hash, not redo it each
+        return _hash_file(name, stat.st_size, stat.st_mtime_ns)
 
 
 # ---------------------------------------------------------------- fact conditions
