@@ -674,3 +674,75 @@ def test_a_host_restarted_another_way_is_dark_over_ssh_too(
         _open(host, transports)
     back = _when_back(lambda: _open(host, transports))  # reboot_seconds is 1
     assert _results(back, ops.request("facts", queries=[])) == {}
+
+
+# ---- the engine over ssh -------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class _Events:
+    """A sink that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def emit(self, event: Any) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+
+def _run_fleet(hosts: list[Host], factory: Callable[[Host], Any], mode: str = "run",
+               sink: _Events | None = None) -> Any:
+    from pushinstall.engine import RunOptions, run_fleet
+    from pushinstall.engine_support import Backoff
+    from pushinstall.playbook import load_playbook
+
+    playbook = load_playbook(str(REPO / "playbooks" / "asr-mobility.yml"))
+    options = RunOptions(mode=mode, backoff=Backoff(0.05, 0.2))
+    return run_fleet(hosts, playbook, options, [sink or _Events()], transport_factory=factory)
+
+
+def test_the_asr_playbook_runs_green_over_ssh_as_over_the_in_process_lab(
+    tmp_path: Path,
+) -> None:
+    from pushinstall.inventory import load_inventory
+    from pushinstall.transports.lab import LabTransport
+
+    hosts = list(load_inventory([str(REPO / "inventories" / "lab.yml")]).hosts.values())
+    over_ssh, in_process = tmp_path / "ssh-state", tmp_path / "lab-state"
+    runs = {}
+    for name, factory in (
+        ("ssh", lambda host: SSHTransport(wire_host(host, over_ssh))),
+        ("lab", lambda host: LabTransport(host, in_process)),
+    ):
+        run = _run_fleet(hosts, factory)
+        check = _run_fleet(hosts, factory, mode="check")
+        runs[name] = ({h: (o.status, o.steps) for h, o in run.hosts.items()}, run.exit_code,
+                      {h: o.status for h, o in check.hosts.items()}, check.exit_code)
+    statuses, exit_code, checked, check_exit = runs["ssh"]
+    assert exit_code == 0 and check_exit == 0
+    assert {status for status, _ in statuses.values()} == {"changed"}
+    assert set(checked.values()) == {"compliant"}
+    assert runs["ssh"] == runs["lab"]  # the wire changes nothing about the outcome
+
+
+def test_the_engine_does_not_resend_a_dropped_install_over_ssh(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    common = {"cs_endpoint": "10.0.0.115", "asr_passphrase": Secret("lab-passphrase"),
+              "asr_installer_share": catalog.SHARE}
+    dropping = Host("drop01", vars={**common, "lab": {"drop_connection_on": ["run_process"]}},
+                    connection=Connection(transport="lab"))
+    healthy = Host("ok01", vars={**common, "lab": {}}, connection=Connection(transport="lab"))
+    sink = _Events()
+    run = _run_fleet([dropping, healthy], lambda host: SSHTransport(wire_host(host, state)),
+                     sink=sink)
+    assert run.hosts["ok01"].status == "changed"
+    assert run.hosts["drop01"].status == "failed"
+    failures = [event.message for event in sink.events
+                if getattr(event, "host", "") == "drop01" and getattr(event, "status", "") ==
+                "failed" and getattr(event, "step", "")]
+    assert failures and "may or may not have run" in failures[0]
+    assert lab_host("drop01", None, state).op_log.count("run_process") == 1
