@@ -1,5 +1,9 @@
 """`-e` / `--extra-vars`: `key=value` (YAML scalar typing), `@file.yml`, or a JSON mapping.
 
+Several pairs may share one `-e` (`-e "site=ams cs_endpoint=10.0.0.9"`); a value runs to the
+next ` name=`, so `share=\\\\srv\\asr` and `dir=C:\\Program Files\\x` arrive intact; quotes
+around a whole value are removed.
+
 Extra vars have the highest precedence. A var whose name says it is a secret
 (`password`, `passphrase`, ...) becomes a `Secret`, so it is masked like an inventory secret.
 """
@@ -7,7 +11,6 @@ Extra vars have the highest precedence. A var whose name says it is a secret
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Any
 
 import yaml
@@ -19,6 +22,7 @@ from pushinstall.source import LocatedDict, kind_of, load_yaml, load_yaml_text
 
 COMMAND_LINE = Location("<command line>", 1, 1)
 VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NEXT_PAIR = re.compile(r"\s+(?=[A-Za-z_][A-Za-z0-9_]*=)")
 _NAME_RULE = "letters, digits and _, not starting with a digit"
 
 
@@ -71,13 +75,12 @@ def _from_mapping_text(value: str) -> dict[str, Any]:
 
 
 def _from_pairs(value: str) -> dict[str, Any]:
-    try:
-        words = shlex.split(value)
-    except ValueError as error:
-        raise InputError(f"-e '{value}': {error}", COMMAND_LINE, "KEY=VALUE") from None
+    # Not shlex: it would eat the backslashes of every Windows path (`share=\\srv\asr`).
     result: dict[str, Any] = {}
-    for word in words:
+    for word in _NEXT_PAIR.split(value.strip()):
         key, sep, text = word.partition("=")
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+            text = text[1:-1]
         if not sep:
             raise InputError(f"-e '{value}': '{word}' has no '='", COMMAND_LINE,
                              "KEY=VALUE, @FILE.yml or a JSON mapping")

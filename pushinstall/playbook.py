@@ -234,7 +234,7 @@ def load_playbook(path: str, extra_vars: dict[str, Any] | None = None) -> Playbo
         raise InputError("the playbook is empty", start, "a mapping with name, hosts and steps")
     if isinstance(data, LocatedList):
         raise InputError("the playbook is a list", start,
-                         "one mapping with name, hosts and steps (not a list of plays)")
+                         "one mapping with name, hosts and steps, not a list of plays")
     if not isinstance(data, LocatedDict):
         raise InputError(f"the playbook is {kind_of(data)}", start,
                          "a mapping with name, hosts and steps")
@@ -276,8 +276,9 @@ def _controller_file(step: Step, args: dict[str, Any]) -> None:
     if not local.is_absolute() and step.location is not None:
         local = Path(step.location.path).parent / local
     if not local.is_file():
-        raise InputError(f"'{key}' of step '{step.name}': file not found: {local}", where,
-                         "an existing file on this machine, a UNC path or an http(s) URL")
+        raise InputError(f"'{key}' of step '{step.name}': file not found: '{value}'", where,
+                         "a UNC path, an http(s) URL, or a file on this machine relative to the "
+                         "playbook")
     args[key] = str(local)
 
 

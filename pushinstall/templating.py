@@ -187,18 +187,16 @@ class Renderer:
         for name in sorted(names):
             if name in self.variables:
                 context[name] = self.var(name, location)
-        missing = sorted(names - context.keys() - set(ENV.globals))
         used_by = f" (used by variable '{via}')" if via else ""
-        if missing:
-            raise InputError(f"undefined variable '{missing[0]}' in '{_short(text)}'{used_by}",
-                             location, "a variable from the inventory, the playbook's vars or -e")
         compiled, whole = _compiled(text)
         try:
             result = compiled(**context) if whole else compiled.render(**context)
         except UndefinedError as error:
-            raise InputError(f"undefined value in '{_short(text)}'{used_by}: {error.message}",
-                             location, "a variable from the inventory, the playbook's vars or "
-                             "-e") from None
+            missing = sorted(names - context.keys() - set(ENV.globals))
+            what = (f"undefined variable '{missing[0]}'" if missing
+                    else f"undefined value ({error.message})")
+            raise InputError(f"{what} in '{_short(text)}'{used_by}", location,
+                             "a variable from the inventory, the playbook's vars or -e") from None
         except TemplateError as error:
             raise InputError(f"template error in '{_short(text)}'{used_by}: {error.message}",
                              location, "a template that renders") from None
