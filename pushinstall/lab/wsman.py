@@ -50,17 +50,21 @@ class WSManService:
         return shell.dispatch(request)
 
     def pending_output(self, body: bytes) -> bool:
-        """True when `body` is a Receive whose answer is already waiting: the reply that was
-        in flight when the machine went down still reaches the client."""
+        """True when `body` is a Receive for work accepted before the machine went down: its
+        answer still reaches the client (as `shutdown /r /t 5` lets it on Windows)."""
         try:
             request = soap.parse_request(body)
         except ValueError:
             return False
         shell = self.shells.get(request.shell_id or "")
-        if request.verb != "Receive" or shell is None:
+        return shell is not None and self._fetches_answer(shell, request)
+
+    @staticmethod
+    def _fetches_answer(shell: Shell, request: SoapRequest) -> bool:
+        if request.verb != "Receive":
             return False
         desired = request.body.find("rsp:Receive/rsp:DesiredStream", NS)
-        return shell.has_output(desired.get("CommandId") if desired is not None else None)
+        return shell.in_flight(desired.get("CommandId") if desired is not None else None)
 
     def close_all(self) -> None:
         """Forget every shell (endpoint stop)."""
@@ -72,7 +76,8 @@ class WSManService:
     def _shell(self, request: SoapRequest) -> Shell | None:
         with self._lock:
             shell = self.shells.get(request.shell_id or "")
-            if shell is not None and shell.boot != boot_marker(self.host):
+            if (shell is not None and shell.boot != boot_marker(self.host)
+                    and not self._fetches_answer(shell, request)):
                 del self.shells[shell.id]  # the host restarted since
                 shell.close()
                 return None

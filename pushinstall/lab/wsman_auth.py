@@ -49,9 +49,20 @@ class CredentialStore:
                 handle, name = tempfile.mkstemp(prefix="pushinstall-lab-ntlm-")
                 os.close(handle)
                 cls._path = Path(name)
-            lines = [f":{user}:{secret}" for user, secret in cls._accounts.items()]
+            lines = [_store_line(user, secret) for user, secret in cls._accounts.items()]
             cls._path.write_text("\n".join(lines) + "\n", encoding="utf-8")
             os.environ["NTLM_USER_FILE"] = str(cls._path)
+
+
+def _store_line(username: str, password: str) -> str:
+    """`DOMAIN\\user` -> `DOMAIN:user:password`; `user` or `user@domain` -> `:name:password`."""
+    domain, _, user = username.rpartition("\\")
+    return f"{domain}:{user}:{password}"
+
+
+def user_part(username: str) -> str:
+    """The account name without its domain: `LAB\\admin`, `admin@lab`, `admin` -> `admin`."""
+    return username.rsplit("\\", 1)[-1].split("@")[0].lower()
 
 
 class ConnectionAuth:
@@ -95,8 +106,7 @@ class ConnectionAuth:
         reply = f"{scheme} {base64.b64encode(out).decode()}" if out else None
         if not self.context.complete:
             return False, reply
-        user = (self.context.client_principal or "").rsplit("\\", 1)[-1].split("@")[0]
-        if refuse or user.lower() != self.username.lower():
+        if refuse or user_part(self.context.client_principal or "") != user_part(self.username):
             self.context = None
             return False, None
         self.authenticated = True
@@ -107,8 +117,7 @@ class ConnectionAuth:
             user, _, password = base64.b64decode(token).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        user = user.rsplit("\\", 1)[-1]
-        return user.lower() == self.username.lower() and password == self.password
+        return user_part(user) == user_part(self.username) and password == self.password
 
     @property
     def can_encrypt(self) -> bool:

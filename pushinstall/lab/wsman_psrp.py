@@ -142,6 +142,10 @@ class PsrpShell(Shell):
         key = self._key(command_id)
         return bool(self.outbox.get(key))
 
+    def in_flight(self, command_id: str | None) -> bool:
+        key = self._key(command_id)
+        return (key is not None and key in self.pipes) or self.has_output(command_id)
+
     def do_receive(self, request: SoapRequest) -> Reply:
         desired = request.body.find("rsp:Receive/rsp:DesiredStream", NS)
         command_id = desired.get("CommandId") if desired is not None else None

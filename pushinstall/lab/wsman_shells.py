@@ -107,6 +107,10 @@ class Shell:
         """True when a Receive for `command_id` would answer at once (overridden)."""
         return False
 
+    def in_flight(self, command_id: str | None) -> bool:
+        """True when `command_id` names work accepted earlier whose answer is still owed."""
+        return self.has_output(command_id)
+
     def close(self) -> None:
         """Forget the shell (Delete, or the host restarted)."""
         with self.cond:
@@ -222,6 +226,10 @@ class CmdShell(Shell):
         command = self.commands.get(command_id or "")
         return command is not None and (bool(command.stdout or command.stderr)
                                         or command.exit_code is not None)
+
+    def in_flight(self, command_id: str | None) -> bool:
+        command = self.commands.get(command_id or "")
+        return command is not None and (command.started or self.has_output(command_id))
 
     def do_receive(self, request: SoapRequest) -> Reply:
         desired = request.body.find("rsp:Receive/rsp:DesiredStream", NS)

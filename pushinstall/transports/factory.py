@@ -1,7 +1,7 @@
 """Choose and build a host's transport from its inventory connection.
 
-`open_transport(host)` returns the transport UNOPENED: the caller opens it (the engine retries
-that open for transient errors). By `host.connection.transport`:
+`make_transport(host)` returns the transport UNOPENED (the engine opens it and retries that open
+for transient errors); `open_transport(host)` returns it opened. By `host.connection.transport`:
 - `psrp` -> `PSRPTransport`, `winrm` -> `WinRMTransport`, `ssh` -> `SSHTransport`;
 - `lab` -> a simulated host from `pushinstall.lab`, reached ON THE WIRE through the process's
   own loopback endpoint, started on first use: by default PSRP over HTTP with NTLM and message
@@ -43,7 +43,19 @@ def lab_wire(host: Host) -> str:
 
 def open_transport(host: Host, state_dir: Path | None = None,
                    redactor: Redactor | None = None) -> Transport:
-    """The transport for `host` (not yet opened); lab hosts as described above."""
+    """The transport for `host`, opened (connected, authenticated, agent defined)."""
+    transport = make_transport(host, state_dir, redactor)
+    try:
+        transport.open()
+    except BaseException:
+        transport.close()
+        raise
+    return transport
+
+
+def make_transport(host: Host, state_dir: Path | None = None,
+                   redactor: Redactor | None = None) -> Transport:
+    """The transport for `host`, not yet opened; lab hosts as described above."""
     kind = host.connection.transport
     if kind == "lab":
         return _lab_transport(host, state_dir, redactor)
@@ -74,11 +86,11 @@ def _lab_transport(host: Host, state_dir: Path | None, redactor: Redactor | None
     if wire == "ssh":
         from pushinstall.lab.ssh_server import wire_host as ssh_wire_host
 
-        return open_transport(ssh_wire_host(host, state_dir), redactor=redactor)
+        return make_transport(ssh_wire_host(host, state_dir), redactor=redactor)
     from pushinstall.lab.endpoint import wire_host
 
     wired = wire_host(host, state_dir)
     if wire == "winrm":
         wired = dataclasses.replace(
             wired, connection=dataclasses.replace(wired.connection, transport="winrm"))
-    return open_transport(wired, redactor=redactor)
+    return make_transport(wired, redactor=redactor)
