@@ -1,0 +1,260 @@
+"""The lab's WS-Management endpoint on real loopback sockets, and the kit the psrp and winrm
+transport tests share (`Wire`, `run_asr`).
+
+Nothing here is mocked: the endpoint serves real `LabHost`s over HTTP/HTTPS and the clients are
+the real pypsrp, pywinrm and requests. What cannot run here is a Windows machine; the lab host
+stands in for it (docs/lab.md), and tests/windows/ covers a real one when one is configured.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from pushinstall import events
+from pushinstall.engine import RunOptions, RunSummary, run_fleet
+from pushinstall.engine_support import Backoff
+from pushinstall.errors import AuthenticationFailed, HostError, TransportError, Unreachable
+from pushinstall.inventory import Connection, Host, load_inventory
+from pushinstall.lab import LabHost, lab_host
+from pushinstall.lab.endpoint import WSManLabEndpoint, wire_host
+from pushinstall.lab.wsman_soap import OPERATION_TIMEOUT, UNENCRYPTED_REFUSED
+from pushinstall.playbook import load_playbook
+from pushinstall.remote import ops
+from pushinstall.runner import resolve_run_secrets
+from pushinstall.secret import Secret
+from pushinstall.transports.base import Transport
+from pushinstall.transports.factory import make_transport
+from pushinstall.transports.psrp import PSRPTransport
+from pushinstall.transports.winrm import WinRMTransport
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "pw-Lab-123"
+FAST = Backoff(initial=0.01, maximum=0.05)
+OS_FACTS = ops.request("facts", queries=[{"id": "os", "kind": "os"}])
+
+
+class Wire:
+    """An endpoint plus helpers to serve lab hosts and build inventory hosts that reach them."""
+
+    def __init__(self, endpoint: WSManLabEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def serve(self, name: str, lab: dict[str, Any] | None = None, username: str = "admin",
+              password: str = PASSWORD, allow_unencrypted: bool = False) -> LabHost:
+        model = lab_host(name, lab)
+        if not self.endpoint.serves(name):
+            self.endpoint.add_host(model, username=username, password=password,
+                                   allow_unencrypted=allow_unencrypted)
+        return model
+
+    def host(self, name: str, transport: str = "psrp", auth: str = "ntlm", tls: bool = False,
+             password: str = PASSWORD, username: str = "admin", **settings: Any) -> Host:
+        where = self.endpoint.address(name)
+        settings.setdefault("cert_validation", str(self.endpoint.ca_file) if tls else True)
+        connection = Connection(transport=transport, address=where.address,
+                                port=where.https_port if tls else where.http_port, auth=auth,
+                                tls=tls, username=username, password=Secret(password),
+                                **settings)
+        return Host(name, connection=connection)
+
+    def factory(self, transport: str, auth: str, tls: bool,
+                **settings: Any) -> Callable[[Host], Transport]:
+        """A transport factory for the engine: each inventory lab host served here."""
+        def make(host: Host) -> Transport:
+            self.serve(host.name, host.vars.get("lab"))
+            wired = self.host(host.name, transport, auth, tls, **settings)
+            return PSRPTransport(wired) if transport == "psrp" else WinRMTransport(wired)
+
+        return make
+
+
+@pytest.fixture
+def wire(tmp_path: Path) -> Iterator[Wire]:
+    with WSManLabEndpoint(tmp_path / "endpoint") as endpoint:
+        yield Wire(endpoint)
+
+
+class ListSink:
+    """Keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[events.Event] = []
+
+    def emit(self, event: events.Event) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def run_asr(factory: Callable[[Host], Transport], names: list[str],
+            lab: dict[str, dict[str, Any]] | None = None) -> tuple[RunSummary, ListSink]:
+    """The README's demo: inventories/lab.yml and playbooks/asr-mobility.yml on `names`."""
+    inventory = load_inventory([str(REPO / "inventories" / "lab.yml")])
+    playbook = load_playbook(str(REPO / "playbooks" / "asr-mobility.yml"))
+    hosts = [inventory.hosts[name] for name in names]
+    for host in hosts:
+        host.vars["lab"] = {**(host.vars.get("lab") or {}), **(lab or {}).get(host.name, {})}
+    resolve_run_secrets(hosts, playbook)
+    sink = ListSink()
+    summary = run_fleet(hosts, playbook, RunOptions(backoff=FAST), [sink],
+                        transport_factory=factory)
+    return summary, sink
+
+
+def _soap_receive(shell_id: str, message_id: str) -> bytes:
+    return f"""<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"
+ xmlns:wsa="http://schemas.xmlsoap.org/ws/2004/08/addressing"
+ xmlns:wsman="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
+ xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell"><s:Header>
+<wsa:Action>http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive</wsa:Action>
+<wsa:MessageID>{message_id}</wsa:MessageID><wsman:OperationTimeout>PT0.2S</wsman:OperationTimeout>
+<wsman:ResourceURI>http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd</wsman:ResourceURI>
+<wsman:SelectorSet><wsman:Selector Name="ShellId">{shell_id}</wsman:Selector></wsman:SelectorSet>
+</s:Header><s:Body><rsp:Receive><rsp:DesiredStream>stdout</rsp:DesiredStream>
+</rsp:Receive></s:Body></s:Envelope>""".encode()
+
+
+# ---- the endpoint itself -------------------------------------------------------------------
+
+
+def test_every_host_gets_its_own_http_and_https_port(wire: Wire) -> None:
+    wire.serve("a")
+    wire.serve("b")
+    a, b = wire.endpoint.address("a"), wire.endpoint.address("b")
+    ports = {a.http_port, a.https_port, b.http_port, b.https_port}
+    assert len(ports) == 4 and a.address == "127.0.0.1"
+    with pytest.raises(ValueError, match="already served"):
+        wire.endpoint.add_host(lab_host("a"), username="x", password="y")
+
+
+def test_an_empty_receive_is_the_timeout_fault_and_relates_to_the_request(wire: Wire) -> None:
+    wire.serve("h1")
+    transport = PSRPTransport(wire.host("h1", auth="basic", tls=True))
+    transport.open()
+    try:
+        assert transport._pool is not None
+        shell_id = str(transport._pool.shell.id)  # the pool has nothing more to say
+        url = wire.endpoint.address("h1")
+        answer = requests.post(
+            f"https://127.0.0.1:{url.https_port}/wsman", verify=str(wire.endpoint.ca_file),
+            data=_soap_receive(shell_id, "uuid:0F00-TEST"), auth=("admin", PASSWORD),
+            headers={"Content-Type": "application/soap+xml;charset=UTF-8"}, timeout=5)
+    finally:
+        transport.close()
+    assert answer.status_code == 500
+    assert f'Code="{OPERATION_TIMEOUT}"' in answer.text
+    assert "<wsa:RelatesTo>uuid:0F00-TEST</wsa:RelatesTo>" in answer.text
+
+
+def test_plain_http_without_encryption_is_refused_unless_allowed(wire: Wire) -> None:
+    wire.serve("strict")
+    wire.serve("lenient", allow_unencrypted=True)
+    for name, allowed in (("strict", False), ("lenient", True)):
+        transport = PSRPTransport(wire.host(name, auth="basic", allow_unencrypted=True))
+        if allowed:
+            transport.open()
+            assert transport.call(OS_FACTS)["ok"] is True
+        else:
+            with pytest.raises(TransportError) as caught:
+                transport.open()
+            assert str(UNENCRYPTED_REFUSED) in str(caught.value.__cause__)
+        transport.close()
+
+
+def test_https_certificate_is_validated_by_default(wire: Wire) -> None:
+    wire.serve("h1")
+    strict = PSRPTransport(wire.host("h1", auth="basic", tls=True, cert_validation=True))
+    with pytest.raises(TransportError) as caught:
+        strict.open()
+    assert "cert_validation" in (caught.value.hint or "")
+    trusting = PSRPTransport(wire.host("h1", auth="basic", tls=True))  # the lab's CA file
+    trusting.open()
+    assert trusting.call(OS_FACTS)["ok"] is True
+    trusting.close()
+
+
+def test_counters_see_requests_and_bytes_per_host(wire: Wire) -> None:
+    wire.serve("busy")
+    wire.serve("idle")
+    transport = PSRPTransport(wire.host("busy"))
+    transport.open()
+    before = wire.endpoint.counters("busy").requests
+    for _ in range(3):
+        transport.call(OS_FACTS)
+    transport.close()
+    busy = wire.endpoint.counters("busy")
+    assert busy.requests - before >= 6  # a Command and a Receive per call at least
+    assert busy.bytes_in > 70_000  # the agent went in once
+    assert busy.bytes_out > 0 and busy.connections >= 1
+    assert wire.endpoint.counters("idle").requests == 0
+
+
+def test_a_dark_host_resets_connections_until_it_is_back(wire: Wire) -> None:
+    model = wire.serve("h1", {"unreachable": True})
+    where = wire.endpoint.address("h1")
+    with socket.create_connection((where.address, where.http_port), timeout=2) as sock:
+        sock.sendall(b"POST /wsman HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        with pytest.raises(ConnectionResetError):
+            sock.recv(100) or sock.recv(100)
+    with pytest.raises(Unreachable):
+        PSRPTransport(wire.host("h1")).open()
+    model.update_vars({})
+    transport = PSRPTransport(wire.host("h1"))
+    transport.open()
+    assert transport.call(OS_FACTS)["ok"] is True
+    transport.close()
+
+
+def test_ntlm_accounts_with_a_domain_and_basic_with_one(wire: Wire) -> None:
+    wire.serve("dom", username="LAB\\Operator")
+    for auth, tls in (("ntlm", False), ("negotiate", False), ("basic", True)):
+        transport = PSRPTransport(wire.host("dom", auth=auth, tls=tls, username="LAB\\Operator"))
+        transport.open()
+        assert transport.call(OS_FACTS)["ok"] is True, auth
+        transport.close()
+    impostor = PSRPTransport(wire.host("dom", username="LAB\\Someone"))
+    with pytest.raises(AuthenticationFailed):
+        impostor.open()
+
+
+def test_wire_host_serves_an_inventory_lab_host_over_psrp(state_dir: Path) -> None:
+    inventory_host = Host("lab-x", vars={"lab": {"os": "2016"}},
+                          connection=Connection(transport="lab", password=Secret("s3cret-pw")))
+    wired = wire_host(inventory_host, state_dir)
+    connection = wired.connection
+    assert (connection.transport, connection.address, connection.auth, connection.tls) == (
+        "psrp", "127.0.0.1", "ntlm", False)
+    transport = make_transport(inventory_host)  # the factory's default for lab hosts
+    assert isinstance(transport, PSRPTransport)
+    transport.open()
+    answer = ops.result_of(transport.call(OS_FACTS))
+    transport.close()
+    assert answer["os"]["caption"].endswith("2016 Datacenter")
+    assert wire_host(inventory_host, state_dir).connection.port == connection.port
+
+
+def test_basic_credentials_are_checked_on_every_request(wire: Wire) -> None:
+    wire.serve("h1")
+    where = wire.endpoint.address("h1")
+    token = base64.b64encode(b"admin:wrong").decode()
+    answer = requests.post(f"https://127.0.0.1:{where.https_port}/wsman",
+                           verify=str(wire.endpoint.ca_file), data=b"<x/>",
+                           headers={"Authorization": f"Basic {token}"}, timeout=5)
+    assert answer.status_code == 401
+    assert "Negotiate" in answer.headers["WWW-Authenticate"]
+
+
+def test_host_errors_never_show_the_password(wire: Wire) -> None:
+    wire.serve("h1", {"bad_credentials": True})
+    transport = PSRPTransport(wire.host("h1"))
+    with pytest.raises(HostError) as caught:
+        transport.open()
+    assert PASSWORD not in str(caught.value) and PASSWORD not in repr(caught.value.__cause__)
