@@ -64,6 +64,7 @@ def at_least_one_of(*names: str) -> Rule:
                 "missing argument: one of " + ", ".join(f"'{n}'" for n in names),
                 location, "at least one of them to be set",
             )
+    rule.__doc__ = "At least one of " + ", ".join(f"`{n}`" for n in names) + " is required."
     return rule
 
 
@@ -75,6 +76,7 @@ def exactly_one_of(*names: str) -> Rule:
             found = ", ".join(present) if present else "none"
             raise InputError(f"expected exactly one of {', '.join(names)}; found {found}",
                              location, "one condition kind")
+    rule.__doc__ = "Exactly one of " + ", ".join(f"`{n}`" for n in names) + "."
     return rule
 
 
@@ -240,7 +242,17 @@ def known_table_or_mapping(name: str, tables: Iterable[str]) -> Rule:
             if isinstance(code, bool) or not isinstance(code, int):
                 raise InputError(f"exit code '{code}' in '{name}' is not a number",
                                  _key_where(value, code, where), "a whole number such as 1603")
+    rule.__doc__ = (f"`{name}` is one of " + ", ".join(f"`{t}`" for t in tables)
+                    + " or a mapping of exit codes to text.")
     return rule
+
+
+def _shown_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_shown_default(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def markdown_table(schema: Iterable[Arg]) -> str:
@@ -248,7 +260,7 @@ def markdown_table(schema: Iterable[Arg]) -> str:
     lines = ["| argument | type | required | default | choices | description |",
              "|---|---|---|---|---|---|"]
     for arg in schema:
-        default = "" if arg.default in (None, "", [], {}) else f"`{arg.default}`"
+        default = "" if arg.default in (None, "", [], {}) else f"`{_shown_default(arg.default)}`"
         choices = ", ".join(f"`{c}`" for c in arg.choices)
         doc = arg.doc or ""
         if arg.fields:
@@ -263,3 +275,18 @@ def markdown_table(schema: Iterable[Arg]) -> str:
         lines.append(f"| `{arg.name}` | {arg.type} | {'yes' if arg.required else ''} "
                      f"| {default} | {choices} | {doc} |")
     return "\n".join(lines)
+
+
+def resource_reference() -> str:
+    """Every resource type's arguments in Markdown, as docs/playbook.md carries them."""
+    from pushinstall.resources import RESOURCE_TYPES
+
+    parts = []
+    for name, module in RESOURCE_TYPES.items():
+        summary = (module.__doc__ or "").strip().splitlines()[0]
+        parts += [f"### `{name}`", "", summary, "", markdown_table(module.ARGS), ""]
+        notes = [rule.__doc__ for rule in getattr(module, "RULES", ()) if rule.__doc__]
+        notes += [f"`{arg.name}`: {rule.__doc__}" for arg in module.ARGS
+                  for rule in arg.rules if rule.__doc__]
+        parts += [*(f"- {note}" for note in notes), *([""] if notes else [])]
+    return "\n".join(parts).rstrip() + "\n"
