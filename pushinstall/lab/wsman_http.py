@@ -207,8 +207,8 @@ class HostServer:
         self.site = site
         self._server = _Server(site, tls)
         self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name=f"lab-wsman-{site.host.name}-{self.port}")
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True, name=f"lab-wsman-{site.host.name}-{self.port}")
         self._thread.start()
 
     def stop(self) -> None:
