@@ -268,7 +268,9 @@ def host_variables(host: Any, playbook: Playbook, extra_vars: dict[str, Any] | N
 def _controller_file(step: Step, args: dict[str, Any]) -> None:
     """A controller-side source file must exist; a relative one is the playbook's sibling."""
     key = CONTROLLER_FILES.get(step.type)
-    value = args.get(key) if key else None
+    if key is None:
+        return
+    value = args.get(key)
     if not isinstance(value, str) or value.startswith(("\\\\", "//")) or "://" in value:
         return
     where = args.value_location(key) if isinstance(args, LocatedDict) else step.location
