@@ -142,6 +142,10 @@ def check(**options: Any) -> None:
               help="File on this machine holding the configuration server passphrase.")
 @click.option("--installer", required=True, envvar="PUSHINSTALL_INSTALLER", show_envvar=True,
               help="Mobility service installer: UNC path, URL, or a file on this machine.")
+@click.option("--installer-sha256", help="Expected sha256 of the installer (recommended).")
+@click.option("--vm-agent", help="Azure VM agent MSI: UNC path, URL or local file "
+              "(default: WindowsAzureVmAgent.msi beside the installer).")
+@click.option("--vm-agent-sha256", help="Expected sha256 of the Azure VM agent MSI.")
 @click.option("--transport", type=click.Choice(["psrp", "winrm", "ssh", "lab"]),
               default="psrp", show_default=True, envvar="PUSHINSTALL_TRANSPORT")
 @click.option("-u", "--user", "username", envvar="PUSHINSTALL_USER", show_envvar=True)

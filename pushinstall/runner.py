@@ -15,7 +15,7 @@ import pushinstall
 from pushinstall.engine import RunOptions, new_run_id, run_fleet
 from pushinstall.errors import InputError
 from pushinstall.events import Sink
-from pushinstall.inventory import Connection, Host
+from pushinstall.inventory import Host
 from pushinstall.paths import state_dir
 from pushinstall.playbook import Playbook
 from pushinstall.report.console import ConsoleSink
@@ -54,12 +54,14 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
     """`pushinstall run` / `pushinstall check` with the CLI's options; returns the exit code."""
     from pushinstall.inventory import load_inventory, select_hosts
     from pushinstall.playbook import load_playbook, parse_extra_vars
+    from pushinstall.validate import check_hosts
 
     extra_vars = parse_extra_vars(list(options.get("extra_vars") or []))
     inventory = load_inventory(list(options["inventories"]))
     playbook = load_playbook(options["playbook"], extra_vars)
     hosts = select_hosts(inventory, playbook.hosts, options.get("limit"),
                          pattern_location=getattr(playbook, "hosts_location", None))
+    check_hosts(hosts, playbook, extra_vars)
     resolve_run_secrets(hosts, playbook)
     run_options = RunOptions(
         mode=mode,
@@ -119,7 +121,17 @@ def shipped_playbook() -> Path:
                      expected="reinstall pushinstall")
 
 
+def _split_source(source: str) -> tuple[str, str]:
+    """`\\\\srv\\share\\ua.exe` -> (`\\\\srv\\share`, `ua.exe`); URLs and local paths alike."""
+    separator = "/" if "://" in source or ("\\" not in source) else "\\"
+    folder, _, name = source.rstrip(separator).rpartition(separator)
+    return folder, name.split("?", 1)[0]
+
+
 def _install_host(options: dict[str, Any]) -> Host:
+    from pushinstall.inventory_connection import build_connection
+    from pushinstall.inventory_limit import COMMAND_LINE
+
     password = None
     password_env = options.get("password_env") or "PUSHINSTALL_PASSWORD"
     if os.environ.get(password_env):
@@ -129,24 +141,35 @@ def _install_host(options: dict[str, Any]) -> Host:
         passphrase = passphrase_path.read_text(encoding="utf-8-sig").strip()
     except OSError as error:
         raise InputError(f"--passphrase-file: cannot read {passphrase_path}: {error.strerror}",
-                         expected="a readable file holding the passphrase") from None
+                         COMMAND_LINE, "a readable file holding the passphrase") from None
     if not passphrase:
-        raise InputError(f"--passphrase-file: {passphrase_path} is empty",
-                         expected="a file holding the passphrase")
-    connection = Connection(
-        transport=options.get("transport") or "psrp",
-        address=options["host"],
-        port=options.get("port"),
-        auth=options.get("auth") or "negotiate",
-        tls=not options.get("no_tls"),
-        cert_validation=not options.get("no_cert_validation"),
-        username=options.get("username"),
-        password=password,
-    )
+        raise InputError(f"--passphrase-file: {passphrase_path} is empty", COMMAND_LINE,
+                         "a file holding the passphrase")
+    settings: dict[str, Any] = {
+        "transport": options.get("transport") or "psrp",
+        "auth": options.get("auth") or "negotiate",
+        "tls": not options.get("no_tls"),
+        "cert_validation": not options.get("no_cert_validation"),
+        "username": options.get("username"),
+        "password": password,
+    }
+    if options.get("port"):
+        settings["port"] = options["port"]
+    connection = build_connection(options["host"], settings, lambda _: COMMAND_LINE,
+                                  COMMAND_LINE)
+    share, bundle = _split_source(options["installer"])
+    vm_agent = options.get("vm_agent") or f"{share}{'/' if '/' in share else chr(92)}" \
+        "WindowsAzureVmAgent.msi"
     host_vars: dict[str, Any] = {
         "cs_endpoint": options["cs_endpoint"],
         "asr_passphrase": Secret(passphrase, source=f"file {passphrase_path}"),
+        "asr_installer_share": share,
+        "asr_bundle": bundle,
         "asr_installer": options["installer"],
+        "asr_bundle_sha256": options.get("installer_sha256"),
+        "vm_agent_source": vm_agent,
+        "vm_agent_msi": _split_source(vm_agent)[1],
+        "vm_agent_msi_sha256": options.get("vm_agent_sha256"),
     }
     return Host(name=options["host"], vars=host_vars, connection=connection)
 
@@ -154,9 +177,11 @@ def _install_host(options: dict[str, Any]) -> Host:
 def install_command(options: dict[str, Any]) -> int:
     """`pushinstall install HOST ...`: the shipped playbook on one host, no inventory file."""
     from pushinstall.playbook import load_playbook
+    from pushinstall.validate import check_hosts
 
     host = _install_host(options)
     playbook = load_playbook(str(shipped_playbook()), {})
+    check_hosts([host], playbook, {})
     run_options = RunOptions(
         mode="run",
         check_mode=bool(options.get("check_mode")),

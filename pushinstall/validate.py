@@ -40,6 +40,17 @@ def _check_when(playbook: Playbook, variables: dict[str, Any]) -> None:
             )
 
 
+def check_hosts(hosts: list[Any], playbook: Playbook, extra: dict[str, Any]) -> None:
+    """Render every step (and check every `when`) for every host; `InputError` at the first
+    problem. `run` and `check` call this too, so a bad template stops them before any host is
+    touched."""
+    for host in hosts:
+        variables = host_variables(host, playbook, extra)
+        for step in playbook.steps:
+            render_step(step, variables)
+        _check_when(playbook, variables)
+
+
 def validate_run(inventory_paths: list[str], playbook_path: str, limit: str | None,
                  extra_vars: list[str]) -> str:
     """Validate a run without contacting any host; return a one-line summary.
@@ -53,11 +64,7 @@ def validate_run(inventory_paths: list[str], playbook_path: str, limit: str | No
     playbook = load_playbook(playbook_path, extra)
     hosts = select_hosts(inventory, playbook.hosts, limit,
                          pattern_location=playbook.hosts_location)
-    for host in hosts:
-        variables = host_variables(host, playbook, extra)
-        for step in playbook.steps:
-            render_step(step, variables)
-        _check_when(playbook, variables)
+    check_hosts(hosts, playbook, extra)
     steps = len(playbook.steps)
     return (f"playbook OK: {steps} step{'s' if steps != 1 else ''}, "
             f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}")
