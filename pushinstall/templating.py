@@ -23,6 +23,7 @@ from jinja2.exceptions import TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from pushinstall.errors import InputError, Location
+from pushinstall.resources.common import reveal as reveal_all
 from pushinstall.resources.schema import is_template
 from pushinstall.secret import Secret
 from pushinstall.source import LocatedDict, LocatedList
@@ -93,16 +94,6 @@ def holds_secret(value: Any) -> bool:
     return False
 
 
-def _reveal_all(value: Any) -> Any:
-    if isinstance(value, Secret):
-        return value.reveal()
-    if isinstance(value, dict):
-        return {k: _reveal_all(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_reveal_all(v) for v in value]
-    return value
-
-
 class TemplatedSecret(Secret):
     """A `Secret` made by a template that uses secrets: rendered with real values on reveal."""
 
@@ -117,7 +108,7 @@ class TemplatedSecret(Secret):
         """Render the template with every secret it uses revealed (once)."""
         if not self._value:
             names = _names(self._template)
-            context = {k: _reveal_all(v) for k, v in self._variables.items() if k in names}
+            context = {k: reveal_all(v) for k, v in self._variables.items() if k in names}
             compiled, whole = _compiled(self._template)
             value = compiled(**context) if whole else compiled.render(**context)
             self._value = str(value)

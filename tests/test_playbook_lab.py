@@ -6,26 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from test_resources_engine import FAST, ListSink
+
 from pushinstall import events
 from pushinstall.engine import RunOptions, run_fleet
-from pushinstall.engine_support import Backoff
 from pushinstall.inventory import load_inventory, select_hosts
 from pushinstall.playbook import load_playbook
 from pushinstall.transports.lab import LabTransport
 
 ROOT = Path(__file__).parent.parent
-FAST = Backoff(initial=0.01, maximum=0.05)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[events.Event] = []
-
-    def emit(self, event: events.Event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
 
 
 def test_asr_playbook_converges_on_lab_hosts_then_is_idempotent() -> None:
@@ -33,7 +22,7 @@ def test_asr_playbook_converges_on_lab_hosts_then_is_idempotent() -> None:
     playbook = load_playbook(str(ROOT / "playbooks" / "asr-mobility.yml"))
     # a fresh host, one with a restart pending, one with the previous release installed
     hosts = select_hosts(inventory, playbook.hosts, "lab-web01,lab-app02,lab-app03")
-    sink = Sink()
+    sink = ListSink()
     summary = run_fleet(hosts, playbook, RunOptions(mode="run", backoff=FAST), [sink],
                         transport_factory=LabTransport)
     assert {name: o.status for name, o in summary.hosts.items()} == {
@@ -42,10 +31,10 @@ def test_asr_playbook_converges_on_lab_hosts_then_is_idempotent() -> None:
     assert "lab-passphrase" not in repr(sink.events)
     assert len([e for e in sink.events if isinstance(e, events.RebootEvent)]) == 1
 
-    summary = run_fleet(hosts, playbook, RunOptions(mode="run", backoff=FAST), [Sink()],
+    summary = run_fleet(hosts, playbook, RunOptions(mode="run", backoff=FAST), [ListSink()],
                         transport_factory=LabTransport)
     assert all(o.status == events.OK and o.counts == {events.OK: 12}
                for o in summary.hosts.values())
-    summary = run_fleet(hosts, playbook, RunOptions(mode="check", backoff=FAST), [Sink()],
+    summary = run_fleet(hosts, playbook, RunOptions(mode="check", backoff=FAST), [ListSink()],
                         transport_factory=LabTransport)
     assert all(o.status == events.COMPLIANT for o in summary.hosts.values())
