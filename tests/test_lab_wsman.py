@@ -45,6 +45,7 @@ class Wire:
 
     def __init__(self, endpoint: WSManLabEndpoint) -> None:
         self.endpoint = endpoint
+        self.client_passwords: dict[str, str] = {}  # a host's client sends another password
 
     def serve(self, name: str, lab: dict[str, Any] | None = None, username: str = "admin",
               password: str = PASSWORD, allow_unencrypted: bool = False) -> LabHost:
@@ -69,7 +70,8 @@ class Wire:
         """A transport factory for the engine: each inventory lab host served here."""
         def make(host: Host) -> Transport:
             self.serve(host.name, host.vars.get("lab"))
-            wired = self.host(host.name, transport, auth, tls, **settings)
+            password = self.client_passwords.get(host.name, PASSWORD)
+            wired = self.host(host.name, transport, auth, tls, password=password, **settings)
             return PSRPTransport(wired) if transport == "psrp" else WinRMTransport(wired)
 
         return make

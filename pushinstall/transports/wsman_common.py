@@ -130,7 +130,8 @@ def map_error(exc: Exception, endpoint: Endpoint, doing: str, in_flight: bool,
     if code == 503:
         return Unreachable(f"{where} answered HTTP 503 during {doing}", host=name,
                            hint="the WinRM service is starting or overloaded; retried")
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    if isinstance(exc, requests.exceptions.ConnectionError
+                  | requests.exceptions.ChunkedEncodingError):
         if in_flight:
             return Unreachable(
                 f"connection to {where} lost while '{doing}' was in flight: it may or may not "
