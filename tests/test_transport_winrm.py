@@ -1,0 +1,96 @@
+"""What is particular to the winrm transport, against the lab's WinRS shell on real loopback
+sockets with the real pywinrm (the scenarios it shares with psrp are parametrized in
+test_transport_psrp.py). Mocked: nothing on the wire; the lab host stands in for Windows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_lab_wsman import OS_FACTS, Wire
+
+from pushinstall.lab.endpoint import WSManLabEndpoint
+from pushinstall.remote import ops
+from pushinstall.transports.factory import make_transport
+from pushinstall.transports.winrm import STDIN_BLOCK, WinRMTransport, strip_clixml
+
+CMD_LIMIT = 8191  # characters on a cmd.exe command line
+
+
+@pytest.fixture
+def wire(tmp_path: Path) -> Iterator[Wire]:
+    with WSManLabEndpoint(tmp_path / "endpoint") as endpoint:
+        yield Wire(endpoint)
+
+
+def _open(wire: Wire, name: str, **settings: object) -> WinRMTransport:
+    transport = WinRMTransport(wire.host(name, transport="winrm", **settings))  # type: ignore[arg-type]
+    transport.open()
+    return transport
+
+
+def test_a_script_longer_than_a_command_line_works(wire: Wire) -> None:
+    model = wire.serve("h1")
+    source = "\n".join([f"# filler line {i:05d} " + "x" * 60 for i in range(200)]
+                       + ["Write-Output 'made it through stdin'"])
+    assert len(source) > CMD_LIMIT
+    transport = _open(wire, "h1")
+    result = ops.result_of(transport.call(ops.request("script", source=source)))
+    transport.close()
+    assert result["output"] == ["made it through stdin"] and result["success"] is True
+    assert model.op_log[-1] == "script"
+
+
+def test_a_large_stdin_goes_in_several_sends_below_the_envelope_size(wire: Wire) -> None:
+    wire.serve("h1")
+    transport = _open(wire, "h1")
+    before = wire.endpoint.counters("h1").requests
+    data = "A" * (3 * STDIN_BLOCK)  # base64 text: the request line is ~4 blocks long
+    request = ops.request("file_begin", destination="C:\\Temp\\x.bin", size=1,
+                          sha256="0" * 64)
+    begin = ops.result_of(transport.call(request))
+    chunk = ops.request("file_chunk", temp_path=begin["temp_path"], offset=0, data=data)
+    assert transport.call(chunk)["ok"] is True
+    transport.close()
+    # Command, >= 4 Sends, Receive, Signal for the chunk call (plus the file_begin call).
+    assert wire.endpoint.counters("h1").requests - before >= 4 + 6
+
+
+def test_negotiate_is_ntlm_for_pywinrm_and_basic_over_https_works(wire: Wire) -> None:
+    wire.serve("h1")
+    for auth, tls in (("negotiate", False), ("basic", True), ("ntlm", True)):
+        transport = _open(wire, "h1", auth=auth, tls=tls)
+        assert transport.call(OS_FACTS)["ok"] is True, auth
+        transport.close()
+
+
+def test_clixml_on_stderr_becomes_text() -> None:
+    stderr = ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/'
+              'powershell/2004/04"><S S="Error">Cannot find path &apos;C:\\x&apos;_x000D__x000A_'
+              '</S><S S="Error">second line_x000D__x000A_</S></Objs>')
+    assert strip_clixml(stderr) == "Cannot find path 'C:\\x'\r\nsecond line\r\n"
+    assert strip_clixml("plain text") == "plain text"
+
+
+def test_errors_on_stderr_are_quoted_when_no_answer_comes(wire: Wire) -> None:
+    wire.serve("h1")
+    transport = _open(wire, "h1")
+    transport._agent = "function Invoke-PushinstallOp { }  # not this version's agent"
+    with pytest.raises(Exception, match="not this version's agent"):
+        transport.call(OS_FACTS)
+    transport.close()
+
+
+def test_the_factory_puts_a_lab_host_on_the_winrm_wire(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pushinstall.inventory import Connection, Host
+
+    monkeypatch.setenv("PUSHINSTALL_LAB_WIRE", "winrm")
+    transport = make_transport(Host("lab-w", connection=Connection(transport="lab")))
+    assert isinstance(transport, WinRMTransport)
+    transport.open()
+    assert transport.call(OS_FACTS)["ok"] is True
+    transport.close()
+    monkeypatch.setenv("PUSHINSTALL_LAB_WIRE", "0")
+    assert type(make_transport(Host("lab-w", connection=Connection(transport="lab")))
+                ).__name__ == "LabTransport"
