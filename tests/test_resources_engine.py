@@ -4,14 +4,13 @@ The ASR sequence in miniature — gate on a pending reboot, copy the bundle from
 extract it, install and register with the passphrase in a secret file, check the service and
 the registration — converges in one run, changes nothing in a second (one gather call), and
 `check` finds it compliant. No Windows box: the lab host model stands for the targets.
+Arguments are templates the playbook layer renders per host; the passphrase stays a Secret.
 """
 
 from __future__ import annotations
 
-import pytest
-from test_engine_kit import _host_variables, _render_step
+from test_engine import ListSink
 
-import pushinstall.playbook
 from pushinstall import events
 from pushinstall.engine import RunOptions, RunSummary, run_fleet
 from pushinstall.engine_support import Backoff
@@ -28,30 +27,6 @@ PASSFILE = f"{ASR}\\passphrase.txt"
 STATUS_KEY = "HKLM:\\SOFTWARE\\Wow6432Node\\InMage Systems\\Installed Products\\5"
 
 
-@pytest.fixture(autouse=True)
-def templating(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The playbook layer's templating, or the engine kit's stand-in until it lands."""
-    if not hasattr(pushinstall.playbook, "render_step"):
-        monkeypatch.setattr(pushinstall.playbook, "render_step", _render_step, raising=False)
-        monkeypatch.setattr(pushinstall.playbook, "host_variables", _host_variables,
-                            raising=False)
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[events.Event] = []
-
-    def emit(self, event: events.Event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
-
-    def steps(self, host: str) -> dict[str, events.StepResult]:
-        return {e.step: e for e in self.events
-                if isinstance(e, events.StepResult) and e.host == host}
-
-
 def asr_playbook(passphrase: str = "lab-passphrase") -> Playbook:
     bundle = f"{ASR}\\{catalog.ASR_BUNDLE}"
     return Playbook(name="asr-mobility", hosts="all", settings=Settings(
@@ -66,16 +41,16 @@ def asr_playbook(passphrase: str = "lab-passphrase") -> Playbook:
             "creates": f"{ASR}\\Extracted\\UnifiedAgent.exe"}),
         Step("Install Mobility service", "package", {
             "path": f"{ASR}\\Extracted\\UnifiedAgent.exe",
-            "arguments": ["/Role", "Agent", "/Silent", "/CSEndpoint", "10.0.0.115",
+            "arguments": ["/Role", "Agent", "/Silent", "/CSEndpoint", "{{ cs_endpoint }}",
                           "/PassphraseFilePath", PASSFILE],
             "product_id": UA,
-            "secret_file": {"path": PASSFILE, "content": Secret(passphrase)},
+            "secret_file": {"path": PASSFILE, "content": "{{ asr_passphrase }}"},
             "messages": "asr_unified_agent"}),
         Step("svagents running", "service", {"name": "svagents", "start_mode": "auto"}),
         Step("Registered with the CS", "registry", {
             "key": STATUS_KEY, "name": "AgentConfigurationStatus", "value": "Succeeded",
             "mode": "assert"}),
-    ])
+    ], vars={"cs_endpoint": "10.0.0.115", "asr_passphrase": Secret(passphrase)})
 
 
 def run(hosts: list[Host], playbook: Playbook, mode: str = "run",
