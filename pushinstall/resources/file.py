@@ -24,7 +24,8 @@ ARGS = (
         doc="Expected hash; without it a controller file's own hash is used."),
     Arg("share_credential", MAP, fields=CREDENTIAL,
         doc="Credential for a share the remote session cannot reach (double hop)."),
-    Arg("force", BOOL, default=False, doc="Copy even when the destination hash matches."),
+    Arg("force", BOOL, default=False,
+        doc="Without a sha256 to compare: fetch again on every run."),
 )
 
 
