@@ -122,15 +122,23 @@ class WSManLabEndpoint:
             site.service.close_all()
 
     def add_host(self, lab_host: LabHostLike, *, username: str, password: str,
-                 allow_unencrypted: bool = False) -> HostAddress:
-        """Serve `lab_host` on two new loopback ports (HTTP, HTTPS) for that account."""
+                 allow_unencrypted: bool = False, http_port: int = 0,
+                 https_port: int = 0) -> HostAddress:
+        """Serve `lab_host` on two new loopback ports (HTTP, HTTPS) for that account; a port
+        of 0 is a free one. A port in use is `OSError`."""
         assert self._tls is not None, "start() the endpoint first"
         CredentialStore.add(username, password)
         site = HostSite(lab_host, username, password, allow_unencrypted)
         with self._lock:
             if lab_host.name in self._sites:
                 raise ValueError(f"host {lab_host.name!r} is already served")
-            self._sites[lab_host.name] = (site, HostServer(site), HostServer(site, self._tls))
+            http = HostServer(site, port=http_port)
+            try:
+                https = HostServer(site, self._tls, https_port)
+            except OSError:
+                http.stop()
+                raise
+            self._sites[lab_host.name] = (site, http, https)
         return self.address(lab_host.name)
 
     def serves(self, name: str) -> bool:

@@ -175,15 +175,17 @@ class SSHLabEndpoint:
         username: str,
         password: str,
         authorized_keys: Iterable[asyncssh.SSHKey] = (),
+        port: int = 0,
     ) -> int:
-        """Serve `lab_host` on a new port of 127.0.0.1; returns the port."""
+        """Serve `lab_host` on a new port of 127.0.0.1 (`port`, or a free one when 0); returns
+        the port. A port in use is `OSError`."""
         assert self._loop is not None, "start() the endpoint first"
         if lab_host.name in self._hosts:
             raise ValueError(f"host {lab_host.name!r} is already served")
         served = _Served(lab_host, username, password, list(authorized_keys),
-                         self.work_dir / "sftp" / lab_host.name)
-        self._hosts[lab_host.name] = served
+                         self.work_dir / "sftp" / lab_host.name, port)
         self._loop.run(self._listen(served))
+        self._hosts[lab_host.name] = served
         assert self._host_key is not None
         key = self._host_key.export_public_key().decode("ascii").strip()
         with self.known_hosts.open("a", encoding="utf-8") as handle:

@@ -186,10 +186,10 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, site: HostSite, tls: ssl.SSLContext | None) -> None:
+    def __init__(self, site: HostSite, tls: ssl.SSLContext | None, port: int = 0) -> None:
         self.site = site
         self.tls = tls
-        super().__init__((LOOPBACK, 0), _Handler)
+        super().__init__((LOOPBACK, port), _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
@@ -201,11 +201,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class HostServer:
-    """One host served over HTTP (message encryption) or HTTPS on a free loopback port."""
+    """One host served over HTTP (message encryption) or HTTPS on a loopback port (`port`,
+    or a free one when 0)."""
 
-    def __init__(self, site: HostSite, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, site: HostSite, tls: ssl.SSLContext | None = None, port: int = 0) -> None:
         self.site = site
-        self._server = _Server(site, tls)
+        self._server = _Server(site, tls, port)
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True, name=f"lab-wsman-{site.host.name}-{self.port}")
