@@ -1,0 +1,116 @@
+"""Issue 4's done-when, end to end through the real CLI on the shipped lab inventory and
+playbook: `run` converges every lab host, a second `run` changes nothing, `check` exits 0; a
+lab host's service stopped behind our back makes `check` exit 2 naming the host and the step,
+and `check --remediate` puts it back. The lab host model stands in for Windows (no Windows box
+here); everything else is the real program. Most runs use the in-process lab
+(PUSHINSTALL_LAB_WIRE=0, no sockets); one runs in a subprocess over the default wire (PSRP over
+HTTP, NTLM, message encryption, on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pushinstall.cli import main
+from pushinstall.lab import lab_host
+
+ROOT = Path(__file__).parent.parent
+INVENTORY = str(ROOT / "inventories" / "lab.yml")
+PLAYBOOK = str(ROOT / "playbooks" / "asr-mobility.yml")
+LAB_HOSTS = ["lab-web01", "lab-web02", "lab-web03", "lab-sql01", "lab-app01", "lab-app02",
+             "lab-app03"]
+PASSPHRASE = "lab-passphrase"   # inventories/lab-secrets/passphrase.txt
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """`pushinstall ARGV` in this process: (exit code, stdout + stderr)."""
+    with pytest.raises(SystemExit) as done:
+        main(list(argv))
+    captured = capsys.readouterr()
+    code = done.value.code
+    return (code if isinstance(code, int) else 1), captured.out + captured.err
+
+
+def recap(output: str) -> dict[str, str]:
+    """host -> final status, from the RECAP lines."""
+    lines = output.split("\nRECAP\n", 1)[1].splitlines()
+    return {line.split()[0]: line.split()[-1] for line in lines if "  ok=" in line}
+
+
+def test_run_run_check_then_a_stopped_service_is_drift_and_remediate_fixes_it(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    monkeypatch.setenv("PUSHINSTALL_LAB_WIRE", "0")
+    jsonl = tmp_path / "run.jsonl"
+    reports = tmp_path / "reports"
+    code, out = cli(capsys, "run", "-i", INVENTORY, PLAYBOOK, "--jsonl", str(jsonl),
+                    "--report-dir", str(reports))
+    assert code == 0, out
+    assert recap(out) == dict.fromkeys(LAB_HOSTS, "changed")
+    assert "7 host(s): 7 changed" in out and "exit 0" in out
+    assert "lab-app02  rebooted for step 'No pending reboot'" in out
+    assert PASSPHRASE not in out
+
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert records[0]["kind"] == "run_started" and records[-1]["kind"] == "run_finished"
+    assert records[-1]["exit_code"] == 0 and records[-1]["totals"] == {"changed": 7}
+    finished = {r["host"]: r["status"] for r in records if r["kind"] == "host_finished"}
+    assert finished == dict.fromkeys(LAB_HOSTS, "changed")
+    steps = [r for r in records if r["kind"] == "step_result" and r["host"] == "lab-web01"]
+    assert len(steps) == 12
+    assert PASSPHRASE not in jsonl.read_text()
+    written = sorted(p.suffix for p in reports.rglob("*") if p.is_file())
+    assert {".json", ".xml", ".html"} <= set(written), written
+    assert all(p.stat().st_size > 0 for p in reports.rglob("*") if p.is_file())
+
+    code, out = cli(capsys, "run", "-i", INVENTORY, PLAYBOOK)
+    assert code == 0, out
+    assert recap(out) == dict.fromkeys(LAB_HOSTS, "ok")
+    assert "changed=0" in out and "changed=1" not in out and "7 host(s): 7 ok" in out
+
+    code, out = cli(capsys, "check", "-i", INVENTORY, PLAYBOOK)
+    assert code == 0, out
+    assert recap(out) == dict.fromkeys(LAB_HOSTS, "compliant")
+
+    # Someone stops the Mobility service's agent on lab-web02 (set_service, as an admin would).
+    web02 = lab_host("lab-web02")
+    generation = web02.generation
+    answer = web02.handle({"op": "set_service", "args": {"name": "svagents", "state": "stopped"}})
+    assert answer["ok"] and web02.generation == generation + 1
+
+    code, out = cli(capsys, "check", "-i", INVENTORY, PLAYBOOK)
+    assert code == 2, out
+    assert "lab-web02  step 'svagents running'  drifted" in out
+    assert recap(out) == {**dict.fromkeys(LAB_HOSTS, "compliant"), "lab-web02": "drifted"}
+    assert "exit 2" in out
+    assert web02.generation == generation + 1      # check changed nothing
+
+    code, out = cli(capsys, "check", "-i", INVENTORY, PLAYBOOK, "--remediate")
+    assert code == 0, out
+    assert "lab-web02  step 'svagents running'  changed" in out
+    assert recap(out)["lab-web02"] == "changed"
+    code, out = cli(capsys, "check", "-i", INVENTORY, PLAYBOOK)
+    assert code == 0 and recap(out) == dict.fromkeys(LAB_HOSTS, "compliant"), out
+
+
+def test_run_then_check_in_a_subprocess_over_the_default_wire(state_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PUSHINSTALL_LAB_WIRE"}
+    env["PUSHINSTALL_STATE_DIR"] = str(state_dir)
+    command = [sys.executable, "-m", "pushinstall"]
+    limit = ["--limit", "lab-web01,lab-app03"]
+    done = subprocess.run([*command, "run", "-i", INVENTORY, PLAYBOOK, *limit], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert recap(done.stdout) == {"lab-web01": "changed", "lab-app03": "changed"}
+    # the subprocess's lab hosts persisted their state where this test's process can read it
+    assert lab_host("lab-web01").generation > 0
+    done = subprocess.run([*command, "check", "-i", INVENTORY, PLAYBOOK, *limit], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert recap(done.stdout) == {"lab-web01": "compliant", "lab-app03": "compliant"}
+    assert PASSPHRASE not in done.stdout + done.stderr
