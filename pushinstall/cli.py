@@ -177,13 +177,24 @@ def lab() -> None:
 @click.option("--base-port", type=click.IntRange(1024, 65000), default=None,
               help="First port to listen on (default: free ports).")
 @click.option("--write-inventory", type=click.Path(dir_okay=False),
-              help="Write an inventory pointing at the served hosts.")
+              help="Write an inventory pointing at the served hosts (secrets in files beside "
+              "it, in <name>.d/).")
+@click.option("--transport", type=click.Choice(["psrp", "winrm", "ssh"]), default=None,
+              help="Transport of every host in the written inventory (default: the host's "
+              "lab_wire var, else psrp).")
+@click.option("--tls", is_flag=True,
+              help="Written WS-Man hosts use HTTPS, validated against the served certificate "
+              "(default: HTTP with message encryption).")
 def lab_serve(inventories: tuple[str, ...], base_port: int | None,
-              write_inventory: str | None) -> None:
-    """Serve every lab host of an inventory over WS-Man and SSH until Ctrl-C."""
+              write_inventory: str | None, transport: str | None, tls: bool) -> None:
+    """Serve every lab host of an inventory over WS-Man and SSH until Ctrl-C.
+
+    Each host gets an HTTP, an HTTPS and an SSH port on 127.0.0.1 (with --base-port P, host
+    number i uses P+3i, P+3i+1, P+3i+2). The hosts keep the state earlier runs left.
+    """
     from pushinstall.lab.serve import serve_command
 
-    serve_command(list(inventories), base_port, write_inventory)
+    serve_command(list(inventories), base_port, write_inventory, transport=transport, tls=tls)
 
 
 @lab.command("reset")
