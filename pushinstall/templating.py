@@ -18,7 +18,7 @@ import functools
 import re
 from typing import Any
 
-from jinja2 import StrictUndefined, meta, nodes
+from jinja2 import StrictUndefined, Undefined, meta, nodes
 from jinja2.exceptions import TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -182,6 +182,8 @@ class Renderer:
         compiled, whole = _compiled(text)
         try:
             result = compiled(**context) if whole else compiled.render(**context)
+            if isinstance(result, Undefined):   # a whole expression evaluates, not raises
+                result._fail_with_undefined_error()
         except UndefinedError as error:
             missing = sorted(names - context.keys() - set(ENV.globals))
             what = (f"undefined variable '{missing[0]}'" if missing
