@@ -77,11 +77,13 @@ class LabHost:
         self._http_503_left = self.lab.http_503
         self._connects = 0
         self._seen: tuple[int, int] | None = None
+        self._text: str | None = None    # the state as last saved (see `_dumps`)
         self.state = self._load()
 
     # ------------------------------------------------------------ persistence
 
     def _load(self) -> HostState:
+        self._text = None
         try:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
             state = HostState(saved["state"], self.blob_dir)
@@ -102,11 +104,16 @@ class LabHost:
         except FileNotFoundError:
             self._seen = None
 
-    def _save(self) -> None:
+    def _dumps(self) -> str:
+        return json.dumps(self.state.data, ensure_ascii=False, sort_keys=True)
+
+    def _save(self, text: str | None = None) -> None:
+        """Write the state (`text`: its `_dumps`, when the caller has it) and the op log."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = self.path.with_name(f"{self.path.name}.{threading.get_ident()}.tmp")
-        body = {"state": self.state.data, "op_log": self._history[-OP_LOG_LIMIT:]}
-        temp.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
+        self._text = text if text is not None else self._dumps()
+        history = json.dumps(self._history[-OP_LOG_LIMIT:], ensure_ascii=False)
+        temp.write_text(f'{{"state": {self._text}, "op_log": {history}}}', encoding="utf-8")
         os.replace(temp, self.path)
         self._stamp()
 
@@ -198,11 +205,14 @@ class LabHost:
             self.op_log.append(str(op))
             self.calls.append(_masked(request) if isinstance(request, dict) else {})
             self._history.append(str(op))
-            before = json.dumps(self.state.data, sort_keys=True)
+            # one serialisation per call tells whether it changed the machine (and is saved)
+            before = self._text if self._text is not None else self._dumps()
             answer = self._dispatch(request)
-            if json.dumps(self.state.data, sort_keys=True) != before:
+            after = self._dumps()
+            if after != before:
                 self.state.data["generation"] += 1
-            self._save()
+                after = self._dumps()
+            self._save(after)
             return answer
 
     def _dispatch(self, request: Any) -> dict[str, Any]:
