@@ -1,243 +1,254 @@
-"""The per-host pipeline: gather once, plan, apply what changes, reboot, verify once.
-
-Runs against the stand-in host of test_engine_kit.py (see why there): a real Windows host is
-not available, and the real lab had not landed when this was written.
-"""
+"""The per-host pipeline on the real pieces: gather once, plan, apply what changes, reboot,
+verify once. The shipped playbook (real loader, real templating, real resource types) runs on
+lab hosts through `LabTransport`; the lab host model records every op (see test_engine_kit.py
+for why it is the one stand-in: no Windows box here)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_kit import STUB_TYPES, UA_PRODUCT, StubLab, asr_playbook, stubs  # noqa: F401
+from test_engine_kit import (
+    GATE,
+    INSTALL,
+    STEPS,
+    SVAGENTS,
+    ListSink,
+    asr_playbook,
+    lab,
+    lab_fleet,
+    run,
+)
 
 from pushinstall import events
-from pushinstall.engine import RunOptions, RunSummary, run_fleet
-from pushinstall.engine_support import Backoff
-from pushinstall.errors import RemoteOpFailed
 from pushinstall.inventory import Host
-from pushinstall.playbook import Playbook, RebootPolicy, Step
-from pushinstall.secret import MASK, Secret
+from pushinstall.playbook import RebootPolicy
+from pushinstall.secret import MASK
+from pushinstall.transports.lab import LabTransport
 
-pytestmark = pytest.mark.usefixtures("stubs")
-FAST = Backoff(initial=0.01, maximum=0.05)
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[events.Event] = []
-        self.closed = False
-
-    def emit(self, event: events.Event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def steps(self, host: str) -> dict[str, events.StepResult]:
-        return {e.step: e for e in self.events
-                if isinstance(e, events.StepResult) and e.host == host}
+__all__ = ["ListSink"]      # other test modules import the sink from here
+PASSPHRASE = "lab-passphrase"
+READ_ONLY = {"facts", "batch"}
 
 
-def run(hosts: list[Host], playbook: Playbook, lab: StubLab, **options: Any,
-        ) -> tuple[RunSummary, ListSink]:
-    sink = ListSink()
-    summary = run_fleet(hosts, playbook, RunOptions(backoff=FAST, **options), [sink],
-                        transport_factory=lab.factory)
-    assert sink.closed
-    return summary, sink
+def only_facts(calls: list[dict[str, Any]]) -> bool:
+    """True when every recorded request only reads (facts, or a batch of facts)."""
+    for call in calls:
+        if call["op"] == "batch":
+            if not only_facts(call["args"]["requests"]):
+                return False
+        elif call["op"] != "facts":
+            return False
+    return True
 
 
-def one(lab_vars: dict[str, Any] | None = None, **host_vars: Any) -> list[Host]:
-    return [Host("web01", vars={"lab": lab_vars or {}, **host_vars})]
+def test_run_converges_then_a_second_run_changes_nothing_in_one_gather_call(
+        tmp_path: Path) -> None:
+    hosts = lab_fleet(tmp_path, 1)
+    summary, sink = run(hosts, asr_playbook(tmp_path))
+    outcome = summary.hosts["web000"]
+    assert (outcome.status, summary.exit_code) == (events.CHANGED, 0)
+    assert outcome.counts == {events.OK: 5, events.CHANGED: 7}
+    assert sink.steps("web000")[INSTALL].message == "exit 0: success"
+    host = lab(hosts[0])
+    assert host.op_log[0] == "batch"                    # the gather
+    generation = host.generation
+    assert generation > 0
+
+    host.op_log.clear()
+    summary, sink = run(hosts, asr_playbook(tmp_path))
+    assert summary.hosts["web000"].status == events.OK
+    assert summary.hosts["web000"].counts == {events.OK: STEPS}
+    assert host.op_log == ["batch"]                     # the whole gather is ONE call
+    assert host.generation == generation
 
 
-def test_run_converges_then_second_run_changes_nothing_and_gathers_in_one_call() -> None:
-    lab = StubLab()
-    summary, sink = run(one(), asr_playbook(), lab)
-    assert summary.hosts["web01"].status == events.CHANGED and summary.exit_code == 0
-    steps = sink.steps("web01")
-    assert steps["Install Mobility service"].status == events.CHANGED
-    assert steps["Install Mobility service"].diff == f"product {UA_PRODUCT}: absent -> installed"
-    # the installer started svagents: re-probed before its apply, found ok, nothing sent
-    assert steps["Service svagents"].status == events.OK
-    assert lab.hosts["web01"].op_log == ["batch", "run_process", "batch", "batch"]
+def test_check_mode_makes_no_change_and_names_the_drifted_step(tmp_path: Path) -> None:
+    hosts = lab_fleet(tmp_path, 1)
+    host = lab(hosts[0])
+    summary, sink = run(hosts, asr_playbook(tmp_path), mode="check")
+    assert summary.hosts["web000"].status == events.DRIFTED and summary.exit_code == 2
+    assert host.generation == 0 and host.op_log == ["batch"] and only_facts(host.calls)
+    assert sink.steps("web000")[INSTALL].status == events.DRIFTED
 
-    lab.hosts["web01"].op_log.clear()
-    summary, sink = run(one(), asr_playbook(), lab)
-    assert summary.hosts["web01"].status == events.OK
-    assert summary.hosts["web01"].counts == {events.OK: 3}
-    assert lab.hosts["web01"].op_log == ["batch"]  # the whole gather is ONE call
+    summary, _ = run(hosts, asr_playbook(tmp_path), check_mode=True)   # run --check
+    assert host.generation == 0 and summary.hosts["web000"].status == events.DRIFTED
 
+    run(hosts, asr_playbook(tmp_path))
+    summary, _ = run(hosts, asr_playbook(tmp_path), mode="check")
+    assert summary.hosts["web000"].status == events.COMPLIANT and summary.exit_code == 0
 
-def test_check_mode_changes_nothing_and_reports_drift() -> None:
-    lab = StubLab()
-    summary, sink = run(one(), asr_playbook(), lab, mode="check")
-    host = lab.hosts["web01"]
-    assert host.op_log == ["batch"] and host.products == {} and host.services == {}
-    assert summary.hosts["web01"].status == events.DRIFTED and summary.exit_code == 2
-    assert sink.steps("web01")["Service svagents"].diff == "service 'svagents': absent -> Running"
+    assert host.handle({"op": "set_service", "args": {"name": "svagents",
+                                                      "state": "stopped"}})["ok"]
+    generation = host.generation
+    host.calls.clear()
+    summary, sink = run(hosts, asr_playbook(tmp_path), mode="check")
+    assert summary.exit_code == 2 and host.generation == generation and only_facts(host.calls)
+    drifted = [(e.host, e.step) for e in sink.of(events.StepResult)
+               if e.status == events.DRIFTED]
+    assert drifted == [("web000", SVAGENTS)]
 
-    run(one(), asr_playbook(), lab)
-    summary, _ = run(one(), asr_playbook(), lab, mode="check")
-    assert summary.hosts["web01"].status == events.COMPLIANT and summary.exit_code == 0
-
-    host.services["svagents"] = "Stopped"
-    summary, sink = run(one(), asr_playbook(), lab, mode="check")
-    assert summary.exit_code == 2
-    drifted = [e for e in sink.events if isinstance(e, events.StepResult)
-               and e.status == events.DRIFTED]
-    assert [(e.host, e.step) for e in drifted] == [("web01", "Service svagents")]
-
-    summary, _ = run(one(), asr_playbook(), lab, mode="check", remediate=True)
-    assert summary.hosts["web01"].status == events.CHANGED
-    assert host.services["svagents"] == "Running"
+    summary, _ = run(hosts, asr_playbook(tmp_path), mode="check", remediate=True)
+    assert summary.hosts["web000"].status == events.CHANGED
+    assert summary.hosts["web000"].counts == {events.OK: STEPS - 1, events.CHANGED: 1}
 
 
-def test_installer_failure_fails_the_host_and_stops_its_steps() -> None:
-    lab = StubLab()
-    summary, sink = run(one({"installer_exit_code": 14}), asr_playbook(), lab)
-    outcome = summary.hosts["web01"]
-    assert outcome.status == events.FAILED and summary.exit_code == 2
-    install = sink.steps("web01")["Install Mobility service"]
-    assert install.status == events.FAILED
-    assert install.message == "exit 14: invalid passphrase or CS endpoint"
-    assert "Service svagents" not in sink.steps("web01")
+def test_installer_failure_fails_the_host_and_stops_its_steps(tmp_path: Path) -> None:
+    hosts = lab_fleet(tmp_path, 1, {0: {"installer_exit_code": 14}})
+    summary, sink = run(hosts, asr_playbook(tmp_path))
+    assert summary.hosts["web000"].status == events.FAILED and summary.exit_code == 2
+    steps = sink.steps("web000")
+    assert steps[INSTALL].status == events.FAILED
+    assert steps[INSTALL].message == \
+        "exit 14: invalid passphrase or configuration server endpoint"
+    assert list(steps)[-1] == INSTALL                   # nothing after the failed step
 
 
-@pytest.mark.parametrize(("on_pending", "reboot", "status", "reboots"), [
-    ("fail", RebootPolicy(), events.FAILED, 0),
-    ("warn", RebootPolicy(), events.CHANGED, 0),
-    ("reboot", RebootPolicy(), events.CHANGED, 1),
-    ("reboot", RebootPolicy(mode="never"), events.REBOOT_PENDING, 0),
-    ("reboot", RebootPolicy(after_reboot="stop"), events.REBOOT_PENDING, 1),
+@pytest.mark.parametrize(("on_pending", "reboot", "status", "reboots", "failed_step"), [
+    ("fail", RebootPolicy(), events.FAILED, 0, GATE),
+    ("warn", RebootPolicy(), events.FAILED, 0, INSTALL),   # UnifiedAgent exits 62
+    ("reboot", RebootPolicy(), events.CHANGED, 1, None),
+    ("reboot", RebootPolicy(mode="never"), events.REBOOT_PENDING, 0, None),
+    ("reboot", RebootPolicy(after_reboot="stop"), events.REBOOT_PENDING, 1, None),
 ])
-def test_pending_reboot_policies(on_pending: str, reboot: RebootPolicy, status: str,
-                                 reboots: int) -> None:
-    lab = StubLab()
-    playbook = asr_playbook(reboot=reboot)
-    summary, sink = run(one({"pending_reboot": True}, on_pending=on_pending), playbook, lab)
-    assert summary.hosts["web01"].status == status
-    reboot_events = [e for e in sink.events if isinstance(e, events.RebootEvent)]
-    assert len(reboot_events) == reboots
-    assert lab.hosts["web01"].op_log.count("reboot") == reboots
+def test_pending_reboot_policies(tmp_path: Path, on_pending: str, reboot: RebootPolicy,
+                                 status: str, reboots: int, failed_step: str | None) -> None:
+    reboot.timeout = 20
+    hosts = lab_fleet(tmp_path, 1, {0: {"pending_reboot": True, "reboot_seconds": 0.2}},
+                      {0: {"on_pending": on_pending}})
+    summary, sink = run(hosts, asr_playbook(tmp_path, reboot=reboot))
+    assert summary.hosts["web000"].status == status
+    assert len(sink.of(events.RebootEvent)) == reboots
+    assert lab(hosts[0]).op_log.count("reboot") == reboots
+    steps = sink.steps("web000")
+    if failed_step:
+        assert [s for s, e in steps.items() if e.status == events.FAILED] == [failed_step]
     if reboots:
-        assert reboot_events[0].boot_time_before != reboot_events[0].boot_time_after
+        event = sink.of(events.RebootEvent)[0]
+        assert event.boot_time_before != event.boot_time_after
     if status == events.REBOOT_PENDING:
         assert summary.exit_code == 0
-        assert sink.steps("web01")["Service svagents"].status == events.SKIPPED
-    if reboot.after_reboot == "continue" and reboots:
-        assert sink.steps("web01")["Install Mobility service"].status == events.CHANGED
+        assert steps[SVAGENTS].status == events.SKIPPED
+    if status == events.CHANGED:
+        assert steps[INSTALL].status == events.CHANGED
 
 
-def test_reboot_longer_than_the_timeout_fails_the_host() -> None:
-    lab = StubLab()
-    playbook = asr_playbook(reboot=RebootPolicy(timeout=0.3))
-    summary, sink = run(one({"pending_reboot": True, "reboot_seconds": 3}), playbook, lab)
-    outcome = summary.hosts["web01"]
+def test_reboot_longer_than_the_timeout_fails_the_host(tmp_path: Path) -> None:
+    hosts = lab_fleet(tmp_path, 1, {0: {"pending_reboot": True, "reboot_seconds": 5}})
+    summary, sink = run(hosts, asr_playbook(tmp_path, reboot=RebootPolicy(timeout=0.5)))
+    outcome = summary.hosts["web000"]
     assert outcome.status == events.FAILED
-    assert outcome.message.startswith("did not come back within 0.3s after reboot")
-    assert not [e for e in sink.events if isinstance(e, events.RebootEvent)]
+    assert outcome.message.startswith("did not come back within 0.5s after reboot")
+    assert not sink.of(events.RebootEvent)
 
 
-def test_service_that_will_not_stay_up_fails_verify_with_both_values() -> None:
-    lab = StubLab()
-    playbook = asr_playbook()
-    playbook.steps = [playbook.steps[2]]
-    hosts = one({"service_stops_after_start": ["svagents"]})
-    lab.host(hosts[0]).services["svagents"] = "Stopped"
-    summary, sink = run(hosts, playbook, lab)
-    assert summary.hosts["web01"].status == events.FAILED
-    results = [e for e in sink.events if isinstance(e, events.StepResult)]
-    assert [r.status for r in results] == [events.CHANGED, events.FAILED]
-    assert results[1].message == "verify: service 'svagents': expected Running, found Stopped"
-    assert summary.hosts["web01"].counts == {events.CHANGED: 0, events.FAILED: 1}
-    assert lab.hosts["web01"].op_log == ["batch", "set_service", "batch"]
+def test_a_service_that_will_not_stay_up_fails_verify_with_both_values(tmp_path: Path) -> None:
+    hosts = lab_fleet(tmp_path, 1, {0: {"service_stops_after_start": ["svagents"]}})
+    summary, sink = run(hosts, asr_playbook(tmp_path))
+    assert summary.hosts["web000"].status == events.FAILED
+    step = sink.steps("web000")[SVAGENTS]
+    assert (step.status, step.message) == (
+        events.FAILED, "verify: service 'svagents': expected Running, found Stopped")
+    assert lab(hosts[0]).op_log.count("set_service") == 1
 
 
-def test_connect_retries_transient_errors_only() -> None:
-    lab = StubLab()
-    summary, _ = run(one({"refuse_first_opens": 2}), asr_playbook(retries=3), lab)
-    assert summary.hosts["web01"].status == events.CHANGED
-    assert lab.hosts["web01"].opens == 3
+class CountingTransport(LabTransport):
+    """The real LabTransport, counting connection attempts per host."""
 
-    lab = StubLab()
-    summary, _ = run(one({"bad_credentials": True}), asr_playbook(retries=3), lab)
-    outcome = summary.hosts["web01"]
-    assert outcome.status == events.UNREACHABLE and summary.exit_code == 4
-    assert lab.hosts["web01"].opens == 1
-    assert "check the password" in outcome.message
+    opens: dict[str, int] = {}
 
-    lab = StubLab()
-    summary, _ = run(one({"refuse_first_opens": 5}), asr_playbook(retries=2), lab)
-    assert summary.hosts["web01"].status == events.UNREACHABLE
-    assert lab.hosts["web01"].opens == 3
+    def open(self) -> None:
+        """Count, then connect for real."""
+        CountingTransport.opens[self.host.name] = CountingTransport.opens.get(
+            self.host.name, 0) + 1
+        super().open()
 
 
-def test_a_non_idempotent_op_is_never_resent_after_a_transient_error() -> None:
-    lab = StubLab()
-    summary, sink = run(one({"drop_after_op": "run_process"}), asr_playbook(retries=3), lab)
-    assert lab.hosts["web01"].op_log.count("run_process") == 1
-    assert summary.hosts["web01"].status == events.FAILED
-    assert "connection reset" in sink.steps("web01")["Install Mobility service"].message
+def _attempts(hosts: list[Host], tmp_path: Path, retries: int) -> tuple[Any, dict[str, int]]:
+    from test_engine_kit import FAST
 
-    lab = StubLab()  # a dropped answer to the idempotent gather is simply asked again
-    summary, _ = run(one({"drop_after_op": "batch"}), asr_playbook(retries=1), lab)
-    assert lab.hosts["web01"].op_log == ["batch", "batch"]
-    assert summary.hosts["web01"].status == events.UNREACHABLE
+    from pushinstall.engine import RunOptions, run_fleet
+
+    CountingTransport.opens = {}
+    summary = run_fleet(hosts, asr_playbook(tmp_path, retries=retries),
+                        RunOptions(backoff=FAST), [ListSink()], CountingTransport)
+    return summary, CountingTransport.opens
 
 
-def test_when_false_skips_and_when_sees_facts() -> None:
-    lab = StubLab()
-    playbook = asr_playbook()
-    playbook.steps[1].when = "facts.os.hostname != inventory_hostname"
-    playbook.steps[2].when = "facts.steps['No pending reboot'].pending.pending == false"
-    hosts = one()
-    lab.host(hosts[0]).services["svagents"] = "Stopped"
-    summary, sink = run(hosts, playbook, lab)
-    steps = sink.steps("web01")
-    assert steps["Install Mobility service"].status == events.SKIPPED
-    assert steps["Service svagents"].status == events.CHANGED
-    assert summary.hosts["web01"].counts[events.SKIPPED] == 1
+def test_connect_retries_transient_errors_only(tmp_path: Path) -> None:
+    hosts = lab_fleet(tmp_path, 3, {0: {"refuse_first_connects": 2},
+                                    1: {"bad_credentials": True},
+                                    2: {"refuse_first_connects": 5}})
+    summary, opens = _attempts(hosts, tmp_path, retries=2)
+    assert summary.hosts["web000"].status == events.CHANGED
+    assert opens["web000"] == 3                         # two resets, then in
+    bad = summary.hosts["web001"]
+    assert bad.status == events.UNREACHABLE and opens["web001"] == 1   # never retried
+    assert "check the username and password" in bad.message
+    assert summary.hosts["web002"].status == events.UNREACHABLE
+    assert opens["web002"] == 3                         # 1 + retries, then given up
+    assert summary.exit_code == 4
 
 
-def test_undefined_variable_fails_that_host_only() -> None:
-    lab = StubLab()
-    playbook = asr_playbook()
-    playbook.steps[2] = Step("Service", "service", {"name": "{{ service_name }}"})
-    hosts = [Host("a", vars={"service_name": "svagents"}), Host("b")]
-    summary, sink = run(hosts, playbook, lab)
-    assert summary.hosts["a"].status == events.CHANGED
-    assert summary.hosts["b"].status == events.FAILED
-    assert "service_name" in sink.steps("b")["Service"].message
-    assert "set_service" not in lab.hosts["b"].op_log  # failed at its turn; nothing after it
+def test_a_non_idempotent_op_is_never_resent_after_a_transient_error(tmp_path: Path) -> None:
+    hosts = lab_fleet(tmp_path, 2, {0: {"drop_connection_on": ["run_process"]},
+                                    1: {"drop_connection_on": ["batch"]}})
+    summary, sink = run(hosts, asr_playbook(tmp_path, retries=1))
+    assert lab(hosts[0]).op_log.count("run_process") == 1      # the extract, sent once
+    assert summary.hosts["web000"].status == events.FAILED
+    assert "connection reset" in sink.steps("web000")["Extract UnifiedAgent.exe"].message
+    assert lab(hosts[1]).op_log == ["batch", "batch"]          # the gather is asked again
+    assert summary.hosts["web001"].status == events.UNREACHABLE
 
 
-def test_secrets_are_masked_and_no_log_hides_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    secret = "Sup3r-Secret-Passphrase"
+def test_when_false_skips_and_when_sees_facts(tmp_path: Path) -> None:
+    playbook = asr_playbook(tmp_path)
+    by_name = {s.name: s for s in playbook.steps}
+    by_name["Install Azure VM agent"].when = "facts.os.hostname != 'WEB000'"
+    by_name[GATE].when = "facts.steps['Staging directory'] is defined"
+    summary, sink = run(lab_fleet(tmp_path, 1), playbook)
+    steps = sink.steps("web000")
+    assert steps["Install Azure VM agent"].status == events.SKIPPED
+    assert steps[GATE].status == events.OK
+    assert summary.hosts["web000"].counts[events.SKIPPED] == 1
 
-    def leaky_apply(args: dict[str, Any], ctx: Any) -> Any:
-        raise RemoteOpFailed(f"installer said: bad passphrase {secret}", host=ctx.host_name)
 
-    monkeypatch.setattr(STUB_TYPES["package"], "apply", leaky_apply)
-    lab = StubLab()
-    summary, sink = run(one(asr_passphrase=Secret(secret)), asr_playbook(), lab)
-    install = sink.steps("web01")["Install Mobility service"]
-    assert install.status == events.FAILED
-    assert install.message == f"installer said: bad passphrase {MASK}"
-    assert secret not in repr(sink.events) and secret not in repr(summary)
+def test_undefined_variable_fails_that_host_only(tmp_path: Path) -> None:
+    playbook = asr_playbook(tmp_path)
+    service = next(s for s in playbook.steps if s.name == SVAGENTS)
+    service.args = {**service.args, "name": "{{ service_name }}"}
+    hosts = lab_fleet(tmp_path, 2, host_vars={0: {"service_name": "svagents"}})
+    summary, sink = run(hosts, playbook)
+    assert summary.hosts["web000"].status == events.CHANGED
+    assert summary.hosts["web001"].status == events.FAILED
+    assert "undefined variable 'service_name'" in sink.steps("web001")[SVAGENTS].message
+    assert "set_service" not in lab(hosts[1]).op_log
 
-    playbook = asr_playbook()
-    playbook.steps[1].no_log = True
-    _, sink = run(one(asr_passphrase=Secret(secret)), playbook, StubLab())
-    install = sink.steps("web01")["Install Mobility service"]
-    assert (install.status, install.diff, install.message) == (
+
+def test_secrets_never_leave_and_no_log_hides_output(tmp_path: Path) -> None:
+    hosts = lab_fleet(tmp_path, 1, {0: {"configurator_exit_code": 14}})
+    playbook = asr_playbook(tmp_path)
+    register = next(s for s in playbook.steps if s.name.startswith("Register"))
+    summary, sink = run(hosts, playbook)
+    step = sink.steps("web000")[register.name]
+    assert step.status == events.FAILED and "exit 14" in step.message
+    host = lab(hosts[0])
+    written = [c for c in host.calls if c["op"] == "write_secret"]
+    assert len(written) == 1 and written[0]["args"]["content"] == MASK   # sent, as data
+    for text in (repr(sink.events), repr(summary), repr(host.calls)):
+        assert PASSPHRASE not in text
+
+    register.no_log = True
+    summary, sink = run(hosts, playbook)
+    step = sink.steps("web000")[register.name]
+    assert (step.status, step.diff, step.message) == (
         events.FAILED, "", "(output hidden: no_log)")
 
 
-def test_host_deadline_stops_a_slow_host() -> None:
-    lab = StubLab(latency=0.2)
-    summary, _ = run(one(), asr_playbook(host_timeout=0.3, retries=0), lab)
-    outcome = summary.hosts["web01"]
+def test_host_deadline_stops_a_slow_host(tmp_path: Path) -> None:
+    hosts = lab_fleet(tmp_path, 1, {0: {"latency_ms": 200}})
+    summary, _ = run(hosts, asr_playbook(tmp_path, host_timeout=0.3, retries=0))
+    outcome = summary.hosts["web000"]
     assert outcome.status == events.FAILED
     assert "deadline" in outcome.message or "timeout" in outcome.message

@@ -1,277 +1,111 @@
-"""Stand-ins for the engine's tests: a tiny simulated host and four tiny resource types.
+"""Helpers for the engine and fleet tests: the REAL pieces, nothing stood in.
 
-STAND-IN, on purpose and temporary: when these tests were written, the real simulated host
-(`pushinstall/lab/`, `transports/lab.py`), the resource runtime (`resources/<type>.py`) and the
-playbook templating (`playbook.render_step`, `host_variables`) had not landed. The engine is
-tested against their documented interfaces through these stand-ins; every request still goes
-through the real op encoding (`ops.invocation` -> decode -> answer line -> `ops.decode_answer`).
-Swap to `LabTransport` and `RESOURCE_TYPES` once they exist.
+Hosts come from an inventory file written to tmp_path and loaded by the real inventory loader;
+the playbook is the shipped `playbooks/asr-mobility.yml`, loaded by the real loader (with the
+gate's `on_pending` made a variable, so one fleet can hold every policy); hosts are lab hosts
+(`pushinstall.lab`) reached through `transports.lab.LabTransport` (the real op encoding, in
+process, no socket). The lab host model is the only stand-in: for a Windows box, which this
+machine does not have.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-import time
-from types import SimpleNamespace
+import json
+from pathlib import Path
 from typing import Any
 
-import pytest
-from jinja2 import StrictUndefined, Template, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from pushinstall import events
+from pushinstall.engine import RunOptions, RunSummary, run_fleet
+from pushinstall.engine_support import Backoff
+from pushinstall.inventory import Host, load_inventory, select_hosts
+from pushinstall.lab import LabHost, lab_host
+from pushinstall.playbook import Playbook, load_playbook
+from pushinstall.transports.lab import LabTransport
 
-import pushinstall.playbook
-import pushinstall.resources
-from pushinstall.errors import AuthenticationFailed, InputError, Unreachable
-from pushinstall.inventory import Host
-from pushinstall.playbook import Playbook, Settings, Step
-from pushinstall.remote import ops
-from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, Plan, Probe
-
-UA_PRODUCT = "{275197FC-14FD-4560-A5EB-38217F80CBD1}"
-
-
-class StubHost:
-    """A simulated host: services, products, pending reboot, boot time, an op log."""
-
-    def __init__(self, name: str, faults: dict[str, Any] | None = None) -> None:
-        self.name = name
-        self.faults = faults or {}
-        self.services: dict[str, str] = {}
-        self.products: dict[str, str] = {}
-        self.pending = bool(self.faults.get("pending_reboot"))
-        self.boot = 1
-        self.dark_until = 0.0
-        self.opens = 0
-        self.op_log: list[str] = []
-        self.lock = threading.Lock()
-
-    def fact(self, query: dict[str, Any]) -> dict[str, Any]:
-        kind = query["kind"]
-        if kind == "os":
-            return {"hostname": self.name, "last_boot_time": f"2026-01-01T00:00:{self.boot:02d}Z"}
-        if kind == "service":
-            status = self.services.get(query["name"])
-            return {"exists": status is not None, "name": query["name"], "status": status}
-        if kind == "product":
-            version = self.products.get(query["product_id"])
-            return {"installed": version is not None, "version": version}
-        if kind == "pending_reboot":
-            return {"pending": self.pending, "signals": {"pending_file_rename": self.pending}}
-        return {"error": {"type": "InvalidArgument", "message": f"kind {kind}"}}
-
-    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
-        op, args = req["op"], req["args"]
-        if op == "batch":
-            return ops.ok([self.handle(r) for r in args["requests"]])
-        if op == "facts":
-            return ops.ok({q["id"]: self.fact(q) for q in args["queries"]})
-        if op == "set_service":
-            if args["name"] not in self.services:
-                return ops.error("NotFound", f"service {args['name']}")
-            stays_down = args["name"] in self.faults.get("service_stops_after_start", [])
-            changed = self.services[args["name"]] != "Running"
-            self.services[args["name"]] = "Stopped" if stays_down else "Running"
-            return ops.ok({"changed": changed, "status": "Running"})
-        if op == "run_process":
-            code = int(self.faults.get("installer_exit_code", 0))
-            if code in (0, 3010):
-                self.products[UA_PRODUCT] = "9.62"
-                self.services["svagents"] = "Running"
-                self.pending = self.pending or code == 3010
-            return ops.ok({"exit_code": code, "timed_out": False, "stdout_tail": "",
-                           "stderr_tail": "", "command_line": args["path"]})
-        if op == "reboot":
-            before = self.fact({"kind": "os"})["last_boot_time"]
-            self.dark_until = time.monotonic() + float(self.faults.get("reboot_seconds", 0.05))
-            self.boot += 1
-            self.pending = False
-            for name in self.services:
-                if name in self.faults.get("service_stops_after_start", []):
-                    self.services[name] = "Stopped"
-            return ops.ok({"boot_time_before": before})
-        return ops.error("UnknownOp", op)
-
-    def handle_line(self, line: str) -> str:
-        encoded = line.split("'")[1]
-        req = ops.decode_request(encoded)
-        with self.lock:
-            self.op_log.append(req["op"])
-            answer = self.handle(req)
-        return "noise before\n" + ops.encode_answer(answer) + "\n"
+ROOT = Path(__file__).parent.parent
+SHIPPED = ROOT / "playbooks" / "asr-mobility.yml"
+FAST = Backoff(initial=0.01, maximum=0.05)
+GATE = "No pending reboot"
+INSTALL = "Install Mobility service"
+SVAGENTS = "svagents running"
+STEPS = 12
 
 
-class StubTransport:
-    """The Transport protocol over a StubHost, with connection faults and latency."""
+class ListSink:
+    """A sink that keeps every event (the engine's sink protocol)."""
 
-    def __init__(self, host: StubHost, latency: float = 0.0) -> None:
-        self.host = host
-        self.latency = latency
+    def __init__(self) -> None:
+        self.events: list[events.Event] = []
+        self.closed = False
 
-    def _reachable(self) -> None:
-        if self.host.faults.get("unreachable") or time.monotonic() < self.host.dark_until:
-            raise Unreachable("connection refused", host=self.host.name)
-
-    def open(self) -> None:
-        with self.host.lock:
-            self.host.opens += 1
-            flaky = self.host.opens <= int(self.host.faults.get("refuse_first_opens", 0))
-        if flaky:
-            raise Unreachable("connection reset", host=self.host.name)
-        self._reachable()
-        if self.host.faults.get("bad_credentials"):
-            raise AuthenticationFailed("401", host=self.host.name, hint="check the password")
-
-    def call(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        time.sleep(self.latency)
-        self._reachable()
-        output = self.host.handle_line(ops.invocation(request))
-        if request["op"] == self.host.faults.get("drop_after_op"):
-            raise Unreachable("connection reset while reading the answer", host=self.host.name)
-        return ops.decode_answer(output, host=self.host.name)
-
-    def put_file(self, local: Any, remote: str, sha256: str) -> dict[str, Any]:
-        raise NotImplementedError("no resource stand-in pushes files")
+    def emit(self, event: events.Event) -> None:
+        """Keep the event."""
+        self.events.append(event)
 
     def close(self) -> None:
-        pass
+        """Remember that the engine closed us."""
+        self.closed = True
+
+    def steps(self, host: str) -> dict[str, events.StepResult]:
+        """That host's step results by step name."""
+        return {e.step: e for e in self.events
+                if isinstance(e, events.StepResult) and e.host == host}
+
+    def of(self, kind: type, host: str | None = None) -> list[Any]:
+        """Events of one kind (for one host)."""
+        return [e for e in self.events
+                if isinstance(e, kind) and (host is None or getattr(e, "host", None) == host)]
 
 
-class StubLab:
-    """One StubHost per inventory host (faults from the host's `lab:` var)."""
-
-    def __init__(self, latency: float = 0.0) -> None:
-        self.hosts: dict[str, StubHost] = {}
-        self.latency = latency
-        self.lock = threading.Lock()
-
-    def host(self, host: Host) -> StubHost:
-        with self.lock:
-            if host.name not in self.hosts:
-                self.hosts[host.name] = StubHost(host.name, host.vars.get("lab"))
-            return self.hosts[host.name]
-
-    def factory(self, host: Host) -> StubTransport:
-        return StubTransport(self.host(host), self.latency)
+def asr_playbook(tmp_path: Path, **settings: Any) -> Playbook:
+    """The shipped playbook, loaded for real; `on_pending` is a var (default reboot) and
+    `settings` override its settings (reboot=RebootPolicy(...), serial=[...], ...)."""
+    text = SHIPPED.read_text(encoding="utf-8")
+    gate = "on_pending: reboot"
+    assert text.count(gate) == 1
+    text = text.replace(gate, "on_pending: '{{ on_pending }}'")
+    text = text.replace("\nvars:\n", "\nvars:\n  on_pending: reboot\n", 1)
+    path = tmp_path / "asr-mobility.yml"
+    path.write_text(text, encoding="utf-8")
+    playbook = load_playbook(str(path))
+    for key, value in settings.items():
+        setattr(playbook.settings, key, value)
+    return playbook
 
 
-def _service() -> SimpleNamespace:
-    def probes(args: dict[str, Any]) -> list[Probe]:
-        return [Probe("svc", {"kind": "service", "name": args["name"]})]
-
-    def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
-        fact = found["svc"]
-        status = fact["status"] if fact.get("exists") else "absent"
-        if status == "Running":
-            return Plan(OK)
-        return Plan(CHANGE, diff=f"service '{args['name']}': {status} -> Running")
-
-    def apply(args: dict[str, Any], ctx: Any) -> Applied:
-        result = ctx.call("set_service", name=args["name"], state="running")
-        return Applied(changed=result["changed"])
-
-    return SimpleNamespace(probes=probes, plan=plan, apply=apply)
-
-
-def _package() -> SimpleNamespace:
-    def probes(args: dict[str, Any]) -> list[Probe]:
-        return [Probe("product", {"kind": "product", "product_id": args["product_id"]})]
-
-    def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
-        if found["product"].get("installed"):
-            return Plan(OK)
-        return Plan(CHANGE, diff=f"product {args['product_id']}: absent -> installed")
-
-    def apply(args: dict[str, Any], ctx: Any) -> Applied:
-        result = ctx.call("run_process", path=args["path"], arguments=args.get("arguments", []))
-        code = result["exit_code"]
-        if code == 3010:
-            return Applied(reboot=True, message="exit 3010: reboot required")
-        if code:
-            return Applied(failed=True, message=f"exit {code}: invalid passphrase or CS endpoint"
-                           if code == 14 else f"exit {code}")
-        return Applied()
-
-    return SimpleNamespace(probes=probes, plan=plan, apply=apply)
+def lab_fleet(tmp_path: Path, count: int, faults: dict[int, dict[str, Any]] | None = None,
+              host_vars: dict[int, dict[str, Any]] | None = None,
+              prefix: str = "web") -> list[Host]:
+    """`count` lab hosts `web000..` from a real inventory file; `faults[i]` is host i's `lab:`
+    var, `host_vars[i]` its other vars. Connection settings and secrets as in lab.yml."""
+    (tmp_path / "password.txt").write_text("lab-password\n", encoding="utf-8")
+    (tmp_path / "passphrase.txt").write_text("lab-passphrase\n", encoding="utf-8")
+    hosts: dict[str, Any] = {}
+    for index in range(count):
+        entry = dict((host_vars or {}).get(index, {}))
+        if faults and index in faults:
+            entry["lab"] = faults[index]
+        hosts[f"{prefix}{index:03d}"] = entry or None
+    inventory = {"all": {
+        "vars": {"transport": "lab", "lab_wire": False, "username": "LAB\\Administrator",
+                 "password": {"file": "password.txt"}, "cs_endpoint": "10.0.0.115",
+                 "asr_passphrase": {"file": "passphrase.txt"},
+                 "asr_installer_share": "\\\\labshare\\asr"},
+        "hosts": hosts}}
+    path = tmp_path / "fleet.yml"
+    path.write_text(json.dumps(inventory, indent=1), encoding="utf-8")   # JSON is YAML
+    return select_hosts(load_inventory([str(path)]), "all")
 
 
-def _pending_reboot() -> SimpleNamespace:
-    def probes(args: dict[str, Any]) -> list[Probe]:
-        return [Probe("pending", {"kind": "pending_reboot"})]
-
-    def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
-        if not found["pending"]["pending"]:
-            return Plan(OK)
-        policy = args.get("on_pending", "fail")
-        if policy == "warn":
-            return Plan(OK, reason="a reboot is pending (warn)")
-        status = CHANGE if policy == "reboot" else FAIL
-        return Plan(status, diff="pending reboot: yes -> no", reason="a reboot is pending")
-
-    def apply(args: dict[str, Any], ctx: Any) -> Applied:
-        return Applied(changed=True, reboot=True)
-
-    return SimpleNamespace(probes=probes, plan=plan, apply=apply)
+def lab(host: Host) -> LabHost:
+    """The process's lab host behind `host` (op_log, calls, generation)."""
+    return lab_host(host.name, host.vars.get("lab"))
 
 
-STUB_TYPES = {"service": _service(), "package": _package(), "pending_reboot": _pending_reboot()}
-
-
-_JINJA = SandboxedEnvironment(undefined=StrictUndefined)
-
-
-@functools.lru_cache(maxsize=1024)
-def _template(text: str) -> Template:
-    return _JINJA.from_string(text)
-
-
-def _render_step(step: Step, variables: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return {k: _template(v).render(**variables) if isinstance(v, str) and "{{" in v else v
-                for k, v in step.args.items()}
-    except UndefinedError as error:
-        raise InputError(f"step '{step.name}': {error}") from None
-
-
-def _host_variables(host: Host, playbook: Playbook, extra: dict[str, Any]) -> dict[str, Any]:
-    return {**playbook.vars, **host.vars, **extra, "inventory_hostname": host.name}
-
-
-@pytest.fixture
-def stubs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Route the engine's resource registry and templating to the stand-ins."""
-    monkeypatch.setattr(pushinstall.resources, "RESOURCE_TYPES", STUB_TYPES, raising=False)
-    monkeypatch.setattr(pushinstall.playbook, "render_step", _render_step, raising=False)
-    monkeypatch.setattr(pushinstall.playbook, "host_variables", _host_variables, raising=False)
-
-
-def asr_playbook(**settings: Any) -> Playbook:
-    """The shape of the ASR playbook in miniature: gate, install, service."""
-    return Playbook(
-        name="asr", hosts="all", settings=Settings(**settings),
-        steps=[
-            Step("No pending reboot", "pending_reboot", {"on_pending": "{{ on_pending }}"}),
-            Step("Install Mobility service", "package",
-                 {"path": "C:\\Temp\\ASR\\UnifiedAgent.exe", "product_id": UA_PRODUCT}),
-            Step("Service svagents", "service", {"name": "svagents"}),
-        ],
-        vars={"on_pending": "reboot"},
-    )
-
-
-def hosts(count: int, faults: dict[int, dict[str, Any]] | None = None,
-          prefix: str = "web") -> list[Host]:
-    """`count` hosts; `faults` maps an index to that host's `lab:` var."""
-    faults = faults or {}
-    return [Host(f"{prefix}{i:03d}", vars={"lab": faults.get(i, {})}) for i in range(count)]
-
-
-def test_stub_host_answers_through_the_op_encoding() -> None:
-    lab = StubLab()
-    transport = lab.factory(Host("h"))
-    transport.open()
-    answer = transport.call(ops.batch([ops.request("facts", queries=[
-        {"id": "os", "kind": "os"}, {"id": "s", "kind": "service", "name": "svagents"}])]))
-    facts = ops.result_of(ops.result_of(answer)[0])
-    assert facts["s"] == {"exists": False, "name": "svagents", "status": None}
-    assert lab.hosts["h"].op_log == ["batch"]
+def run(hosts: list[Host], playbook: Playbook, **options: Any) -> tuple[RunSummary, ListSink]:
+    """Run the fleet on the lab with fast retry backoff; returns the summary and the events."""
+    sink = ListSink()
+    summary = run_fleet(hosts, playbook, RunOptions(backoff=FAST, **options), [sink],
+                        transport_factory=LabTransport)
+    assert sink.closed
+    return summary, sink

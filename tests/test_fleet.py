@@ -1,7 +1,6 @@
-"""The fleet: many hosts at once, bounded by forks, in serial batches, interruptible.
-
-Runs against the stand-in hosts of test_engine_kit.py (see why there).
-"""
+"""The fleet on the real pieces: many lab hosts at once, bounded by forks, in serial batches,
+interruptible; every fault ends its own host only. Shipped playbook, real loader and
+templating, real resource types, `LabTransport` to lab hosts (see test_engine_kit.py)."""
 
 from __future__ import annotations
 
@@ -9,20 +8,16 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine import ListSink
-from test_engine_kit import StubLab, StubTransport, asr_playbook, hosts, stubs  # noqa: F401
+from test_engine_kit import GATE, INSTALL, STEPS, SVAGENTS, asr_playbook, lab, lab_fleet, run
 
 from pushinstall import events
-from pushinstall.engine import RunOptions, batch_sizes, exit_code_for, run_fleet
-from pushinstall.engine_support import Backoff
-from pushinstall.inventory import Host
+from pushinstall.engine import batch_sizes, exit_code_for
 from pushinstall.playbook import RebootPolicy
-
-pytestmark = pytest.mark.usefixtures("stubs")
-FAST = Backoff(initial=0.01, maximum=0.05)
+from pushinstall.transports.lab import LabTransport
 
 
 def test_batch_sizes_follow_ansible_serial() -> None:
@@ -40,40 +35,68 @@ def test_exit_codes() -> None:
     assert exit_code_for([events.OK], interrupted=True) == 130
 
 
-def test_200_hosts_with_mixed_faults_each_end_right_and_others_unaffected() -> None:
-    faults: dict[int, dict[str, Any]] = {
-        3: {"unreachable": True},
-        17: {"bad_credentials": True},
-        42: {"installer_exit_code": 14},
-        60: {"pending_reboot": True},                       # on_pending reboot: rebooted
-        61: {"pending_reboot": True, "reboot_seconds": 5},  # longer than the 0.5 s timeout
-        62: {"pending_reboot": True},                       # on_pending fail (host var)
-        63: {"pending_reboot": True},                       # on_pending warn (host var)
-        99: {"service_stops_after_start": ["svagents"], "installer_exit_code": 3010},
-        150: {"refuse_first_opens": 2},                     # transient: retried, then fine
-    }
-    fleet = hosts(200, faults)
-    fleet[62].vars["on_pending"] = "fail"
-    fleet[63].vars["on_pending"] = "warn"
-    lab = StubLab(latency=0.002)
-    sink = ListSink()
+FAULTS: dict[int, dict[str, Any]] = {
+    3: {"unreachable": True},
+    17: {"bad_credentials": True},
+    42: {"installer_exit_code": 14},
+    60: {"pending_reboot": True, "reboot_seconds": 0.2},   # on_pending reboot: rebooted
+    61: {"pending_reboot": True, "reboot_seconds": 5},     # longer than the 1 s timeout
+    62: {"pending_reboot": True},                          # on_pending fail
+    63: {"pending_reboot": True},                          # on_pending warn: installer 62
+    99: {"service_stops_after_start": ["svagents"]},
+    150: {"refuse_first_connects": 2},                     # transient: retried, then fine
+}
+EXPECTED: dict[int, tuple[str, str, str | None, str]] = {
+    # index: (host status, host message starts with, failed step, that step's message)
+    3: (events.UNREACHABLE, "web003: connection refused (lab host is down)", None, ""),
+    17: (events.UNREACHABLE, "web017: the host refused the credentials (401) (hint: check "
+         "the username and password for this host)", None, ""),
+    42: (events.FAILED, "", INSTALL,
+         "exit 14: invalid passphrase or configuration server endpoint"),
+    61: (events.FAILED, "did not come back within 1s after reboot", None, ""),
+    62: (events.FAILED, "", GATE, "a reboot is pending (pending_file_rename); restart the "
+         "host first or set on_pending: reboot"),
+    63: (events.FAILED, "", INSTALL, "exit 62: a restart is pending: restart the server, "
+         "then install"),
+    99: (events.FAILED, "", SVAGENTS,
+         "verify: service 'svagents': expected Running, found Stopped"),
+}
+
+
+def test_200_lab_hosts_with_mixed_faults_each_end_right_and_the_others_unaffected(
+        tmp_path: Path) -> None:
+    fleet = lab_fleet(tmp_path, 200, FAULTS, {62: {"on_pending": "fail"},
+                                              63: {"on_pending": "warn"}})
+    playbook = asr_playbook(tmp_path, reboot=RebootPolicy(timeout=1.0), retries=3)
     started = time.monotonic()
-    summary = run_fleet(fleet, asr_playbook(reboot=RebootPolicy(timeout=0.5)),
-                        RunOptions(forks=50, backoff=FAST), [sink], lab.factory)
+    summary, sink = run(fleet, playbook, forks=50)
     elapsed = time.monotonic() - started
-    expected = {3: events.UNREACHABLE, 17: events.UNREACHABLE, 42: events.FAILED,
-                60: events.CHANGED, 61: events.FAILED, 62: events.FAILED, 63: events.CHANGED,
-                99: events.FAILED, 150: events.CHANGED}
     for index, host in enumerate(fleet):
-        assert summary.hosts[host.name].status == expected.get(index, events.CHANGED), host.name
-    assert "did not come back" in summary.hosts["web061"].message
-    assert summary.totals == {events.CHANGED: 194, events.FAILED: 4, events.UNREACHABLE: 2}
+        outcome = summary.hosts[host.name]
+        status, message, step, step_message = EXPECTED.get(
+            index, (events.CHANGED, "", None, ""))
+        assert outcome.status == status, host.name
+        assert outcome.message.startswith(message), (host.name, outcome.message)
+        failed = [(s, e.message) for s, e in sink.steps(host.name).items()
+                  if e.status == events.FAILED]
+        assert failed == ([(step, step_message)] if step else []), host.name
+        if index not in EXPECTED:       # healthy: the whole playbook, each step once
+            assert len(sink.steps(host.name)) == STEPS, host.name
+            assert lab(host).generation > 0
+    healthy = summary.hosts["web000"].counts
+    assert healthy == {events.OK: 5, events.CHANGED: 7}
+    assert all(summary.hosts[h.name].counts == healthy for i, h in enumerate(fleet)
+               if i not in EXPECTED and i != 60)
+    assert summary.hosts["web060"].counts == {events.OK: 4, events.CHANGED: 8}
+    assert summary.totals == {events.CHANGED: 193, events.FAILED: 5, events.UNREACHABLE: 2}
     assert summary.exit_code == 2
-    finished = [e for e in sink.events if isinstance(e, events.HostFinished)]
-    assert len(finished) == 200 and isinstance(sink.events[-1], events.RunFinished)
-    rebooted = sorted(e.host for e in sink.events if isinstance(e, events.RebootEvent))
-    assert rebooted == ["web060", "web099"]  # warn (63) goes on without a reboot
-    assert elapsed < 10
+    finished = sink.of(events.HostFinished)
+    assert sorted(e.host for e in finished) == sorted(h.name for h in fleet)
+    assert isinstance(sink.events[-1], events.RunFinished)
+    assert [e.host for e in sink.of(events.RebootEvent)] == ["web060"]
+    assert lab(fleet[3]).op_log == [] and lab(fleet[17]).op_log == []   # never got in
+    assert lab(fleet[61]).op_log.count("reboot") == 1
+    assert elapsed < 45
 
 
 @pytest.mark.parametrize(("serial", "max_fail", "fatal", "started"), [
@@ -83,29 +106,28 @@ def test_200_hosts_with_mixed_faults_each_end_right_and_others_unaffected() -> N
     (["20%"], 0.0, False, 4),      # batches of 2; hosts 2, 3 fail in the second
 ])
 def test_serial_and_max_fail_percentage_stop_where_ansible_would(
-        serial: list[int | str], max_fail: float | None, fatal: bool, started: int) -> None:
-    fleet = hosts(10, {2: {"unreachable": True}, 3: {"installer_exit_code": 14}})
-    playbook = asr_playbook(serial=serial, max_fail_percentage=max_fail,
+        tmp_path: Path, serial: list[int | str], max_fail: float | None, fatal: bool,
+        started: int) -> None:
+    fleet = lab_fleet(tmp_path, 10, {2: {"unreachable": True}, 3: {"installer_exit_code": 14}})
+    playbook = asr_playbook(tmp_path, serial=serial, max_fail_percentage=max_fail,
                             any_errors_fatal=fatal)
-    sink = ListSink()
-    summary = run_fleet(fleet, playbook, RunOptions(backoff=FAST, forks=4), [sink],
-                        StubLab().factory)
-    ran = [e.host for e in sink.events if isinstance(e, events.HostStarted)]
+    summary, sink = run(fleet, playbook, forks=4)
+    ran = [e.host for e in sink.of(events.HostStarted)]
     assert ran == [h.name for h in fleet[:started]]
     for host in fleet[started:]:
         outcome = summary.hosts[host.name]
         assert outcome.status == events.SKIPPED
         assert outcome.message.startswith("not started: ")
+        assert lab(host).op_log == []               # never contacted
     assert summary.exit_code == 2
 
 
-def test_forks_bound_the_hosts_in_flight() -> None:
-    lab = StubLab(latency=0.01)
+def test_forks_bound_the_hosts_in_flight(tmp_path: Path) -> None:
     in_flight = 0
     peak = 0
     lock = threading.Lock()
 
-    class Counting(StubTransport):
+    class Counting(LabTransport):
         def open(self) -> None:
             nonlocal in_flight, peak
             with lock:
@@ -116,34 +138,35 @@ def test_forks_bound_the_hosts_in_flight() -> None:
         def close(self) -> None:
             nonlocal in_flight
             with lock:
-                in_flight -= 1
+                in_flight -= 1 if self._open else 0
+            super().close()
 
-    def factory(host: Host) -> Counting:
-        return Counting(lab.host(host), lab.latency)
+    from test_engine_kit import FAST, ListSink
 
-    summary = run_fleet(hosts(40), asr_playbook(), RunOptions(forks=5, backoff=FAST), [],
-                        factory)
-    assert summary.totals == {events.CHANGED: 40}
+    from pushinstall.engine import RunOptions, run_fleet
+
+    fleet = lab_fleet(tmp_path, 20, {i: {"latency_ms": 5} for i in range(20)})
+    summary = run_fleet(fleet, asr_playbook(tmp_path), RunOptions(forks=5, backoff=FAST),
+                        [ListSink()], Counting)
+    assert summary.totals == {events.CHANGED: 20}
     assert peak == 5
 
 
-def test_ctrl_c_stops_launching_and_still_summarises() -> None:
-    lab = StubLab(latency=0.05)
-    sink = ListSink()
-    fleet = hosts(30)
+def test_ctrl_c_stops_launching_and_still_summarises(tmp_path: Path) -> None:
+    fleet = lab_fleet(tmp_path, 30, {i: {"latency_ms": 20} for i in range(30)})
 
     def interrupt_soon() -> None:
-        time.sleep(0.3)
+        time.sleep(0.8)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_soon, daemon=True).start()
-    summary = run_fleet(fleet, asr_playbook(), RunOptions(forks=3, backoff=FAST), [sink],
-                        lab.factory)
+    summary, sink = run(fleet, asr_playbook(tmp_path), forks=3)
     assert summary.interrupted and summary.exit_code == 130
     statuses = [summary.hosts[h.name].status for h in fleet]
     assert statuses[0] == events.CHANGED          # finished before the Ctrl-C
     assert statuses[-1] == events.SKIPPED         # never started
     assert summary.hosts[fleet[-1].name].message == "not started: interrupted"
+    assert lab(fleet[-1]).op_log == []
     assert len(summary.hosts) == 30
     last = sink.events[-1]
     assert isinstance(last, events.RunFinished) and last.interrupted and last.exit_code == 130

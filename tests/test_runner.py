@@ -1,7 +1,7 @@
 """The runner: sinks (a JSONL log per run in the state dir, history), `install`'s one host.
 
-Hosts are the stand-ins of test_engine_kit.py (the transport factory, inventory and playbook
-loaders had not landed when this was written); the runner's own work is real.
+Hosts are lab hosts from a real inventory file, reached through the real transport factory
+(in process: the inventory sets `lab_wire: false`); the playbook is the shipped one.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_engine_kit import StubLab, asr_playbook, hosts, stubs  # noqa: F401
+from test_engine_kit import INSTALL, asr_playbook, lab_fleet
 
-import pushinstall.engine
 from pushinstall.engine import RunOptions
 from pushinstall.errors import InputError
 from pushinstall.paths import state_dir
@@ -30,16 +29,12 @@ def test_state_dir_follows_the_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert state_dir() == tmp_path / "xdg" / "pushinstall"
 
 
-@pytest.mark.usefixtures("stubs")
 def test_a_run_leaves_its_jsonl_log_history_and_reports(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
-    lab = StubLab()
-    monkeypatch.setattr(pushinstall.engine, "_default_factory", lambda: lab.factory)
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     extra_jsonl = tmp_path / "events.jsonl"
     options = {"jsonl_path": str(extra_jsonl), "report_dir": str(tmp_path / "reports")}
-    fleet = hosts(3, {1: {"installer_exit_code": 14}})
-    code = _run(fleet, asr_playbook(), RunOptions(run_id="r-test"), options)
+    fleet = lab_fleet(tmp_path, 3, {1: {"installer_exit_code": 14}})
+    code = _run(fleet, asr_playbook(tmp_path), RunOptions(run_id="r-test"), options)
     assert code == 2
     log = state_dir() / "runs" / "r-test.jsonl"
     kinds = [json.loads(line)["kind"] for line in log.read_text().splitlines()]
@@ -50,8 +45,9 @@ def test_a_run_leaves_its_jsonl_log_history_and_reports(
         rows = dict(db.execute("SELECT host, status FROM host_results WHERE run_id='r-test'"))
     assert rows == {"web000": "changed", "web001": "failed", "web002": "changed"}
     out = capsys.readouterr().out
-    assert "web001  step 'Install Mobility service'  failed" in out
-    assert "web001  ok=1 changed=0 failed=1 unreachable=0 skipped=0  failed" in out
+    assert f"web001  step '{INSTALL}'  failed: exit 14" in out
+    assert "web001  ok=1 changed=3 failed=1 unreachable=0 skipped=0  failed" in out
+    assert "web000  ok=5 changed=7 failed=0 unreachable=0 skipped=0  changed" in out
 
 
 def test_install_host_takes_secrets_from_env_and_file(
