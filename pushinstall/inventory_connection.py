@@ -18,6 +18,20 @@ from pushinstall.source import did_you_mean
 # Ansible alias -> (our name, value translation or None)
 _VALIDATE = {"validate": True, "ignore": False}
 _SCHEME = {"https": True, "http": False}
+
+
+def _first(value: Any) -> Any:
+    """Ansible's `ansible_winrm_transport` may be a list or "a,b": the first one is used."""
+    if isinstance(value, list):
+        return _first(value[0]) if value else value
+    return str(value).split(",")[0].strip()
+
+
+def _plugin(value: Any) -> Any:
+    """`ansible.windows.psrp` or `ansible.builtin.winrm` -> `psrp`, `winrm`."""
+    return str(value).rsplit(".", 1)[-1] if isinstance(value, str) else value
+
+
 ALIASES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
     "ansible_host": ("address", None),
     "ansible_port": ("port", None),
@@ -25,8 +39,8 @@ ALIASES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
     "ansible_password": ("password", None),
     "ansible_ssh_pass": ("password", None),
     "ansible_winrm_password": ("password", None),
-    "ansible_connection": ("transport", None),
-    "ansible_winrm_transport": ("auth", lambda v: str(v).split(",")[0].strip()),
+    "ansible_connection": ("transport", _plugin),
+    "ansible_winrm_transport": ("auth", _first),
     "ansible_psrp_auth": ("auth", None),
     "ansible_winrm_scheme": ("tls", lambda v: _SCHEME.get(str(v).lower(), v)),
     "ansible_psrp_protocol": ("tls", lambda v: _SCHEME.get(str(v).lower(), v)),
@@ -50,7 +64,7 @@ ALIASES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
     "ansible_winrm_cert_key_pem": ("certificate_key_pem", None),
 }
 # Ansible auth names that are ours by another name.
-_AUTH_SYNONYMS = {"plaintext": "basic"}
+_AUTH_SYNONYMS = {"plaintext": "basic", "ssl": "basic"}
 
 CONNECTION_VARS = (
     "transport", "address", "port", "auth", "tls", "cert_validation", "allow_unencrypted",
@@ -137,6 +151,8 @@ def build_connection(name: str, settings: dict[str, Any], where: Where,
         password = s["password"]
         conn.password = password if isinstance(password, Secret) else Secret(str(password))
     conn.address = conn.address or name
+    if conn.port == 5985 and "tls" not in s and conn.transport in ("psrp", "winrm"):
+        conn.tls = False        # as Ansible: port 5985 without a scheme means HTTP
     if conn.port is None and conn.transport != "lab":
         conn.port = DEFAULT_PORTS[(conn.transport, conn.tls)]
     if (conn.transport in ("psrp", "winrm") and conn.auth == "basic" and not conn.tls

@@ -212,3 +212,17 @@ def test_shipped_inventories_load() -> None:
     lab = load_inventory([str(ROOT / "inventories" / "lab.yml")])
     assert {h.connection.transport for h in lab.hosts.values()} == {"lab"}
     resolve_secrets([h.vars for h in lab.hosts.values()])  # the lab's secret files exist
+
+
+def test_ansible_idioms_port_5985_fqcn_and_transport_lists(tmp_path: Path) -> None:
+    inv = load_inventory([write(tmp_path, """
+all:
+  hosts:
+    a: {ansible_connection: ansible.windows.psrp, ansible_port: 5985}
+    b: {ansible_connection: ansible.builtin.winrm, ansible_winrm_transport: [ntlm, kerberos]}
+    c: {ansible_port: 5985, tls: true}
+""")])
+    a, b, c = (inv.hosts[n].connection for n in "abc")
+    assert (a.transport, a.port, a.tls) == ("psrp", 5985, False)   # 5985 means HTTP, as Ansible
+    assert (b.transport, b.auth, b.port, b.tls) == ("winrm", "ntlm", 5986, True)
+    assert (c.port, c.tls) == (5985, True)                         # an explicit tls wins
