@@ -17,6 +17,7 @@ from pushinstall.source import LocatedDict, check_keys, kind_of, load_yaml
 
 GROUP_KEYS = ("hosts", "children", "vars")
 _RANGE = re.compile(r"\[([^\[\]]*)\]")
+MAX_RANGE = 100_000
 PLAINTEXT_WARNING = "warning: plaintext password; use {env: NAME}, {file: PATH} or {prompt: true}"
 
 
@@ -24,6 +25,9 @@ def expand_range(pattern: str, location: Location) -> list[str]:
     """`web[01:03]` -> web01, web02, web03; `db[a:c]`; `[01:09:2]` steps; several ranges nest."""
     match = _RANGE.search(pattern)
     if match is None:
+        if "[" in pattern or "]" in pattern:
+            raise InputError(f"unbalanced brackets in host name '{pattern}'", location,
+                             "a range such as web[01:50], or a name without brackets")
         return [pattern]
     parts = match.group(1).split(":")
     bad = f"bad host range '[{match.group(1)}]' in '{pattern}'"
@@ -39,6 +43,8 @@ def expand_range(pattern: str, location: Location) -> list[str]:
     if start.isdigit() and end.isdigit():
         if int(start) > int(end):
             raise InputError(bad, location, "START not above END")
+        if (int(end) - int(start)) // step >= MAX_RANGE:
+            raise InputError(bad, location, f"at most {MAX_RANGE} hosts in one range")
         width = len(start) if start.startswith("0") else 0
         values = [str(n).zfill(width) for n in range(int(start), int(end) + 1, step)]
     elif len(start) == 1 == len(end) and start.isalpha() and end.isalpha():
@@ -121,8 +127,8 @@ class InventoryLoader:
                                  node.value_location("hosts"),
                                  "host names as keys, e.g. 'web01:' or 'web01: {port: 5986}'")
             for pattern, host_vars in hosts.items():
-                self._hosts(name, str(pattern), host_vars, hosts.key_location(pattern),
-                            hosts.value_location(pattern))
+                self._hosts(name, "" if pattern is None else str(pattern), host_vars,
+                            hosts.key_location(pattern), hosts.value_location(pattern))
         children = node.get("children")
         if children is not None:
             if not isinstance(children, LocatedDict):
@@ -138,6 +144,8 @@ class InventoryLoader:
 
     def _hosts(self, group: str, pattern: str, host_vars: Any, key_loc: Location,
                value_loc: Location) -> None:
+        if not pattern.strip():
+            raise InputError("a host without a name", key_loc, "a host name or address")
         if host_vars is not None and not isinstance(host_vars, LocatedDict):
             raise InputError(f"host '{pattern}' has {kind_of(host_vars)} for vars",
                              value_loc, "a mapping of vars, or nothing")
