@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pushinstall.inventory import Host
-from pushinstall.lab.wsman_auth import CredentialStore
+from pushinstall.lab.wsman_auth import write_user_file
 from pushinstall.lab.wsman_http import LOOPBACK, HostCounters, HostServer, HostSite, WireFaults
 from pushinstall.lab.wsman_shells import LabHostLike
 from pushinstall.secret import Secret
@@ -127,11 +127,12 @@ class WSManLabEndpoint:
         """Serve `lab_host` on two new loopback ports (HTTP, HTTPS) for that account; a port
         of 0 is a free one. A port in use is `OSError`."""
         assert self._tls is not None, "start() the endpoint first"
-        CredentialStore.add(username, password)
-        site = HostSite(lab_host, username, password, allow_unencrypted)
         with self._lock:
             if lab_host.name in self._sites:
                 raise ValueError(f"host {lab_host.name!r} is already served")
+            user_file = write_user_file(self.work_dir / f"ntlm-{len(self._sites)}.txt",
+                                        username, password)
+            site = HostSite(lab_host, username, password, allow_unencrypted, user_file)
             http = HostServer(site, port=http_port)
             try:
                 https = HostServer(site, self._tls, https_port)

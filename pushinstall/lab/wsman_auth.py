@@ -2,9 +2,11 @@
 
 - Basic: `Authorization: Basic` on every request, checked against the host's account.
 - NTLM and Negotiate: connection-based, accepted by pyspnego's pure-Python acceptor, which reads
-  accounts from the file named by `NTLM_USER_FILE` (`DOMAIN:USER:PASSWORD` lines). One such
-  file serves the whole process (`CredentialStore`); the endpoint still checks that the user who
-  authenticated is the host's own account. With Negotiate the final SPNEGO token goes back in
+  accounts from the file named by the env var `NTLM_USER_FILE` (`DOMAIN:USER:PASSWORD` lines).
+  Each host has its own file; the variable is pointed at it for each acceptor step, under one
+  process-wide lock (a step takes milliseconds), so hosts may share a user name with different
+  passwords. The endpoint also checks that the user who authenticated is the host's account.
+  With Negotiate the final SPNEGO token goes back in
   `WWW-Authenticate` on the answer that completes the exchange.
 - Message encryption (plain HTTP with NTLM/Negotiate): `multipart/encrypted` bodies whose
   payload pyspnego's `wrap_winrm`/`unwrap_winrm` seal and open (MS-WSMV 2.2.9.1.1).
@@ -17,7 +19,6 @@ import binascii
 import os
 import re
 import struct
-import tempfile
 import threading
 from pathlib import Path
 
@@ -30,28 +31,14 @@ ENCRYPTED_TYPE = f'multipart/encrypted;protocol="{PROTOCOL}";boundary="Encrypted
 CHALLENGE_HEADERS = ("Negotiate", "NTLM", 'Basic realm="WSMAN"')
 
 
-class CredentialStore:
-    """The process's NTLM account file; `NTLM_USER_FILE` points at it once it has accounts."""
+_STEP_LOCK = threading.Lock()
 
-    _lock = threading.Lock()
-    _accounts: dict[str, str] = {}
-    _path: Path | None = None
 
-    @classmethod
-    def add(cls, username: str, password: str) -> None:
-        """Let `username` log on with `password`; ValueError when it has another password."""
-        with cls._lock:
-            known = cls._accounts.get(username.lower())
-            if known is not None and known != password:
-                raise ValueError(f"lab account {username!r} already has another password")
-            cls._accounts[username.lower()] = password
-            if cls._path is None:
-                handle, name = tempfile.mkstemp(prefix="pushinstall-lab-ntlm-")
-                os.close(handle)
-                cls._path = Path(name)
-            lines = [_store_line(user, secret) for user, secret in cls._accounts.items()]
-            cls._path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            os.environ["NTLM_USER_FILE"] = str(cls._path)
+def write_user_file(path: Path, username: str, password: str) -> Path:
+    """Write a host's NTLM account file (`NTLM_USER_FILE` format); returns `path`."""
+    path.write_text(_store_line(username, password) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
 
 
 def _store_line(username: str, password: str) -> str:
@@ -68,9 +55,10 @@ def user_part(username: str) -> str:
 class ConnectionAuth:
     """The authentication state of one HTTP connection to one host."""
 
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(self, username: str, password: str, user_file: Path) -> None:
         self.username = username
         self.password = password
+        self.user_file = user_file
         self.context: spnego.ContextProxy | None = None
         self.authenticated = False
 
@@ -94,12 +82,14 @@ class ConnectionAuth:
             data = base64.b64decode(token)
         except binascii.Error:
             return False, None
-        if self.context is None or self.context.complete:
-            protocol = "ntlm" if data.startswith(b"NTLMSSP\x00") else "negotiate"
-            self.context = spnego.server(protocol=protocol)
-            self.authenticated = False
         try:
-            out = self.context.step(data)
+            with _STEP_LOCK:  # the acceptor reads NTLM_USER_FILE when made and when stepped
+                os.environ["NTLM_USER_FILE"] = str(self.user_file)
+                if self.context is None or self.context.complete:
+                    protocol = "ntlm" if data.startswith(b"NTLMSSP\x00") else "negotiate"
+                    self.context = spnego.server(protocol=protocol)
+                    self.authenticated = False
+                out = self.context.step(data)
         except SpnegoError:
             self.context = None
             return False, None

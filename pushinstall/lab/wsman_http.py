@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from pushinstall.lab import wsman_soap as soap
@@ -52,10 +53,11 @@ class HostSite:
     """Everything the request handler needs about one served host."""
 
     def __init__(self, host: LabHostLike, username: str, password: str,
-                 allow_unencrypted: bool) -> None:
+                 allow_unencrypted: bool, user_file: Path) -> None:
         self.host = host
         self.username = username
         self.password = password
+        self.user_file = user_file
         self.allow_unencrypted = allow_unencrypted
         self.service = WSManService(host)
         self.counters = HostCounters()
@@ -86,7 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):  # headers and body leave without Nagle's delay
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.site = self.server.site
-        self.auth = ConnectionAuth(self.site.username, self.site.password)
+        self.auth = ConnectionAuth(self.site.username, self.site.password,
+                                   self.site.user_file)
         self.site.count(connections=1)
 
     def handle(self) -> None:
