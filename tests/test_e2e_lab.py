@@ -52,6 +52,7 @@ def test_run_run_check_then_a_stopped_service_is_drift_and_remediate_fixes_it(
                     "--report-dir", str(reports))
     assert code == 0, out
     assert recap(out) == dict.fromkeys(LAB_HOSTS, "changed")
+    assert list(recap(out)) == LAB_HOSTS               # the recap is in inventory order
     assert "7 host(s): 7 changed" in out and "exit 0" in out
     assert "lab-app02  rebooted for step 'No pending reboot'" in out
     assert PASSPHRASE not in out

@@ -35,6 +35,7 @@ class ConsoleSink:
         self.mode = "run"
         self.width = 0
         self.finished: dict[str, events.HostFinished] = {}
+        self.order: list[str] = []
 
     def _line(self, host: str, text: str) -> None:
         self.stream.write(f"{host.ljust(self.width)}  {text}\n")
@@ -44,6 +45,7 @@ class ConsoleSink:
         if isinstance(event, events.RunStarted):
             self.mode = event.mode
             self.width = max((len(h) for h in event.hosts), default=0)
+            self.order = list(event.hosts)
             self.stream.write(f"{event.mode} {event.playbook} on {len(event.hosts)} host(s)"
                               f"  [{event.run_id}]\n")
         elif isinstance(event, events.HostStarted):
@@ -77,7 +79,11 @@ class ConsoleSink:
     def _recap(self, event: events.RunFinished) -> None:
         columns = RECAP_COLUMNS + ((events.DRIFTED,) if self.mode == "check" else ())
         self.stream.write("\nRECAP\n")
-        for host, finished in self.finished.items():
+        # inventory order, so two runs' recaps line up (hosts finish in any order)
+        ordered = [h for h in self.order if h in self.finished]
+        ordered += [h for h in self.finished if h not in set(ordered)]
+        for host in ordered:
+            finished = self.finished[host]
             counts = " ".join(f"{c}={finished.counts.get(c, 0)}" for c in columns)
             self._line(host, f"{counts}  {finished.status}")
         totals = ", ".join(f"{n} {s}" for s, n in sorted(event.totals.items()))
