@@ -19,12 +19,12 @@ import pytest
 from test_lab_wsman import OS_FACTS, Wire, run_asr
 
 from pushinstall import events
+from pushinstall.engine_support import Backoff, Deadline, retrying
 from pushinstall.errors import AuthenticationFailed, TransportError, TransportTimeout, Unreachable
 from pushinstall.lab.endpoint import WSManLabEndpoint
 from pushinstall.remote import ops
 from pushinstall.transports.base import Transport
 from pushinstall.transports.psrp import PSRPTransport
-from pushinstall.transports.retry import call_with_retries, retry_policy
 from pushinstall.transports.winrm import WinRMTransport
 
 KINDS = ["psrp", "winrm"]
@@ -75,7 +75,11 @@ def test_wrong_password_is_an_auth_error_with_a_hint_and_others_go_on(wire: Wire
 @pytest.mark.parametrize("kind", KINDS)
 def test_503s_then_success_are_retried_and_green(wire: Wire, kind: str) -> None:
     model = wire.serve("h1", {"http_503": 2})
-    transport = _open(wire, "h1", kind)  # open() retries the transient 503s itself
+    host = wire.host("h1", transport=kind)
+    transport: Transport = PSRPTransport(host) if kind == "psrp" else WinRMTransport(host)
+    with pytest.raises(Unreachable, match="503"):
+        transport.open()                    # one attempt: retrying is the engine's job
+    retrying(2, Backoff(0.01, 0.05), Deadline(30))(transport.open)
     assert transport.call(OS_FACTS)["ok"] is True
     transport.close()
     assert model.take_http_503() is False  # both 503s were spent
@@ -91,7 +95,7 @@ def test_dropped_connection_during_a_non_idempotent_op_is_not_resent(wire: Wire,
     transport = _open(wire, "h1", kind)
     request = ops.request("set_service", name="W32Time", state="running")
     with pytest.raises(Unreachable) as caught:
-        call_with_retries(transport.call, request, retry_policy(initial=0.01))
+        transport.call(request)             # a transport never re-sends by itself
     assert "may or may not have run" in str(caught.value)
     assert model.op_log.count("set_service") == 1  # ran once, never re-sent
     assert transport.call(OS_FACTS)["ok"] is True  # the next call reconnects
@@ -140,7 +144,7 @@ def test_a_20_mb_push_arrives_with_its_sha256(wire: Wire, kind: str, tmp_path: P
     local.write_bytes(os.urandom(20 * 1024 * 1024))
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
     transport = _open(wire, "h1", kind)
-    caplog.set_level(logging.DEBUG, logger=f"pushinstall.transports.{kind}")
+    caplog.set_level(logging.DEBUG, logger="pushinstall.transports.push")
     result = transport.put_file(local, "C:\\Temp\\big.bin", digest)
     transport.close()
     assert result == {"changed": True, "sha256": digest, "size": 20 * 1024 * 1024}

@@ -22,7 +22,6 @@ connect failure.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,9 @@ from pushinstall.secret import Redactor
 from pushinstall.transports.push import push_file
 from pushinstall.transports.wsman_common import (
     Endpoint,
-    connect_with_retries,
     endpoint_of,
     map_error,
 )
-
-log = logging.getLogger(__name__)
 
 # One call's request string is at most this big (file_chunk); pypsrp fragments it over Sends.
 CHUNK_SIZE = 1024 * 1024
@@ -75,10 +71,10 @@ class PSRPTransport:
     # ---- Transport ------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Connect, open the runspace pool, define the agent; a transient failure is retried
-        twice with backoff (nothing has reached the target yet)."""
+        """Connect, open the runspace pool, define the agent: one attempt (the engine retries
+        a transient failure, with backoff)."""
         if self._pool is None:
-            connect_with_retries(self._open_once)
+            self._open_once()
 
     def call(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """Run `request` in a new pipeline; return its decoded answer."""
@@ -91,14 +87,8 @@ class PSRPTransport:
 
     def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
         """Push `local` in 1 MiB `file_chunk` calls over the open pool (sha256 checked)."""
-        started = time.monotonic()
-        result = push_file(self, local, remote, sha256, host=self.host.name,
-                           chunk_size=CHUNK_SIZE)
-        elapsed = max(time.monotonic() - started, 1e-6)
-        size = local.stat().st_size
-        log.debug("%s: pushed %s (%d bytes) over PSRP in %.2f s, %.1f MB/s", self.host.name,
-                  remote, size, elapsed, size / elapsed / 1e6)
-        return result
+        return push_file(self, local, remote, sha256, host=self.host.name,
+                         chunk_size=CHUNK_SIZE)
 
     def close(self) -> None:
         """Close the pool (deleting the remote shell) and the HTTP session; safe twice."""

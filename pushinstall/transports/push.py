@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +30,9 @@ def push_file(caller: Caller, local: Path, remote: str, sha256: str, host: str |
     """Copy `local` to `remote` on the target in `chunk_size` pieces; returns `file_end`'s
     result (`changed`, `sha256`, `size`). An error answer raises `RemoteOpFailed` (e.g.
     `DiskFull` from `file_begin`, `HashMismatch` from `file_end`); a push that fails after
-    `file_begin` removes its temporary file on the target when it still can."""
+    `file_begin` removes its temporary file on the target when it still can. The rate goes
+    to the debug log."""
+    started = time.monotonic()
     size = local.stat().st_size
     begin = ops.result_of(
         caller.call(ops.request("file_begin", destination=remote, size=size, sha256=sha256)),
@@ -52,6 +55,9 @@ def push_file(caller: Caller, local: Path, remote: str, sha256: str, host: str |
                                 sha256=sha256)),
         host=host,
     )
+    elapsed = max(time.monotonic() - started, 1e-6)
+    log.debug("%s: pushed %s (%d bytes) in %.2f s, %.1f MB/s", host, remote, size, elapsed,
+              size / elapsed / 1e6)
     return result
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import logging
 import re
 import time
 from pathlib import Path
@@ -35,12 +34,9 @@ from pushinstall.transports.push import push_file
 from pushinstall.transports.ssh import stdin_script
 from pushinstall.transports.wsman_common import (
     Endpoint,
-    connect_with_retries,
     endpoint_of,
     map_error,
 )
-
-log = logging.getLogger(__name__)
 
 STDIN_BLOCK = 96 * 1024   # base64 of it plus the envelope stays under 150 KiB (Server 2008)
 CHUNK_SIZE = 1024 * 1024
@@ -77,9 +73,10 @@ class WinRMTransport:
     # ---- Transport ------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Authenticate and open the shell; a transient failure is retried twice."""
+        """Authenticate and open the shell: one attempt (the engine retries a transient
+        failure, with backoff)."""
         if self._shell_id is None:
-            connect_with_retries(self._open_once)
+            self._open_once()
 
     def call(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """Run `request` in a fresh PowerShell process; return its decoded answer."""
@@ -92,14 +89,8 @@ class WinRMTransport:
 
     def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
         """Push `local` in 1 MiB `file_chunk` calls over the open shell (sha256 checked)."""
-        started = time.monotonic()
-        result = push_file(self, local, remote, sha256, host=self.host.name,
-                           chunk_size=CHUNK_SIZE)
-        elapsed = max(time.monotonic() - started, 1e-6)
-        size = local.stat().st_size
-        log.debug("%s: pushed %s (%d bytes) over WinRM in %.2f s, %.1f MB/s", self.host.name,
-                  remote, size, elapsed, size / elapsed / 1e6)
-        return result
+        return push_file(self, local, remote, sha256, host=self.host.name,
+                         chunk_size=CHUNK_SIZE)
 
     def close(self) -> None:
         """Close the shell and the HTTP session; safe to call twice."""

@@ -5,8 +5,6 @@ inventory connection, the poll interval, and the ONE mapping of their libraries'
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,7 +23,6 @@ from pushinstall.secret import Redactor
 
 T = TypeVar("T")
 SHELL_NOT_FOUND = 2150858843
-CONNECT_ATTEMPTS = 3  # open() retries a transient connect failure this often in all
 
 AUTH_HINTS = {
     "negotiate": "401 with Negotiate/NTLM: check the password, that the user is a local "
@@ -76,20 +73,6 @@ def endpoint_of(host: Host) -> Endpoint:
     poll_s = max(1, min(math.floor(conn.operation_timeout), math.floor(read_timeout) - 2))
     return Endpoint(host.name, conn.address or host.name, port, conn.tls, conn.auth,
                     conn.cert_validation, poll_s, read_timeout)
-
-
-def connect_with_retries(connect: Callable[[], T], attempts: int = CONNECT_ATTEMPTS,
-                         first_delay: float = 0.25) -> T:
-    """Call `connect`, again after a transient error (exponential backoff): only `open()`
-    retries by itself, since nothing has been sent to the target yet."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return connect()
-        except HostError as error:
-            if not error.transient or attempt == attempts:
-                raise
-            time.sleep(first_delay * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _status_code(exc: Exception) -> int | None:
