@@ -8,7 +8,10 @@ real lab host model; every op call sleeps `latency_ms`, the lab var). For the fi
 (install) and a second run (all ok) it prints wall time, hosts per second, calls per host and
 the ratio to the floor `calls per host x latency x ceil(N / forks)`. With `--repeat R` each
 figure is taken R times on fresh hosts and the median reported. The lab state lives in a
-temporary state dir, removed at the end.
+temporary state dir (on /dev/shm when there is one: the simulator's disk writes are not the
+engine's cost), removed at the end. It also prints the process CPU per op call: the in-process
+lab answers on the controller's CPU under the same GIL, so once CPU per call x forks exceeds the
+latency the run is CPU-bound, not latency-bound, and the ratio says by how much.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ all:
 
 
 def one_pass(count: int, forks: int, latency_ms: float, profile: str | None,
-             ) -> list[tuple[str, float, float, dict[str, int], int]]:
-    """Run install then idempotent pass on fresh hosts: (label, wall, calls/host, totals, exit)."""
+             ) -> list[tuple[str, float, float, dict[str, int], int, float]]:
+    """Install, then an idempotent pass, on fresh hosts:
+    (label, wall, calls/host, totals, exit code, process CPU seconds) for each."""
     from pushinstall.engine import RunOptions, run_fleet
     from pushinstall.inventory import load_inventory, select_hosts
     from pushinstall.lab import lab_host
@@ -58,7 +62,8 @@ def one_pass(count: int, forks: int, latency_ms: float, profile: str | None,
     from pushinstall.transports.lab import LabTransport
 
     out = []
-    with tempfile.TemporaryDirectory(prefix="pushinstall-bench-") as temp:
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="pushinstall-bench-", dir=shm) as temp:
         os.environ["PUSHINSTALL_STATE_DIR"] = str(Path(temp) / "state")
         inventory = load_inventory([str(write_inventory(Path(temp), count, latency_ms))])
         playbook = load_playbook(str(ROOT / "playbooks" / "asr-mobility.yml"))
@@ -74,14 +79,14 @@ def one_pass(count: int, forks: int, latency_ms: float, profile: str | None,
 
                 profiler = cProfile.Profile()
                 profiler.enable()
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.process_time()
             summary = run_fleet(fleet, playbook, RunOptions(forks=forks), [], LabTransport)
-            wall = time.monotonic() - started
+            wall, cpu = time.monotonic() - started, time.process_time() - cpu
             if profiler is not None and profile:
                 profiler.disable()
                 profiler.dump_stats(profile)
             calls = sum(len(lab.op_log) for lab in labs) / max(len(fleet), 1)
-            out.append((label, wall, calls, summary.totals, summary.exit_code))
+            out.append((label, wall, calls, summary.totals, summary.exit_code, cpu))
     return out
 
 
@@ -100,14 +105,17 @@ def main() -> None:
             for i in range(max(args.repeat, 1))]
     print(f"{args.hosts} lab hosts, forks {args.forks}, latency {args.latency_ms:g} ms, "
           f"{len(runs)} run(s) each")
-    for index, (label, _, calls, totals, code) in enumerate(runs[0]):
+    for index, (label, _, calls, totals, code, _) in enumerate(runs[0]):
         walls = [run[index][1] for run in runs]
         wall = statistics.median(walls)
+        cpu = statistics.median(run[index][5] for run in runs)
         floor = calls * latency * math.ceil(args.hosts / args.forks)
         print(f"{label}: totals {totals}  exit {code}")
         print(f"  wall {wall:.2f} s (median of {' '.join(f'{w:.2f}' for w in walls)})  "
               f"{args.hosts / wall:.0f} hosts/s  calls/host {calls:.2f}  floor {floor:.2f} s  "
               f"ratio {wall / floor if floor else float('nan'):.2f}")
+        print(f"  process CPU {cpu:.1f} s = {cpu * 1000 / max(calls * args.hosts, 1):.2f} ms "
+              f"per call; CPU-bound above {args.latency_ms / args.forks:.2f} ms per call")
 
 
 if __name__ == "__main__":
