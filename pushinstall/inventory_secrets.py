@@ -49,6 +49,9 @@ class SecretRef(Secret):
             except OSError as error:
                 raise InputError(f"cannot read secret file '{self.target}' for '{self.var}': "
                                  f"{error.strerror}", self.location, "a readable file") from None
+            except UnicodeDecodeError:
+                raise InputError(f"secret file '{self.target}' for '{self.var}' is not UTF-8 "
+                                 "text", self.location, "a UTF-8 text file") from None
             value = value.rstrip("\r\n")
         else:
             value = _prompt(self.var, self.location)

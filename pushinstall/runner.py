@@ -26,7 +26,20 @@ SHIPPED_PLAYBOOK = "asr-mobility.yml"
 
 
 def build_sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
-    """Console, the run's own JSONL log, `--jsonl`, `--report-dir` files, and the history."""
+    """Console, the run's own JSONL log, `--jsonl`, `--report-dir` files, and the history.
+
+    A log, report or state folder that cannot be written is invalid input (exit 5), found
+    before any host is touched rather than lost at the end."""
+    try:
+        return _sinks(run_id, options)
+    except OSError as error:
+        from pushinstall.inventory_limit import COMMAND_LINE
+
+        raise InputError(f"cannot write '{error.filename}': {error.strerror}", COMMAND_LINE,
+                         "a writable --jsonl, --report-dir and PUSHINSTALL_STATE_DIR") from None
+
+
+def _sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
     from pushinstall.report.files import ReportFiles
     from pushinstall.report.history import History, history_path
 
@@ -38,7 +51,9 @@ def build_sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
     if options.get("jsonl_path"):
         sinks.append(JsonlSink(options["jsonl_path"]))
     if options.get("report_dir"):
+        Path(options["report_dir"]).mkdir(parents=True, exist_ok=True)
         sinks.append(ReportFiles(options["report_dir"]))
+    state.mkdir(parents=True, exist_ok=True)
     sinks.append(History(history_path(state)))
     return sinks
 
@@ -142,6 +157,9 @@ def _install_host(options: dict[str, Any]) -> Host:
     except OSError as error:
         raise InputError(f"--passphrase-file: cannot read {passphrase_path}: {error.strerror}",
                          COMMAND_LINE, "a readable file holding the passphrase") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--passphrase-file: {passphrase_path} is not UTF-8 text",
+                         COMMAND_LINE, "a UTF-8 text file holding the passphrase") from None
     if not passphrase:
         raise InputError(f"--passphrase-file: {passphrase_path} is empty", COMMAND_LINE,
                          "a file holding the passphrase")

@@ -193,6 +193,10 @@ class Renderer:
         except TemplateError as error:
             raise InputError(f"template error in '{_short(text)}'{used_by}: {error.message}",
                              location, "a template that renders") from None
+        except Exception as error:  # 1/0, 1 + "a" ...: values are not echoed (secrets)
+            raise InputError(f"template error in '{_short(text)}'{used_by}: "
+                             f"{type(error).__name__}", location,
+                             "a template that renders") from None
         if isinstance(result, Secret):
             return result
         if any(holds_secret(v) for v in context.values()):
