@@ -1,8 +1,9 @@
-"""Small helpers every lab module uses: the op error to raise, and the clock."""
+"""Small helpers every lab module uses: the op error to raise, the clock, traffic counters."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import NoReturn
 
 from pushinstall.errors import RemoteOpFailed
@@ -29,3 +30,13 @@ def now_iso() -> str:
 def parse_iso(text: str) -> dt.datetime:
     """Inverse of `iso`."""
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+@dataclass
+class HostCounters:
+    """Traffic one lab host has seen on an endpoint's ports (WS-Man or SSH), for benchmarks."""
+
+    connections: int = 0
+    requests: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0

@@ -61,6 +61,7 @@ import asyncssh
 
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.inventory import Host
+from pushinstall.lab.common import HostCounters
 from pushinstall.remote import ops
 from pushinstall.secret import Secret
 from pushinstall.transports.ssh import POWERSHELL_COMMAND, LoopThread, split_stdin_script
@@ -102,16 +103,6 @@ class LabHostLike(Protocol):
     def refuses_connect(self) -> bool: ...
 
     def import_file(self, path: str, data: bytes) -> None: ...
-
-
-@dataclass
-class HostCounters:
-    """Traffic one host has seen on the SSH endpoint."""
-
-    connections: int = 0
-    requests: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
 
 
 @dataclass

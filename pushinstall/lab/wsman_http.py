@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pushinstall.lab import wsman_soap as soap
+from pushinstall.lab.common import HostCounters
 from pushinstall.lab.wsman import WSManService
 from pushinstall.lab.wsman_auth import CHALLENGE_HEADERS, ENCRYPTED_TYPE, ConnectionAuth
 from pushinstall.lab.wsman_shells import LabHostLike, Reply
@@ -30,16 +31,6 @@ from pushinstall.lab.wsman_shells import LabHostLike, Reply
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-
-
-@dataclass
-class HostCounters:
-    """Traffic one host has seen on its WS-Man ports (for benchmarks)."""
-
-    connections: int = 0
-    requests: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
 
 
 @dataclass
