@@ -56,7 +56,7 @@ def one_pass(count: int, forks: int, latency_ms: float, profile: str | None,
     (label, wall, calls/host, totals, exit code, process CPU seconds) for each."""
     from pushinstall.engine import RunOptions, run_fleet
     from pushinstall.inventory import load_inventory, select_hosts
-    from pushinstall.lab import lab_host
+    from pushinstall.lab import flush_all, lab_host
     from pushinstall.playbook import load_playbook
     from pushinstall.runner import resolve_run_secrets
     from pushinstall.transports.lab import LabTransport
@@ -87,6 +87,7 @@ def one_pass(count: int, forks: int, latency_ms: float, profile: str | None,
                 profiler.dump_stats(profile)
             calls = sum(len(lab.op_log) for lab in labs) / max(len(fleet), 1)
             out.append((label, wall, calls, summary.totals, summary.exit_code, cpu))
+        flush_all()  # before the state dir goes
     return out
 
 

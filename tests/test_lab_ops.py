@@ -288,6 +288,7 @@ def test_write_secret_never_answers_its_content() -> None:
                content="hunter2-passphrase") == {"changed": False}
     assert transport.lab.state.fs.entry("C:\\Temp\\p.txt")["secret"] is True
     assert "hunter2" not in repr(transport.lab.calls)
+    transport.lab.flush()
     state_text = transport.lab.path.read_text(encoding="utf-8")
     assert "hunter2" not in state_text  # only in the simulated disk's blob, like a real disk
 

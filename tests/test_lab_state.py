@@ -14,7 +14,7 @@ import pytest
 
 from pushinstall.errors import AuthenticationFailed, InputError, Unreachable
 from pushinstall.inventory import Host
-from pushinstall.lab import LabHost, catalog, default_state_dir, lab_host, reset_lab
+from pushinstall.lab import LabHost, catalog, default_state_dir, flush_all, lab_host, reset_lab
 from pushinstall.remote import ops
 from pushinstall.transports.lab import LabTransport
 
@@ -44,6 +44,8 @@ def test_a_second_process_sees_what_the_first_did(state_dir: Path) -> None:
     ask(first, "set_registry", key="HKLM:\\SOFTWARE\\Contoso", name="Ran", value="yes",
         type="String")
     ask(first, "reboot")
+    assert not (state_dir / "lab" / "db01.json").exists()  # write-behind: saved soon, not now
+    first.flush()
     assert (state_dir / "lab" / "db01.json").is_file()
     # a new object stands for a new process: same vars, but the state file wins
     second = LabHost("db01", {"pending_reboot": True, "reboot_seconds": 0}, state_dir)
@@ -51,6 +53,7 @@ def test_a_second_process_sees_what_the_first_did(state_dir: Path) -> None:
         {"id": "r", "kind": "registry", "key": "HKLM:\\SOFTWARE\\Contoso", "name": "Ran"}])
     assert facts["r"]["value"] == "yes"
     assert pending(second) is False
+    second.flush()
     assert json.loads((state_dir / "lab" / "db01.json").read_text())["op_log"] == [
         "set_registry", "reboot", "facts", "facts"]
     assert reset_lab(state_dir, ["db01"]) == 1
@@ -61,6 +64,7 @@ def test_changes_from_another_process_are_read_before_the_next_call(state_dir: P
     mine = LabHost("app01", {}, state_dir)
     theirs = LabHost("app01", {}, state_dir)
     ask(theirs, "ensure_directory", path="C:\\Theirs")
+    theirs.flush()
     facts = ask(mine, "facts", queries=[{"id": "d", "kind": "file", "path": "C:\\Theirs"}])
     assert facts["d"]["is_directory"] is True
     assert not list((state_dir / "lab").glob("*.tmp"))
@@ -77,7 +81,8 @@ def test_one_shared_host_per_state_dir_and_name(state_dir: Path, tmp_path: Path)
 def test_reset_all_hosts_also_resets_shared_objects(state_dir: Path) -> None:
     shared = lab_host("r1", {"pending_reboot": True, "reboot_seconds": 0})
     ask(shared, "reboot")
-    LabHost("r2", {}, state_dir)
+    ask(LabHost("r2", {}, state_dir), "reboot")
+    flush_all()
     assert reset_lab(state_dir) == 2
     assert pending(shared) is True
     assert reset_lab(state_dir, ["never-existed"]) == 0
@@ -88,8 +93,9 @@ def test_cli_lab_reset(state_dir: Path) -> None:
 
     from pushinstall.cli import cli
 
-    LabHost("c1", {}, state_dir)
-    LabHost("c2", {}, state_dir)
+    for name in ("c1", "c2"):
+        ask(LabHost(name, {}, state_dir), "ensure_directory", path="C:\\Temp")
+    flush_all()
     result = CliRunner().invoke(cli, ["lab", "reset", "--host", "c1"])
     assert result.exit_code == 0 and "reset 1 lab hosts" in result.output
     assert not (state_dir / "lab" / "c1.json").exists()
@@ -122,6 +128,7 @@ def test_concurrent_calls_on_one_host_are_serialized(state_dir: Path) -> None:
     for thread in threads:
         thread.join()
     assert host.generation == start + 20
+    host.flush()
     saved = LabHost("busy01", {}, state_dir)
     values = saved.state.registry.keys["hklm\\software\\busy"]["values"]
     assert sorted(int(v["value"]) for v in values.values()) == list(range(20))
@@ -183,3 +190,49 @@ def test_catalog_hashes_are_stable_and_identify_programs() -> None:
     assert catalog.identify(b"MZ\x90\x00") is None
     with pytest.raises(KeyError):
         catalog.sha256_of("\\\\labshare\\asr\\nope.exe")
+
+
+def test_counted_changes_agree_with_comparing_the_whole_state(
+        state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generation comes from counting changes (cheap), not from comparing the whole state
+    before and after each call (what it replaced): over the ASR playbook on hosts that install,
+    reboot, fail, upgrade and are already done, plus a rerun and hand-made drift, both must
+    say the same for every call."""
+    from test_engine_kit import asr_playbook, lab_fleet, run
+
+    original = LabHost.handle
+    disagreements: list[tuple[str, Any, bool]] = []
+    calls = 0
+
+    def whole(host: LabHost) -> str:
+        return json.dumps({k: v for k, v in host.state.data.items() if k != "generation"},
+                          sort_keys=True)
+
+    def compared(self: LabHost, request: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        generation, before = self.generation, whole(self)
+        answer = original(self, request)
+        changed = whole(self) != before
+        calls += 1
+        if changed != (self.generation != generation):
+            disagreements.append((self.name, request.get("op"), changed))
+        return answer
+
+    monkeypatch.setattr(LabHost, "handle", compared)
+    faults = {1: {"pending_reboot": True, "reboot_seconds": 0},
+              2: {"installer_exit_code": 14},
+              3: {"installed_version": "9.60.0.0"},
+              4: {"registered_to": "10.0.0.115"},
+              5: {"service_stops_after_start": ["svagents"]}}
+    fleet = lab_fleet(tmp_path, 6, faults)
+    playbook = asr_playbook(tmp_path)
+    run(fleet, playbook, forks=3)
+    run(fleet, playbook, forks=3)
+    ask(lab_host("web000"), "set_service", name="svagents", state="stopped")
+    ask(lab_host("web000"), "set_registry", key="HKLM:\\SOFTWARE\\X", name="Y", value="z",
+        type="String")
+    ask(lab_host("web000"), "set_registry", key="HKLM:\\SOFTWARE\\X", name="Y", value="z",
+        type="String")
+    run(fleet, playbook, forks=3, mode="check")
+    run(fleet, playbook, forks=3)
+    assert calls > 100 and disagreements == []

@@ -2,7 +2,8 @@
 
 `LabHost` is one host; `lab_host` shares one object per (state dir, name) in a process, so
 every transport and endpoint of a run sees the same machine. State lives under
-`<state dir>/lab/`; `reset_lab` starts hosts fresh. docs/lab.md lists the `lab:` host vars.
+`<state dir>/lab/`, saved write-behind (`flush_all` saves now); `reset_lab` starts hosts
+fresh. docs/lab.md lists the `lab:` host vars.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pushinstall.lab.host import LabHost, state_file
+from pushinstall.lab.host import LabHost, flush_all, state_file
 from pushinstall.paths import state_dir
 
 _HOSTS: dict[tuple[Path, str], LabHost] = {}
 _HOSTS_LOCK = threading.Lock()
+_RESOLVED: dict[Path, Path] = {}
 
 
 def default_state_dir() -> Path:
@@ -28,8 +30,11 @@ def lab_host(name: str, lab_vars: dict[str, Any] | None = None,
              state_dir: Path | None = None) -> LabHost:
     """The process's one LabHost for (state dir, name); its per-call settings are refreshed
     from `lab_vars`, its starting state is what the state file holds."""
-    directory = (state_dir or default_state_dir()).resolve()
+    given = state_dir or default_state_dir()
     with _HOSTS_LOCK:
+        directory = _RESOLVED.get(given)
+        if directory is None:
+            directory = _RESOLVED[given] = given.resolve()
         host = _HOSTS.get((directory, name))
         if host is None:
             host = _HOSTS[(directory, name)] = LabHost(name, lab_vars, directory)
@@ -62,4 +67,4 @@ def reset_lab(state_dir: Path, names: list[str] | None = None) -> int:
     return count
 
 
-__all__ = ["LabHost", "default_state_dir", "lab_host", "reset_lab"]
+__all__ = ["LabHost", "default_state_dir", "flush_all", "lab_host", "reset_lab"]

@@ -1,20 +1,21 @@
 """The simulated file system of one lab host: drive C: only, case-insensitive Windows paths.
 
 Metadata (paths, sizes, hashes, timestamps, the secret ACL flag) lives in the host's state;
-contents live in a blob directory beside the state file, one blob per file, so a pushed 20 MB
-installer is written once and chunks land at their offsets. Free space is accounted: writing
-more than is free raises an op error `DiskFull`, removing a file gives its space back.
+contents live in a `BlobStore` (one blob per file, kept beside the state file once saved), so
+chunks of a pushed installer land at their offsets. Free space is accounted: writing more than
+is free raises an op error `DiskFull`, removing a file gives its space back. `changes` counts
+the calls of this object that changed something (the host's generation is derived from it).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ntpath
 import re
-import uuid
-from pathlib import Path
 from typing import Any
 
+from pushinstall.lab.blobs import BlobStore
 from pushinstall.lab.common import fail, now_iso
 
 _ILLEGAL = re.compile(r'[\x00-\x1f"<>|]')
@@ -22,6 +23,7 @@ _DRIVE_PATH = re.compile(r"^[A-Za-z]:\\")
 CWD = "C:\\Users\\Administrator\\Documents"
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize(path: str) -> str:
     """The absolute, normalized form of a local Windows path, as .NET's GetFullPath gives it.
 
@@ -51,13 +53,14 @@ def parent_of(path: str) -> str | None:
 
 
 class FileSystem:
-    """Directories and files of drive C:, contents in `blob_dir`."""
+    """Directories and files of drive C:, contents in `blobs`."""
 
-    def __init__(self, data: dict[str, Any], blob_dir: Path) -> None:
+    def __init__(self, data: dict[str, Any], blobs: BlobStore) -> None:
         # data: {"dirs": {lower: {"path", "modified"}}, "files": {lower: entry},
-        #        "free_bytes": int, "total_bytes": int}
+        #        "free_bytes": int, "total_bytes": int, "next_blob": int}
         self.data = data
-        self.blob_dir = blob_dir
+        self.blobs = blobs
+        self.changes = 0
 
     @property
     def dirs(self) -> dict[str, dict[str, Any]]:
@@ -91,7 +94,7 @@ class FileSystem:
         entry = self.entry(path)
         if entry is None:
             fail("NotFound", f"Could not find file '{normalize(path)}'.")
-        return (self.blob_dir / entry["blob"]).read_bytes()
+        return self.blobs.get(entry["blob"])
 
     def size(self, path: str) -> int:
         """A file's size; NotFound when missing."""
@@ -140,6 +143,7 @@ class FileSystem:
         for directory in reversed(missing):
             self.dirs[directory.lower()] = {"path": directory, "modified": now_iso()}
             created = True
+        self.changes += created
         return created
 
     def _need_parent(self, full: str) -> None:
@@ -151,6 +155,7 @@ class FileSystem:
         if delta > self.data["free_bytes"]:
             fail("DiskFull", "There is not enough space on the disk.")
         self.data["free_bytes"] -= delta
+        self.changes += delta != 0
 
     def write(self, path: str, content: bytes, secret: bool = False) -> dict[str, Any]:
         """Create or replace a file (its parent must exist); returns its metadata."""
@@ -161,15 +166,17 @@ class FileSystem:
         self._need_parent(full)
         old = self.files.get(full.lower())
         self._charge(len(content) - (old["size"] if old else 0))
-        blob = uuid.uuid4().hex
-        self.blob_dir.mkdir(parents=True, exist_ok=True)
-        (self.blob_dir / blob).write_bytes(content)
+        serial = int(self.data.get("next_blob", 0))
+        self.data["next_blob"] = serial + 1
+        blob = f"b{serial:06d}"
+        self.blobs.put(blob, content)
         if old is not None:
-            (self.blob_dir / old["blob"]).unlink(missing_ok=True)
+            self.blobs.drop(old["blob"])
         entry = {"path": old["path"] if old else full, "blob": blob, "size": len(content),
                  "sha256": hashlib.sha256(content).hexdigest(), "modified": now_iso(),
                  "secret": secret}
         self.files[full.lower()] = entry
+        self.changes += 1
         return entry
 
     def write_at(self, path: str, offset: int, data: bytes) -> int:
@@ -179,13 +186,9 @@ class FileSystem:
             fail("NotFound", f"Could not find file '{normalize(path)}'.")
         new_size = max(entry["size"], offset + len(data))
         self._charge(new_size - entry["size"])
-        with open(self.blob_dir / entry["blob"], "r+b") as handle:
-            if offset > entry["size"]:
-                handle.seek(entry["size"])
-                handle.write(b"\0" * (offset - entry["size"]))
-            handle.seek(offset)
-            handle.write(data)
+        self.blobs.write_at(entry["blob"], offset, data, new_size)
         entry.update(size=new_size, sha256=None, modified=now_iso())
+        self.changes += 1
         return new_size
 
     def remove(self, path: str) -> bool:
@@ -193,8 +196,9 @@ class FileSystem:
         entry = self.files.pop(normalize(path).lower(), None)
         if entry is None:
             return False
-        (self.blob_dir / entry["blob"]).unlink(missing_ok=True)
+        self.blobs.drop(entry["blob"])
         self.data["free_bytes"] += entry["size"]
+        self.changes += 1
         return True
 
     def move(self, source: str, destination: str) -> None:
@@ -206,6 +210,7 @@ class FileSystem:
             self.remove(full)
         entry["path"] = full  # File.Move keeps the last write time
         self.files[full.lower()] = entry
+        self.changes += 1
 
     def reserve(self, size: int) -> None:
         """Take `size` bytes of free space (installed programs' footprint); negative returns."""

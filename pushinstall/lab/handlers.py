@@ -263,7 +263,8 @@ def set_service(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
     status = record["status"]
     wanted = {"running": "Running", "stopped": "Stopped"}.get(args.get("state") or "")
     if wanted == "Stopped" and status != "Stopped":
-        record["status"] = status = "Stopped"
+        state.set_status(record, "Stopped")
+        status = "Stopped"
         changed = True
     elif wanted == "Running" and status != "Running":
         timeout = args.get("timeout_s") or 60

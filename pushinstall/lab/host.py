@@ -1,13 +1,18 @@
 """`LabHost`: one simulated Windows host that answers the op protocol (docs/ops.md).
 
-State persists in `<state dir>/lab/<host>.json` (file contents in `<host>.files/`), written
-atomically after every call, so a later run, a `check`, or another process serving the same
-state dir sees what earlier calls did; a state file changed by someone else (`pushinstall lab
-reset`, another process) is read again before the next call.
+State persists in `<state dir>/lab/<host>.json` (file contents in `<host>.files/`). Saving is
+write-behind: a call changes the machine in memory and marks the host dirty; the process's
+flusher saves dirty hosts every `FLUSH_SECONDS` and at exit (`LabHost.flush` saves one now), so
+a later run, a `check`, or another process serving the same state dir sees what earlier calls
+did. A process killed outright loses at most the last `FLUSH_SECONDS` of simulated changes.
+A state file changed by someone else (`pushinstall lab reset`, another process) is read again
+before the next call, and wins over changes not yet saved. A host that never answered a call
+has no file: its vars make the same fresh machine again.
 """
 
 from __future__ import annotations
 
+import atexit
 import binascii
 import copy
 import datetime as dt
@@ -34,6 +39,7 @@ from pushinstall.secret import MASK
 
 log = logging.getLogger(__name__)
 OP_LOG_LIMIT = 1000
+FLUSH_SECONDS = 2.0
 _LINE = re.compile(r"^\s*Invoke-PushinstallOp -Request '([A-Za-z0-9+/]*={0,2})'\s*$")
 
 
@@ -44,16 +50,65 @@ def state_file(state_dir: Path, name: str) -> Path:
 
 
 def _masked(req: dict[str, Any]) -> dict[str, Any]:
-    """A request as the op log keeps it: secret values replaced by the mask."""
-    shown = copy.deepcopy(req)
-    args: dict[str, Any] = shown["args"] if isinstance(shown.get("args"), dict) else {}
-    if shown.get("op") == "write_secret" and "content" in args:
-        args["content"] = MASK
+    """A request as the op log keeps it: secret values replaced by the mask (the parts that
+    hold none are shared with the request, which nobody changes once sent)."""
+    args = req.get("args")
+    if not isinstance(args, dict):
+        return req
+    shown = dict(args)
+    if req.get("op") == "write_secret" and "content" in args:
+        shown["content"] = MASK
     if isinstance(args.get("credential"), dict):
-        args["credential"] = {**args["credential"], "password": MASK}
-    if shown.get("op") == "batch" and isinstance(args.get("requests"), list):
-        args["requests"] = [_masked(r) if isinstance(r, dict) else r for r in args["requests"]]
-    return shown
+        shown["credential"] = {**args["credential"], "password": MASK}
+    if req.get("op") == "batch" and isinstance(args.get("requests"), list):
+        shown["requests"] = [_masked(r) if isinstance(r, dict) else r for r in args["requests"]]
+    return {**req, "args": shown}
+
+
+class _Flusher:
+    """Saves the process's dirty lab hosts every `FLUSH_SECONDS` (one daemon thread) and at
+    interpreter exit."""
+
+    def __init__(self) -> None:
+        self._dirty: set[LabHost] = set()
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def mark(self, host: LabHost) -> None:
+        """`host` has changes to save."""
+        with self._lock:
+            self._dirty.add(host)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="pushinstall-lab-flush",
+                                                daemon=True)
+                self._thread.start()
+                atexit.register(self.flush_all)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            self.flush_all()
+
+    def flush_all(self) -> None:
+        """Save every dirty host now; returns when all are saved (also those the flusher
+        thread had already taken)."""
+        with self._flushing:
+            with self._lock:
+                hosts, self._dirty = self._dirty, set()
+            for host in hosts:
+                try:
+                    host.flush()
+                except OSError as exc:  # a state dir removed under us: nothing left to keep
+                    log.debug("%s: lab state not saved: %s", host.name, exc)
+
+
+_FLUSHER = _Flusher()
+
+
+def flush_all() -> None:
+    """Save every lab host of this process that has unsaved changes, now."""
+    _FLUSHER.flush_all()
 
 
 class LabHost:
@@ -69,6 +124,7 @@ class LabHost:
 
         self.name = name
         self.lab = parse_lab_vars(lab_vars)
+        self._vars = copy.deepcopy(lab_vars)
         self.path = state_file(state_dir or default_state_dir(), name)
         self.blob_dir = self.path.with_suffix(".files")
         self.op_log: list[str] = []
@@ -77,13 +133,14 @@ class LabHost:
         self._http_503_left = self.lab.http_503
         self._connects = 0
         self._seen: tuple[int, int] | None = None
-        self._text: str | None = None    # the state as last saved (see `_dumps`)
+        self._dirty = False
         self.state = self._load()
 
     # ------------------------------------------------------------ persistence
 
     def _load(self) -> HostState:
-        self._text = None
+        """The saved machine, or a fresh one (not saved until it answers a call)."""
+        self._dirty = False
         try:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
             state = HostState(saved["state"], self.blob_dir)
@@ -92,8 +149,6 @@ class LabHost:
             shutil.rmtree(self.blob_dir, ignore_errors=True)
             state = fresh_state(self.name, self.lab, self.blob_dir)
             self._history = []
-            self.state = state
-            self._save()
         self._stamp()
         return state
 
@@ -104,28 +159,42 @@ class LabHost:
         except FileNotFoundError:
             self._seen = None
 
-    def _dumps(self) -> str:
-        return json.dumps(self.state.data, ensure_ascii=False, sort_keys=True)
-
-    def _save(self, text: str | None = None) -> None:
-        """Write the state (`text`: its `_dumps`, when the caller has it) and the op log."""
+    def _save(self) -> None:
+        """Write the file contents, then the state and the op log (atomically), then delete
+        the contents of removed files."""
+        self.state.blobs.flush_new()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = self.path.with_name(f"{self.path.name}.{threading.get_ident()}.tmp")
-        self._text = text if text is not None else self._dumps()
-        history = json.dumps(self._history[-OP_LOG_LIMIT:], ensure_ascii=False)
-        temp.write_text(f'{{"state": {self._text}, "op_log": {history}}}', encoding="utf-8")
+        saved = {"state": self.state.data, "op_log": self._history[-OP_LOG_LIMIT:]}
+        temp.write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
         os.replace(temp, self.path)
         self._stamp()
+        self.state.blobs.flush_dropped()
+        self._dirty = False
 
-    def _sync(self) -> None:
-        """Read the state file again when someone else changed or removed it."""
+    def _touch(self) -> None:
+        if not self._dirty:
+            self._dirty = True
+            _FLUSHER.mark(self)
+
+    def flush(self) -> None:
+        """Save now what calls changed (the flusher does it every `FLUSH_SECONDS`); a file
+        changed by someone else meanwhile wins."""
+        with self._lock:
+            if not self._sync() and self._dirty:
+                self._save()
+
+    def _sync(self) -> bool:
+        """Read the state file again when someone else changed or removed it (True then)."""
         try:
             stat = self.path.stat()
             now: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
             now = None
-        if now != self._seen:
-            self.state = self._load()
+        if now == self._seen:
+            return False
+        self.state = self._load()
+        return True
 
     def reset(self) -> None:
         """Start fresh: forget every change (`pushinstall lab reset`)."""
@@ -147,7 +216,9 @@ class LabHost:
 
     def update_vars(self, lab_vars: dict[str, Any] | None) -> None:
         """Take new per-call settings (the starting state is kept)."""
-        self.lab = parse_lab_vars(lab_vars)
+        if lab_vars != self._vars:
+            self.lab = parse_lab_vars(lab_vars)
+            self._vars = copy.deepcopy(lab_vars)
 
     def connection_fault(self) -> str | None:
         """`"unreachable"`, `"bad_credentials"` or None: what a connection attempt meets."""
@@ -183,36 +254,33 @@ class LabHost:
     def restart(self) -> None:
         """Restart now: dark for `reboot_seconds`, then a new boot time, the pending signals
         cleared, and services started by their start mode (with their faults)."""
-        data = self.state.data
+        state = self.state
         back = time.time() + self.lab.reboot_seconds
-        data["dark_until"] = back
-        old = parse_iso(data["boot_time"])
+        state.put("dark_until", back)
+        old = parse_iso(state.data["boot_time"])
         new = dt.datetime.fromtimestamp(math.ceil(back), dt.timezone.utc)
-        data["boot_time"] = iso(max(new, old + dt.timedelta(seconds=1)))
-        self.state.clear_pending()
-        for record in self.state.services.values():
-            record["status"] = "Stopped"
-            if self.state.start_mode(record["name"]) in ("Automatic", "AutomaticDelayed"):
-                products.start_service(self.state, self.lab, record["name"])
+        state.put("boot_time", iso(max(new, old + dt.timedelta(seconds=1))))
+        state.clear_pending()
+        for record in state.services.values():
+            state.set_status(record, "Stopped")
+            if state.start_mode(record["name"]) in ("Automatic", "AutomaticDelayed"):
+                products.start_service(state, self.lab, record["name"])
 
     # ------------------------------------------------------------ the protocol
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Answer one request dict with an answer dict; state is saved after the call."""
+        """Answer one request dict with an answer dict; the host is saved soon after."""
         with self._lock:
             self._sync()
             op = request.get("op") if isinstance(request, dict) else None
             self.op_log.append(str(op))
             self.calls.append(_masked(request) if isinstance(request, dict) else {})
             self._history.append(str(op))
-            # one serialisation per call tells whether it changed the machine (and is saved)
-            before = self._text if self._text is not None else self._dumps()
+            before = self.state.changes
             answer = self._dispatch(request)
-            after = self._dumps()
-            if after != before:
+            if self.state.changes != before:
                 self.state.data["generation"] += 1
-                after = self._dumps()
-            self._save(after)
+            self._touch()
             return answer
 
     def _dispatch(self, request: Any) -> dict[str, Any]:
@@ -273,7 +341,7 @@ class LabHost:
             self._sync()
             self.state.fs.write(path, data)
             self.state.data["generation"] += 1
-            self._save()
+            self._touch()
 
     def file_content(self, path: str) -> bytes:
         """A file's content on the host (for tests and the wire endpoints)."""

@@ -52,7 +52,7 @@ def start_service(state: HostState, lab: LabVars, name: str) -> str:
         return record["status"]
     crashing = {s.lower() for s in lab.service_stops_after_start}
     crashes = record["name"].lower() in crashing or record["display_name"].lower() in crashing
-    record["status"] = "Stopped" if crashes else "Running"
+    state.set_status(record, "Stopped" if crashes else "Running")
     return "Running"
 
 

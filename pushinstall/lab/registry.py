@@ -3,10 +3,12 @@
 One store holds every key by its 64-bit path. The 32-bit view is WOW64 redirection as Windows
 does it: `HKLM\\SOFTWARE\\X` read in view "32" is `HKLM\\SOFTWARE\\WOW6432Node\\X`. Values are
 kept in their JSON form (docs/ops.md: strings, integers, lists of strings, base64 for Binary).
+`changes` counts the calls that changed something (the host's generation is derived from it).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -23,6 +25,7 @@ class RegistryError(ValueError):
     """A key path that names no hive."""
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_key(path: str, view: str = "64") -> str:
     """`HKLM\\Sub\\Key` for any accepted spelling of `path`, WOW64-redirected for view "32"."""
     match = _KEY.match(path)
@@ -42,6 +45,7 @@ class Registry:
 
     def __init__(self, keys: dict[str, Any] | None = None) -> None:
         self.keys: dict[str, dict[str, Any]] = keys if keys is not None else {}
+        self.changes = 0
 
     def key_exists(self, path: str, view: str = "64") -> bool:
         """True when the key exists (a hive root always does)."""
@@ -55,7 +59,11 @@ class Registry:
         entry: dict[str, Any] = {}
         for end in range(2, len(parts) + 1):
             sub = "\\".join(parts[:end])
-            entry = self.keys.setdefault(sub.lower(), {"path": sub, "values": {}})
+            found = self.keys.get(sub.lower())
+            if found is None:
+                found = self.keys[sub.lower()] = {"path": sub, "values": {}}
+                self.changes += 1
+            entry = found
         return entry
 
     def get(self, path: str, name: str, view: str = "64") -> dict[str, Any] | None:
@@ -79,12 +87,15 @@ class Registry:
             return False
         entry["values"][name.lower()] = {"name": name if old is None else old["name"],
                                          "type": kind, "value": value}
+        self.changes += 1
         return True
 
     def delete_value(self, path: str, name: str, view: str = "64") -> bool:
         """Remove a value; True when it existed."""
         entry = self.keys.get(canonical_key(path, view).lower())
-        return entry is not None and entry["values"].pop(name.lower(), None) is not None
+        removed = entry is not None and entry["values"].pop(name.lower(), None) is not None
+        self.changes += removed
+        return removed
 
     def delete_key(self, path: str, view: str = "64") -> bool:
         """Remove a key and its subkeys; True when it existed."""
@@ -92,6 +103,7 @@ class Registry:
         doomed = [k for k in self.keys if k == key or k.startswith(key + "\\")]
         for k in doomed:
             del self.keys[k]
+        self.changes += bool(doomed)
         return bool(doomed)
 
     def subkeys(self, path: str, view: str = "64") -> list[str]:

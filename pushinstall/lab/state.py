@@ -1,8 +1,12 @@
 """One lab host's machine state, and the Windows rules that read it the way agent.ps1 does.
 
 The state is one JSON-able dict (`HostState.data`), saved to `<state dir>/lab/<host>.json`
-(file contents in `<host>.files/`). Like agent.ps1, the lab derives facts from where Windows
-keeps them, so there is one source for each: a service's start mode from
+(file contents in `<host>.files/`, through a `BlobStore`). Every change goes through a method
+here, the registry's or the file system's, which count them (`changes`), so the host knows
+whether a call changed the machine without comparing the whole state.
+
+Like agent.ps1, the lab derives facts from where Windows keeps them, so there is one source for
+each: a service's start mode from
 `HKLM\\SYSTEM\\CurrentControlSet\\Services\\<name>` `Start`/`DelayedAutostart`, pending-reboot
 signals from the Session Manager, CBS, Windows Update and ComputerName keys, installed products
 from the Uninstall keys of both views. A `set_registry` that writes those places changes the
@@ -14,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pushinstall.lab.blobs import BlobStore
 from pushinstall.lab.fs import FileSystem
 from pushinstall.lab.registry import Registry
 
@@ -35,7 +40,20 @@ class HostState:
     def __init__(self, data: dict[str, Any], blob_dir: Path) -> None:
         self.data = data
         self.registry = Registry(data["registry"])
-        self.fs = FileSystem(data["fs"], blob_dir)
+        self.blobs = BlobStore(blob_dir)
+        self.fs = FileSystem(data["fs"], self.blobs)
+        self._changes = 0
+
+    @property
+    def changes(self) -> int:
+        """How many changes were made through this object (grows, never shrinks)."""
+        return self._changes + self.registry.changes + self.fs.changes
+
+    def put(self, name: str, value: Any) -> None:
+        """Set a top-level field of the machine (`boot_time`, `dark_until`)."""
+        if self.data.get(name) != value:
+            self.data[name] = value
+            self._changes += 1
 
     @property
     def services(self) -> dict[str, dict[str, Any]]:
@@ -68,12 +86,20 @@ class HostState:
         self.set_start_mode(name, start_mode)
         record = {"name": name, "display_name": display_name, "status": status}
         self.services[name.lower()] = record
+        self._changes += 1
         return record
 
     def remove_service(self, name: str) -> None:
         """Delete a service and its registry key."""
-        self.services.pop(name.lower(), None)
+        if self.services.pop(name.lower(), None) is not None:
+            self._changes += 1
         self.registry.delete_key(f"{SERVICES_KEY}\\{name}")
+
+    def set_status(self, record: dict[str, Any], status: str) -> None:
+        """A service record's status (`Running` / `Stopped`)."""
+        if record["status"] != status:
+            record["status"] = status
+            self._changes += 1
 
     def start_mode(self, name: str) -> str | None:
         """From the registry, as agent.ps1 reads it."""
