@@ -1,7 +1,9 @@
 """The fleet executor: hosts fanned out with asyncio over a thread pool, in `serial` batches.
 
 - At most `forks` hosts in flight (options beat the playbook's `settings.forks`); each host's
-  pipeline (engine_host.py) runs in a worker thread, since transports are synchronous.
+  pipeline (engine_host.py) runs in a worker thread, since transports are synchronous. With
+  `workers` > 1 those threads live in that many forked processes (engine_workers.py), so the
+  controller's CPU work per call is not bound to one core; `auto` picks one per 50 forks.
 - `serial` (a number, a percentage, or a list like `[1, 10, "25%"]`, the last size repeating)
   splits the hosts into batches run one after the other. After each batch, like Ansible: more
   than `max_fail_percentage` of the batch failed or unreachable, or any at all with
@@ -31,6 +33,7 @@ from typing import Any
 from pushinstall import events
 from pushinstall.engine_host import HostOutcome, HostPipeline, TransportFactory
 from pushinstall.engine_support import Backoff
+from pushinstall.engine_workers import WorkerPool, auto_workers
 from pushinstall.errors import EXIT_HOST_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNREACHABLE
 from pushinstall.inventory import Host
 from pushinstall.playbook import Playbook
@@ -42,13 +45,14 @@ HOST_TIMEOUT_GRACE = 30.0
 @dataclass
 class RunOptions:
     """How to run: `mode` run|check; `check_mode` (run --check) and check both change nothing
-    unless `remediate`; `forks` None means the playbook's; `diff` asks the console to show
-    each change's diff (events always carry it)."""
+    unless `remediate`; `forks` None means the playbook's; `workers` None means auto; `diff`
+    asks the console to show each change's diff (events always carry it)."""
 
     mode: str = "run"
     check_mode: bool = False
     remediate: bool = False
     forks: int | None = None
+    workers: int | None = None        # processes; None = auto (engine_workers.auto_workers)
     diff: bool = False
     verbose: int = 0
     extra_vars: dict[str, Any] = field(default_factory=dict)
@@ -164,27 +168,35 @@ class _Fleet:
         self.factory = factory
         self.interrupt = interrupt
         self.forks = max(1, options.forks or playbook.settings.forks)
+        self.workers = max(1, options.workers if options.workers is not None
+                           else auto_workers(self.forks, len(hosts)))
         self.outcomes: dict[str, HostOutcome] = {}
+        self.done = threading.Event()
 
-    def _pipeline(self, host: Host) -> Callable[[], HostOutcome]:
+    def _pipeline(self, host: Host, emit: Callable[[events.Event], None],
+                  stop_requested: Callable[[], bool]) -> Callable[[], HostOutcome]:
         pipeline = HostPipeline(
             host, self.playbook, check=self.options.changes_nothing,
-            extra_vars=self.options.extra_vars, emit=self.bus.emit,
+            extra_vars=self.options.extra_vars, emit=emit,
             transport_factory=self.factory, backoff=self.options.backoff,
-            stop_requested=self.interrupt.flag.is_set,
+            stop_requested=stop_requested,
         )
         return pipeline.run
 
-    async def _one(self, host: Host, pool: ThreadPoolExecutor, gate: asyncio.Semaphore) -> None:
+    async def _one(self, host: Host, runner: ThreadPoolExecutor | WorkerPool,
+                   gate: asyncio.Semaphore) -> None:
         async with gate:
             if self.interrupt.flag.is_set():
                 return
-            loop = asyncio.get_running_loop()
+            if isinstance(runner, WorkerPool):
+                running = asyncio.wrap_future(runner.submit(host))
+            else:
+                running = asyncio.get_running_loop().run_in_executor(
+                    runner, self._pipeline(host, self.bus.emit, self.interrupt.flag.is_set))
             limit = self.playbook.settings.host_timeout
             try:
                 outcome = await asyncio.wait_for(
-                    loop.run_in_executor(pool, self._pipeline(host)),
-                    timeout=limit + HOST_TIMEOUT_GRACE if limit and limit > 0 else None,
+                    running, timeout=limit + HOST_TIMEOUT_GRACE if limit and limit > 0 else None,
                 )
             except asyncio.TimeoutError:
                 outcome = HostOutcome(host.name, events.FAILED,
@@ -207,19 +219,40 @@ class _Fleet:
 
     async def run(self) -> str:
         """Run every batch; return why the run stopped early ("" when it did not)."""
+        runner: ThreadPoolExecutor | WorkerPool
+        if self.workers > 1:
+            runner = WorkerPool(self.workers, self.hosts, self._pipeline, self.forks,
+                                self.bus.emit)
+            relay = threading.Thread(target=self._relay_stop, args=(runner,), daemon=True)
+            relay.start()
+        else:
+            runner = ThreadPoolExecutor(max_workers=self.forks,
+                                        thread_name_prefix="pushinstall-host")
+        with runner:
+            try:
+                return await self._batches(runner)
+            finally:
+                self.done.set()
+
+    def _relay_stop(self, pool: WorkerPool) -> None:
+        """Ctrl-C reaches the parent only (workers ignore SIGINT): pass it on."""
+        while not self.done.is_set():
+            if self.interrupt.flag.wait(0.2):
+                pool.stop()
+                return
+
+    async def _batches(self, runner: ThreadPoolExecutor | WorkerPool) -> str:
         gate = asyncio.Semaphore(self.forks)
-        with ThreadPoolExecutor(max_workers=self.forks,
-                                thread_name_prefix="pushinstall-host") as pool:
-            start = 0
-            for size in batch_sizes(self.playbook.settings.serial, len(self.hosts)):
-                batch = self.hosts[start:start + size]
-                start += size
-                await asyncio.gather(*(self._one(h, pool, gate) for h in batch))
-                if self.interrupt.flag.is_set():
-                    return "interrupted"
-                reason = self._batch_failed(batch)
-                if reason:
-                    return reason
+        start = 0
+        for size in batch_sizes(self.playbook.settings.serial, len(self.hosts)):
+            batch = self.hosts[start:start + size]
+            start += size
+            await asyncio.gather(*(self._one(h, runner, gate) for h in batch))
+            if self.interrupt.flag.is_set():
+                return "interrupted"
+            reason = self._batch_failed(batch)
+            if reason:
+                return reason
         return ""
 
 

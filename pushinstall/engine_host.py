@@ -152,16 +152,18 @@ class HostPipeline:
     def _prepare(self) -> list[_StepState]:
         from pushinstall.playbook import host_variables, render_step
         from pushinstall.resources import RESOURCE_TYPES
+        from pushinstall.templating import Renderer
 
         self.variables = host_variables(self.host, self.playbook, self.extra_vars)
         collect_secrets(self.redactor, self.variables, self.host.connection.password)
+        renderer = Renderer(self.variables)
         states = []
         for index, step in enumerate(self.playbook.steps):
             state = _StepState(index, step, module=RESOURCE_TYPES.get(step.type))
             try:
                 if state.module is None:
                     raise InputError(f"unknown resource type '{step.type}'")
-                state.args = render_step(step, self.variables)
+                state.args = render_step(step, self.variables, renderer)
                 collect_secrets(self.redactor, state.args)
                 state.probes = list(state.module.probes(state.args))
             except PushinstallError as error:

@@ -295,11 +295,14 @@ def _no_secret_in_lists(schema: tuple[Arg, ...], args: dict[str, Any], step: Ste
                              "pass secrets with secret_file")
 
 
-def render_step(step: Step, variables: dict[str, Any]) -> dict[str, Any]:
+def render_step(step: Step, variables: dict[str, Any],
+                renderer: Renderer | None = None) -> dict[str, Any]:
     """The step's arguments rendered for one host, checked again, defaults filled in, and
-    every secret argument a `Secret`. Raises `InputError` at the offending string."""
+    every secret argument a `Secret`. Raises `InputError` at the offending string. Pass the
+    same `renderer` (a `Renderer(variables)`) for every step of a host: it resolves each
+    templated variable once."""
     module = RESOURCE_TYPES[step.type]
-    rendered = Renderer(variables).render(step.args, step.location)
+    rendered = (renderer or Renderer(variables)).render(step.args, step.location)
     try:
         check_args(module.ARGS, rendered, f"'{step.type}'", step.location,
                    getattr(module, "RULES", ()))

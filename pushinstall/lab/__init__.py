@@ -8,6 +8,7 @@ fresh. docs/lab.md lists the `lab:` host vars.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -66,5 +67,16 @@ def reset_lab(state_dir: Path, names: list[str] | None = None) -> int:
         host.reset()
     return count
 
+
+def _after_fork() -> None:
+    """A forked child (an engine worker) starts with fresh locks: a lock another thread of the
+    parent held at the fork would otherwise stay held forever."""
+    global _HOSTS_LOCK
+    _HOSTS_LOCK = threading.Lock()
+    for host in _HOSTS.values():
+        host.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 __all__ = ["LabHost", "default_state_dir", "flush_all", "lab_host", "reset_lab"]

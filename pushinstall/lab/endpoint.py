@@ -22,6 +22,7 @@ import atexit
 import dataclasses
 import datetime as dt
 import ipaddress
+import os
 import shutil
 import ssl
 import tempfile
@@ -204,9 +205,20 @@ def wire_host(host: Host, state_dir: Path | None = None) -> Host:
 
 
 @atexit.register
-def _stop_endpoints() -> None:
+def stop_shared_endpoints() -> None:
+    """Stop this process's shared endpoints (at exit; a forked engine worker calls it)."""
     with _ENDPOINTS_LOCK:
         for endpoint in _ENDPOINTS.values():
             endpoint.stop()
             shutil.rmtree(endpoint.work_dir, ignore_errors=True)
         _ENDPOINTS.clear()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child the parent's endpoints are not ours: their threads did not come."""
+    global _ENDPOINTS_LOCK
+    _ENDPOINTS_LOCK = threading.Lock()
+    _ENDPOINTS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -65,6 +65,14 @@ def _masked(req: dict[str, Any]) -> dict[str, Any]:
     return {**req, "args": shown}
 
 
+def _valid(request: dict[str, Any]) -> bool:
+    try:
+        ops.validate_request(request)
+    except ValueError:
+        return False
+    return True
+
+
 class _Flusher:
     """Saves the process's dirty lab hosts every `FLUSH_SECONDS` (one daemon thread) and at
     interpreter exit."""
@@ -85,6 +93,13 @@ class _Flusher:
                 self._thread.start()
                 atexit.register(self.flush_all)
 
+    def after_fork(self) -> None:
+        """In a forked child: nothing to save yet, no thread, fresh locks."""
+        self._dirty = set()
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._thread = None
+
     def _loop(self) -> None:
         while True:
             time.sleep(FLUSH_SECONDS)
@@ -104,6 +119,7 @@ class _Flusher:
 
 
 _FLUSHER = _Flusher()
+os.register_at_fork(after_in_child=_FLUSHER.after_fork)
 
 
 def flush_all() -> None:
@@ -126,6 +142,7 @@ class LabHost:
         self.lab = parse_lab_vars(lab_vars)
         self._vars = copy.deepcopy(lab_vars)
         self.path = state_file(state_dir or default_state_dir(), name)
+        self._where = str(self.path)
         self.blob_dir = self.path.with_suffix(".files")
         self.op_log: list[str] = []
         self.calls: list[dict[str, Any]] = []
@@ -187,7 +204,7 @@ class LabHost:
     def _sync(self) -> bool:
         """Read the state file again when someone else changed or removed it (True then)."""
         try:
-            stat = self.path.stat()
+            stat = os.stat(self._where)
             now: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
             now = None
@@ -195,6 +212,11 @@ class LabHost:
             return False
         self.state = self._load()
         return True
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock; the parent saves what it had not saved yet."""
+        self._lock = threading.Lock()
+        self._dirty = False
 
     def reset(self) -> None:
         """Start fresh: forget every change (`pushinstall lab reset`)."""
@@ -301,8 +323,9 @@ class LabHost:
             if op == "batch":
                 return ops.ok([self._dispatch(inner) for inner in args["requests"]])
             if op == "facts":
-                return ops.ok({str(q.get("id")) if isinstance(q, dict) else "": self._fact(q)
-                               for q in args["queries"]})
+                whole = _valid({"op": op, "args": args})   # else each query answers its own
+                return ops.ok({str(q.get("id")) if isinstance(q, dict) else "":
+                               self._fact(q, checked=whole) for q in args["queries"]})
             return ops.ok(HANDLERS[op](self, args))
         except RemoteOpFailed as exc:
             return ops.error(exc.error_type, exc.message)
@@ -310,9 +333,10 @@ class LabHost:
             log.exception("%s: lab op %s failed", self.name, op)
             return ops.error("Exception", f"{type(exc).__name__}: {exc}")
 
-    def _fact(self, query: Any) -> dict[str, Any]:
+    def _fact(self, query: Any, checked: bool) -> dict[str, Any]:
         try:
-            ops.validate_request({"op": "facts", "args": {"queries": [query]}})
+            if not checked:
+                ops.validate_request({"op": "facts", "args": {"queries": [query]}})
             return facts.fact(self.state, self.lab, query)
         except ValueError as exc:
             return {"error": {"type": "InvalidArgument", "message": str(exc)}}

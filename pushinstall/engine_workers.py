@@ -1,0 +1,268 @@
+"""Worker processes: a fleet's hosts spread over several Python processes, as Ansible's forks.
+
+One CPython process runs Python on one core at a time. Past a few dozen hosts in flight the
+controller's own CPU per op call (templating, JSON, XML and message encryption on the wire
+transports) bounds a run, not the network. With `workers` > 1 the engine forks that many
+processes when the run starts; each runs, in its own thread pool, the host pipelines the
+parent hands it, and sends every event and each host's outcome back over a pipe. The parent
+keeps the schedule (batches, `forks` in flight, `max_fail_percentage`, the host deadline,
+Ctrl-C) exactly as with one process.
+
+Children are forked, so hosts, playbook and resolved secrets are inherited, never serialized;
+what comes back is events and outcomes, which carry no secrets (messages are redacted before an
+event is made). Children ignore SIGINT: the parent relays a stop. A child that dies fails the
+hosts it had. POSIX only (fork); elsewhere `available()` is False and the run stays in one
+process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+from pushinstall import events
+from pushinstall.engine_host import HostOutcome
+from pushinstall.inventory import Host
+
+log = logging.getLogger(__name__)
+HOSTS_PER_WORKER = 50     # `auto`: one worker per this many forks (and hosts), one per CPU
+
+# (host, emit, stop_requested) -> the host's pipeline, run in a worker thread
+PipelineMaker = Callable[[Host, Callable[[events.Event], None], Callable[[], bool]],
+                         Callable[[], HostOutcome]]
+
+
+def available() -> bool:
+    """True where worker processes can be forked."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def auto_workers(forks: int, hosts: int) -> int:
+    """How many processes `auto` picks: one per HOSTS_PER_WORKER forks and hosts, at most one
+    per CPU, at least one."""
+    if not available():
+        return 1
+    return max(1, min(os.cpu_count() or 1, forks // HOSTS_PER_WORKER,
+                      hosts // HOSTS_PER_WORKER))
+
+
+def _child_main(hosts: list[Host], make: PipelineMaker, threads: int,
+                commands: Connection, results: Connection, others: list[Connection]) -> None:
+    """A worker: run the hosts the parent names until it says end; then save the lab.
+    `others`: the parent's ends of the workers forked before, which are not ours to hold."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
+    for connection in others:
+        connection.close()
+    stop = threading.Event()
+    # host threads only queue (no lock held across a system call, no GIL convoy); one
+    # thread sends whatever has queued up as one message
+    outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+    sender = threading.Thread(target=_send_all, args=(outbox, results), daemon=True)
+    sender.start()
+    send = outbox.put
+
+    def emit(event: events.Event) -> None:
+        send(("event", event))
+
+    def job(index: int) -> None:
+        host = hosts[index]
+        try:
+            outcome = make(host, emit, stop.is_set)()
+        except BaseException as error:  # a bug fails this host, never the worker
+            outcome = HostOutcome(host.name, events.FAILED,
+                                  f"internal error: {type(error).__name__}")
+        send(("done", index, outcome))
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pushinstall-host") as pool:
+        while True:
+            try:
+                message = commands.recv()
+            except EOFError:       # the parent is gone
+                stop.set()
+                break
+            if message[0] == "host":
+                pool.submit(job, message[1])
+            elif message[0] == "stop":
+                stop.set()
+            else:                  # "end"
+                break
+    _leave()
+    send(("bye",))
+    send(None)
+    sender.join()
+
+
+def _send_all(outbox: queue.SimpleQueue[tuple[Any, ...] | None], results: Connection) -> None:
+    """Send queued messages in batches until the None that ends them."""
+    while True:
+        batch = [outbox.get()]
+        while not outbox.empty() and batch[-1] is not None:
+            batch.append(outbox.get())
+        done = batch[-1] is None
+        if done:
+            batch.pop()
+        if batch:
+            results.send(batch)
+        if done:
+            return
+
+
+def _leave() -> None:
+    """What exit handlers do in the parent, for this worker (a forked child skips them): save
+    the simulated hosts it changed, stop the lab endpoints it started."""
+    from pushinstall.lab import flush_all
+
+    flush_all()
+    for name in ("pushinstall.lab.endpoint", "pushinstall.lab.ssh_server"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.stop_shared_endpoints()
+
+
+class _Worker:
+    """The parent's handle on one child: its pipes, the hosts it has, its reader thread."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, commands: Connection,
+                 results: Connection) -> None:
+        self.process = process
+        self.commands = commands
+        self.results = results
+        self.pending: dict[int, Future[HostOutcome]] = {}
+        self.lock = threading.Lock()
+        self.reader: threading.Thread | None = None
+        self.alive = True
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self.lock:
+            self.commands.send(message)
+
+
+class WorkerPool:
+    """`count` forked workers running host pipelines; `submit` hands one host to the least
+    busy. Use as a context manager: leaving it ends the children (kills them on an error)."""
+
+    def __init__(self, count: int, hosts: list[Host], make: PipelineMaker, threads: int,
+                 emit: Callable[[events.Event], None]) -> None:
+        self.hosts = hosts
+        self.index = {host.name: i for i, host in enumerate(hosts)}
+        self.emit = emit
+        self._workers: list[_Worker] = []
+        context = multiprocessing.get_context("fork")
+        gc.freeze()    # the collector in a child need not visit (and so copy) inherited objects
+        for _ in range(count):   # all forks before any thread of ours starts
+            commands_out, commands_in = context.Pipe(duplex=False)
+            results_out, results_in = context.Pipe(duplex=False)
+            others = [c for w in self._workers for c in (w.commands, w.results)]
+            process = context.Process(
+                target=_child_main, name="pushinstall-worker", daemon=True,
+                args=(hosts, make, max(1, math.ceil(threads / count)), commands_out,
+                      results_in, others))
+            process.start()
+            commands_out.close()
+            results_in.close()
+            self._workers.append(_Worker(process, commands_in, results_out))
+        gc.unfreeze()
+        for worker in self._workers:
+            worker.reader = threading.Thread(target=self._read, args=(worker,), daemon=True,
+                                             name="pushinstall-worker-reader")
+            worker.reader.start()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        self.close(kill=kind is not None)
+
+    def submit(self, host: Host) -> Future[HostOutcome]:
+        """Run `host`'s pipeline in the worker with the fewest hosts in flight."""
+        future: Future[HostOutcome] = Future()
+        future.set_running_or_notify_cancel()
+        index = self.index[host.name]
+        alive = [w for w in self._workers if w.alive]
+        if not alive:
+            return _failed(host.name, "no engine worker process is left", self.emit)
+        worker = min(alive, key=lambda w: len(w.pending))
+        with worker.lock:
+            worker.pending[index] = future
+        try:
+            worker.send(("host", index))
+        except OSError:
+            self._fail(worker, index, "the worker process is gone")
+        return future
+
+    def stop(self) -> None:
+        """Ctrl-C: hosts in flight stop after their current step."""
+        for worker in self._workers:
+            with contextlib.suppress(OSError):
+                worker.send(("stop",))
+
+    def close(self, kill: bool = False) -> None:
+        """End every worker (after the hosts it has) and wait for it; `kill` does not wait."""
+        for worker in self._workers:
+            if kill:
+                worker.process.kill()
+                continue
+            with contextlib.suppress(OSError):
+                worker.send(("end",))
+        for worker in self._workers:
+            worker.process.join()
+            if worker.reader is not None:
+                worker.reader.join()
+            worker.commands.close()
+            worker.results.close()
+
+    def _read(self, worker: _Worker) -> None:
+        """Events to the parent's sinks, outcomes to their futures, until the child ends."""
+        ended = False
+        while not ended:
+            try:
+                batch = worker.results.recv()
+            except (EOFError, OSError):
+                break
+            for message in batch:   # in order: a host's events come before its outcome
+                if message[0] == "event":
+                    self.emit(message[1])
+                elif message[0] == "done":
+                    with worker.lock:
+                        future = worker.pending.pop(message[1], None)
+                    if future is not None:
+                        _settle(future, message[2])
+                else:                  # "bye"
+                    ended = True
+        worker.alive = False
+        worker.process.join()
+        for index in list(worker.pending):
+            self._fail(worker, index, f"the worker process ended (exit code "
+                                      f"{worker.process.exitcode}) while running this host")
+
+    def _fail(self, worker: _Worker, index: int, message: str) -> None:
+        with worker.lock:
+            future = worker.pending.pop(index, None)
+        if future is not None:
+            _settle(future, _failed(self.hosts[index].name, message, self.emit).result())
+
+
+def _failed(name: str, message: str, emit: Callable[[events.Event], None],
+            ) -> Future[HostOutcome]:
+    """A host that failed for want of a worker: its HostFinished event and outcome."""
+    emit(events.HostFinished(host=name, status=events.FAILED, message=message))
+    future: Future[HostOutcome] = Future()
+    future.set_result(HostOutcome(name, events.FAILED, message))
+    return future
+
+
+def _settle(future: Future[HostOutcome], outcome: HostOutcome) -> None:
+    with contextlib.suppress(InvalidStateError):   # the parent gave up on it (deadline)
+        future.set_result(outcome)

@@ -1,0 +1,115 @@
+"""The fleet over forked worker processes (engine_workers.py) behaves as the fleet in one
+process: same outcomes, same events, the lab hosts keep what the workers did, Ctrl-C still
+stops and summarises, a dying worker fails only its own hosts. Real pieces as in
+test_engine_kit.py; real fork, real pipes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_engine_kit import FAST, SVAGENTS, ListSink, asr_playbook, lab_fleet, run
+
+from pushinstall import events
+from pushinstall.engine import RunOptions, run_fleet
+from pushinstall.engine_workers import HOSTS_PER_WORKER, auto_workers, available
+from pushinstall.inventory import Host
+from pushinstall.lab import lab_host
+from pushinstall.transports.lab import LabTransport
+
+pytestmark = pytest.mark.skipif(not available(), reason="worker processes need fork")
+
+FAULTS: dict[int, dict[str, Any]] = {
+    2: {"unreachable": True},
+    5: {"installer_exit_code": 14},
+    7: {"pending_reboot": True, "reboot_seconds": 0.1},
+    9: {"service_stops_after_start": ["svagents"]},
+    11: {"refuse_first_connects": 1},
+}
+
+
+def shape(sink: Any) -> dict[str, Any]:
+    """What a run reported, without times and durations."""
+    steps = sorted((e.host, e.step, e.status, e.message) for e in sink.of(events.StepResult))
+    finished = sorted((e.host, e.status, e.message) for e in sink.of(events.HostFinished))
+    return {"steps": steps, "finished": finished,
+            "reboots": sorted(e.host for e in sink.of(events.RebootEvent))}
+
+
+def test_two_workers_report_exactly_what_one_process_does(tmp_path: Path) -> None:
+    playbook = asr_playbook(tmp_path)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = lab_fleet(tmp_path / "one", 16, FAULTS, prefix="one")
+    two = lab_fleet(tmp_path / "two", 16, FAULTS, prefix="two")
+    alone, alone_sink = run(one, playbook, forks=8, workers=1)
+    forked, forked_sink = run(two, playbook, forks=8, workers=2)
+
+    def renamed(value: Any) -> Any:
+        return repr(value).replace("one0", "X0").replace("two0", "X0")
+
+    assert renamed(shape(forked_sink)) == renamed(shape(alone_sink))
+    assert forked.totals == alone.totals == {events.CHANGED: 13, events.FAILED: 2,
+                                             events.UNREACHABLE: 1}
+    assert {h: o.status for h, o in forked.hosts.items()} == {
+        h.replace("one", "two"): o.status for h, o in alone.hosts.items()}
+    assert forked.hosts["two009"].steps[SVAGENTS] == events.FAILED
+    assert "lab-passphrase" not in repr(forked_sink.events) + repr(forked)
+    assert isinstance(forked_sink.events[-1], events.RunFinished)
+    # the workers saved what they did to the lab hosts: this process sees it, and a check
+    # run here finds the healthy hosts compliant
+    assert lab_host("two000").generation > 0
+    checked, _ = run(two, playbook, forks=8, workers=1, mode="check")
+    assert checked.hosts["two000"].status == events.COMPLIANT
+
+
+def test_auto_is_one_worker_per_50_forks_and_hosts_and_at_most_one_per_cpu() -> None:
+    cpus = os.cpu_count() or 1
+    assert auto_workers(50, 1000) == 1                  # the default forks: one process
+    assert auto_workers(100, 1000) == min(2, cpus)
+    assert auto_workers(400, 30) == 1                   # a small fleet stays in one process
+    assert auto_workers(10_000, 10_000) == cpus
+    assert HOSTS_PER_WORKER == 50
+
+
+def test_ctrl_c_reaches_the_workers_through_the_parent(tmp_path: Path) -> None:
+    fleet = lab_fleet(tmp_path, 40, {i: {"latency_ms": 30} for i in range(40)})
+    playbook = asr_playbook(tmp_path)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    summary, sink = run(fleet, playbook, forks=4, workers=2)
+    timer.join()
+    assert summary.interrupted and summary.exit_code == 130
+    assert time.monotonic() - started < 15
+    statuses = [o.status for o in summary.hosts.values()]
+    assert statuses.count(events.SKIPPED) >= 20          # most never started
+    assert len(sink.of(events.HostFinished)) == 40       # every host still reported
+    assert isinstance(sink.events[-1], events.RunFinished)
+
+
+def test_a_worker_that_dies_fails_its_hosts_and_the_run_goes_on(tmp_path: Path) -> None:
+    fleet = lab_fleet(tmp_path, 12)
+
+    def dying(host: Host, state_dir: Path | None = None, redactor: Any = None) -> LabTransport:
+        if host.name == "web003":
+            os._exit(3)     # stands in for a crash of the worker process (a bug, an OOM kill)
+        return LabTransport(host, state_dir, redactor)
+
+    sink = ListSink()
+    summary = run_fleet(fleet, asr_playbook(tmp_path), RunOptions(forks=2, workers=2,
+                                                                   backoff=FAST),
+                        [sink], transport_factory=dying)
+    failed = {h for h, o in summary.hosts.items() if o.status == events.FAILED}
+    assert "web003" in failed
+    assert all("worker process" in summary.hosts[h].message for h in failed)
+    assert len(failed) < len(fleet)     # the other worker carried on with the rest
+    assert all(summary.hosts[h.name].status in (events.CHANGED, events.FAILED)
+               for h in fleet)
+    assert summary.exit_code == 2
+    assert len(sink.of(events.HostFinished)) == len(fleet)
