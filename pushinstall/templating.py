@@ -10,6 +10,8 @@
   they are rendered when used, and a cycle is an error.
 - An undefined variable is an `InputError` at the location of the string that used it,
   naming the variable.
+- Rendering is pure, so a string rendered with the same plain values (strings, numbers) is
+  rendered once per process: a fleet's hosts mostly share them (`_RENDERED`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from pushinstall.source import LocatedDict, LocatedList
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
 _WHOLE = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.DOTALL)
 _MAX_DEPTH = 20
+_PLAIN = (str, int, float, bool, type(None))
+_RENDERED: dict[tuple[str, tuple[tuple[str, type, Any], ...]], Any] = {}
+_RENDERED_MAX = 50_000
 
 
 def _short(text: str) -> str:
@@ -178,6 +183,11 @@ class Renderer:
         for name in sorted(names):
             if name in self.variables:
                 context[name] = self.var(name, location)
+        key = None
+        if all(type(v) in _PLAIN for v in context.values()):   # no secret, nothing mutable
+            key = (text, tuple((k, type(v), v) for k, v in context.items()))  # True != 1
+            if key in _RENDERED:
+                return _RENDERED[key]
         used_by = f" (used by variable '{via}')" if via else ""
         compiled, whole = _compiled(text)
         try:
@@ -201,6 +211,10 @@ class Renderer:
             return result
         if any(holds_secret(v) for v in context.values()):
             return TemplatedSecret(text, context)
+        if key is not None and type(result) in _PLAIN:
+            if len(_RENDERED) >= _RENDERED_MAX:
+                _RENDERED.clear()
+            _RENDERED[key] = result
         return result
 
 

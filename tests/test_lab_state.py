@@ -60,14 +60,23 @@ def test_a_second_process_sees_what_the_first_did(state_dir: Path) -> None:
     assert pending(LabHost("db01", {"pending_reboot": True}, state_dir)) is True
 
 
-def test_changes_from_another_process_are_read_before_the_next_call(state_dir: Path) -> None:
+def test_changes_from_another_process_are_read_when_a_client_connects(
+        state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mine = LabHost("app01", {}, state_dir)
     theirs = LabHost("app01", {}, state_dir)
     ask(theirs, "ensure_directory", path="C:\\Theirs")
     theirs.flush()
+    assert mine.refuses_connect() is False
     facts = ask(mine, "facts", queries=[{"id": "d", "kind": "file", "path": "C:\\Theirs"}])
     assert facts["d"]["is_directory"] is True
     assert not list((state_dir / "lab").glob("*.tmp"))
+    # a client already connected sees it once its host's last look is SYNC_SECONDS old
+    ask(theirs, "ensure_directory", path="C:\\Later")
+    theirs.flush()
+    later = [{"id": "d", "kind": "file", "path": "C:\\Later"}]
+    assert ask(mine, "facts", queries=later)["d"]["is_directory"] is False
+    monkeypatch.setattr("pushinstall.lab.host.SYNC_SECONDS", 0.0)
+    assert ask(mine, "facts", queries=later)["d"]["is_directory"] is True
 
 
 def test_one_shared_host_per_state_dir_and_name(state_dir: Path, tmp_path: Path) -> None:

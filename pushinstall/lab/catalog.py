@@ -41,7 +41,13 @@ _ZIP_TIME = (2024, 7, 1, 0, 0, 0)
 
 def binary(program: str, **meta: Any) -> bytes:
     """A simulated executable (or package) standing for `program`."""
-    body = json.dumps({"program": program, **meta}, sort_keys=True, separators=(",", ":"))
+    return _binary(program, tuple(sorted(meta.items())))
+
+
+@lru_cache(maxsize=256)
+def _binary(program: str, meta: tuple[tuple[str, Any], ...]) -> bytes:
+    body = json.dumps({"program": program, **dict(meta)}, sort_keys=True,
+                      separators=(",", ":"))
     return HEADER + body.encode("utf-8") + b"\n"
 
 

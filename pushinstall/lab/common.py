@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import time
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -24,7 +26,12 @@ def iso(moment: dt.datetime) -> str:
 
 def now_iso() -> str:
     """The current time as the protocol writes it."""
-    return iso(dt.datetime.now(dt.timezone.utc))
+    return _second_iso(int(time.time()))
+
+
+@functools.lru_cache(maxsize=4)
+def _second_iso(second: int) -> str:
+    return iso(dt.datetime.fromtimestamp(second, dt.timezone.utc))
 
 
 def parse_iso(text: str) -> dt.datetime:

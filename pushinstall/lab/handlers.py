@@ -8,6 +8,7 @@ fails with the op error type agent.ps1 would answer, with .NET's wording where a
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import ntpath
@@ -220,7 +221,7 @@ def run_process(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
     if meta is None:
         fail("Exception", f"cannot start {path}: The specified executable is not a valid "
                           "application for this OS platform.")
-    argv = windows_argv_split(command_line)[1:]
+    argv = list(_split(command_line)[1:])
     started = time.monotonic()
     runs_for = duration(meta, argv, host.lab)
     if runs_for > timeout_s:
@@ -300,6 +301,12 @@ def reboot(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
 def script(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
     """The escape hatch, in the lab's tiny reading (lab/script.py)."""
     return run_script(args["source"], args.get("parameters"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _split(command_line: str) -> tuple[str, ...]:
+    """The program's argv (a fleet's hosts run the same few command lines)."""
+    return tuple(windows_argv_split(command_line))
 
 
 HANDLERS = {

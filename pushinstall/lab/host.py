@@ -6,8 +6,9 @@ flusher saves dirty hosts every `FLUSH_SECONDS` and at exit (`LabHost.flush` sav
 a later run, a `check`, or another process serving the same state dir sees what earlier calls
 did. A process killed outright loses at most the last `FLUSH_SECONDS` of simulated changes.
 A state file changed by someone else (`pushinstall lab reset`, another process) is read again
-before the next call, and wins over changes not yet saved. A host that never answered a call
-has no file: its vars make the same fresh machine again.
+when a client connects, before a call when the last look is `SYNC_SECONDS` old, and before a
+save; it wins over changes not yet saved. A host that never answered a call has no file: its
+vars make the same fresh machine again.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pushinstall.secret import MASK
 log = logging.getLogger(__name__)
 OP_LOG_LIMIT = 1000
 FLUSH_SECONDS = 2.0
+SYNC_SECONDS = 1.0
 _LINE = re.compile(r"^\s*Invoke-PushinstallOp -Request '([A-Za-z0-9+/]*={0,2})'\s*$")
 
 
@@ -150,6 +152,7 @@ class LabHost:
         self._http_503_left = self.lab.http_503
         self._connects = 0
         self._seen: tuple[int, int] | None = None
+        self._synced = 0.0
         self._dirty = False
         self.state = self._load()
 
@@ -203,6 +206,7 @@ class LabHost:
 
     def _sync(self) -> bool:
         """Read the state file again when someone else changed or removed it (True then)."""
+        self._synced = time.monotonic()
         try:
             stat = os.stat(self._where)
             now: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
@@ -251,8 +255,10 @@ class LabHost:
         return None
 
     def refuses_connect(self) -> bool:
-        """True for each of the first `refuse_first_connects` connection attempts."""
+        """A client connects: True for each of the first `refuse_first_connects` attempts.
+        The host reads its state file again if another process changed it."""
         with self._lock:
+            self._sync()
             self._connects += 1
             return self._connects <= self.lab.refuse_first_connects
 
@@ -293,7 +299,8 @@ class LabHost:
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one request dict with an answer dict; the host is saved soon after."""
         with self._lock:
-            self._sync()
+            if time.monotonic() - self._synced >= SYNC_SECONDS:
+                self._sync()
             op = request.get("op") if isinstance(request, dict) else None
             self.op_log.append(str(op))
             self.calls.append(_masked(request) if isinstance(request, dict) else {})
@@ -312,18 +319,20 @@ class LabHost:
         if op not in ops.OP_SCHEMAS:
             return ops.error("UnknownOp", f"unknown op '{op}'")
         args = request.get("args") or {}
-        try:
-            # batch and facts answer per item: check their items one by one below
-            outer = {**args, "requests": []} if op == "batch" and "requests" in args else args
-            outer = {**args, "queries": []} if op == "facts" and "queries" in args else outer
-            ops.validate_request({"op": op, "args": outer})
-        except ValueError as exc:
-            return ops.error("InvalidArgument", str(exc))
+        # a batch answers per request, facts per query: when the whole does not pass, the
+        # outer part is checked here and each item on its own below
+        whole = op != "batch" and _valid({"op": op, "args": args})
+        if not whole:
+            try:
+                outer = {**args, "requests": []} if op == "batch" and "requests" in args else args
+                outer = {**args, "queries": []} if op == "facts" and "queries" in args else outer
+                ops.validate_request({"op": op, "args": outer})
+            except ValueError as exc:
+                return ops.error("InvalidArgument", str(exc))
         try:
             if op == "batch":
                 return ops.ok([self._dispatch(inner) for inner in args["requests"]])
             if op == "facts":
-                whole = _valid({"op": op, "args": args})   # else each query answers its own
                 return ops.ok({str(q.get("id")) if isinstance(q, dict) else "":
                                self._fact(q, checked=whole) for q in args["queries"]})
             return ops.ok(HANDLERS[op](self, args))

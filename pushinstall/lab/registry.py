@@ -55,6 +55,9 @@ class Registry:
     def create_key(self, path: str, view: str = "64") -> dict[str, Any]:
         """The key, created with its parents when missing."""
         key = canonical_key(path, view)
+        found = self.keys.get(key.lower())
+        if found is not None:
+            return found
         parts = key.split("\\")
         entry: dict[str, Any] = {}
         for end in range(2, len(parts) + 1):

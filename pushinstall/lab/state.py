@@ -20,7 +20,7 @@ from typing import Any
 
 from pushinstall.lab.blobs import BlobStore
 from pushinstall.lab.fs import FileSystem
-from pushinstall.lab.registry import Registry
+from pushinstall.lab.registry import Registry, canonical_key
 
 SERVICES_KEY = "HKLM:\\SYSTEM\\CurrentControlSet\\Services"
 SESSION_MANAGER = "HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Session Manager"
@@ -177,7 +177,13 @@ class HostState:
     def find_product(self, product_id: str = "", name: str = "") -> dict[str, Any] | None:
         """An Uninstall entry by key name or exact DisplayName, 64-bit view first."""
         for view in ("64", "32"):
-            for sub in self.registry.subkeys(UNINSTALL, view):
+            if product_id and not name:   # by key name only: look it up, not through all
+                entry = self.registry.keys.get(
+                    canonical_key(f"{UNINSTALL}\\{product_id}", view).lower())
+                subs = [entry["path"].rsplit("\\", 1)[-1]] if entry else []
+            else:
+                subs = self.registry.subkeys(UNINSTALL, view)
+            for sub in subs:
                 key = f"{UNINSTALL}\\{sub}"
                 display = self.registry.value(key, "DisplayName", view)
                 # PowerShell's -eq, as agent.ps1 compares: case-insensitive

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -91,6 +92,11 @@ class OpSchema:
 
     required: Mapping[str, Arg]
     optional: Mapping[str, Arg]
+
+    @functools.cached_property
+    def known(self) -> dict[str, Arg]:
+        """Every argument, required or optional."""
+        return {**self.required, **self.optional}
 
 
 _STR = Arg("string")
@@ -212,7 +218,7 @@ def _check_args(where: str, schema: OpSchema, args: Mapping[str, Any]) -> None:
     for name in schema.required:
         if args.get(name) is None:
             raise ValueError(f"{where}: missing required argument {name!r}")
-    known = {**schema.required, **schema.optional}
+    known = schema.known
     for name, value in args.items():
         arg = known.get(name)
         if arg is None:
@@ -252,24 +258,43 @@ def _check_registry_value(where: str, args: Mapping[str, Any]) -> None:
 def _check_queries(where: str, queries: list[Any]) -> None:
     seen: set[str] = set()
     for index, query in enumerate(queries):
-        here = f"{where}.queries[{index}]"
-        if not isinstance(query, dict):
-            raise ValueError(f"{here}: a fact query is an object")
-        query_id, kind = query.get("id"), query.get("kind")
-        if not isinstance(query_id, str) or not query_id:
-            raise ValueError(f"{here}: 'id' must be a non-empty string")
-        if query_id in seen:
-            raise ValueError(f"{here}: duplicate id {query_id!r}")
-        seen.add(query_id)
-        if not isinstance(kind, str) or kind not in FACT_SCHEMAS:
-            raise ValueError(f"{here}: 'kind' must be one of {', '.join(FACT_KINDS)}")
-        here = f"{here} ({kind} {query_id!r})"
-        rest = {k: v for k, v in query.items() if k not in ("id", "kind")}
-        _check_args(here, FACT_SCHEMAS[kind], rest)
-        if kind == "product" and not (rest.get("product_id") or rest.get("name")):
-            raise ValueError(f"{here}: a product query needs 'product_id' or 'name'")
-        if kind == "disk" and _DRIVE.fullmatch(rest["drive"]) is None:
-            raise ValueError(f"{here}: 'drive' must be a drive letter like 'C:'")
+        try:
+            _check_query(query, seen)
+        except _QueryError as error:
+            here = f"{where}.queries[{index}]"
+            if error.kind:
+                here = f"{here} ({error.kind} {query.get('id')!r})"
+            raise ValueError(f"{here}{error.args[0]}") from None
+
+
+class _QueryError(ValueError):
+    """What is wrong with one query; the caller names where (built only on an error)."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _check_query(query: Any, seen: set[str]) -> None:
+    if not isinstance(query, dict):
+        raise _QueryError(": a fact query is an object")
+    query_id, kind = query.get("id"), query.get("kind")
+    if not isinstance(query_id, str) or not query_id:
+        raise _QueryError(": 'id' must be a non-empty string")
+    if query_id in seen:
+        raise _QueryError(f": duplicate id {query_id!r}")
+    seen.add(query_id)
+    if not isinstance(kind, str) or kind not in FACT_SCHEMAS:
+        raise _QueryError(f": 'kind' must be one of {', '.join(FACT_KINDS)}")
+    rest = {k: v for k, v in query.items() if k != "id" and k != "kind"}
+    try:
+        _check_args("", FACT_SCHEMAS[kind], rest)
+    except ValueError as error:
+        raise _QueryError(str(error), kind) from None
+    if kind == "product" and not (rest.get("product_id") or rest.get("name")):
+        raise _QueryError(": a product query needs 'product_id' or 'name'", kind)
+    if kind == "disk" and _DRIVE.fullmatch(rest["drive"]) is None:
+        raise _QueryError(": 'drive' must be a drive letter like 'C:'", kind)
 
 
 def validate_request(req: Any, where: str = "request") -> None:
