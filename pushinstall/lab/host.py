@@ -40,6 +40,7 @@ from pushinstall.secret import MASK
 
 log = logging.getLogger(__name__)
 OP_LOG_LIMIT = 1000
+_STATE_JSON = json.JSONEncoder(check_circular=False, separators=(",", ":"))  # a tree: 2x faster
 FLUSH_SECONDS = 2.0
 SYNC_SECONDS = 1.0
 _LINE = re.compile(r"^\s*Invoke-PushinstallOp -Request '([A-Za-z0-9+/]*={0,2})'\s*$")
@@ -186,7 +187,7 @@ class LabHost:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = self.path.with_name(f"{self.path.name}.{threading.get_ident()}.tmp")
         saved = {"state": self.state.data, "op_log": self._history[-OP_LOG_LIMIT:]}
-        temp.write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
+        temp.write_text(_STATE_JSON.encode(saved), encoding="utf-8")
         os.replace(temp, self.path)
         self._stamp()
         self.state.blobs.flush_dropped()

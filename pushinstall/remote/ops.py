@@ -324,8 +324,11 @@ def validate_request(req: Any, where: str = "request") -> None:
 # ---------------------------------------------------------------- encoding
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":"))
+
+
 def _b64(data: Any) -> str:
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = _JSON.encode(data)   # requests and answers are trees: no cycle to look for
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
