@@ -51,6 +51,7 @@ from pushinstall.templating import (
     is_template,
     render_value,
     resolve_variables,
+    template_names,
 )
 
 __all__ = [
@@ -101,6 +102,10 @@ class Step:
     no_log: bool = False
     location: Location | None = None
     when_location: Location | None = None
+    # `render_step`'s memo: the variables the args use, and the args rendered per their values
+    uses: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    rendered: dict[Any, dict[str, Any]] = field(default_factory=dict, repr=False,
+                                                compare=False)
 
 
 @dataclass
@@ -301,8 +306,14 @@ def render_step(step: Step, variables: dict[str, Any],
     every secret argument a `Secret`. Raises `InputError` at the offending string. Pass the
     same `renderer` (a `Renderer(variables)`) for every step of a host: it resolves each
     templated variable once."""
+    renderer = renderer or Renderer(variables)
+    if step.uses is None:
+        step.uses = template_names(step.args)
+    key = renderer.plain_key(step.uses)   # hosts with the same plain values share the result
+    if key is not None and key in step.rendered:
+        return step.rendered[key]
     module = RESOURCE_TYPES[step.type]
-    rendered = (renderer or Renderer(variables)).render(step.args, step.location)
+    rendered = renderer.render(step.args, step.location)
     try:
         check_args(module.ARGS, rendered, f"'{step.type}'", step.location,
                    getattr(module, "RULES", ()))
@@ -312,4 +323,9 @@ def render_step(step: Step, variables: dict[str, Any],
         raise InputError(error.message + suffix, error.location, error.expected) from None
     _no_secret_in_lists(module.ARGS, rendered, step)
     _controller_file(step, rendered)
-    return secret_fields(module.ARGS, with_defaults(module.ARGS, rendered))
+    result = secret_fields(module.ARGS, with_defaults(module.ARGS, rendered))
+    if key is not None:
+        if len(step.rendered) >= 10_000:
+            step.rendered.clear()
+        step.rendered[key] = result   # shared by those hosts: nobody changes rendered args
+    return result

@@ -126,6 +126,15 @@ class TemplatedSecret(Secret):
         return id(self)
 
 
+def template_names(value: Any) -> frozenset[str]:
+    """Every variable name the template strings in `value` (nested too) use."""
+    if isinstance(value, dict):
+        return frozenset().union(*(template_names(v) for v in value.values()))
+    if isinstance(value, list):
+        return frozenset().union(*(template_names(v) for v in value))
+    return _names(value) if is_template(value) else frozenset()
+
+
 class Renderer:
     """Renders strings against one host's variables, resolving templated variables once."""
 
@@ -133,6 +142,23 @@ class Renderer:
         self.variables = variables
         self.resolved: dict[str, Any] = {}
         self.active: list[str] = []
+
+    def plain_key(self, names: frozenset[str]) -> tuple[tuple[str, type, Any], ...] | None:
+        """The values of `names` (resolved) as a hashable key, or None when one is not a
+        plain string, number or boolean (a secret, a list, a map) or does not resolve."""
+        key = []
+        for name in sorted(names):
+            if name not in self.variables:
+                continue
+            try:
+                value = self.var(name, None)
+            except InputError:
+                self.active.clear()
+                return None
+            if type(value) not in _PLAIN:
+                return None
+            key.append((name, type(value), value))
+        return tuple(key)
 
     def render(self, value: Any, location: Location | None) -> Any:
         """`value` with every template string rendered (located containers keep places)."""
