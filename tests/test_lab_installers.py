@@ -98,7 +98,8 @@ def test_legacy_one_step_install_and_rerun_changes_nothing() -> None:
     state = transport.lab.state
 
     def machine() -> tuple[Any, ...]:
-        files = {k: (e["size"], e["blob"]) for k, e in state.fs.files.items()
+        files = {k: (e["size"], e["blob"], e.get("inline"), e["modified"])
+                 for k, e in state.fs.files.items()
                  if "asrsetuplogs" not in k}
         return files, repr(state.registry.keys), repr(state.services)
 

@@ -2,13 +2,16 @@
 
 Metadata (paths, sizes, hashes, timestamps, the secret ACL flag) lives in the host's state;
 contents live in a `BlobStore` (one blob per file, kept beside the state file once saved), so
-chunks of a pushed installer land at their offsets. Free space is accounted: writing more than
+chunks of a pushed installer land at their offsets; a small file that is not secret (up to
+`INLINE_BYTES`: the simulated programs, logs, config) is kept in its metadata instead, so saving
+a host does not write a file for each. Free space is accounted: writing more than
 is free raises an op error `DiskFull`, removing a file gives its space back. `changes` counts
 the calls of this object that changed something (the host's generation is derived from it).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import ntpath
@@ -18,6 +21,7 @@ from typing import Any
 from pushinstall.lab.blobs import BlobStore
 from pushinstall.lab.common import fail, now_iso
 
+INLINE_BYTES = 1024
 _ILLEGAL = re.compile(r'[\x00-\x1f"<>|]')
 _DRIVE_PATH = re.compile(r"^[A-Za-z]:\\")
 CWD = "C:\\Users\\Administrator\\Documents"
@@ -70,7 +74,8 @@ class FileSystem:
 
     @property
     def files(self) -> dict[str, dict[str, Any]]:
-        """Files by lowercase path: `{"path", "blob", "size", "sha256", "modified", "secret"}`."""
+        """Files by lowercase path: `{"path", "blob", "size", "sha256", "modified", "secret"}`
+        and `inline` (base64 content) where `blob` is None."""
         files: dict[str, dict[str, Any]] = self.data["files"]
         return files
 
@@ -94,6 +99,8 @@ class FileSystem:
         entry = self.entry(path)
         if entry is None:
             fail("NotFound", f"Could not find file '{normalize(path)}'.")
+        if entry["blob"] is None:
+            return base64.b64decode(entry.get("inline", ""))
         return self.blobs.get(entry["blob"])
 
     def size(self, path: str) -> int:
@@ -166,15 +173,15 @@ class FileSystem:
         self._need_parent(full)
         old = self.files.get(full.lower())
         self._charge(len(content) - (old["size"] if old else 0))
-        serial = int(self.data.get("next_blob", 0))
-        self.data["next_blob"] = serial + 1
-        blob = f"b{serial:06d}"
-        self.blobs.put(blob, content)
-        if old is not None:
+        if old is not None and old["blob"] is not None:
             self.blobs.drop(old["blob"])
-        entry = {"path": old["path"] if old else full, "blob": blob, "size": len(content),
+        inline = len(content) <= INLINE_BYTES and not secret
+        entry = {"path": old["path"] if old else full,
+                 "blob": None if inline else self._new_blob(content), "size": len(content),
                  "sha256": hashlib.sha256(content).hexdigest(), "modified": now_iso(),
                  "secret": secret}
+        if inline:
+            entry["inline"] = base64.b64encode(content).decode("ascii")
         self.files[full.lower()] = entry
         self.changes += 1
         return entry
@@ -186,6 +193,8 @@ class FileSystem:
             fail("NotFound", f"Could not find file '{normalize(path)}'.")
         new_size = max(entry["size"], offset + len(data))
         self._charge(new_size - entry["size"])
+        if entry["blob"] is None:      # grows by chunks: a file of its own from now on
+            entry["blob"] = self._new_blob(base64.b64decode(entry.pop("inline", "")))
         self.blobs.write_at(entry["blob"], offset, data, new_size)
         entry.update(size=new_size, sha256=None, modified=now_iso())
         self.changes += 1
@@ -196,7 +205,8 @@ class FileSystem:
         entry = self.files.pop(normalize(path).lower(), None)
         if entry is None:
             return False
-        self.blobs.drop(entry["blob"])
+        if entry["blob"] is not None:
+            self.blobs.drop(entry["blob"])
         self.data["free_bytes"] += entry["size"]
         self.changes += 1
         return True
@@ -211,6 +221,13 @@ class FileSystem:
         entry["path"] = full  # File.Move keeps the last write time
         self.files[full.lower()] = entry
         self.changes += 1
+
+    def _new_blob(self, content: bytes) -> str:
+        serial = int(self.data.get("next_blob", 0))
+        self.data["next_blob"] = serial + 1
+        name = f"b{serial:06d}"
+        self.blobs.put(name, content)
+        return name
 
     def reserve(self, size: int) -> None:
         """Take `size` bytes of free space (installed programs' footprint); negative returns."""
