@@ -42,6 +42,21 @@ def _extra_vars_option() -> Any:
     )
 
 
+class _Workers(click.ParamType):
+    """`auto` (None: the engine decides) or a whole number 1-256."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | None:
+        if value is None or isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else None
+        text = str(value).strip()
+        if not text.isdigit() or not 1 <= int(text) <= 256:
+            self.fail(f"'{value}' is not auto or a whole number 1-256", param, ctx)
+        return int(text)
+
+
 def _run_options(func: Any) -> Any:
     """Options shared by `run` and `check`."""
     for decorator in reversed([
@@ -50,6 +65,10 @@ def _run_options(func: Any) -> Any:
         _limit_option(),
         click.option("-f", "--forks", type=click.IntRange(1, 5000), envvar="PUSHINSTALL_FORKS",
                      show_envvar=True, help="Hosts in flight at once (default: playbook, 50)."),
+        click.option("-w", "--workers", type=_Workers(), default="auto", show_default=True,
+                     envvar="PUSHINSTALL_WORKERS", show_envvar=True,
+                     help="Processes the hosts in flight are spread over: auto (one per 50 "
+                          "forks and hosts, at most one per CPU) or a number."),
         _extra_vars_option(),
         click.option("--diff", is_flag=True, help="Show what each change changes."),
         click.option("-v", "--verbose", count=True, help="More output (-vv for debug)."),

@@ -83,6 +83,7 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
         check_mode=bool(options.get("check_mode")),
         remediate=bool(options.get("remediate")),
         forks=options.get("forks"),
+        workers=options.get("workers"),
         diff=bool(options.get("diff")),
         verbose=int(options.get("verbose") or 0),
         extra_vars=extra_vars,
