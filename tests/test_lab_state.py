@@ -217,10 +217,11 @@ def test_counted_changes_agree_with_comparing_the_whole_state(
         return json.dumps({k: v for k, v in host.state.data.items() if k != "generation"},
                           sort_keys=True)
 
-    def compared(self: LabHost, request: dict[str, Any]) -> dict[str, Any]:
+    def compared(self: LabHost, request: dict[str, Any], checked: bool = False,
+                 ) -> dict[str, Any]:
         nonlocal calls
         generation, before = self.generation, whole(self)
-        answer = original(self, request)
+        answer = original(self, request, checked)
         changed = whole(self) != before
         calls += 1
         if changed != (self.generation != generation):
@@ -245,3 +246,32 @@ def test_counted_changes_agree_with_comparing_the_whole_state(
     run(fleet, playbook, forks=3, mode="check")
     run(fleet, playbook, forks=3)
     assert calls > 100 and disagreements == []
+
+
+def test_a_request_line_is_decoded_once_per_process_unless_it_carries_a_secret(
+        state_dir: Path) -> None:
+    from pushinstall.lab import host as lab_module
+
+    lab_module._DECODED.clear()
+    gather = ops.invocation(ops.batch([ops.request("facts", queries=[
+        {"id": "os", "kind": "os"}])]))
+    one, two = LabHost("d1", {}, state_dir), LabHost("d2", {}, state_dir)
+    answers = [ops.decode_answer(h.handle_line(gather)) for h in (one, two, one)]
+    assert all(a["ok"] for a in answers) and len(lab_module._DECODED) == 1
+    assert answers[0]["result"][0]["result"]["os"]["hostname"] == "D1"
+    assert answers[1]["result"][0]["result"]["os"]["hostname"] == "D2"
+    # a bad request is kept as bad: every time it answers InvalidArgument, naming the argument
+    bad = ops.invocation({"op": "ensure_directory", "args": {"path": 5}})
+    for _ in range(2):
+        error = ops.decode_answer(one.handle_line(bad))["error"]
+        assert error["type"] == "InvalidArgument" and "'path'" in error["message"]
+    # a request that carries a secret is decoded for its call and not kept
+    secret = ops.invocation(ops.request("write_secret", path="C:\\Temp\\p.txt",
+                                        content="hunter2-passphrase"))
+    assert ops.decode_answer(one.handle_line(secret))["ok"]
+    share = ops.invocation(ops.request("download", source="\\\\labshare\\asr\\x.msi",
+                                       destination="C:\\Temp\\x.msi",
+                                       credential={"username": "u", "password": "hunter2"}))
+    one.handle_line(share)
+    assert len(lab_module._DECODED) == 2
+    assert "hunter2" not in repr(lab_module._DECODED)

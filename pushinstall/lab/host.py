@@ -76,6 +76,38 @@ def _valid(request: dict[str, Any]) -> bool:
     return True
 
 
+_DECODED: dict[str, tuple[dict[str, Any], bool]] = {}
+_DECODED_MAX = 4096
+
+
+def _decoded(encoded: str) -> tuple[dict[str, Any], bool]:
+    """A request line's request, and whether it passes validation as a whole. A fleet's hosts
+    send the same requests, so each is decoded and checked once per process and then shared
+    (nothing changes a request); one that carries a secret is not kept."""
+    known = _DECODED.get(encoded)
+    if known is not None:
+        return known
+    request = ops.decode_request(encoded)
+    found = (request, _valid(request))
+    if not _carries_secret(request):
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[encoded] = found
+    return found
+
+
+def _carries_secret(request: Any) -> bool:
+    if not isinstance(request, dict):
+        return False
+    args = request.get("args")
+    if not isinstance(args, dict):
+        return False
+    if request.get("op") == "write_secret" or "credential" in args:
+        return True
+    inner = args.get("requests") if request.get("op") == "batch" else None
+    return isinstance(inner, list) and any(_carries_secret(r) for r in inner)
+
+
 class _Flusher:
     """Saves the process's dirty lab hosts every `FLUSH_SECONDS` (one daemon thread) and at
     interpreter exit."""
@@ -297,8 +329,9 @@ class LabHost:
 
     # ------------------------------------------------------------ the protocol
 
-    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Answer one request dict with an answer dict; the host is saved soon after."""
+    def handle(self, request: dict[str, Any], checked: bool = False) -> dict[str, Any]:
+        """Answer one request dict with an answer dict; the host is saved soon after.
+        `checked`: the request is known to pass `ops.validate_request` as a whole."""
         with self._lock:
             if time.monotonic() - self._synced >= SYNC_SECONDS:
                 self._sync()
@@ -307,13 +340,13 @@ class LabHost:
             self.calls.append(_masked(request) if isinstance(request, dict) else {})
             self._history.append(str(op))
             before = self.state.changes
-            answer = self._dispatch(request)
+            answer = self._dispatch(request, checked)
             if self.state.changes != before:
                 self.state.data["generation"] += 1
             self._touch()
             return answer
 
-    def _dispatch(self, request: Any) -> dict[str, Any]:
+    def _dispatch(self, request: Any, checked: bool = False) -> dict[str, Any]:
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
             return ops.error("InvalidArgument", 'a request is a JSON object with a string "op"')
         op = request["op"]
@@ -322,7 +355,7 @@ class LabHost:
         args = request.get("args") or {}
         # a batch answers per request, facts per query: when the whole does not pass, the
         # outer part is checked here and each item on its own below
-        whole = op != "batch" and _valid({"op": op, "args": args})
+        whole = checked or (op != "batch" and _valid({"op": op, "args": args}))
         if not whole:
             try:
                 outer = {**args, "requests": []} if op == "batch" and "requests" in args else args
@@ -332,7 +365,7 @@ class LabHost:
                 return ops.error("InvalidArgument", str(exc))
         try:
             if op == "batch":
-                return ops.ok([self._dispatch(inner) for inner in args["requests"]])
+                return ops.ok([self._dispatch(inner, checked) for inner in args["requests"]])
             if op == "facts":
                 return ops.ok({str(q.get("id")) if isinstance(q, dict) else "":
                                self._fact(q, checked=whole) for q in args["queries"]})
@@ -362,11 +395,11 @@ class LabHost:
                                "Invoke-PushinstallOp -Request '<base64>'")
         else:
             try:
-                request = ops.decode_request(match.group(1))
+                request, valid = _decoded(match.group(1))
             except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
                 answer = ops.error("InvalidArgument", f"the request is not base64 JSON: {exc}")
             else:
-                answer = self.handle(request)
+                answer = self.handle(request, checked=valid)
         return ops.encode_answer(answer) + "\n"
 
     def import_file(self, path: str, data: bytes) -> None:
