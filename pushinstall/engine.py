@@ -39,6 +39,7 @@ from pushinstall.inventory import Host
 from pushinstall.playbook import Playbook
 
 FAILING = {events.FAILED, events.UNREACHABLE}
+WORKER_QUEUE = 8
 HOST_TIMEOUT_GRACE = 30.0
 
 
@@ -203,7 +204,8 @@ class _Fleet:
                                       f"gave up after the host deadline ({limit:g}s)")
                 self.bus.emit(events.HostFinished(host=host.name, status=outcome.status,
                                                   message=outcome.message))
-            self.outcomes[host.name] = outcome
+            if outcome is not None:    # None: a worker had it queued when Ctrl-C came
+                self.outcomes[host.name] = outcome
 
     def _batch_failed(self, batch: list[Host]) -> str:
         failed = sum(1 for h in batch
@@ -242,7 +244,10 @@ class _Fleet:
                 return
 
     async def _batches(self, runner: ThreadPoolExecutor | WorkerPool) -> str:
-        gate = asyncio.Semaphore(self.forks)
+        # a worker runs `forks / workers` hosts at once and keeps a few more queued, so a
+        # thread that finishes a host starts the next without a round trip to this process
+        queued = WORKER_QUEUE * self.workers if isinstance(runner, WorkerPool) else 0
+        gate = asyncio.Semaphore(self.forks + queued)
         start = 0
         for size in batch_sizes(self.playbook.settings.serial, len(self.hosts)):
             batch = self.hosts[start:start + size]

@@ -78,6 +78,9 @@ def _child_main(hosts: list[Host], make: PipelineMaker, threads: int,
 
     def job(index: int) -> None:
         host = hosts[index]
+        if stop.is_set():          # queued here when Ctrl-C came: never started
+            send(("done", index, None))
+            return
         try:
             outcome = make(host, emit, stop.is_set)()
         except BaseException as error:  # a bug fails this host, never the worker
@@ -139,7 +142,7 @@ class _Worker:
         self.process = process
         self.commands = commands
         self.results = results
-        self.pending: dict[int, Future[HostOutcome]] = {}
+        self.pending: dict[int, Future[HostOutcome | None]] = {}
         self.lock = threading.Lock()
         self.reader: threading.Thread | None = None
         self.alive = True
@@ -185,9 +188,10 @@ class WorkerPool:
     def __exit__(self, kind: object, error: object, trace: object) -> None:
         self.close(kill=kind is not None)
 
-    def submit(self, host: Host) -> Future[HostOutcome]:
-        """Run `host`'s pipeline in the worker with the fewest hosts in flight."""
-        future: Future[HostOutcome] = Future()
+    def submit(self, host: Host) -> Future[HostOutcome | None]:
+        """Run `host`'s pipeline in the worker with the fewest hosts; the outcome is None
+        when the host never started (Ctrl-C came while it was queued)."""
+        future: Future[HostOutcome | None] = Future()
         future.set_running_or_notify_cancel()
         index = self.index[host.name]
         alive = [w for w in self._workers if w.alive]
@@ -255,14 +259,14 @@ class WorkerPool:
 
 
 def _failed(name: str, message: str, emit: Callable[[events.Event], None],
-            ) -> Future[HostOutcome]:
+            ) -> Future[HostOutcome | None]:
     """A host that failed for want of a worker: its HostFinished event and outcome."""
     emit(events.HostFinished(host=name, status=events.FAILED, message=message))
-    future: Future[HostOutcome] = Future()
+    future: Future[HostOutcome | None] = Future()
     future.set_result(HostOutcome(name, events.FAILED, message))
     return future
 
 
-def _settle(future: Future[HostOutcome], outcome: HostOutcome) -> None:
+def _settle(future: Future[HostOutcome | None], outcome: HostOutcome | None) -> None:
     with contextlib.suppress(InvalidStateError):   # the parent gave up on it (deadline)
         future.set_result(outcome)
