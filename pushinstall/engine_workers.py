@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import logging
 import math
 import multiprocessing
@@ -38,6 +39,7 @@ from pushinstall.inventory import Host
 
 log = logging.getLogger(__name__)
 HOSTS_PER_WORKER = 50     # `auto`: one worker per this many forks (and hosts), one per CPU
+COLLECT_EVERY = 1000      # hosts a worker runs between two passes of the cyclic collector
 
 # (host, emit, stop_requested) -> the host's pipeline, run in a worker thread
 PipelineMaker = Callable[[Host, Callable[[events.Event], None], Callable[[], bool]],
@@ -65,6 +67,10 @@ def _child_main(hosts: list[Host], make: PipelineMaker, threads: int,
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
     for connection in others:
         connection.close()
+    # A worker lives for one run. The cyclic collector's passes cost it ~15% of its CPU; its
+    # cyclic garbage (a little per host) is collected every COLLECT_EVERY hosts instead.
+    gc.disable()
+    finished = itertools.count(1)
     stop = threading.Event()
     # host threads only queue (no lock held across a system call, no GIL convoy); one
     # thread sends whatever has queued up as one message
@@ -87,6 +93,8 @@ def _child_main(hosts: list[Host], make: PipelineMaker, threads: int,
             outcome = HostOutcome(host.name, events.FAILED,
                                   f"internal error: {type(error).__name__}")
         send(("done", index, outcome))
+        if next(finished) % COLLECT_EVERY == 0:
+            gc.collect()
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pushinstall-host") as pool:
         while True:
