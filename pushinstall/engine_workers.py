@@ -115,7 +115,8 @@ def _child_main(hosts: list[Host], make: PipelineMaker, threads: int,
     sender.join()
 
 
-def _send_all(outbox: queue.SimpleQueue[tuple[Any, ...] | None], results: Connection) -> None:
+def _send_all(outbox: queue.SimpleQueue[tuple[Any, ...] | None],
+              results: Connection | None) -> None:
     """Send queued messages in batches until the None that ends them."""
     while True:
         batch = [outbox.get()]
@@ -124,8 +125,11 @@ def _send_all(outbox: queue.SimpleQueue[tuple[Any, ...] | None], results: Connec
         done = batch[-1] is None
         if done:
             batch.pop()
-        if batch:
-            results.send(batch)
+        if batch and results is not None:
+            try:
+                results.send(batch)
+            except OSError:    # the parent is gone: nobody to tell; keep draining
+                results = None
         if done:
             return
 

@@ -117,13 +117,14 @@ def test_a_worker_that_dies_fails_its_hosts_and_the_run_goes_on(tmp_path: Path) 
     assert len(sink.of(events.HostFinished)) == len(fleet)
 
 
-def test_cli_run_with_two_workers_over_the_psrp_wire_then_check(state_dir: Path) -> None:
+@pytest.mark.parametrize("wire", ["psrp", "winrm", "ssh"])
+def test_cli_run_with_two_workers_over_the_wire_then_check(state_dir: Path, wire: str) -> None:
     """`pushinstall run --workers 2` on inventories/lab.yml in a subprocess: each worker
     starts its own lab endpoint (the parent's are not inherited) and reaches its hosts over
-    PSRP; what the workers did is saved, so a `check` in a new process finds all compliant."""
+    the wire; what the workers did is saved, so a `check` in a new process finds all
+    compliant."""
     root = Path(__file__).parent.parent
-    env = {k: v for k, v in os.environ.items() if k != "PUSHINSTALL_LAB_WIRE"}
-    env["PUSHINSTALL_STATE_DIR"] = str(state_dir)
+    env = dict(os.environ, PUSHINSTALL_LAB_WIRE=wire, PUSHINSTALL_STATE_DIR=str(state_dir))
     command = [sys.executable, "-m", "pushinstall"]
     files = ["-i", str(root / "inventories" / "lab.yml"),
              str(root / "playbooks" / "asr-mobility.yml")]
@@ -135,7 +136,8 @@ def test_cli_run_with_two_workers_over_the_psrp_wire_then_check(state_dir: Path)
                           timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "7 host(s): 7 compliant" in done.stdout
-    refused = subprocess.run([*command, "run", *files, "--workers", "0"], env=env,
-                             capture_output=True, text=True, timeout=60, check=False)
-    assert refused.returncode == 5 and "Traceback" not in refused.stderr
-    assert "'0' is not auto or a whole number 1-256" in refused.stdout + refused.stderr
+    if wire == "psrp":
+        refused = subprocess.run([*command, "run", *files, "--workers", "0"], env=env,
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 5 and "Traceback" not in refused.stderr
+        assert "'0' is not auto or a whole number 1-256" in refused.stdout + refused.stderr
