@@ -175,7 +175,9 @@ class WorkerPool:
         self.emit = emit
         self._workers: list[_Worker] = []
         context = multiprocessing.get_context("fork")
-        gc.freeze()    # the collector in a child need not visit (and so copy) inherited objects
+        # the collector in a child need not visit (and so copy) inherited objects; nor need
+        # this process's, while the run goes on: they stay frozen until `close`
+        gc.freeze()
         for _ in range(count):   # all forks before any thread of ours starts
             commands_out, commands_in = context.Pipe(duplex=False)
             results_out, results_in = context.Pipe(duplex=False)
@@ -188,7 +190,6 @@ class WorkerPool:
             commands_out.close()
             results_in.close()
             self._workers.append(_Worker(process, commands_in, results_out))
-        gc.unfreeze()
         for worker in self._workers:
             worker.reader = threading.Thread(target=self._read, args=(worker,), daemon=True,
                                              name="pushinstall-worker-reader")
@@ -238,6 +239,7 @@ class WorkerPool:
                 worker.reader.join()
             worker.commands.close()
             worker.results.close()
+        gc.unfreeze()
 
     def _read(self, worker: _Worker) -> None:
         """Events to the parent's sinks, outcomes to their futures, until the child ends."""
