@@ -135,6 +135,21 @@ def template_names(value: Any) -> frozenset[str]:
     return _names(value) if is_template(value) else frozenset()
 
 
+class _Same:
+    """A key part equal only to itself's object (never compares or reveals a secret)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
 class Renderer:
     """Renders strings against one host's variables, resolving templated variables once."""
 
@@ -145,7 +160,8 @@ class Renderer:
 
     def plain_key(self, names: frozenset[str]) -> tuple[tuple[str, type, Any], ...] | None:
         """The values of `names` (resolved) as a hashable key, or None when one is not a
-        plain string, number or boolean (a secret, a list, a map) or does not resolve."""
+        plain string, number, boolean or secret (a secret stands for itself: the same object,
+        which the key keeps alive) or does not resolve; a list or a map is not plain."""
         key = []
         for name in sorted(names):
             if name not in self.variables:
@@ -155,9 +171,12 @@ class Renderer:
             except InputError:
                 self.active.clear()
                 return None
-            if type(value) not in _PLAIN:
+            if isinstance(value, Secret):
+                key.append((name, Secret, _Same(value)))
+            elif type(value) in _PLAIN:
+                key.append((name, type(value), value))
+            else:
                 return None
-            key.append((name, type(value), value))
         return tuple(key)
 
     def render(self, value: Any, location: Location | None) -> Any:
