@@ -2,9 +2,10 @@
 
 State persists in `<state dir>/lab/<host>.json` (file contents in `<host>.files/`). Saving is
 write-behind: a call changes the machine in memory and marks the host dirty; the process's
-flusher saves dirty hosts every `FLUSH_SECONDS` and at exit (`LabHost.flush` saves one now), so
-a later run, a `check`, or another process serving the same state dir sees what earlier calls
-did. A process killed outright loses at most the last `FLUSH_SECONDS` of simulated changes.
+flusher saves a dirty host once it has been quiet for `QUIET_SECONDS`, at least every
+`FLUSH_SECONDS`, and at exit (`LabHost.flush` saves one now), so a later run, a `check`, or
+another process serving the same state dir sees what earlier calls did. A process killed
+outright loses at most the last `FLUSH_SECONDS` of simulated changes.
 A state file changed by someone else (`pushinstall lab reset`, another process) is read again
 when a client connects, before a call when the last look is `SYNC_SECONDS` old, and before a
 save; it wins over changes not yet saved. A host that never answered a call has no file: its
@@ -25,6 +26,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 OP_LOG_LIMIT = 1000
 _STATE_JSON = json.JSONEncoder(check_circular=False, separators=(",", ":"))  # a tree: 2x faster
 FLUSH_SECONDS = 2.0
+QUIET_SECONDS = 0.5
 SYNC_SECONDS = 1.0
 _LINE = re.compile(r"^\s*Invoke-PushinstallOp -Request '([A-Za-z0-9+/]*={0,2})'\s*$")
 
@@ -109,11 +112,12 @@ def _carries_secret(request: Any) -> bool:
 
 
 class _Flusher:
-    """Saves the process's dirty lab hosts every `FLUSH_SECONDS` (one daemon thread) and at
-    interpreter exit."""
+    """Saves the process's dirty lab hosts (one daemon thread): a host that has been quiet for
+    `QUIET_SECONDS` (its client is likely done), any other every `FLUSH_SECONDS`; and all of
+    them at interpreter exit."""
 
     def __init__(self) -> None:
-        self._dirty: set[LabHost] = set()
+        self._dirty: dict[LabHost, float] = {}   # host -> when it became dirty
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -121,7 +125,7 @@ class _Flusher:
     def mark(self, host: LabHost) -> None:
         """`host` has changes to save."""
         with self._lock:
-            self._dirty.add(host)
+            self._dirty.setdefault(host, time.monotonic())
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="pushinstall-lab-flush",
                                                 daemon=True)
@@ -130,27 +134,35 @@ class _Flusher:
 
     def after_fork(self) -> None:
         """In a forked child: nothing to save yet, no thread, fresh locks."""
-        self._dirty = set()
+        self._dirty = {}
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._thread = None
 
     def _loop(self) -> None:
         while True:
-            time.sleep(FLUSH_SECONDS)
-            self.flush_all()
+            time.sleep(QUIET_SECONDS / 2)
+            self.flush_all(_due)
 
-    def flush_all(self) -> None:
-        """Save every dirty host now; returns when all are saved (also those the flusher
-        thread had already taken)."""
+    def flush_all(self, due: Callable[[LabHost, float], bool] | None = None) -> None:
+        """Save every dirty host (`due` picks some) now; returns when they are saved (also
+        those the flusher thread had already taken)."""
         with self._flushing:
             with self._lock:
-                hosts, self._dirty = self._dirty, set()
+                hosts = [h for h, since in self._dirty.items() if due is None or due(h, since)]
+                for host in hosts:
+                    del self._dirty[host]
             for host in hosts:
                 try:
                     host.flush()
                 except OSError as exc:  # a state dir removed under us: nothing left to keep
                     log.debug("%s: lab state not saved: %s", host.name, exc)
+
+
+def _due(host: LabHost, since: float) -> bool:
+    """The flusher's rule: quiet for QUIET_SECONDS, or dirty for FLUSH_SECONDS."""
+    now = time.monotonic()
+    return now - host.last_call >= QUIET_SECONDS or now - since >= FLUSH_SECONDS
 
 
 _FLUSHER = _Flusher()
@@ -186,6 +198,7 @@ class LabHost:
         self._connects = 0
         self._seen: tuple[int, int] | None = None
         self._synced = 0.0
+        self.last_call = 0.0
         self._dirty = False
         self.state = self._load()
 
@@ -340,6 +353,7 @@ class LabHost:
             self.calls.append(_masked(request) if isinstance(request, dict) else {})
             self._history.append(str(op))
             before = self.state.changes
+            self.last_call = time.monotonic()
             answer = self._dispatch(request, checked)
             if self.state.changes != before:
                 self.state.data["generation"] += 1
