@@ -10,7 +10,9 @@ real lab host model; every op call sleeps `latency_ms`, the lab var). For the fi
 the lab hosts' own op logs) and the ratio to the floor `calls per host x latency x
 ceil(N / forks)`. With `--repeat R` each figure is taken R times on fresh hosts and the median
 reported. The lab state lives in a temporary state dir (on /dev/shm when there is one: the
-simulator's disk writes are not the engine's cost), removed at the end.
+simulator's disk writes are not the engine's cost), removed at the end. The simulated machines
+are made (or read again) before the clock starts, as real ones exist before a run; saving what
+the run did to them is inside the timed run (the workers save their hosts before they end).
 
 It also prints the CPU per op call (this process and its engine workers): the in-process lab
 answers on the controller's CPU, so once CPU per call x forks / cores exceeds the latency the
