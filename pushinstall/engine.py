@@ -33,7 +33,7 @@ from typing import Any
 from pushinstall import events
 from pushinstall.engine_host import HostOutcome, HostPipeline, TransportFactory
 from pushinstall.engine_support import Backoff
-from pushinstall.engine_workers import WorkerPool, auto_workers
+from pushinstall.engine_workers import WorkerPool, auto_workers, available
 from pushinstall.errors import EXIT_HOST_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNREACHABLE
 from pushinstall.inventory import Host
 from pushinstall.playbook import Playbook
@@ -169,8 +169,10 @@ class _Fleet:
         self.factory = factory
         self.interrupt = interrupt
         self.forks = max(1, options.forks or playbook.settings.forks)
-        self.workers = max(1, options.workers if options.workers is not None
-                           else auto_workers(self.forks, len(hosts)))
+        wanted = options.workers if options.workers is not None else auto_workers(
+            self.forks, len(hosts))
+        # never more workers than hosts in flight or hosts; one process where fork is missing
+        self.workers = max(1, min(wanted, self.forks, len(hosts))) if available() else 1
         self.outcomes: dict[str, HostOutcome] = {}
         self.done = threading.Event()
 
@@ -190,7 +192,9 @@ class _Fleet:
             if self.interrupt.flag.is_set():
                 return
             if isinstance(runner, WorkerPool):
-                running = asyncio.wrap_future(runner.submit(host))
+                started, done = runner.submit(host)
+                await asyncio.wrap_future(started)   # the deadline counts from here
+                running = asyncio.wrap_future(done)
             else:
                 running = asyncio.get_running_loop().run_in_executor(
                     runner, self._pipeline(host, self.bus.emit, self.interrupt.flag.is_set))

@@ -21,7 +21,6 @@ import contextlib
 import gc
 import itertools
 import logging
-import math
 import multiprocessing
 import os
 import queue
@@ -87,6 +86,7 @@ def _child_main(hosts: list[Host], make: PipelineMaker, threads: int,
         if stop.is_set():          # queued here when Ctrl-C came: never started
             send(("done", index, None))
             return
+        send(("started", index))
         try:
             outcome = make(host, emit, stop.is_set)()
         except BaseException as error:  # a bug fails this host, never the worker
@@ -154,7 +154,7 @@ class _Worker:
         self.process = process
         self.commands = commands
         self.results = results
-        self.pending: dict[int, Future[HostOutcome | None]] = {}
+        self.pending: dict[int, tuple[Future[None], Future[HostOutcome | None]]] = {}
         self.lock = threading.Lock()
         self.reader: threading.Thread | None = None
         self.alive = True
@@ -175,21 +175,31 @@ class WorkerPool:
         self.emit = emit
         self._workers: list[_Worker] = []
         context = multiprocessing.get_context("fork")
+        _save_lab()   # what this process did to lab hosts is on disk before children read it
         # the collector in a child need not visit (and so copy) inherited objects; nor need
         # this process's, while the run goes on: they stay frozen until `close`
         gc.freeze()
-        for _ in range(count):   # all forks before any thread of ours starts
-            commands_out, commands_in = context.Pipe(duplex=False)
-            results_out, results_in = context.Pipe(duplex=False)
-            others = [c for w in self._workers for c in (w.commands, w.results)]
-            process = context.Process(
-                target=_child_main, name="pushinstall-worker", daemon=True,
-                args=(hosts, make, max(1, math.ceil(threads / count)), commands_out,
-                      results_in, others))
-            process.start()
-            commands_out.close()
-            results_in.close()
-            self._workers.append(_Worker(process, commands_in, results_out))
+        try:
+            for number in range(count):   # all forks before any thread of ours starts
+                commands_out, commands_in = context.Pipe(duplex=False)
+                results_out, results_in = context.Pipe(duplex=False)
+                # the parent's ends, the new worker's own too: a child holding a copy of its
+                # command pipe's write end would never see EOF when the parent dies
+                others = [c for w in self._workers for c in (w.commands, w.results)]
+                others += [commands_in, results_out]
+                share = threads // count + (1 if number < threads % count else 0)
+                process = context.Process(
+                    target=_child_main, name="pushinstall-worker", daemon=True,
+                    args=(hosts, make, max(1, share), commands_out, results_in, others))
+                process.start()
+                commands_out.close()
+                results_in.close()
+                self._workers.append(_Worker(process, commands_in, results_out))
+        except BaseException:
+            for worker in self._workers:
+                worker.process.kill()
+            gc.unfreeze()
+            raise
         for worker in self._workers:
             worker.reader = threading.Thread(target=self._read, args=(worker,), daemon=True,
                                              name="pushinstall-worker-reader")
@@ -201,23 +211,28 @@ class WorkerPool:
     def __exit__(self, kind: object, error: object, trace: object) -> None:
         self.close(kill=kind is not None)
 
-    def submit(self, host: Host) -> Future[HostOutcome | None]:
-        """Run `host`'s pipeline in the worker with the fewest hosts; the outcome is None
-        when the host never started (Ctrl-C came while it was queued)."""
-        future: Future[HostOutcome | None] = Future()
-        future.set_running_or_notify_cancel()
+    def submit(self, host: Host) -> tuple[Future[None], Future[HostOutcome | None]]:
+        """Run `host`'s pipeline in the worker with the fewest hosts: (started, done). A
+        worker keeps a few hosts queued, so `started` says when the host's pipeline began;
+        `done` holds its outcome, None when it never started (Ctrl-C came while queued)."""
+        started: Future[None] = Future()
+        done: Future[HostOutcome | None] = Future()
+        for future in (started, done):
+            future.set_running_or_notify_cancel()
         index = self.index[host.name]
         alive = [w for w in self._workers if w.alive]
         if not alive:
-            return _failed(host.name, "no engine worker process is left", self.emit)
+            _settle(started, None)
+            _settle(done, _failed(host.name, "no engine worker process is left", self.emit))
+            return started, done
         worker = min(alive, key=lambda w: len(w.pending))
         with worker.lock:
-            worker.pending[index] = future
+            worker.pending[index] = (started, done)
         try:
             worker.send(("host", index))
         except OSError:
             self._fail(worker, index, "the worker process is gone")
-        return future
+        return started, done
 
     def stop(self) -> None:
         """Ctrl-C: hosts in flight stop after their current step."""
@@ -252,11 +267,17 @@ class WorkerPool:
             for message in batch:   # in order: a host's events come before its outcome
                 if message[0] == "event":
                     self.emit(message[1])
+                elif message[0] == "started":
+                    with worker.lock:
+                        futures = worker.pending.get(message[1])
+                    if futures is not None:
+                        _settle(futures[0], None)
                 elif message[0] == "done":
                     with worker.lock:
-                        future = worker.pending.pop(message[1], None)
-                    if future is not None:
-                        _settle(future, message[2])
+                        futures = worker.pending.pop(message[1], None)
+                    if futures is not None:
+                        _settle(futures[0], None)
+                        _settle(futures[1], message[2])
                 else:                  # "bye"
                     ended = True
         worker.alive = False
@@ -267,20 +288,25 @@ class WorkerPool:
 
     def _fail(self, worker: _Worker, index: int, message: str) -> None:
         with worker.lock:
-            future = worker.pending.pop(index, None)
-        if future is not None:
-            _settle(future, _failed(self.hosts[index].name, message, self.emit).result())
+            futures = worker.pending.pop(index, None)
+        if futures is not None:
+            _settle(futures[0], None)
+            _settle(futures[1], _failed(self.hosts[index].name, message, self.emit))
 
 
-def _failed(name: str, message: str, emit: Callable[[events.Event], None],
-            ) -> Future[HostOutcome | None]:
+def _failed(name: str, message: str, emit: Callable[[events.Event], None]) -> HostOutcome:
     """A host that failed for want of a worker: its HostFinished event and outcome."""
     emit(events.HostFinished(host=name, status=events.FAILED, message=message))
-    future: Future[HostOutcome | None] = Future()
-    future.set_result(HostOutcome(name, events.FAILED, message))
-    return future
+    return HostOutcome(name, events.FAILED, message)
 
 
-def _settle(future: Future[HostOutcome | None], outcome: HostOutcome | None) -> None:
+def _save_lab() -> None:
+    """Save the lab hosts this process changed (only if the lab is in use here)."""
+    lab = sys.modules.get("pushinstall.lab")
+    if lab is not None:
+        lab.flush_all()
+
+
+def _settle(future: Future[Any], outcome: Any) -> None:
     with contextlib.suppress(InvalidStateError):   # the parent gave up on it (deadline)
         future.set_result(outcome)

@@ -135,6 +135,12 @@ def template_names(value: Any) -> frozenset[str]:
     return _names(value) if is_template(value) else frozenset()
 
 
+def _plain_part(name: str, value: Any) -> tuple[str, type, Any]:
+    """A memo key's part for a plain value: its type too (True is not 1), and a float by its
+    repr (-0.0 is not 0.0)."""
+    return (name, type(value), repr(value) if type(value) is float else value)
+
+
 class _Same:
     """A key part equal only to itself's object (never compares or reveals a secret)."""
 
@@ -171,10 +177,12 @@ class Renderer:
             except InputError:
                 self.active.clear()
                 return None
+            if isinstance(value, TemplatedSecret):   # made per host: a key would never match
+                return None
             if isinstance(value, Secret):
                 key.append((name, Secret, _Same(value)))
             elif type(value) in _PLAIN:
-                key.append((name, type(value), value))
+                key.append(_plain_part(name, value))
             else:
                 return None
         return tuple(key)
@@ -230,7 +238,7 @@ class Renderer:
                 context[name] = self.var(name, location)
         key = None
         if all(type(v) in _PLAIN for v in context.values()):   # no secret, nothing mutable
-            key = (text, tuple((k, type(v), v) for k, v in context.items()))  # True != 1
+            key = (text, tuple(_plain_part(k, v) for k, v in context.items()))
             if key in _RENDERED:
                 return _RENDERED[key]
         used_by = f" (used by variable '{via}')" if via else ""

@@ -141,3 +141,99 @@ def test_cli_run_with_two_workers_over_the_wire_then_check(state_dir: Path, wire
                                  capture_output=True, text=True, timeout=60, check=False)
         assert refused.returncode == 5 and "Traceback" not in refused.stderr
         assert "'0' is not auto or a whole number 1-256" in refused.stdout + refused.stderr
+
+
+def test_what_this_process_did_to_a_lab_host_before_the_fork_is_kept(tmp_path: Path) -> None:
+    fleet = lab_fleet(tmp_path, 4, {i: {"latency_ms": 30} for i in range(4)})
+    for host in fleet:   # touched here just before the run (an earlier run, a test's setup)
+        lab_host(host.name, host.vars.get("lab")).handle(
+            {"op": "ensure_directory", "args": {"path": "C:\\Setup"}})
+    summary, _ = run(fleet, asr_playbook(tmp_path), forks=4, workers=2)
+    assert summary.totals == {events.CHANGED: 4}
+    checked, _ = run(fleet, asr_playbook(tmp_path), forks=4, workers=1, mode="check")
+    assert checked.totals == {events.COMPLIANT: 4}
+
+
+@pytest.mark.parametrize(("forks", "workers"), [(1, 2), (3, 2), (5, 3)])
+def test_workers_never_run_more_hosts_at_once_than_forks(
+        tmp_path: Path, forks: int, workers: int) -> None:
+    fleet = lab_fleet(tmp_path, 8, {i: {"latency_ms": 10} for i in range(8)})
+    summary, sink = run(fleet, asr_playbook(tmp_path), forks=forks, workers=workers)
+    in_flight = peak = 0
+    for event in sink.events:
+        if isinstance(event, events.HostStarted):
+            in_flight += 1
+            peak = max(peak, in_flight)
+        elif isinstance(event, events.HostFinished):
+            in_flight -= 1
+    assert summary.totals == {events.CHANGED: 8}
+    assert peak == forks
+
+
+def test_a_host_waiting_in_a_workers_queue_is_not_on_its_deadline_yet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pushinstall import engine
+
+    monkeypatch.setattr(engine, "HOST_TIMEOUT_GRACE", 0.0)
+    fleet = lab_fleet(tmp_path, 6, {i: {"latency_ms": 20} for i in range(6)})
+    summary, _ = run(fleet, asr_playbook(tmp_path, host_timeout=2.0), forks=2, workers=2)
+    assert summary.totals == {events.CHANGED: 6}     # each host takes ~0.5 s of its 2 s
+
+
+def test_workers_end_when_the_parent_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from test_engine_kit import asr_playbook, lab_fleet, run
+tmp = Path({str(tmp_path)!r})
+hosts = lab_fleet(tmp, 40, {{i: {{"latency_ms": 50}} for i in range(40)}})
+run(hosts, asr_playbook(tmp), forks=4, workers=2)
+""", encoding="utf-8")
+    env = dict(os.environ, PUSHINSTALL_STATE_DIR=str(tmp_path / "state"))
+    parent = subprocess.Popen([sys.executable, str(script)], env=env)
+    children: list[int] = []
+    deadline = time.monotonic() + 20
+    while len(children) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        children = _children_of(parent.pid)
+    assert len(children) == 2
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in children)
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stay_one_process_where_fork_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pushinstall import engine
+
+    monkeypatch.setattr(engine, "available", lambda: False)
+    fleet = lab_fleet(tmp_path, 3)
+    summary, _ = run(fleet, asr_playbook(tmp_path), forks=3, workers=2)
+    assert summary.totals == {events.CHANGED: 3}
+    assert lab_host("web000").op_log   # ran here: this process's lab host saw the calls

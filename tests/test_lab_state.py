@@ -275,3 +275,34 @@ def test_a_request_line_is_decoded_once_per_process_unless_it_carries_a_secret(
     one.handle_line(share)
     assert len(lab_module._DECODED) == 2
     assert "hunter2" not in repr(lab_module._DECODED)
+
+
+def test_the_flusher_does_not_make_a_removed_state_dir_again(tmp_path: Path) -> None:
+    import shutil
+
+    from pushinstall.lab import host as lab_module
+
+    root = tmp_path / "gone"
+    host = LabHost("g1", {}, root)
+    ask(host, "ensure_directory", path="C:\\Temp")
+    shutil.rmtree(root)
+    lab_module._FLUSHER.flush_all(create=False)     # what the background thread does
+    assert not root.exists()
+
+
+def test_requests_that_may_carry_secrets_are_never_kept(state_dir: Path) -> None:
+    from pushinstall.lab import host as lab_module
+
+    lab_module._DECODED.clear()
+    host = LabHost("k1", {}, state_dir)
+    lines = [
+        ops.invocation(ops.request("script", source="Write-Output 1",
+                                   parameters={"Passphrase": "S3cret-passphrase"})),
+        ops.invocation(ops.request("set_registry", key="HKLM:\\SOFTWARE\\X", name="K",
+                                   value="S3cret-regkey", type="String")),
+        ops.invocation(ops.batch([ops.request("write_secret", path="C:\\Temp\\p.txt",
+                                              content="S3cret-file")])),
+    ]
+    for line in lines:
+        host.handle_line(line)
+    assert lab_module._DECODED == {}

@@ -190,3 +190,27 @@ def test_a_templated_hosts_pattern_uses_extra_vars(tmp_path: Path) -> None:
                            "steps:\n  - {name: d, directory: {path: x}}\n")
     assert load_playbook(path, {"target": "lab_ams"}).hosts == "lab_ams"
     assert load_playbook(path).hosts == "all"
+
+
+def test_the_render_memo_tells_apart_what_renders_differently(tmp_path: Path) -> None:
+    """A step's rendered args are shared by hosts whose variables have the same values; the
+    key keeps True apart from 1 and -0.0 from 0.0, and never shares across other values."""
+    step = one_step(tmp_path, "    directory: {path: 'C:/{{ v }}'}\n")
+    seen = [render_step(step, {"v": v})["path"] for v in (1, True, 0.0, -0.0, "1", 1)]
+    assert seen == ["C:/1", "C:/True", "C:/0.0", "C:/-0.0", "C:/1", "C:/1"]
+    assert render_step(step, {"v": 1}) is render_step(step, {"v": 1})   # shared, not re-made
+
+
+def test_the_render_memo_keeps_no_per_host_secret(tmp_path: Path) -> None:
+    """A variable that is a template over a secret is a new TemplatedSecret per host: such a
+    step is not memoized (a memo entry per host would keep each host's revealed value)."""
+    step = one_step(tmp_path, "    command: {path: 'C:/x.exe', arguments: ['/q'], "
+                              "secret_file: {content: '{{ cred }}', path: 'C:/p.txt'}}\n")
+    password = Secret("pw-for-all")
+    for host in ("h1", "h2", "h3"):
+        variables = {"cred": TemplatedSecret("{{ host }}-{{ pw }}", {"host": host,
+                                                                      "pw": password})}
+        render_step(step, variables)
+    assert step.rendered == {}
+    same = {"cred": password}
+    assert render_step(step, same) is render_step(step, dict(same))   # one object: memoized

@@ -66,7 +66,7 @@ class BlobStore:
         """Write new and changed blobs (before the state that names them is saved)."""
         if not self._pending:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(exist_ok=True)   # beside the state file, whose folder exists
         for name, buffer in self._pending.items():
             (self.directory / name).write_bytes(buffer)
             if len(buffer) <= KEEP_BYTES:

@@ -86,7 +86,7 @@ _DECODED_MAX = 4096
 def _decoded(encoded: str) -> tuple[dict[str, Any], bool]:
     """A request line's request, and whether it passes validation as a whole. A fleet's hosts
     send the same requests, so each is decoded and checked once per process and then shared
-    (nothing changes a request); one that carries a secret is not kept."""
+    (nothing changes a request); only ops that cannot carry a secret (or megabytes) are kept."""
     known = _DECODED.get(encoded)
     if known is not None:
         return known
@@ -99,16 +99,20 @@ def _decoded(encoded: str) -> tuple[dict[str, Any], bool]:
     return found
 
 
+# write_secret, script parameters, set_registry values and download credentials may be secrets;
+# file chunks are big
+_KEPT_OPS = frozenset({"facts", "ensure_directory", "remove_file", "expand_archive",
+                       "run_process", "set_service", "reboot", "download"})
+
+
 def _carries_secret(request: Any) -> bool:
-    if not isinstance(request, dict):
-        return False
-    args = request.get("args")
-    if not isinstance(args, dict):
-        return False
-    if request.get("op") == "write_secret" or "credential" in args:
+    if not isinstance(request, dict) or not isinstance(request.get("args"), dict):
         return True
-    inner = args.get("requests") if request.get("op") == "batch" else None
-    return isinstance(inner, list) and any(_carries_secret(r) for r in inner)
+    op, args = request.get("op"), request["args"]
+    if op == "batch":
+        inner = args.get("requests")
+        return not isinstance(inner, list) or any(_carries_secret(r) for r in inner)
+    return op not in _KEPT_OPS or "credential" in args
 
 
 class _Flusher:
@@ -142,9 +146,10 @@ class _Flusher:
     def _loop(self) -> None:
         while True:
             time.sleep(QUIET_SECONDS / 2)
-            self.flush_all(_due)
+            self.flush_all(_due, create=False)   # a state dir removed meanwhile stays removed
 
-    def flush_all(self, due: Callable[[LabHost, float], bool] | None = None) -> None:
+    def flush_all(self, due: Callable[[LabHost, float], bool] | None = None,
+                  create: bool = True) -> None:
         """Save every dirty host (`due` picks some) now; returns when they are saved (also
         those the flusher thread had already taken)."""
         with self._flushing:
@@ -154,7 +159,7 @@ class _Flusher:
                     del self._dirty[host]
             for host in hosts:
                 try:
-                    host.flush()
+                    host.flush(create)
                 except OSError as exc:  # a state dir removed under us: nothing left to keep
                     log.debug("%s: lab state not saved: %s", host.name, exc)
 
@@ -190,6 +195,7 @@ class LabHost:
         self._vars = copy.deepcopy(lab_vars)
         self.path = state_file(state_dir or default_state_dir(), name)
         self._where = str(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # so the flusher never makes it
         self.blob_dir = self.path.with_suffix(".files")
         self.op_log: list[str] = []
         self.calls: list[dict[str, Any]] = []
@@ -225,11 +231,12 @@ class LabHost:
         except FileNotFoundError:
             self._seen = None
 
-    def _save(self) -> None:
+    def _save(self, create: bool = True) -> None:
         """Write the file contents, then the state and the op log (atomically), then delete
-        the contents of removed files."""
+        the contents of removed files. `create` False: a state dir that is gone stays gone
+        (FileNotFoundError) instead of being made again."""
+        self.path.parent.mkdir(parents=create, exist_ok=True)
         self.state.blobs.flush_new()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = self.path.with_name(f"{self.path.name}.{threading.get_ident()}.tmp")
         saved = {"state": self.state.data, "op_log": self._history[-OP_LOG_LIMIT:]}
         temp.write_text(_STATE_JSON.encode(saved), encoding="utf-8")
@@ -243,12 +250,12 @@ class LabHost:
             self._dirty = True
             _FLUSHER.mark(self)
 
-    def flush(self) -> None:
-        """Save now what calls changed (the flusher does it every `FLUSH_SECONDS`); a file
-        changed by someone else meanwhile wins."""
+    def flush(self, create: bool = True) -> None:
+        """Save now what calls changed (the flusher does it when the host is quiet); a file
+        changed by someone else meanwhile wins. `create`: as `_save`."""
         with self._lock:
             if not self._sync() and self._dirty:
-                self._save()
+                self._save(create)
 
     def _sync(self) -> bool:
         """Read the state file again when someone else changed or removed it (True then)."""
