@@ -50,6 +50,7 @@ def normalize(path: str) -> str:
     return full[0].upper() + full[1:]
 
 
+@functools.lru_cache(maxsize=4096)
 def parent_of(path: str) -> str | None:
     """The parent directory of a normalized path; None for a drive root."""
     parent = ntpath.dirname(path)
