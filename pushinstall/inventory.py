@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pushinstall.errors import InputError, Location
-from pushinstall.secret import MASK, Secret
+from pushinstall.secret import Secret
 
 TRANSPORTS = ("psrp", "winrm", "ssh", "lab")
 AUTH_METHODS = ("negotiate", "ntlm", "kerberos", "credssp", "basic", "certificate")
@@ -120,13 +120,9 @@ def select_hosts(inventory: Inventory, pattern: str, limit: str | None = None, *
 
 
 def _masked(value: Any) -> Any:
-    if isinstance(value, Secret):
-        return f"{MASK} ({value.source})" if value.source else MASK
-    if isinstance(value, dict):
-        return {str(k): _masked(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v) for v in value]
-    return value
+    from pushinstall.inventory_secrets import mask_secrets
+
+    return mask_secrets(value)   # secret-named keys at every depth too
 
 
 def describe_hosts(inventory: Inventory, limit: str | None = None) -> dict[str, Any]:

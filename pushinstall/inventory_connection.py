@@ -12,8 +12,9 @@ from typing import Any
 
 from pushinstall.errors import InputError, Location
 from pushinstall.inventory import AUTH_METHODS, TRANSPORTS, Connection
+from pushinstall.inventory_secrets import SECRET_REF_FORMS
 from pushinstall.secret import Secret
-from pushinstall.source import did_you_mean
+from pushinstall.source import did_you_mean, kind_of
 
 # Ansible alias -> (our name, value translation or None)
 _VALIDATE = {"validate": True, "ignore": False}
@@ -107,6 +108,31 @@ def _choice(name: str, value: Any, choices: tuple[str, ...], where: Where) -> st
     return text
 
 
+def _password(value: Any, where: Where) -> Secret:
+    """The password setting as a `Secret`; a mapping or list that is no secret reference
+    (`{vault: x}`) is refused rather than sent as its text."""
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, (dict, list, bool)):
+        raise InputError(f"'password' is {kind_of(value)}, not a password or a secret reference",
+                         where("password"), SECRET_REF_FORMS)
+    return Secret(str(value))
+
+
+def _check_certificate(name: str, conn: Connection, s: dict[str, Any], where: Where) -> None:
+    """`auth: certificate` (psrp, winrm) needs both PEM paths, or it fails at connect."""
+    if conn.auth != "certificate" or conn.transport not in ("psrp", "winrm"):
+        return
+    for setting in ("certificate_pem", "certificate_key_pem"):
+        if not getattr(conn, setting):
+            raise InputError(
+                f"host '{name}' uses auth: certificate without '{setting}'",
+                where(setting if setting in s else "auth"),
+                "certificate_pem and certificate_key_pem: paths of the client certificate "
+                "and its key",
+            )
+
+
 def settings_from_vars(host_vars: dict[str, Any]) -> dict[str, tuple[Any, str]]:
     """Our connection setting names -> (value, the var that set it), Ansible aliases
     translated; where both are set in the same vars, our own name wins."""
@@ -148,13 +174,13 @@ def build_connection(name: str, settings: dict[str, Any], where: Where,
         if s.get(text) is not None:
             setattr(conn, text, str(s[text]))
     if s.get("password") is not None:
-        password = s["password"]
-        conn.password = password if isinstance(password, Secret) else Secret(str(password))
+        conn.password = _password(s["password"], where)
     conn.address = conn.address or name
     if conn.port == 5985 and "tls" not in s and conn.transport in ("psrp", "winrm"):
         conn.tls = False        # as Ansible: port 5985 without a scheme means HTTP
     if conn.port is None and conn.transport != "lab":
         conn.port = DEFAULT_PORTS[(conn.transport, conn.tls)]
+    _check_certificate(name, conn, s, where)
     if (conn.transport in ("psrp", "winrm") and conn.auth == "basic" and not conn.tls
             and not conn.allow_unencrypted):
         raise InputError(

@@ -15,11 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from pushinstall.errors import InputError, Location
-from pushinstall.secret import Secret
+from pushinstall.secret import MASK, Secret
 
 SECRET_SOURCES = ("env", "file", "prompt")
-# Var names whose plaintext values are secrets (masked, and worth a warning).
-SECRET_NAME_PARTS = ("password", "passphrase", "ansible_ssh_pass", "secret")
+SECRET_REF_FORMS = "{env: NAME}, {file: PATH} or {prompt: true}"
+# Var names whose plaintext values are secrets (masked, and worth a warning): a name holding
+# one of these anywhere...
+SECRET_NAME_PARTS = ("password", "passphrase", "passwd", "secret")
+# ...or one of these as a whole `_`-separated word (`ansible_become_pass`, `vault_pass_file`).
+SECRET_NAME_WORDS = ("pass", "pwd")
 
 _PROMPTED: dict[str, str] = {}
 _PROMPT_LOCK = threading.Lock()
@@ -80,7 +84,8 @@ def _prompt(var: str, location: Location) -> str:
 
 def secret_ref(var: str, value: Any, location: Location, base: Path | None = None
                ) -> SecretRef | None:
-    """A `SecretRef` when `value` is a one-key mapping `{env|file|prompt: ...}`, else None.
+    """A `SecretRef` when `value` is a one-key mapping `{env|file|prompt: ...}`, else None;
+    `InputError` for any other one-key mapping under a secret name (`password: {vault: x}`).
 
     A relative `{file: PATH}` is relative to `base` (the inventory file's folder).
     """
@@ -88,6 +93,9 @@ def secret_ref(var: str, value: Any, location: Location, base: Path | None = Non
         return None
     kind, target = next(iter(value.items()))
     if kind not in SECRET_SOURCES:
+        if is_secret_name(var):   # `password: {vault: x}` is no password
+            raise InputError(f"'{var}: {{{kind}: ...}}' is not a secret reference", location,
+                             SECRET_REF_FORMS)
         return None
     if kind == "prompt":
         if target is not True:
@@ -102,9 +110,27 @@ def secret_ref(var: str, value: Any, location: Location, base: Path | None = Non
 
 
 def is_secret_name(name: str) -> bool:
-    """True for var names that hold secrets (passwords, passphrases)."""
+    """True for var names that hold secrets (passwords, passphrases): a name holding one of
+    `SECRET_NAME_PARTS`, or one of `SECRET_NAME_WORDS` as a `_`-separated word."""
     lowered = name.lower()
-    return any(part in lowered for part in SECRET_NAME_PARTS)
+    return (any(part in lowered for part in SECRET_NAME_PARTS)
+            or any(word in SECRET_NAME_WORDS for word in lowered.split("_")))
+
+
+def mask_secrets(value: Any, secret: bool = False) -> Any:
+    """`value` fit to print: every `Secret` masked (with where it comes from), and every value
+    under a secret-named key masked, at any depth and inside lists (`lab: {cs_passphrase: ..}`,
+    `share_credential: {password: ..}`). `secret` says `value` itself sits under such a key."""
+    if isinstance(value, Secret):
+        return f"{MASK} ({value.source})" if value.source else MASK
+    if isinstance(value, dict):
+        return {str(key): mask_secrets(item, secret or is_secret_name(str(key)))
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_secrets(item, secret) for item in value]
+    if secret and value is not None and value != "" and not isinstance(value, bool):
+        return MASK
+    return value
 
 
 def resolve_secrets(values: Any) -> None:
