@@ -9,9 +9,11 @@ keeps them as unrevealed `Secret`s.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
-from pushinstall.errors import InputError
+from pushinstall.errors import InputError, Location
 from pushinstall.playbook import (
     Playbook,
     host_variables,
@@ -23,6 +25,63 @@ from pushinstall.templating import check_expression
 
 # Names a `when` may use besides the host's variables (conditions.py adds them).
 WHEN_NAMES = frozenset({"facts"})
+# The keys the SSH client tries when no password is given (asyncssh's defaults, ~/.ssh/).
+SSH_DEFAULT_KEYS = ("id_ed25519_sk", "id_ecdsa_sk", "id_ed448", "id_ed25519", "id_ecdsa",
+                    "id_rsa", "id_dsa")
+
+
+def _host_location(host: Any) -> Location:
+    from pushinstall.inventory_limit import COMMAND_LINE
+
+    return getattr(host, "location", None) or COMMAND_LINE
+
+
+def check_lab_vars(host: Any, seen: set[int] | None = None) -> None:
+    """A host's `lab:` mapping as the lab simulator would read it at connect; a bad one is an
+    `InputError` at the key at fault (or at the host when `lab` is no mapping). `seen` holds
+    the ids of mappings already checked (a group's `lab:` is shared by its hosts)."""
+    from pushinstall.lab.vars import parse_lab_vars
+
+    raw = host.vars.get("lab")
+    if raw is None or (seen is not None and id(raw) in seen):
+        return
+    try:
+        parse_lab_vars(raw)
+    except InputError as error:
+        where = getattr(raw, "location", None) or _host_location(host)
+        if isinstance(raw, dict):
+            for key, value in raw.items():   # the key at fault: the one that fails alone
+                try:
+                    parse_lab_vars({key: value})
+                except InputError:
+                    where = raw.key_location(key) if hasattr(raw, "key_location") else where
+                    break
+        head, hint, tail = error.message.partition("; did you mean")
+        raise InputError(f"{head} for host '{host.name}'{hint}{tail}", where,
+                         error.expected) from None
+    if seen is not None:
+        seen.add(id(raw))
+
+
+def check_credentials(host: Any) -> None:
+    """What a connection needs from this machine: the client certificate and key files of
+    `auth: certificate`, and for SSH without a password an agent or a key in ~/.ssh.
+    `InputError` at the host, found before any host is touched (not exit 4 at connect)."""
+    conn = host.connection
+    if conn.transport in ("psrp", "winrm") and conn.auth == "certificate":
+        for setting in ("certificate_pem", "certificate_key_pem"):
+            path = getattr(conn, setting)
+            if path and not Path(path).expanduser().is_file():
+                raise InputError(f"{setting} '{path}' of host '{host.name}' is not a file",
+                                 _host_location(host), "a readable PEM file on this machine")
+    if conn.transport == "ssh" and conn.password is None:
+        ssh = Path("~", ".ssh").expanduser()
+        if not os.environ.get("SSH_AUTH_SOCK") and not any(
+                (ssh / name).is_file() for name in SSH_DEFAULT_KEYS):
+            raise InputError(
+                f"host '{host.name}' connects over ssh without a password, and this machine "
+                "has no SSH agent (SSH_AUTH_SOCK) and no key in ~/.ssh", _host_location(host),
+                "password: {env: NAME}, {file: PATH} or {prompt: true}, or an SSH key")
 
 
 def _check_when(playbook: Playbook, variables: dict[str, Any]) -> None:
@@ -41,10 +100,13 @@ def _check_when(playbook: Playbook, variables: dict[str, Any]) -> None:
 
 
 def check_hosts(hosts: list[Any], playbook: Playbook, extra: dict[str, Any]) -> None:
-    """Render every step (and check every `when`) for every host; `InputError` at the first
-    problem. `run` and `check` call this too, so a bad template stops them before any host is
-    touched."""
+    """Check every host's lab vars and credentials, render every step (and check every
+    `when`) for every host; `InputError` at the first problem. `run` and `check` call this
+    too, so a bad template stops them before any host is touched."""
+    seen: set[int] = set()
     for host in hosts:
+        check_lab_vars(host, seen)
+        check_credentials(host)
         variables = host_variables(host, playbook, extra)
         for step in playbook.steps:
             render_step(step, variables)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pushinstall.errors import InputError
+from pushinstall.source import did_you_mean, kind_of
 
 OS_RELEASES = ("2008r2", "2012r2", "2016", "2019", "2022")
 PENDING_SIGNALS = (
@@ -88,15 +89,22 @@ def _check(name: str, value: Any) -> Any:
     if value is None and "None" in str(LabVars.__dataclass_fields__[name].type):
         return None
     if isinstance(value, bool) and bool not in kinds:
-        raise InputError(f"lab var {name!r} must be {_describe(kinds)}")
+        raise InputError(f"lab var {name!r} is {_shown(name, value)}", expected=_describe(kinds))
     if float in kinds and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kinds):
-        raise InputError(f"lab var {name!r} must be {_describe(kinds)}"
-                         + ("" if name in _SECRET_KEYS else f", not {value!r}"))
+        raise InputError(f"lab var {name!r} is {_shown(name, value)}", expected=_describe(kinds))
     if isinstance(value, list) and not all(isinstance(item, str) for item in value):
-        raise InputError(f"lab var {name!r} must be a list of strings")
+        raise InputError(f"lab var {name!r} holds something else than strings",
+                         expected="a list of strings")
     return value
+
+
+def _shown(name: str, value: Any) -> str:
+    """A wrong value in an error: its kind only for a secret, a list or a mapping."""
+    if name in _SECRET_KEYS or isinstance(value, (dict, list, bool)) or value is None:
+        return kind_of(value)
+    return f"'{value}'"
 
 
 def _describe(kinds: tuple[type, ...]) -> str:
@@ -110,25 +118,27 @@ def parse_lab_vars(raw: Any) -> LabVars:
     if raw is None:
         return LabVars()
     if not isinstance(raw, dict):
-        raise InputError("the lab var must be a mapping of lab settings")
-    known = {f.name for f in fields(LabVars)}
+        raise InputError(f"the lab var is {kind_of(raw)}", expected="a mapping of lab settings")
+    known = [f.name for f in fields(LabVars)]
     values: dict[str, Any] = {}
     for name, value in raw.items():
         if name not in known:
-            raise InputError(f"unknown lab var {name!r}", expected=", ".join(sorted(known)))
+            raise InputError(f"unknown lab var {name!r}{did_you_mean(str(name), known)}",
+                             expected="one of: " + ", ".join(sorted(known)))
         values[name] = _check(name, value)
     lab = LabVars(**values)
     if lab.os not in OS_RELEASES:
-        raise InputError(f"lab var 'os' must be one of {', '.join(OS_RELEASES)}")
+        raise InputError(f"lab var 'os' is '{lab.os}'", expected="one of: "
+                         + ", ".join(OS_RELEASES))
     if isinstance(lab.pending_reboot, list):
         unknown = set(lab.pending_reboot) - set(PENDING_SIGNALS)
         if unknown:
             raise InputError(f"unknown pending_reboot signal {sorted(unknown)[0]!r}",
-                             expected=", ".join(PENDING_SIGNALS))
+                             expected="one of: " + ", ".join(PENDING_SIGNALS))
     for port in lab.open_ports:
         host, _, number = port.rpartition(":")
         if not host or not number.isdigit():
-            raise InputError(f"lab var 'open_ports' holds {port!r}; expected HOST:PORT")
+            raise InputError(f"lab var 'open_ports' holds {port!r}", expected="HOST:PORT")
     return lab
 
 
