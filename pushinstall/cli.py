@@ -57,6 +57,32 @@ class _Workers(click.ParamType):
         return int(text)
 
 
+class _BadValue(click.BadParameter):
+    """A refused value that remembers itself, so the error can point at it on the line."""
+
+    def __init__(self, message: str, value: str, param: click.Parameter | None,
+                 ctx: click.Context | None) -> None:
+        super().__init__(message, ctx, param)
+        self.value = value
+
+
+class _Text(click.ParamType):
+    """A string that is not empty (nor only blanks): `--cs-endpoint ""` is a mistake, never a
+    request for a default."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text.strip():
+            raise _BadValue("must not be empty", text, param, ctx)
+        return text
+
+
+TEXT = _Text()
+
+
 def _run_options(func: Any) -> Any:
     """Options shared by `run` and `check`."""
     for decorator in reversed([
@@ -153,22 +179,24 @@ def check(**options: Any) -> None:
 
 
 @cli.command()
-@click.argument("host")
-@click.option("--cs-endpoint", required=True, envvar="PUSHINSTALL_CS_ENDPOINT",
+@click.argument("host", type=TEXT)
+@click.option("--cs-endpoint", required=True, type=TEXT, envvar="PUSHINSTALL_CS_ENDPOINT",
               show_envvar=True, help="Configuration server IP or name.")
 @click.option("--passphrase-file", required=True, type=click.Path(dir_okay=False),
               envvar="PUSHINSTALL_PASSPHRASE_FILE", show_envvar=True,
               help="File on this machine holding the configuration server passphrase.")
-@click.option("--installer", required=True, envvar="PUSHINSTALL_INSTALLER", show_envvar=True,
+@click.option("--installer", required=True, type=TEXT, envvar="PUSHINSTALL_INSTALLER",
+              show_envvar=True,
               help="Mobility service installer: UNC path, URL, or a file on this machine.")
-@click.option("--installer-sha256", help="Expected sha256 of the installer (recommended).")
-@click.option("--vm-agent", help="Azure VM agent MSI: UNC path, URL or local file "
+@click.option("--installer-sha256", type=TEXT,
+              help="Expected sha256 of the installer (recommended).")
+@click.option("--vm-agent", type=TEXT, help="Azure VM agent MSI: UNC path, URL or local file "
               "(default: WindowsAzureVmAgent.msi beside the installer).")
-@click.option("--vm-agent-sha256", help="Expected sha256 of the Azure VM agent MSI.")
+@click.option("--vm-agent-sha256", type=TEXT, help="Expected sha256 of the Azure VM agent MSI.")
 @click.option("--transport", type=click.Choice(["psrp", "winrm", "ssh", "lab"]),
               default="psrp", show_default=True, envvar="PUSHINSTALL_TRANSPORT")
-@click.option("-u", "--user", "username", envvar="PUSHINSTALL_USER", show_envvar=True)
-@click.option("--password-env", default="PUSHINSTALL_PASSWORD", show_default=True,
+@click.option("-u", "--user", "username", type=TEXT, envvar="PUSHINSTALL_USER", show_envvar=True)
+@click.option("--password-env", type=TEXT, default="PUSHINSTALL_PASSWORD", show_default=True,
               help="Environment variable holding the password (never pass it as an option).")
 @click.option("--port", type=click.IntRange(1, 65535))
 @click.option("--auth", type=click.Choice(
@@ -238,7 +266,12 @@ def _usage_location(error: click.ClickException, argv: list[str]) -> str:
     line = " ".join(shlex.quote(a) for a in argv)
     column = 1
     param = getattr(error, "param", None)
-    if param is not None:
+    if isinstance(param, click.Argument) and isinstance(error, _BadValue):
+        for i, arg in enumerate(argv[1:], start=1):   # argv[0] is the command
+            if arg == error.value:
+                column = len(" ".join(shlex.quote(a) for a in argv[:i])) + 2
+                break
+    elif param is not None:
         for opt in getattr(param, "opts", []):
             for i, arg in enumerate(argv):
                 if arg == opt or arg.startswith(opt + "="):
