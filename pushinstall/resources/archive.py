@@ -7,11 +7,11 @@ from typing import Any
 
 from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure, short_hash
-from pushinstall.resources.schema import Arg
+from pushinstall.resources.schema import PATH, Arg
 
 ARGS = (
-    Arg("src", required=True, doc="Zip file on the target."),
-    Arg("dest", required=True, doc="Directory to extract into."),
+    Arg("src", PATH, required=True, doc="Zip file on the target."),
+    Arg("dest", PATH, required=True, doc="Directory to extract into."),
 )
 
 

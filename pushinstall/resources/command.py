@@ -16,7 +16,7 @@ from pushinstall.resources.common import (
     run_program,
 )
 from pushinstall.resources.programs import RUN_ARGS, return_codes_arg
-from pushinstall.resources.schema import ANY, MAP, Arg, exactly_one_of
+from pushinstall.resources.schema import ANY, MAP, PATH, Arg, exactly_one_of
 
 CONDITION = (
     Arg("registry", MAP, fields=(
@@ -24,7 +24,7 @@ CONDITION = (
         Arg("view", default="64", choices=("64", "32")),
     )),
     Arg("equals", ANY, doc="With registry: the value it must equal."),
-    Arg("file", doc="A path that must exist."),
+    Arg("file", PATH, doc="A path that must exist."),
     Arg("service", doc="A service that must exist (with status: that status)."),
     Arg("status", doc="With service: Running, Stopped, ..."),
     Arg("product", MAP, fields=(Arg("product_id"), Arg("name"))),

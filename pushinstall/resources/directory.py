@@ -6,9 +6,9 @@ from typing import Any
 
 from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
-from pushinstall.resources.schema import Arg
+from pushinstall.resources.schema import PATH, Arg
 
-ARGS = (Arg("path", required=True, doc="Directory on the target, parents created."),)
+ARGS = (Arg("path", PATH, required=True, doc="Directory on the target, parents created."),)
 
 
 # ---------------------------------------------------------------- runtime (base.py)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, local_sha256, probe_failure, reveal, short_hash
-from pushinstall.resources.schema import BOOL, MAP, Arg
+from pushinstall.resources.schema import BOOL, MAP, PATH, Arg
 
 SHA256 = r"[0-9a-fA-F]{64}"
 CREDENTIAL = (
@@ -17,8 +17,8 @@ CREDENTIAL = (
 )
 
 ARGS = (
-    Arg("dest", required=True, doc="Destination path on the target."),
-    Arg("src", required=True,
+    Arg("dest", PATH, required=True, doc="Destination path on the target."),
+    Arg("src", PATH, required=True,
         doc="UNC path or http(s) URL the target pulls, or a file on the controller to push."),
     Arg("sha256", pattern=SHA256, pattern_doc="64 hexadecimal characters",
         doc="Expected hash; without it a controller file's own hash is used."),

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from pushinstall.resources.schema import CODES, INT, LIST, MAP, Arg
+from pushinstall.resources.schema import CODES, INT, LIST, MAP, PATH, Arg
 
 SECRET_FILE = (
-    Arg("path", required=True, doc="Where the secret file goes on the target."),
+    Arg("path", PATH, required=True, doc="Where the secret file goes on the target."),
     Arg("content", required=True, secret=True, doc="Its content (use a secret var)."),
 )
 
 RUN_ARGS = (
-    Arg("path", required=True, doc="Executable on the target (msiexec.exe allowed)."),
+    Arg("path", PATH, required=True, doc="Executable on the target (msiexec.exe allowed)."),
     Arg("arguments", LIST, default=[], doc="Argument list; each item arrives as one argv entry."),
-    Arg("working_directory", doc="Working directory of the process."),
-    Arg("creates", doc="A path that exists once the program has done its work."),
+    Arg("working_directory", PATH, doc="Working directory of the process."),
+    Arg("creates", PATH, doc="A path that exists once the program has done its work."),
     Arg("secret_file", MAP, fields=SECRET_FILE,
         doc="Written (SYSTEM and Administrators only) just before the run, removed after."),
-    Arg("timeout", INT, doc="Seconds before the process is killed."),
+    Arg("timeout", INT, minimum=1, doc="Seconds before the process is killed."),
 )
 
 

@@ -10,7 +10,7 @@ from pushinstall.resources.schema import INT, Arg
 
 ARGS = (
     Arg("reason", default="pushinstall", doc="Shown in the event log."),
-    Arg("timeout", INT, doc="Seconds to wait for the host (default: the playbook's)."),
+    Arg("timeout", INT, minimum=1, doc="Seconds to wait for the host (default: the playbook's)."),
 )
 
 

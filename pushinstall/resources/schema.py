@@ -18,10 +18,13 @@ from pushinstall.errors import InputError, Location
 from pushinstall.secret import Secret
 from pushinstall.source import LocatedDict, LocatedList, did_you_mean, kind_of
 
-# Value types an Arg may declare.
+# Value types an Arg may declare. STR takes a number too (`version: 9.60`, a registry value
+# name `1`); PATH takes only a string.
 STR, INT, BOOL, LIST, MAP, ANY, CODES = "str", "int", "bool", "list", "map", "any", "codes"
+PATH = "path"
 _EXPECTED = {
-    STR: "a string", INT: "a whole number", BOOL: "true or false", LIST: "a list of strings",
+    STR: "a string", PATH: "a string", INT: "a whole number", BOOL: "true or false",
+    LIST: "a list of strings",
     MAP: "a mapping", ANY: "any value", CODES: "a mapping of exit codes to ok, reboot or failed",
 }
 CODE_RESULTS = ("ok", "reboot", "failed")
@@ -40,7 +43,8 @@ class Arg:
     """One argument of a resource type.
 
     `fields` describes a nested mapping (type MAP); `pattern` is a regex a string must match
-    (`pattern_doc` says it for people); `secret` values become `Secret` after rendering.
+    (`pattern_doc` says it for people); `secret` values become `Secret` after rendering;
+    `minimum` is the smallest number an INT takes (a timeout of 0 or -5 s is a mistake).
     """
 
     name: str
@@ -54,6 +58,13 @@ class Arg:
     pattern: str = ""
     pattern_doc: str = ""
     rules: tuple[Rule, ...] = ()
+    minimum: int | None = None
+
+
+def _expected(arg: Arg) -> str:
+    """What `arg` takes, in words, for an error's `(expected)`."""
+    text = _EXPECTED.get(arg.type, arg.type)
+    return text if arg.minimum is None else f"{text} of at least {arg.minimum}"
 
 
 def at_least_one_of(*names: str) -> Rule:
@@ -99,15 +110,15 @@ def _item_where(container: Any, index: int, fallback: Location | None) -> Locati
 
 
 def _check_value(arg: Arg, value: Any, location: Location | None, what: str) -> None:
-    if value is None:
+    if value is None or (arg.type == PATH and arg.required and value == ""):
         if arg.required:
-            raise InputError(f"'{arg.name}' of {what} is empty", location,
-                             _EXPECTED.get(arg.type, arg.type))
+            raise InputError(f"'{arg.name}' of {what} is empty", location, _expected(arg))
         return
     if is_template(value) or isinstance(value, Secret):
         return
     ok = {
         STR: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
+        PATH: lambda v: isinstance(v, str),
         INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
         BOOL: lambda v: isinstance(v, bool),
         LIST: lambda v: isinstance(v, list)
@@ -119,6 +130,8 @@ def _check_value(arg: Arg, value: Any, location: Location | None, what: str) -> 
     if not ok(value):
         raise InputError(f"'{arg.name}' of {what} is {kind_of(value)}", location,
                          _EXPECTED.get(arg.type, arg.type))
+    if arg.minimum is not None and value < arg.minimum:
+        raise InputError(f"'{arg.name}' of {what} is {value}", location, _expected(arg))
     if arg.type == CODES:
         _check_codes(arg, value, location, what)
     if arg.type == LIST and arg.choices:
@@ -179,7 +192,7 @@ def check_args(
         if arg.name not in args:
             if arg.required:
                 raise InputError(f"missing required argument '{arg.name}' for {what}",
-                                 location, _EXPECTED.get(arg.type, arg.type))
+                                 location, _expected(arg))
             continue
         _check_value(arg, args[arg.name], _where(args, arg.name, location), what)
     if location is not None:
@@ -269,6 +282,8 @@ def markdown_table(schema: Iterable[Arg]) -> str:
                 + (" (secret)" if f.secret else "") for f in arg.fields) + "."
         if arg.pattern_doc:
             doc += f" Must be {arg.pattern_doc}."
+        if arg.minimum is not None:
+            doc += f" At least {arg.minimum}."
         if arg.secret:
             doc += " Secret: never printed."
         doc = doc.strip().replace("|", "\\|")
