@@ -62,7 +62,8 @@ def auto_workers(forks: int, hosts: int) -> int:
 def _child_main(hosts: list[Host], make: PipelineMaker, threads: int,
                 commands: Connection, results: Connection, others: list[Connection]) -> None:
     """A worker: run the hosts the parent names until it says end; then save the lab.
-    `others`: the parent's ends of the workers forked before, which are not ours to hold."""
+    `others`: the parent's ends of every pipe so far, this worker's own included, which are
+    not ours to hold (a copy of the command pipe's write end would hide the parent's death)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
     for connection in others:
         connection.close()
