@@ -250,14 +250,14 @@ def test_counted_changes_agree_with_comparing_the_whole_state(
 
 def test_a_request_line_is_decoded_once_per_process_unless_it_carries_a_secret(
         state_dir: Path) -> None:
-    from pushinstall.lab import host as lab_module
+    from pushinstall.lab import decoded as lab_module
 
-    lab_module._DECODED.clear()
+    lab_module.DECODED.clear()
     gather = ops.invocation(ops.batch([ops.request("facts", queries=[
         {"id": "os", "kind": "os"}])]))
     one, two = LabHost("d1", {}, state_dir), LabHost("d2", {}, state_dir)
     answers = [ops.decode_answer(h.handle_line(gather)) for h in (one, two, one)]
-    assert all(a["ok"] for a in answers) and len(lab_module._DECODED) == 1
+    assert all(a["ok"] for a in answers) and len(lab_module.DECODED) == 1
     assert answers[0]["result"][0]["result"]["os"]["hostname"] == "D1"
     assert answers[1]["result"][0]["result"]["os"]["hostname"] == "D2"
     # a bad request is kept as bad: every time it answers InvalidArgument, naming the argument
@@ -273,27 +273,27 @@ def test_a_request_line_is_decoded_once_per_process_unless_it_carries_a_secret(
                                        destination="C:\\Temp\\x.msi",
                                        credential={"username": "u", "password": "hunter2"}))
     one.handle_line(share)
-    assert len(lab_module._DECODED) == 2
-    assert "hunter2" not in repr(lab_module._DECODED)
+    assert len(lab_module.DECODED) == 2
+    assert "hunter2" not in repr(lab_module.DECODED)
 
 
 def test_the_flusher_does_not_make_a_removed_state_dir_again(tmp_path: Path) -> None:
     import shutil
 
-    from pushinstall.lab import host as lab_module
+    from pushinstall.lab import flusher
 
     root = tmp_path / "gone"
     host = LabHost("g1", {}, root)
     ask(host, "ensure_directory", path="C:\\Temp")
     shutil.rmtree(root)
-    lab_module._FLUSHER.flush_all(create=False)     # what the background thread does
+    flusher.FLUSHER.flush_all(create=False)     # what the background thread does
     assert not root.exists()
 
 
 def test_requests_that_may_carry_secrets_are_never_kept(state_dir: Path) -> None:
-    from pushinstall.lab import host as lab_module
+    from pushinstall.lab import decoded as lab_module
 
-    lab_module._DECODED.clear()
+    lab_module.DECODED.clear()
     host = LabHost("k1", {}, state_dir)
     lines = [
         ops.invocation(ops.request("script", source="Write-Output 1",
@@ -305,4 +305,4 @@ def test_requests_that_may_carry_secrets_are_never_kept(state_dir: Path) -> None
     ]
     for line in lines:
         host.handle_line(line)
-    assert lab_module._DECODED == {}
+    assert lab_module.DECODED == {}

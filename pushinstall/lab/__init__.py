@@ -14,7 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pushinstall.lab.host import LabHost, flush_all, state_file
+from pushinstall.lab.flusher import flush_all
+from pushinstall.lab.host import LabHost, state_file
 from pushinstall.paths import state_dir
 
 _HOSTS: dict[tuple[Path, str], LabHost] = {}

@@ -2,10 +2,9 @@
 
 State persists in `<state dir>/lab/<host>.json` (file contents in `<host>.files/`). Saving is
 write-behind: a call changes the machine in memory and marks the host dirty; the process's
-flusher saves a dirty host once it has been quiet for `QUIET_SECONDS`, at least every
-`FLUSH_SECONDS`, and at exit (`LabHost.flush` saves one now), so a later run, a `check`, or
-another process serving the same state dir sees what earlier calls did. A process killed
-outright loses at most the last `FLUSH_SECONDS` of simulated changes.
+flusher (lab/flusher.py) saves it soon after, and at exit (`LabHost.flush` saves one now), so a
+later run, a `check`, or another process serving the same state dir sees what earlier calls did.
+A process killed outright loses at most the last `flusher.FLUSH_SECONDS` of simulated changes.
 A state file changed by someone else (`pushinstall lab reset`, another process) is read again
 when a client connects, before a call when the last look is `SYNC_SECONDS` old, and before a
 save; it wins over changes not yet saved. A host that never answered a call has no file: its
@@ -14,7 +13,6 @@ vars make the same fresh machine again.
 
 from __future__ import annotations
 
-import atexit
 import binascii
 import copy
 import datetime as dt
@@ -26,13 +24,14 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab import facts, products
 from pushinstall.lab.common import iso, parse_iso
+from pushinstall.lab.decoded import decoded, valid
+from pushinstall.lab.flusher import FLUSHER
 from pushinstall.lab.fresh import fresh_state
 from pushinstall.lab.handlers import HANDLERS
 from pushinstall.lab.state import HostState
@@ -43,8 +42,6 @@ from pushinstall.secret import MASK
 log = logging.getLogger(__name__)
 OP_LOG_LIMIT = 1000
 _STATE_JSON = json.JSONEncoder(check_circular=False, separators=(",", ":"))  # a tree: 2x faster
-FLUSH_SECONDS = 2.0
-QUIET_SECONDS = 0.5
 SYNC_SECONDS = 1.0
 _LINE = re.compile(r"^\s*Invoke-PushinstallOp -Request '([A-Za-z0-9+/]*={0,2})'\s*$")
 
@@ -69,114 +66,6 @@ def _masked(req: dict[str, Any]) -> dict[str, Any]:
     if req.get("op") == "batch" and isinstance(args.get("requests"), list):
         shown["requests"] = [_masked(r) if isinstance(r, dict) else r for r in args["requests"]]
     return {**req, "args": shown}
-
-
-def _valid(request: dict[str, Any]) -> bool:
-    try:
-        ops.validate_request(request)
-    except ValueError:
-        return False
-    return True
-
-
-_DECODED: dict[str, tuple[dict[str, Any], bool]] = {}
-_DECODED_MAX = 4096
-
-
-def _decoded(encoded: str) -> tuple[dict[str, Any], bool]:
-    """A request line's request, and whether it passes validation as a whole. A fleet's hosts
-    send the same requests, so each is decoded and checked once per process and then shared
-    (nothing changes a request); only ops that cannot carry a secret (or megabytes) are kept."""
-    known = _DECODED.get(encoded)
-    if known is not None:
-        return known
-    request = ops.decode_request(encoded)
-    found = (request, _valid(request))
-    if not _carries_secret(request):
-        if len(_DECODED) >= _DECODED_MAX:
-            _DECODED.clear()
-        _DECODED[encoded] = found
-    return found
-
-
-# write_secret, script parameters, set_registry values and download credentials may be secrets;
-# file chunks are big
-_KEPT_OPS = frozenset({"facts", "ensure_directory", "remove_file", "expand_archive",
-                       "run_process", "set_service", "reboot", "download"})
-
-
-def _carries_secret(request: Any) -> bool:
-    if not isinstance(request, dict) or not isinstance(request.get("args"), dict):
-        return True
-    op, args = request.get("op"), request["args"]
-    if op == "batch":
-        inner = args.get("requests")
-        return not isinstance(inner, list) or any(_carries_secret(r) for r in inner)
-    return op not in _KEPT_OPS or "credential" in args
-
-
-class _Flusher:
-    """Saves the process's dirty lab hosts (one daemon thread): a host that has been quiet for
-    `QUIET_SECONDS` (its client is likely done), any other every `FLUSH_SECONDS`; and all of
-    them at interpreter exit."""
-
-    def __init__(self) -> None:
-        self._dirty: dict[LabHost, float] = {}   # host -> when it became dirty
-        self._lock = threading.Lock()
-        self._flushing = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def mark(self, host: LabHost) -> None:
-        """`host` has changes to save."""
-        with self._lock:
-            self._dirty.setdefault(host, time.monotonic())
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="pushinstall-lab-flush",
-                                                daemon=True)
-                self._thread.start()
-                atexit.register(self.flush_all)
-
-    def after_fork(self) -> None:
-        """In a forked child: nothing to save yet, no thread, fresh locks."""
-        self._dirty = {}
-        self._lock = threading.Lock()
-        self._flushing = threading.Lock()
-        self._thread = None
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(QUIET_SECONDS / 2)
-            self.flush_all(_due, create=False)   # a state dir removed meanwhile stays removed
-
-    def flush_all(self, due: Callable[[LabHost, float], bool] | None = None,
-                  create: bool = True) -> None:
-        """Save every dirty host (`due` picks some) now; returns when they are saved (also
-        those the flusher thread had already taken)."""
-        with self._flushing:
-            with self._lock:
-                hosts = [h for h, since in self._dirty.items() if due is None or due(h, since)]
-                for host in hosts:
-                    del self._dirty[host]
-            for host in hosts:
-                try:
-                    host.flush(create)
-                except OSError as exc:  # a state dir removed under us: nothing left to keep
-                    log.debug("%s: lab state not saved: %s", host.name, exc)
-
-
-def _due(host: LabHost, since: float) -> bool:
-    """The flusher's rule: quiet for QUIET_SECONDS, or dirty for FLUSH_SECONDS."""
-    now = time.monotonic()
-    return now - host.last_call >= QUIET_SECONDS or now - since >= FLUSH_SECONDS
-
-
-_FLUSHER = _Flusher()
-os.register_at_fork(after_in_child=_FLUSHER.after_fork)
-
-
-def flush_all() -> None:
-    """Save every lab host of this process that has unsaved changes, now."""
-    _FLUSHER.flush_all()
 
 
 class LabHost:
@@ -248,7 +137,7 @@ class LabHost:
     def _touch(self) -> None:
         if not self._dirty:
             self._dirty = True
-            _FLUSHER.mark(self)
+            FLUSHER.mark(self)
 
     def flush(self, create: bool = True) -> None:
         """Save now what calls changed (the flusher does it when the host is quiet); a file
@@ -376,7 +265,7 @@ class LabHost:
         args = request.get("args") or {}
         # a batch answers per request, facts per query: when the whole does not pass, the
         # outer part is checked here and each item on its own below
-        whole = checked or (op != "batch" and _valid({"op": op, "args": args}))
+        whole = checked or (op != "batch" and valid({"op": op, "args": args}))
         if not whole:
             try:
                 outer = {**args, "requests": []} if op == "batch" and "requests" in args else args
@@ -416,11 +305,11 @@ class LabHost:
                                "Invoke-PushinstallOp -Request '<base64>'")
         else:
             try:
-                request, valid = _decoded(match.group(1))
+                request, whole = decoded(match.group(1))
             except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
                 answer = ops.error("InvalidArgument", f"the request is not base64 JSON: {exc}")
             else:
-                answer = self.handle(request, checked=valid)
+                answer = self.handle(request, checked=whole)
         return ops.encode_answer(answer) + "\n"
 
     def import_file(self, path: str, data: bytes) -> None:
