@@ -60,7 +60,7 @@ all:
 
 
 def ops_logged(state: Path, names: list[str]) -> int:
-    """How many calls the lab hosts have answered, from their saved op logs."""
+    """How many calls the lab hosts have answered, from their op logs (saved first)."""
     from pushinstall.lab import flush_all
     from pushinstall.lab.host import state_file
 
@@ -81,7 +81,7 @@ def one_pass(count: int, forks: int, latency_ms: float, workers: int | None,
     (label, wall, calls/host, totals, exit code, CPU seconds) for each."""
     from pushinstall.engine import RunOptions, run_fleet
     from pushinstall.inventory import load_inventory, select_hosts
-    from pushinstall.lab import flush_all, lab_host
+    from pushinstall.lab import lab_host
     from pushinstall.playbook import load_playbook
     from pushinstall.runner import resolve_run_secrets
     from pushinstall.transports.lab import LabTransport
@@ -118,7 +118,6 @@ def one_pass(count: int, forks: int, latency_ms: float, workers: int | None,
             before, answered = answered, ops_logged(state, names)
             calls = (answered - before) / max(len(fleet), 1)
             out.append((label, wall, calls, summary.totals, summary.exit_code, cpu))
-        flush_all()  # before the state dir goes
     return out
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-import logging
 import multiprocessing
 import os
 import queue
@@ -36,7 +35,6 @@ from pushinstall import events
 from pushinstall.engine_host import HostOutcome
 from pushinstall.inventory import Host
 
-log = logging.getLogger(__name__)
 HOSTS_PER_WORKER = 50     # `auto`: one worker per this many forks (and hosts), one per CPU
 COLLECT_EVERY = 1000      # hosts a worker runs between two passes of the cyclic collector
 

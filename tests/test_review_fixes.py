@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
+from test_corpus_playbook import run_cli as cli
 
-from pushinstall.cli import main
 from pushinstall.errors import InputError
 from pushinstall.inventory_secrets import is_secret_name, mask_secrets
 from pushinstall.lab import catalog, default_state_dir
@@ -30,14 +30,6 @@ steps:
     directory: {path: 'C:\\Temp\\ASR'}
 """
 SECRETS = ("hunter2", "topsecret", "sharepw", "nestedpw", "listpw", "winrmpw")
-
-
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return int(done.value.code or 0), out, err
 
 
 def write(folder: Path, name: str, text: str) -> str:

@@ -2,9 +2,9 @@
 
 A simulated install writes a dozen small files (downloads, logs, config, the passphrase file);
 writing each to disk as it happens made the simulator, not the engine, the cost of a fleet run.
-New and changed contents stay in memory; `flush` (called by `LabHost` when it saves its state)
-writes them into the host's blob folder before the state that names them, and deletes the blobs
-of removed files after it. Contents already on disk are read once and kept when small.
+New and changed contents stay in memory; when `LabHost` saves its state, `flush_new` writes them
+into the host's blob folder before the state that names them, and `flush_dropped` deletes the
+blobs of removed files after it. Contents already on disk are read once and kept when small.
 """
 
 from __future__ import annotations
@@ -56,11 +56,6 @@ class BlobStore:
         self._pending.pop(name, None)
         self._cache.pop(name, None)
         self._dropped.add(name)
-
-    @property
-    def dirty(self) -> bool:
-        """True while something is not on disk yet."""
-        return bool(self._pending or self._dropped)
 
     def flush_new(self) -> None:
         """Write new and changed blobs (before the state that names them is saved)."""
