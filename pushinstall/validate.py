@@ -21,7 +21,7 @@ from pushinstall.playbook import (
     parse_extra_vars,
     render_step,
 )
-from pushinstall.templating import check_expression
+from pushinstall.templating import Renderer, check_expression
 
 # Names a `when` may use besides the host's variables (conditions.py adds them).
 WHEN_NAMES = frozenset({"facts"})
@@ -108,8 +108,9 @@ def check_hosts(hosts: list[Any], playbook: Playbook, extra: dict[str, Any]) -> 
         check_lab_vars(host, seen)
         check_credentials(host)
         variables = host_variables(host, playbook, extra)
+        renderer = Renderer(variables)   # one per host, as the engine: each var resolved once
         for step in playbook.steps:
-            render_step(step, variables)
+            render_step(step, variables, renderer)
         _check_when(playbook, variables)
 
 
