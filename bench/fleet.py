@@ -82,9 +82,9 @@ def one_pass(count: int, forks: int, latency_ms: float, workers: int | None,
     from pushinstall.engine import RunOptions, run_fleet
     from pushinstall.inventory import load_inventory, select_hosts
     from pushinstall.lab import lab_host
+    from pushinstall.lab.transport import LabTransport
     from pushinstall.playbook import load_playbook
     from pushinstall.runner import resolve_run_secrets
-    from pushinstall.transports.lab import LabTransport
 
     out = []
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--profile", help="write a cProfile of the first install run here")
     args = parser.parse_args()
 
-    from pushinstall.engine_workers import auto_workers
+    from pushinstall.engine.workers import auto_workers
 
     latency = args.latency_ms / 1000
     workers = (auto_workers(args.forks, args.hosts) if args.workers == "auto"

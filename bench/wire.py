@@ -25,9 +25,10 @@ from pathlib import Path
 import yaml
 
 from pushinstall.engine import RunOptions, run_fleet
-from pushinstall.inventory import Host, load_inventory
+from pushinstall.inventory import load_inventory
 from pushinstall.lab.serve import LabServer, lab_hosts
-from pushinstall.playbook import Playbook, load_playbook
+from pushinstall.model import Host, Playbook
+from pushinstall.playbook import load_playbook
 from pushinstall.transports.factory import open_transport
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,8 @@ import pushinstall
 from pushinstall.engine import RunOptions, new_run_id, run_fleet
 from pushinstall.errors import InputError
 from pushinstall.events import Sink
-from pushinstall.inventory import Host
+from pushinstall.model import Host, Playbook
 from pushinstall.paths import state_dir
-from pushinstall.playbook import Playbook
 from pushinstall.report.console import ConsoleSink
 from pushinstall.report.jsonl import JsonlSink
 from pushinstall.secret import Secret
@@ -33,7 +32,7 @@ def build_sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
     try:
         return _sinks(run_id, options)
     except OSError as error:
-        from pushinstall.inventory_limit import COMMAND_LINE
+        from pushinstall.inventory.limit import COMMAND_LINE
 
         raise InputError(f"cannot write '{error.filename}': {error.strerror}", COMMAND_LINE,
                          "a writable --jsonl, --report-dir and PUSHINSTALL_STATE_DIR") from None
@@ -118,7 +117,7 @@ def referenced_names(playbook: Playbook) -> set[str]:
 def resolve_run_secrets(hosts: list[Host], playbook: Playbook) -> None:
     """Read every secret the run will need (passwords, vars the playbook names) before any
     host is contacted: a missing env var or file, or a prompt without a TTY, is exit 5."""
-    from pushinstall.inventory_secrets import resolve_secrets
+    from pushinstall.inventory.secrets import resolve_secrets
 
     names = referenced_names(playbook)
     for host in hosts:
@@ -145,8 +144,8 @@ def _split_source(source: str) -> tuple[str, str]:
 
 
 def _install_host(options: dict[str, Any]) -> Host:
-    from pushinstall.inventory_connection import build_connection
-    from pushinstall.inventory_limit import COMMAND_LINE
+    from pushinstall.inventory.connection import build_connection
+    from pushinstall.inventory.limit import COMMAND_LINE
 
     password = None
     password_env = options.get("password_env") or "PUSHINSTALL_PASSWORD"

@@ -14,14 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pushinstall.errors import InputError, Location
-from pushinstall.playbook import (
-    Playbook,
-    host_variables,
-    load_playbook,
-    parse_extra_vars,
-    render_step,
-)
-from pushinstall.templating import Renderer, check_expression
+from pushinstall.model import Playbook
+from pushinstall.playbook import host_variables, load_playbook, parse_extra_vars, render_step
+from pushinstall.playbook.templating import Renderer, check_expression
 
 # Names a `when` may use besides the host's variables (conditions.py adds them).
 WHEN_NAMES = frozenset({"facts"})
@@ -31,7 +26,7 @@ SSH_DEFAULT_KEYS = ("id_ed25519_sk", "id_ecdsa_sk", "id_ed448", "id_ed25519", "i
 
 
 def _host_location(host: Any) -> Location:
-    from pushinstall.inventory_limit import COMMAND_LINE
+    from pushinstall.inventory.limit import COMMAND_LINE
 
     return getattr(host, "location", None) or COMMAND_LINE
 

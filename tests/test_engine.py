@@ -22,10 +22,9 @@ from test_engine_kit import (
 )
 
 from pushinstall import events
-from pushinstall.inventory import Host
-from pushinstall.playbook import RebootPolicy
+from pushinstall.lab.transport import LabTransport
+from pushinstall.model import Host, RebootPolicy
 from pushinstall.secret import MASK
-from pushinstall.transports.lab import LabTransport
 
 __all__ = ["ListSink"]      # other test modules import the sink from here
 PASSPHRASE = "lab-passphrase"

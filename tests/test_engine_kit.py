@@ -16,11 +16,12 @@ from typing import Any
 
 from pushinstall import events
 from pushinstall.engine import RunOptions, RunSummary, run_fleet
-from pushinstall.engine_support import Backoff
-from pushinstall.inventory import Host, load_inventory, select_hosts
+from pushinstall.engine.support import Backoff
+from pushinstall.inventory import load_inventory, select_hosts
 from pushinstall.lab import LabHost, lab_host
-from pushinstall.playbook import Playbook, load_playbook
-from pushinstall.transports.lab import LabTransport
+from pushinstall.lab.transport import LabTransport
+from pushinstall.model import Host, Playbook
+from pushinstall.playbook import load_playbook
 
 ROOT = Path(__file__).parent.parent
 SHIPPED = ROOT / "playbooks" / "asr-mobility.yml"

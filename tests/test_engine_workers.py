@@ -1,4 +1,4 @@
-"""The fleet over forked worker processes (engine_workers.py) behaves as the fleet in one
+"""The fleet over forked worker processes (engine/workers.py) behaves as the fleet in one
 process: same outcomes, same events, the lab hosts keep what the workers did, Ctrl-C still
 stops and summarises, a dying worker fails only its own hosts. Real pieces as in
 test_engine_kit.py; real fork, real pipes."""
@@ -19,10 +19,10 @@ from test_engine_kit import FAST, SVAGENTS, ListSink, asr_playbook, lab_fleet, r
 
 from pushinstall import events
 from pushinstall.engine import RunOptions, run_fleet
-from pushinstall.engine_workers import HOSTS_PER_WORKER, auto_workers, available
-from pushinstall.inventory import Host
+from pushinstall.engine.workers import HOSTS_PER_WORKER, auto_workers, available
 from pushinstall.lab import lab_host
-from pushinstall.transports.lab import LabTransport
+from pushinstall.lab.transport import LabTransport
+from pushinstall.model import Host
 
 pytestmark = pytest.mark.skipif(not available(), reason="worker processes need fork")
 
@@ -172,7 +172,7 @@ def test_workers_never_run_more_hosts_at_once_than_forks(
 
 def test_a_host_waiting_in_a_workers_queue_is_not_on_its_deadline_yet(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pushinstall import engine
+    from pushinstall.engine import fleet as engine
 
     monkeypatch.setattr(engine, "HOST_TIMEOUT_GRACE", 0.0)
     fleet = lab_fleet(tmp_path, 6, {i: {"latency_ms": 20} for i in range(6)})
@@ -230,7 +230,7 @@ def _alive(pid: int) -> bool:
 
 def test_workers_stay_one_process_where_fork_is_missing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pushinstall import engine
+    from pushinstall.engine import fleet as engine
 
     monkeypatch.setattr(engine, "available", lambda: False)
     fleet = lab_fleet(tmp_path, 3)

@@ -15,9 +15,9 @@ import pytest
 from test_engine_kit import GATE, INSTALL, STEPS, SVAGENTS, asr_playbook, lab, lab_fleet, run
 
 from pushinstall import events
-from pushinstall.engine import batch_sizes, exit_code_for
-from pushinstall.playbook import RebootPolicy
-from pushinstall.transports.lab import LabTransport
+from pushinstall.engine.fleet import batch_sizes, exit_code_for
+from pushinstall.lab.transport import LabTransport
+from pushinstall.model import RebootPolicy
 
 
 def test_batch_sizes_follow_ansible_serial() -> None:

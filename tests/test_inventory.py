@@ -10,8 +10,8 @@ import pytest
 from pushinstall.cli import main
 from pushinstall.errors import InputError, Location
 from pushinstall.inventory import describe_host, load_inventory, select_hosts
-from pushinstall.inventory_loader import expand_range
-from pushinstall.inventory_secrets import SecretRef, resolve_secrets
+from pushinstall.inventory.loader import expand_range
+from pushinstall.inventory.secrets import SecretRef, resolve_secrets
 from pushinstall.secret import MASK, Secret
 
 ROOT = Path(__file__).parent.parent

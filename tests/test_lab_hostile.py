@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from pushinstall.inventory import Host
+from pushinstall.lab.transport import LabTransport
+from pushinstall.model import Host
 from pushinstall.remote import ops
 from pushinstall.remote.winargv import windows_argv_split
-from pushinstall.transports.lab import LabTransport
 
 HOSTILE = [
     "'; Remove-Item C:\\ -Recurse #",

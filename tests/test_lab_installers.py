@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from pushinstall.inventory import Host
 from pushinstall.lab import catalog
 from pushinstall.lab.products import INMAGE_KEY, UA_NAME, UA_PRODUCT_ID, VM_AGENT_PRODUCT_ID
+from pushinstall.lab.transport import LabTransport
+from pushinstall.model import Host
 from pushinstall.remote import ops
-from pushinstall.transports.lab import LabTransport
 
 LOCATION = "C:\\Program Files (x86)\\Microsoft Azure Site Recovery"
 CONFIGURATOR = f"{LOCATION}\\agent\\UnifiedAgentConfigurator.exe"

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from pushinstall.errors import RemoteOpFailed
-from pushinstall.inventory import Host
 from pushinstall.lab import LabHost, catalog
+from pushinstall.lab.transport import LabTransport
+from pushinstall.model import Host
 from pushinstall.remote import ops
-from pushinstall.transports.lab import LabTransport
 
 
 def connect(name: str = "web01", **lab: Any) -> LabTransport:

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from pushinstall.errors import AuthenticationFailed, InputError, Unreachable
-from pushinstall.inventory import Host
 from pushinstall.lab import LabHost, catalog, default_state_dir, flush_all, lab_host, reset_lab
+from pushinstall.lab.transport import LabTransport
+from pushinstall.model import Host
 from pushinstall.remote import ops
-from pushinstall.transports.lab import LabTransport
 
 
 def ask(host: LabHost, op: str, **args: Any) -> Any:

@@ -19,12 +19,13 @@ import requests
 
 from pushinstall import events
 from pushinstall.engine import RunOptions, RunSummary, run_fleet
-from pushinstall.engine_support import Backoff
+from pushinstall.engine.support import Backoff
 from pushinstall.errors import AuthenticationFailed, HostError, TransportError, Unreachable
-from pushinstall.inventory import Connection, Host, load_inventory
+from pushinstall.inventory import load_inventory
 from pushinstall.lab import LabHost, lab_host
-from pushinstall.lab.endpoint import WSManLabEndpoint, wire_host
-from pushinstall.lab.wsman_soap import OPERATION_TIMEOUT, UNENCRYPTED_REFUSED
+from pushinstall.lab.wsman.endpoint import WSManLabEndpoint, wire_host
+from pushinstall.lab.wsman.soap import OPERATION_TIMEOUT, UNENCRYPTED_REFUSED
+from pushinstall.model import Connection, Host
 from pushinstall.playbook import load_playbook
 from pushinstall.remote import ops
 from pushinstall.runner import resolve_run_secrets

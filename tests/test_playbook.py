@@ -7,16 +7,11 @@ from pathlib import Path
 import pytest
 
 from pushinstall.errors import InputError
-from pushinstall.inventory import Host, load_inventory
-from pushinstall.playbook import (
-    Step,
-    host_variables,
-    load_playbook,
-    parse_extra_vars,
-    render_step,
-)
+from pushinstall.inventory import load_inventory
+from pushinstall.model import Host, Step
+from pushinstall.playbook import host_variables, load_playbook, parse_extra_vars, render_step
+from pushinstall.playbook.templating import TemplatedSecret
 from pushinstall.secret import MASK, Secret
-from pushinstall.templating import TemplatedSecret
 
 ROOT = Path(__file__).parent.parent
 ASR = str(ROOT / "playbooks" / "asr-mobility.yml")

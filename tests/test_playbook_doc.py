@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pushinstall.playbook import STEP_KEYS
-from pushinstall.playbook_settings import REBOOT_KEYS, SETTINGS_KEYS
+from pushinstall.playbook.settings import REBOOT_KEYS, SETTINGS_KEYS
 from pushinstall.resources.schema import resource_reference
 
 DOC = Path(__file__).parent.parent / "docs" / "playbook.md"

@@ -11,8 +11,8 @@ from test_resources_engine import FAST, ListSink
 from pushinstall import events
 from pushinstall.engine import RunOptions, run_fleet
 from pushinstall.inventory import load_inventory, select_hosts
+from pushinstall.lab.transport import LabTransport
 from pushinstall.playbook import load_playbook
-from pushinstall.transports.lab import LabTransport
 
 ROOT = Path(__file__).parent.parent
 

@@ -13,12 +13,11 @@ from test_engine import ListSink
 
 from pushinstall import events
 from pushinstall.engine import RunOptions, RunSummary, run_fleet
-from pushinstall.engine_support import Backoff
-from pushinstall.inventory import Host
+from pushinstall.engine.support import Backoff
 from pushinstall.lab import catalog
-from pushinstall.playbook import Playbook, RebootPolicy, Settings, Step
+from pushinstall.lab.transport import LabTransport
+from pushinstall.model import Host, Playbook, RebootPolicy, Settings, Step
 from pushinstall.secret import Secret
-from pushinstall.transports.lab import LabTransport
 
 FAST = Backoff(initial=0.01, maximum=0.05)
 UA = "{275197FC-14FD-4560-A5EB-38217F80CBD1}"

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from pushinstall.inventory import Host
 from pushinstall.lab import lab_host
 from pushinstall.lab.host import LabHost
+from pushinstall.lab.transport import LabTransport
+from pushinstall.model import Host
 from pushinstall.remote import ops
 from pushinstall.resources.base import Applied, Plan
-from pushinstall.transports.lab import LabTransport
 
 
 def transport(host: LabHost) -> LabTransport:

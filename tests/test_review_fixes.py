@@ -15,7 +15,7 @@ import pytest
 from test_corpus_playbook import run_cli as cli
 
 from pushinstall.errors import InputError
-from pushinstall.inventory_secrets import is_secret_name, mask_secrets
+from pushinstall.inventory.secrets import is_secret_name, mask_secrets
 from pushinstall.lab import catalog, default_state_dir
 from pushinstall.lab.host import state_file
 from pushinstall.resources.programs import RUN_ARGS

@@ -19,9 +19,9 @@ import pytest
 from test_lab_wsman import OS_FACTS, Wire, run_asr
 
 from pushinstall import events
-from pushinstall.engine_support import Backoff, Deadline, retrying
+from pushinstall.engine.support import Backoff, Deadline, retrying
 from pushinstall.errors import AuthenticationFailed, TransportError, TransportTimeout, Unreachable
-from pushinstall.lab.endpoint import WSManLabEndpoint
+from pushinstall.lab.wsman.endpoint import WSManLabEndpoint
 from pushinstall.remote import ops
 from pushinstall.transports.base import Transport
 from pushinstall.transports.psrp import PSRPTransport

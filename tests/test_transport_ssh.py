@@ -32,9 +32,9 @@ from pushinstall.errors import (
     TransportTimeout,
     Unreachable,
 )
-from pushinstall.inventory import Connection, Host
 from pushinstall.lab import LabHost, catalog, lab_host
 from pushinstall.lab.ssh_server import SSHLabEndpoint, wire_host
+from pushinstall.model import Connection, Host
 from pushinstall.remote import ops
 from pushinstall.secret import Secret
 from pushinstall.transports.push import push_file
@@ -697,7 +697,7 @@ class _Events:
 def _run_fleet(hosts: list[Host], factory: Callable[[Host], Any], mode: str = "run",
                sink: _Events | None = None) -> Any:
     from pushinstall.engine import RunOptions, run_fleet
-    from pushinstall.engine_support import Backoff
+    from pushinstall.engine.support import Backoff
     from pushinstall.playbook import load_playbook
 
     playbook = load_playbook(str(REPO / "playbooks" / "asr-mobility.yml"))
@@ -709,7 +709,7 @@ def test_the_asr_playbook_runs_green_over_ssh_as_over_the_in_process_lab(
     tmp_path: Path,
 ) -> None:
     from pushinstall.inventory import load_inventory
-    from pushinstall.transports.lab import LabTransport
+    from pushinstall.lab.transport import LabTransport
 
     hosts = list(load_inventory([str(REPO / "inventories" / "lab.yml")]).hosts.values())
     over_ssh, in_process = tmp_path / "ssh-state", tmp_path / "lab-state"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_lab_wsman import OS_FACTS, Wire
 
-from pushinstall.lab.endpoint import WSManLabEndpoint
+from pushinstall.lab.wsman.endpoint import WSManLabEndpoint
 from pushinstall.remote import ops
 from pushinstall.transports.factory import make_transport
 from pushinstall.transports.winrm import STDIN_BLOCK, WinRMTransport, strip_clixml
@@ -83,7 +83,7 @@ def test_errors_on_stderr_are_quoted_when_no_answer_comes(wire: Wire) -> None:
 
 
 def test_the_factory_puts_a_lab_host_on_the_winrm_wire(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pushinstall.inventory import Connection, Host
+    from pushinstall.model import Connection, Host
 
     monkeypatch.setenv("PUSHINSTALL_LAB_WIRE", "winrm")
     transport = make_transport(Host("lab-w", connection=Connection(transport="lab")))

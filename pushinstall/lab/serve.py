@@ -35,12 +35,13 @@ import click
 import yaml
 
 from pushinstall.errors import InputError
-from pushinstall.inventory import Host, Inventory, load_inventory
-from pushinstall.inventory_connection import ALIASES, CONNECTION_VARS
-from pushinstall.inventory_limit import COMMAND_LINE
+from pushinstall.inventory import load_inventory
+from pushinstall.inventory.connection import ALIASES, CONNECTION_VARS
+from pushinstall.inventory.limit import COMMAND_LINE
 from pushinstall.lab import default_state_dir, lab_host
-from pushinstall.lab.endpoint import LAB_PASSWORD, LAB_USERNAME, WSManLabEndpoint
 from pushinstall.lab.ssh_server import SSHLabEndpoint
+from pushinstall.lab.wsman.endpoint import LAB_PASSWORD, LAB_USERNAME, WSManLabEndpoint
+from pushinstall.model import Host, Inventory
 from pushinstall.secret import Secret
 
 LOOPBACK = "127.0.0.1"

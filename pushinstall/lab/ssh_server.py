@@ -61,8 +61,8 @@ from typing import Any, Protocol
 import asyncssh
 
 from pushinstall.errors import RemoteOpFailed
-from pushinstall.inventory import Host
 from pushinstall.lab.common import HostCounters
+from pushinstall.model import Host
 from pushinstall.remote import ops
 from pushinstall.secret import Secret
 from pushinstall.transports.ssh import POWERSHELL_COMMAND, LoopThread, split_stdin_script

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from pushinstall.errors import InputError
-from pushinstall.inventory import Host
+from pushinstall.model import Host
 from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
 
@@ -80,14 +80,14 @@ def _lab_transport(host: Host, state_dir: Path | None, redactor: Redactor | None
 
     wire = lab_wire(host)
     if wire == "inprocess":
-        from pushinstall.transports.lab import LabTransport
+        from pushinstall.lab.transport import LabTransport
 
         return LabTransport(host, state_dir=state_dir, redactor=redactor)
     if wire == "ssh":
         from pushinstall.lab.ssh_server import wire_host as ssh_wire_host
 
         return make_transport(ssh_wire_host(host, state_dir), redactor=redactor)
-    from pushinstall.lab.endpoint import wire_host
+    from pushinstall.lab.wsman.endpoint import wire_host
 
     wired = wire_host(host, state_dir)
     if wire == "winrm":

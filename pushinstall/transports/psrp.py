@@ -31,7 +31,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
 
 from pushinstall.errors import HostError, TransportTimeout
-from pushinstall.inventory import Host
+from pushinstall.model import Host
 from pushinstall.remote import ops
 from pushinstall.secret import Redactor
 from pushinstall.transports.push import push_file

@@ -48,7 +48,7 @@ from pushinstall.errors import (
     TransportTimeout,
     Unreachable,
 )
-from pushinstall.inventory import Host
+from pushinstall.model import Host
 from pushinstall.remote import ops
 from pushinstall.secret import Redactor
 

@@ -27,7 +27,7 @@ from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
 from pushinstall.errors import HostError, TransportTimeout
-from pushinstall.inventory import Host
+from pushinstall.model import Host
 from pushinstall.remote import ops
 from pushinstall.secret import Redactor
 from pushinstall.transports.push import push_file

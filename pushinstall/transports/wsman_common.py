@@ -18,7 +18,7 @@ from pushinstall.errors import (
     TransportTimeout,
     Unreachable,
 )
-from pushinstall.inventory import Host
+from pushinstall.model import Host
 from pushinstall.secret import Redactor
 
 T = TypeVar("T")

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from pushinstall.errors import AuthenticationFailed, TransportError, Unreachable
-from pushinstall.inventory import Host
 from pushinstall.lab import LabHost, lab_host
+from pushinstall.model import Host
 from pushinstall.remote import ops
 from pushinstall.secret import Redactor
 from pushinstall.transports.push import push_file

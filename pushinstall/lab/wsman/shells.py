@@ -16,8 +16,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pushinstall.lab import wsman_soap as soap
-from pushinstall.lab.wsman_soap import NS, SoapRequest
+from pushinstall.lab.wsman import soap
+from pushinstall.lab.wsman.soap import NS, SoapRequest
 from pushinstall.remote import ops
 
 POWERSHELL_COMMAND = "powershell -NoProfile -NonInteractive -Command -"

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pushinstall.errors import InputError, Location
-from pushinstall.inventory import Group, Host, Inventory
-from pushinstall.inventory_connection import build_connection, settings_from_vars
-from pushinstall.inventory_secrets import is_secret_name, secret_ref
+from pushinstall.inventory.connection import build_connection, settings_from_vars
+from pushinstall.inventory.secrets import is_secret_name, secret_ref
+from pushinstall.model import Group, Host, Inventory
 from pushinstall.secret import Secret
 from pushinstall.source import LocatedDict, check_keys, kind_of, load_yaml
 

@@ -1,11 +1,11 @@
 """The lab's WS-Management service for one simulated host: shells by id, actions by name.
 
 `WSManService.handle(body)` takes a decrypted SOAP request and returns a `Reply`; the HTTP
-layer (`wsman_http.py`) does transport, authentication, encryption and wire faults. Shells:
+layer (`http.py`) does transport, authentication, encryption and wire faults. Shells:
 - `http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd`: the WinRS cmd shell
-  (`wsman_shells.CmdShell`, pywinrm);
+  (`shells.CmdShell`, pywinrm);
 - `http://schemas.microsoft.com/powershell/<configuration>`: a PowerShell runspace pool
-  (`wsman_psrp.PsrpShell`, pypsrp).
+  (`psrp.PsrpShell`, pypsrp).
 A shell made before the host restarted is gone after it (fault 2150858843), as on Windows.
 """
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 import base64
 import threading
 
-from pushinstall.lab import wsman_soap as soap
-from pushinstall.lab.wsman_psrp import PsrpShell
-from pushinstall.lab.wsman_shells import CmdShell, LabHostLike, Reply, Shell, boot_marker
-from pushinstall.lab.wsman_soap import NS, SoapRequest
+from pushinstall.lab.wsman import soap
+from pushinstall.lab.wsman.psrp import PsrpShell
+from pushinstall.lab.wsman.shells import CmdShell, LabHostLike, Reply, Shell, boot_marker
+from pushinstall.lab.wsman.soap import NS, SoapRequest
 
 
 class WSManService:

@@ -1,8 +1,8 @@
 """The fleet executor: hosts fanned out with asyncio over a thread pool, in `serial` batches.
 
 - At most `forks` hosts in flight (options beat the playbook's `settings.forks`); each host's
-  pipeline (engine_host.py) runs in a worker thread, since transports are synchronous. With
-  `workers` > 1 those threads live in that many forked processes (engine_workers.py), so the
+  pipeline (engine/host.py) runs in a worker thread, since transports are synchronous. With
+  `workers` > 1 those threads live in that many forked processes (workers.py), so the
   controller's CPU work per call is not bound to one core; `auto` picks one per 50 forks.
 - `serial` (a number, a percentage, or a list like `[1, 10, "25%"]`, the last size repeating)
   splits the hosts into batches run one after the other. After each batch, like Ansible: more
@@ -31,12 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pushinstall import events
-from pushinstall.engine_host import HostOutcome, HostPipeline, TransportFactory
-from pushinstall.engine_support import Backoff
-from pushinstall.engine_workers import WorkerPool, auto_workers, available
+from pushinstall.engine.host import HostOutcome, HostPipeline, TransportFactory
+from pushinstall.engine.support import Backoff
+from pushinstall.engine.workers import WorkerPool, auto_workers, available
 from pushinstall.errors import EXIT_HOST_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNREACHABLE
-from pushinstall.inventory import Host
-from pushinstall.playbook import Playbook
+from pushinstall.model import Host, Playbook
 
 FAILING = {events.FAILED, events.UNREACHABLE}
 WORKER_QUEUE = 8
@@ -53,7 +52,7 @@ class RunOptions:
     check_mode: bool = False
     remediate: bool = False
     forks: int | None = None
-    workers: int | None = None        # processes; None = auto (engine_workers.auto_workers)
+    workers: int | None = None        # processes; None = auto (workers.auto_workers)
     diff: bool = False
     verbose: int = 0
     extra_vars: dict[str, Any] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Playbook: YAML -> `Playbook(settings, steps)`, extra vars, and per-host rendering.
+"""Playbook loading: YAML -> `model.Playbook(settings, steps)`, and per-host rendering.
 
 ```yaml
 name: ASR Mobility service
@@ -19,13 +19,22 @@ docs/playbook.md is the reference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pushinstall.errors import InputError, Location
-from pushinstall.extra_vars import VAR_NAME, parse_extra_vars
-from pushinstall.playbook_settings import boolean, number, parse_settings
+from pushinstall.model import Playbook, Settings, Step
+from pushinstall.playbook.extra_vars import VAR_NAME
+from pushinstall.playbook.settings import boolean, number, parse_settings
+from pushinstall.playbook.templating import (
+    Renderer,
+    check_expression,
+    check_syntax,
+    is_template,
+    render_value,
+    resolve_variables,
+    template_names,
+)
 from pushinstall.resources import RESOURCE_TYPES
 from pushinstall.resources.schema import (
     LIST,
@@ -44,81 +53,11 @@ from pushinstall.source import (
     kind_of,
     load_yaml,
 )
-from pushinstall.templating import (
-    Renderer,
-    check_expression,
-    check_syntax,
-    is_template,
-    render_value,
-    resolve_variables,
-    template_names,
-)
-
-__all__ = [
-    "Playbook", "RebootPolicy", "Settings", "Step", "host_variables", "load_playbook",
-    "parse_extra_vars", "render_step",
-]
 
 PLAYBOOK_KEYS = ("name", "hosts", "vars", "settings", "steps")
 STEP_KEYS = ("name", "when", "timeout", "retries", "no_log")
 # Arguments naming a file on the controller when they are neither UNC nor URL.
 CONTROLLER_FILES = {"file": "src"}
-
-
-@dataclass
-class RebootPolicy:
-    """What to do when a step needs a restart (DSC: RebootNodeIfNeeded, ContinueConfiguration)."""
-
-    mode: str = "if_needed"          # never | if_needed
-    after_reboot: str = "continue"   # continue | stop
-    timeout: float = 1800.0          # seconds to wait for the host to come back
-
-
-@dataclass
-class Settings:
-    """Run settings of a playbook."""
-
-    forks: int = 50
-    serial: list[int | str] = field(default_factory=list)   # [] = all at once; ints or "25%"
-    max_fail_percentage: float | None = None
-    any_errors_fatal: bool = False
-    step_timeout: float = 3600.0
-    host_timeout: float = 7200.0
-    connect_timeout: float = 30.0
-    retries: int = 3
-    reboot: RebootPolicy = field(default_factory=RebootPolicy)
-
-
-@dataclass
-class Step:
-    """One step: a resource type with its (validated, not yet templated) arguments."""
-
-    name: str
-    type: str
-    args: dict[str, Any]
-    when: str | None = None
-    timeout: float | None = None
-    retries: int | None = None
-    no_log: bool = False
-    location: Location | None = None
-    when_location: Location | None = None
-    # `render_step`'s memo: the variables the args use, and the args rendered per their values
-    uses: frozenset[str] | None = field(default=None, repr=False, compare=False)
-    rendered: dict[Any, dict[str, Any]] = field(default_factory=dict, repr=False,
-                                                compare=False)
-
-
-@dataclass
-class Playbook:
-    """A loaded and validated playbook."""
-
-    name: str
-    hosts: str
-    vars: dict[str, Any] = field(default_factory=dict)
-    settings: Settings = field(default_factory=Settings)
-    steps: list[Step] = field(default_factory=list)
-    path: str = ""
-    hosts_location: Location | None = None
 
 
 # ---------------------------------------------------------------- loading

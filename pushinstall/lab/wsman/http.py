@@ -3,7 +3,7 @@
 Each request, in order: the wire faults of the host (dark after a restart or `unreachable`:
 the connection is reset, except for the Receive that fetches an answer already made; the
 first `refuse_first_connects` connections reset; `http_503`: 503 answers; `stall_s`: Receives
-answer late), authentication (`wsman_auth`), decryption, the WS-Man service (`wsman.py`),
+answer late), authentication (`auth`), decryption, the WS-Man service (`service.py`),
 encryption, and the `drop_connection_on` fault (half the answer, then the connection is cut).
 Requests and bytes are counted per host.
 """
@@ -22,11 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pushinstall.lab import wsman_soap as soap
 from pushinstall.lab.common import HostCounters
-from pushinstall.lab.wsman import WSManService
-from pushinstall.lab.wsman_auth import CHALLENGE_HEADERS, ENCRYPTED_TYPE, ConnectionAuth
-from pushinstall.lab.wsman_shells import LabHostLike, Reply
+from pushinstall.lab.wsman import soap
+from pushinstall.lab.wsman.auth import CHALLENGE_HEADERS, ENCRYPTED_TYPE, ConnectionAuth
+from pushinstall.lab.wsman.service import WSManService
+from pushinstall.lab.wsman.shells import LabHostLike, Reply
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from pushinstall import events
-from pushinstall.engine_host import HostOutcome
-from pushinstall.inventory import Host
+from pushinstall.engine.host import HostOutcome
+from pushinstall.model import Host
 
 HOSTS_PER_WORKER = 50     # `auto`: one worker per this many forks (and hosts), one per CPU
 COLLECT_EVERY = 1000      # hosts a worker runs between two passes of the cyclic collector
@@ -139,7 +139,7 @@ def _leave() -> None:
     from pushinstall.lab import flush_all
 
     flush_all()
-    for name in ("pushinstall.lab.endpoint", "pushinstall.lab.ssh_server"):
+    for name in ("pushinstall.lab.wsman.endpoint", "pushinstall.lab.ssh_server"):
         module = sys.modules.get(name)
         if module is not None:
             module.stop_shared_endpoints()

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from pushinstall.errors import InputError, Location
-from pushinstall.inventory_secrets import is_secret_name
+from pushinstall.inventory.secrets import is_secret_name
 from pushinstall.secret import Secret
 from pushinstall.source import LocatedDict, kind_of, load_yaml, load_yaml_text
 

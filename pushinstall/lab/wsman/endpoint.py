@@ -35,10 +35,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pushinstall.inventory import Host
-from pushinstall.lab.wsman_auth import write_user_file
-from pushinstall.lab.wsman_http import LOOPBACK, HostCounters, HostServer, HostSite, WireFaults
-from pushinstall.lab.wsman_shells import LabHostLike
+from pushinstall.lab.wsman.auth import write_user_file
+from pushinstall.lab.wsman.http import LOOPBACK, HostCounters, HostServer, HostSite, WireFaults
+from pushinstall.lab.wsman.shells import LabHostLike
+from pushinstall.model import Host
 from pushinstall.secret import Secret
 
 LAB_USERNAME = "pushinstall"

@@ -23,8 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from pushinstall import events
-from pushinstall.conditions import evaluate_when
-from pushinstall.engine_support import (
+from pushinstall.engine.support import (
     Backoff,
     Deadline,
     HostAbort,
@@ -34,8 +33,8 @@ from pushinstall.engine_support import (
     retrying,
 )
 from pushinstall.errors import HostError, InputError, PushinstallError, TransportError
-from pushinstall.inventory import Host
-from pushinstall.playbook import Playbook, Step
+from pushinstall.model import Host, Playbook, Step
+from pushinstall.playbook.conditions import evaluate_when
 from pushinstall.remote.ops import batch, is_idempotent, request, result_of
 from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, Plan, Probe
 from pushinstall.secret import Redactor
@@ -151,8 +150,8 @@ class HostPipeline:
 
     def _prepare(self) -> list[_StepState]:
         from pushinstall.playbook import host_variables, render_step
+        from pushinstall.playbook.templating import Renderer
         from pushinstall.resources import RESOURCE_TYPES
-        from pushinstall.templating import Renderer
 
         self.variables = host_variables(self.host, self.playbook, self.extra_vars)
         collect_secrets(self.redactor, self.variables, self.host.connection.password)
@@ -291,7 +290,7 @@ class HostPipeline:
         self._record(state, status, plan.diff if applied.changed else "", applied.message,
                      duration)
         if applied.reboot:
-            from pushinstall.engine_reboot import reboot_host
+            from pushinstall.engine.reboot import reboot_host
 
             return reboot_host(self, state.step, state.args or {})
         return "next"

@@ -27,9 +27,9 @@ from psrpcore import (
 )
 from psrpcore.types import ErrorCategory, ErrorCategoryInfo, NETException, PSInvocationState
 
-from pushinstall.lab import wsman_soap as soap
-from pushinstall.lab.wsman_shells import LabHostLike, Reply, Shell, op_of, run_in_thread
-from pushinstall.lab.wsman_soap import NS, SoapRequest
+from pushinstall.lab.wsman import soap
+from pushinstall.lab.wsman.shells import LabHostLike, Reply, Shell, op_of, run_in_thread
+from pushinstall.lab.wsman.soap import NS, SoapRequest
 from pushinstall.remote import ops
 
 

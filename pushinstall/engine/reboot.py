@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 from pushinstall import events
-from pushinstall.engine_support import Deadline, HostAbort
+from pushinstall.engine.support import Deadline, HostAbort
 from pushinstall.errors import TransportError
-from pushinstall.playbook import Step
+from pushinstall.model import Step
 from pushinstall.remote.ops import request, result_of
 
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pushinstall.errors import InputError, Location
-from pushinstall.inventory import AUTH_METHODS, TRANSPORTS, Connection
-from pushinstall.inventory_secrets import SECRET_REF_FORMS
+from pushinstall.inventory.secrets import SECRET_REF_FORMS
+from pushinstall.model import AUTH_METHODS, TRANSPORTS, Connection
 from pushinstall.secret import Secret
 from pushinstall.source import did_you_mean, kind_of
 
