@@ -26,10 +26,10 @@ import yaml
 
 from pushinstall.engine import RunOptions, run_fleet
 from pushinstall.inventory import load_inventory
+from pushinstall.lab.connect import open_transport
 from pushinstall.lab.serve import LabServer, lab_hosts
 from pushinstall.model import Host, Playbook
 from pushinstall.playbook import load_playbook
-from pushinstall.transports.factory import open_transport
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = ROOT / "playbooks" / "asr-mobility.yml"

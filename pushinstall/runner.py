@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pushinstall
-from pushinstall.engine import RunOptions, new_run_id, run_fleet
+from pushinstall.engine import RunOptions, TransportFactory, new_run_id, run_fleet
 from pushinstall.errors import InputError
 from pushinstall.events import Sink
 from pushinstall.model import Host, Playbook
@@ -60,8 +60,14 @@ def _sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
 def _run(hosts: list[Host], playbook: Playbook, run_options: RunOptions,
          options: dict[str, Any]) -> int:
     run_options.run_id = run_options.run_id or new_run_id()
-    summary = run_fleet(hosts, playbook, run_options, build_sinks(run_options.run_id, options))
-    return summary.exit_code
+    sinks = build_sinks(run_options.run_id, options)
+    factory: TransportFactory | None = None
+    if any(host.connection.transport == "lab" for host in hosts):
+        # the lab is a place, wired in here: the engine gets its factory and process hooks
+        from pushinstall.lab.connect import PROCESS_HOOKS, make_transport
+
+        factory, run_options.hooks = make_transport, PROCESS_HOOKS
+    return run_fleet(hosts, playbook, run_options, sinks, factory).exit_code
 
 
 def run_command(mode: str, options: dict[str, Any]) -> int:

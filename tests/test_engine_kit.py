@@ -3,7 +3,7 @@
 Hosts come from an inventory file written to tmp_path and loaded by the real inventory loader;
 the playbook is the shipped `playbooks/asr-mobility.yml`, loaded by the real loader (with the
 gate's `on_pending` made a variable, so one fleet can hold every policy); hosts are lab hosts
-(`pushinstall.lab`) reached through `transports.lab.LabTransport` (the real op encoding, in
+(`pushinstall.lab`) reached through `lab.transport.LabTransport` (the real op encoding, in
 process, no socket). The lab host model is the only stand-in: for a Windows box, which this
 machine does not have.
 """
@@ -19,6 +19,7 @@ from pushinstall.engine import RunOptions, RunSummary, run_fleet
 from pushinstall.engine.support import Backoff
 from pushinstall.inventory import load_inventory, select_hosts
 from pushinstall.lab import LabHost, lab_host
+from pushinstall.lab.connect import PROCESS_HOOKS
 from pushinstall.lab.transport import LabTransport
 from pushinstall.model import Host, Playbook
 from pushinstall.playbook import load_playbook
@@ -106,7 +107,8 @@ def lab(host: Host) -> LabHost:
 def run(hosts: list[Host], playbook: Playbook, **options: Any) -> tuple[RunSummary, ListSink]:
     """Run the fleet on the lab with fast retry backoff; returns the summary and the events."""
     sink = ListSink()
-    summary = run_fleet(hosts, playbook, RunOptions(backoff=FAST, **options), [sink],
+    options = {"backoff": FAST, "hooks": PROCESS_HOOKS, **options}
+    summary = run_fleet(hosts, playbook, RunOptions(**options), [sink],
                         transport_factory=LabTransport)
     assert sink.closed
     return summary, sink

@@ -19,9 +19,9 @@ import yaml
 
 from pushinstall.errors import InputError
 from pushinstall.inventory import load_inventory
+from pushinstall.lab.connect import open_transport
 from pushinstall.lab.serve import PORTS_PER_HOST, LabServer, format_table, lab_hosts
 from pushinstall.remote import ops
-from pushinstall.transports.factory import open_transport
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_INVENTORY = ROOT / "inventories" / "lab.yml"

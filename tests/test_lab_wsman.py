@@ -23,6 +23,7 @@ from pushinstall.engine.support import Backoff
 from pushinstall.errors import AuthenticationFailed, HostError, TransportError, Unreachable
 from pushinstall.inventory import load_inventory
 from pushinstall.lab import LabHost, lab_host
+from pushinstall.lab.connect import make_transport
 from pushinstall.lab.wsman.endpoint import WSManLabEndpoint, wire_host
 from pushinstall.lab.wsman.soap import OPERATION_TIMEOUT, UNENCRYPTED_REFUSED
 from pushinstall.model import Connection, Host
@@ -31,7 +32,6 @@ from pushinstall.remote import ops
 from pushinstall.runner import resolve_run_secrets
 from pushinstall.secret import Secret
 from pushinstall.transports.base import Transport
-from pushinstall.transports.factory import make_transport
 from pushinstall.transports.psrp import PSRPTransport
 from pushinstall.transports.winrm import WinRMTransport
 

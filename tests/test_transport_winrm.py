@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from test_lab_wsman import OS_FACTS, Wire
 
+from pushinstall.lab.connect import make_transport
 from pushinstall.lab.wsman.endpoint import WSManLabEndpoint
 from pushinstall.remote import ops
-from pushinstall.transports.factory import make_transport
 from pushinstall.transports.winrm import STDIN_BLOCK, WinRMTransport, strip_clixml
 
 CMD_LIMIT = 8191  # characters on a cmd.exe command line

@@ -33,7 +33,7 @@ from typing import Any
 from pushinstall import events
 from pushinstall.engine.host import HostOutcome, HostPipeline, TransportFactory
 from pushinstall.engine.support import Backoff
-from pushinstall.engine.workers import WorkerPool, auto_workers, available
+from pushinstall.engine.workers import ProcessHooks, WorkerPool, auto_workers, available
 from pushinstall.errors import EXIT_HOST_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNREACHABLE
 from pushinstall.model import Host, Playbook
 
@@ -59,6 +59,7 @@ class RunOptions:
     limit: str | None = None
     run_id: str = ""
     backoff: Backoff = field(default_factory=Backoff)
+    hooks: ProcessHooks = field(default_factory=ProcessHooks)   # set by the runner (the lab)
 
     @property
     def changes_nothing(self) -> bool:
@@ -227,7 +228,7 @@ class _Fleet:
         runner: ThreadPoolExecutor | WorkerPool
         if self.workers > 1:
             runner = WorkerPool(self.workers, self.hosts, self._pipeline, self.forks,
-                                self.bus.emit)
+                                self.bus.emit, self.options.hooks)
             relay = threading.Thread(target=self._relay_stop, args=(runner,), daemon=True)
             relay.start()
         else:

@@ -24,10 +24,10 @@ import multiprocessing
 import os
 import queue
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -41,6 +41,21 @@ COLLECT_EVERY = 1000      # hosts a worker runs between two passes of the cyclic
 # (host, emit, stop_requested) -> the host's pipeline, run in a worker thread
 PipelineMaker = Callable[[Host, Callable[[events.Event], None], Callable[[], bool]],
                          Callable[[], HostOutcome]]
+
+
+def _nothing() -> None:
+    """The default hook: nothing to do."""
+
+
+@dataclass(frozen=True)
+class ProcessHooks:
+    """What the runner asks of a run's processes, without the engine knowing why (the lab's
+    simulated hosts live in this process's memory and are saved write-behind):
+    `before_fork` runs in the parent before workers fork, so they start from what it did;
+    `at_worker_exit` runs in each worker as it ends (a forked child skips exit handlers)."""
+
+    before_fork: Callable[[], None] = _nothing
+    at_worker_exit: Callable[[], None] = _nothing
 
 
 def available() -> bool:
@@ -57,9 +72,9 @@ def auto_workers(forks: int, hosts: int) -> int:
                       hosts // HOSTS_PER_WORKER))
 
 
-def _child_main(hosts: list[Host], make: PipelineMaker, threads: int,
+def _child_main(hosts: list[Host], make: PipelineMaker, threads: int, hooks: ProcessHooks,
                 commands: Connection, results: Connection, others: list[Connection]) -> None:
-    """A worker: run the hosts the parent names until it says end; then save the lab.
+    """A worker: run the hosts the parent names until it says end; then its exit hook.
     `others`: the parent's ends of every pipe so far, this worker's own included, which are
     not ours to hold (a copy of the command pipe's write end would hide the parent's death)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
@@ -108,7 +123,7 @@ def _child_main(hosts: list[Host], make: PipelineMaker, threads: int,
                 stop.set()
             else:                  # "end"
                 break
-    _leave()
+    hooks.at_worker_exit()
     send(("bye",))
     send(None)
     sender.join()
@@ -131,18 +146,6 @@ def _send_all(outbox: queue.SimpleQueue[tuple[Any, ...] | None],
                 results = None
         if done:
             return
-
-
-def _leave() -> None:
-    """What exit handlers do in the parent, for this worker (a forked child skips them): save
-    the simulated hosts it changed, stop the lab endpoints it started."""
-    from pushinstall.lab import flush_all
-
-    flush_all()
-    for name in ("pushinstall.lab.wsman.endpoint", "pushinstall.lab.ssh_server"):
-        module = sys.modules.get(name)
-        if module is not None:
-            module.stop_shared_endpoints()
 
 
 class _Worker:
@@ -168,13 +171,14 @@ class WorkerPool:
     busy. Use as a context manager: leaving it ends the children (kills them on an error)."""
 
     def __init__(self, count: int, hosts: list[Host], make: PipelineMaker, threads: int,
-                 emit: Callable[[events.Event], None]) -> None:
+                 emit: Callable[[events.Event], None],
+                 hooks: ProcessHooks = ProcessHooks()) -> None:
         self.hosts = hosts
         self.index = {host.name: i for i, host in enumerate(hosts)}
         self.emit = emit
         self._workers: list[_Worker] = []
         context = multiprocessing.get_context("fork")
-        _save_lab()   # what this process did to lab hosts is on disk before children read it
+        hooks.before_fork()
         # the collector in a child need not visit (and so copy) inherited objects; nor need
         # this process's, while the run goes on: they stay frozen until `close`
         gc.freeze()
@@ -189,7 +193,7 @@ class WorkerPool:
                 share = threads // count + (1 if number < threads % count else 0)
                 process = context.Process(
                     target=_child_main, name="pushinstall-worker", daemon=True,
-                    args=(hosts, make, max(1, share), commands_out, results_in, others))
+                    args=(hosts, make, max(1, share), hooks, commands_out, results_in, others))
                 process.start()
                 commands_out.close()
                 results_in.close()
@@ -297,13 +301,6 @@ def _failed(name: str, message: str, emit: Callable[[events.Event], None]) -> Ho
     """A host that failed for want of a worker: its HostFinished event and outcome."""
     emit(events.HostFinished(host=name, status=events.FAILED, message=message))
     return HostOutcome(name, events.FAILED, message)
-
-
-def _save_lab() -> None:
-    """Save the lab hosts this process changed (only if the lab is in use here)."""
-    lab = sys.modules.get("pushinstall.lab")
-    if lab is not None:
-        lab.flush_all()
 
 
 def _settle(future: Future[Any], outcome: Any) -> None:
