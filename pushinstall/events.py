@@ -8,18 +8,11 @@ event is made.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-# Host statuses (final, per host).
-OK = "ok"
-CHANGED = "changed"
-FAILED = "failed"
-UNREACHABLE = "unreachable"
-SKIPPED = "skipped"
-COMPLIANT = "compliant"
-DRIFTED = "drifted"
-REBOOT_PENDING = "reboot_pending"
+from pushinstall.model import Status
 
 
 @dataclass
@@ -63,7 +56,7 @@ class StepResult(Event):
 
     host: str
     step: str
-    status: str
+    status: Status
     diff: str = ""
     message: str = ""
     duration: float = 0.0
@@ -91,8 +84,8 @@ class HostFinished(Event):
     """Work on one host ended with a final status and per-status step counts."""
 
     host: str
-    status: str
-    counts: dict[str, int] = field(default_factory=dict)
+    status: Status
+    counts: dict[Status, int] = field(default_factory=dict)
     message: str = ""
     duration: float = 0.0
 
@@ -122,3 +115,6 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush and release."""
+
+
+Emit = Callable[[Event], None]   # where a producer sends its events (the engine's bus)

@@ -7,10 +7,47 @@ Nothing here does I/O or imports anything above the ground floor.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from pushinstall.errors import Location
 from pushinstall.secret import Secret
+
+
+class Status(str, Enum):
+    """A host's or a step's outcome, spelled the same in events, reports and the history.
+
+    `str`-valued: a status is its own JSON, SQLite and log text."""
+
+    OK = "ok"                          # in the desired state
+    CHANGED = "changed"                # brought there by this run
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+    SKIPPED = "skipped"                # `when` false, or never started
+    COMPLIANT = "compliant"            # check mode: nothing to change
+    DRIFTED = "drifted"                # check mode: a change is due
+    REBOOT_PENDING = "reboot_pending"  # a step: done, but a restart it needs is still due
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# A host that failed its run: counts toward max_fail_percentage and the exit code.
+FAILED_STATUSES = frozenset({Status.FAILED, Status.UNREACHABLE})
+# What a report puts first and counts as a failure: failed hosts and drifted ones.
+ATTENTION_STATUSES = FAILED_STATUSES | {Status.DRIFTED}
+
+
+class Decision(str, Enum):
+    """What planning decided for one step (a resource's `plan`)."""
+
+    OK = "ok"            # in the desired state
+    CHANGE = "change"    # apply would change it
+    FAIL = "fail"        # cannot be brought to the desired state by apply (a registry assert)
+
+    def __str__(self) -> str:
+        return self.value
+
 
 TRANSPORTS = ("psrp", "winrm", "ssh", "lab")
 AUTH_METHODS = ("negotiate", "ntlm", "kerberos", "credssp", "basic", "certificate")

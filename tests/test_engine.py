@@ -23,7 +23,7 @@ from test_engine_kit import (
 
 from pushinstall import events
 from pushinstall.lab.transport import LabTransport
-from pushinstall.model import Host, RebootPolicy
+from pushinstall.model import Host, RebootPolicy, Status
 from pushinstall.secret import MASK
 
 __all__ = ["ListSink"]      # other test modules import the sink from here
@@ -47,8 +47,8 @@ def test_run_converges_then_a_second_run_changes_nothing_in_one_gather_call(
     hosts = lab_fleet(tmp_path, 1)
     summary, sink = run(hosts, asr_playbook(tmp_path))
     outcome = summary.hosts["web000"]
-    assert (outcome.status, summary.exit_code) == (events.CHANGED, 0)
-    assert outcome.counts == {events.OK: 5, events.CHANGED: 7}
+    assert (outcome.status, summary.exit_code) == (Status.CHANGED, 0)
+    assert outcome.counts == {Status.OK: 5, Status.CHANGED: 7}
     assert sink.steps("web000")[INSTALL].message == "exit 0: success"
     host = lab(hosts[0])
     assert host.op_log[0] == "batch"                    # the gather
@@ -57,8 +57,8 @@ def test_run_converges_then_a_second_run_changes_nothing_in_one_gather_call(
 
     host.op_log.clear()
     summary, sink = run(hosts, asr_playbook(tmp_path))
-    assert summary.hosts["web000"].status == events.OK
-    assert summary.hosts["web000"].counts == {events.OK: STEPS}
+    assert summary.hosts["web000"].status == Status.OK
+    assert summary.hosts["web000"].counts == {Status.OK: STEPS}
     assert host.op_log == ["batch"]                     # the whole gather is ONE call
     assert host.generation == generation
 
@@ -67,16 +67,16 @@ def test_check_mode_makes_no_change_and_names_the_drifted_step(tmp_path: Path) -
     hosts = lab_fleet(tmp_path, 1)
     host = lab(hosts[0])
     summary, sink = run(hosts, asr_playbook(tmp_path), mode="check")
-    assert summary.hosts["web000"].status == events.DRIFTED and summary.exit_code == 2
+    assert summary.hosts["web000"].status == Status.DRIFTED and summary.exit_code == 2
     assert host.generation == 0 and host.op_log == ["batch"] and only_facts(host.calls)
-    assert sink.steps("web000")[INSTALL].status == events.DRIFTED
+    assert sink.steps("web000")[INSTALL].status == Status.DRIFTED
 
     summary, _ = run(hosts, asr_playbook(tmp_path), check_mode=True)   # run --check
-    assert host.generation == 0 and summary.hosts["web000"].status == events.DRIFTED
+    assert host.generation == 0 and summary.hosts["web000"].status == Status.DRIFTED
 
     run(hosts, asr_playbook(tmp_path))
     summary, _ = run(hosts, asr_playbook(tmp_path), mode="check")
-    assert summary.hosts["web000"].status == events.COMPLIANT and summary.exit_code == 0
+    assert summary.hosts["web000"].status == Status.COMPLIANT and summary.exit_code == 0
 
     assert host.handle({"op": "set_service", "args": {"name": "svagents",
                                                       "state": "stopped"}})["ok"]
@@ -85,31 +85,31 @@ def test_check_mode_makes_no_change_and_names_the_drifted_step(tmp_path: Path) -
     summary, sink = run(hosts, asr_playbook(tmp_path), mode="check")
     assert summary.exit_code == 2 and host.generation == generation and only_facts(host.calls)
     drifted = [(e.host, e.step) for e in sink.of(events.StepResult)
-               if e.status == events.DRIFTED]
+               if e.status == Status.DRIFTED]
     assert drifted == [("web000", SVAGENTS)]
 
     summary, _ = run(hosts, asr_playbook(tmp_path), mode="check", remediate=True)
-    assert summary.hosts["web000"].status == events.CHANGED
-    assert summary.hosts["web000"].counts == {events.OK: STEPS - 1, events.CHANGED: 1}
+    assert summary.hosts["web000"].status == Status.CHANGED
+    assert summary.hosts["web000"].counts == {Status.OK: STEPS - 1, Status.CHANGED: 1}
 
 
 def test_installer_failure_fails_the_host_and_stops_its_steps(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"installer_exit_code": 14}})
     summary, sink = run(hosts, asr_playbook(tmp_path))
-    assert summary.hosts["web000"].status == events.FAILED and summary.exit_code == 2
+    assert summary.hosts["web000"].status == Status.FAILED and summary.exit_code == 2
     steps = sink.steps("web000")
-    assert steps[INSTALL].status == events.FAILED
+    assert steps[INSTALL].status == Status.FAILED
     assert steps[INSTALL].message == \
         "exit 14: invalid passphrase or configuration server endpoint"
     assert list(steps)[-1] == INSTALL                   # nothing after the failed step
 
 
 @pytest.mark.parametrize(("on_pending", "reboot", "status", "reboots", "failed_step"), [
-    ("fail", RebootPolicy(), events.FAILED, 0, GATE),
-    ("warn", RebootPolicy(), events.FAILED, 0, INSTALL),   # UnifiedAgent exits 62
-    ("reboot", RebootPolicy(), events.CHANGED, 1, None),
-    ("reboot", RebootPolicy(mode="never"), events.REBOOT_PENDING, 0, None),
-    ("reboot", RebootPolicy(after_reboot="stop"), events.REBOOT_PENDING, 1, None),
+    ("fail", RebootPolicy(), Status.FAILED, 0, GATE),
+    ("warn", RebootPolicy(), Status.FAILED, 0, INSTALL),   # UnifiedAgent exits 62
+    ("reboot", RebootPolicy(), Status.CHANGED, 1, None),
+    ("reboot", RebootPolicy(mode="never"), Status.REBOOT_PENDING, 0, None),
+    ("reboot", RebootPolicy(after_reboot="stop"), Status.REBOOT_PENDING, 1, None),
 ])
 def test_pending_reboot_policies(tmp_path: Path, on_pending: str, reboot: RebootPolicy,
                                  status: str, reboots: int, failed_step: str | None) -> None:
@@ -122,22 +122,22 @@ def test_pending_reboot_policies(tmp_path: Path, on_pending: str, reboot: Reboot
     assert lab(hosts[0]).op_log.count("reboot") == reboots
     steps = sink.steps("web000")
     if failed_step:
-        assert [s for s, e in steps.items() if e.status == events.FAILED] == [failed_step]
+        assert [s for s, e in steps.items() if e.status == Status.FAILED] == [failed_step]
     if reboots:
         event = sink.of(events.RebootEvent)[0]
         assert event.boot_time_before != event.boot_time_after
-    if status == events.REBOOT_PENDING:
+    if status == Status.REBOOT_PENDING:
         assert summary.exit_code == 0
-        assert steps[SVAGENTS].status == events.SKIPPED
-    if status == events.CHANGED:
-        assert steps[INSTALL].status == events.CHANGED
+        assert steps[SVAGENTS].status == Status.SKIPPED
+    if status == Status.CHANGED:
+        assert steps[INSTALL].status == Status.CHANGED
 
 
 def test_reboot_longer_than_the_timeout_fails_the_host(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"pending_reboot": True, "reboot_seconds": 5}})
     summary, sink = run(hosts, asr_playbook(tmp_path, reboot=RebootPolicy(timeout=0.5)))
     outcome = summary.hosts["web000"]
-    assert outcome.status == events.FAILED
+    assert outcome.status == Status.FAILED
     assert outcome.message.startswith("did not come back within 0.5s after reboot")
     assert not sink.of(events.RebootEvent)
 
@@ -145,10 +145,10 @@ def test_reboot_longer_than_the_timeout_fails_the_host(tmp_path: Path) -> None:
 def test_a_service_that_will_not_stay_up_fails_verify_with_both_values(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"service_stops_after_start": ["svagents"]}})
     summary, sink = run(hosts, asr_playbook(tmp_path))
-    assert summary.hosts["web000"].status == events.FAILED
+    assert summary.hosts["web000"].status == Status.FAILED
     step = sink.steps("web000")[SVAGENTS]
     assert (step.status, step.message) == (
-        events.FAILED, "verify: service 'svagents': expected Running, found Stopped")
+        Status.FAILED, "verify: service 'svagents': expected Running, found Stopped")
     assert lab(hosts[0]).op_log.count("set_service") == 1
 
 
@@ -180,12 +180,12 @@ def test_connect_retries_transient_errors_only(tmp_path: Path) -> None:
                                     1: {"bad_credentials": True},
                                     2: {"refuse_first_connects": 5}})
     summary, opens = _attempts(hosts, tmp_path, retries=2)
-    assert summary.hosts["web000"].status == events.CHANGED
+    assert summary.hosts["web000"].status == Status.CHANGED
     assert opens["web000"] == 3                         # two resets, then in
     bad = summary.hosts["web001"]
-    assert bad.status == events.UNREACHABLE and opens["web001"] == 1   # never retried
+    assert bad.status == Status.UNREACHABLE and opens["web001"] == 1   # never retried
     assert "check the username and password" in bad.message
-    assert summary.hosts["web002"].status == events.UNREACHABLE
+    assert summary.hosts["web002"].status == Status.UNREACHABLE
     assert opens["web002"] == 3                         # 1 + retries, then given up
     assert summary.exit_code == 4
 
@@ -195,10 +195,10 @@ def test_a_non_idempotent_op_is_never_resent_after_a_transient_error(tmp_path: P
                                     1: {"drop_connection_on": ["batch"]}})
     summary, sink = run(hosts, asr_playbook(tmp_path, retries=1))
     assert lab(hosts[0]).op_log.count("run_process") == 1      # the extract, sent once
-    assert summary.hosts["web000"].status == events.FAILED
+    assert summary.hosts["web000"].status == Status.FAILED
     assert "connection reset" in sink.steps("web000")["Extract UnifiedAgent.exe"].message
     assert lab(hosts[1]).op_log == ["batch", "batch"]          # the gather is asked again
-    assert summary.hosts["web001"].status == events.UNREACHABLE
+    assert summary.hosts["web001"].status == Status.UNREACHABLE
 
 
 def test_when_false_skips_and_when_sees_facts(tmp_path: Path) -> None:
@@ -208,9 +208,9 @@ def test_when_false_skips_and_when_sees_facts(tmp_path: Path) -> None:
     by_name[GATE].when = "facts.steps['Staging directory'] is defined"
     summary, sink = run(lab_fleet(tmp_path, 1), playbook)
     steps = sink.steps("web000")
-    assert steps["Install Azure VM agent"].status == events.SKIPPED
-    assert steps[GATE].status == events.OK
-    assert summary.hosts["web000"].counts[events.SKIPPED] == 1
+    assert steps["Install Azure VM agent"].status == Status.SKIPPED
+    assert steps[GATE].status == Status.OK
+    assert summary.hosts["web000"].counts[Status.SKIPPED] == 1
 
 
 def test_undefined_variable_fails_that_host_only(tmp_path: Path) -> None:
@@ -219,8 +219,8 @@ def test_undefined_variable_fails_that_host_only(tmp_path: Path) -> None:
     service.args = {**service.args, "name": "{{ service_name }}"}
     hosts = lab_fleet(tmp_path, 2, host_vars={0: {"service_name": "svagents"}})
     summary, sink = run(hosts, playbook)
-    assert summary.hosts["web000"].status == events.CHANGED
-    assert summary.hosts["web001"].status == events.FAILED
+    assert summary.hosts["web000"].status == Status.CHANGED
+    assert summary.hosts["web001"].status == Status.FAILED
     assert "undefined variable 'service_name'" in sink.steps("web001")[SVAGENTS].message
     assert "set_service" not in lab(hosts[1]).op_log
 
@@ -231,7 +231,7 @@ def test_secrets_never_leave_and_no_log_hides_output(tmp_path: Path) -> None:
     register = next(s for s in playbook.steps if s.name.startswith("Register"))
     summary, sink = run(hosts, playbook)
     step = sink.steps("web000")[register.name]
-    assert step.status == events.FAILED and "exit 14" in step.message
+    assert step.status == Status.FAILED and "exit 14" in step.message
     host = lab(hosts[0])
     written = [c for c in host.calls if c["op"] == "write_secret"]
     assert len(written) == 1 and written[0]["args"]["content"] == MASK   # sent, as data
@@ -242,12 +242,12 @@ def test_secrets_never_leave_and_no_log_hides_output(tmp_path: Path) -> None:
     summary, sink = run(hosts, playbook)
     step = sink.steps("web000")[register.name]
     assert (step.status, step.diff, step.message) == (
-        events.FAILED, "", "(output hidden: no_log)")
+        Status.FAILED, "", "(output hidden: no_log)")
 
 
 def test_host_deadline_stops_a_slow_host(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"latency_ms": 200}})
     summary, _ = run(hosts, asr_playbook(tmp_path, host_timeout=0.3, retries=0))
     outcome = summary.hosts["web000"]
-    assert outcome.status == events.FAILED
+    assert outcome.status == Status.FAILED
     assert "deadline" in outcome.message or "timeout" in outcome.message

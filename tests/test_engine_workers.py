@@ -22,7 +22,7 @@ from pushinstall.engine import RunOptions, run_fleet
 from pushinstall.engine.workers import HOSTS_PER_WORKER, auto_workers, available
 from pushinstall.lab import lab_host
 from pushinstall.lab.transport import LabTransport
-from pushinstall.model import Host
+from pushinstall.model import Host, Status
 
 pytestmark = pytest.mark.skipif(not available(), reason="worker processes need fork")
 
@@ -56,18 +56,18 @@ def test_two_workers_report_exactly_what_one_process_does(tmp_path: Path) -> Non
         return repr(value).replace("one0", "X0").replace("two0", "X0")
 
     assert renamed(shape(forked_sink)) == renamed(shape(alone_sink))
-    assert forked.totals == alone.totals == {events.CHANGED: 13, events.FAILED: 2,
-                                             events.UNREACHABLE: 1}
+    assert forked.totals == alone.totals == {Status.CHANGED: 13, Status.FAILED: 2,
+                                             Status.UNREACHABLE: 1}
     assert {h: o.status for h, o in forked.hosts.items()} == {
         h.replace("one", "two"): o.status for h, o in alone.hosts.items()}
-    assert forked.hosts["two009"].steps[SVAGENTS] == events.FAILED
+    assert forked.hosts["two009"].steps[SVAGENTS] == Status.FAILED
     assert "lab-passphrase" not in repr(forked_sink.events) + repr(forked)
     assert isinstance(forked_sink.events[-1], events.RunFinished)
     # the workers saved what they did to the lab hosts: this process sees it, and a check
     # run here finds the healthy hosts compliant
     assert lab_host("two000").generation > 0
     checked, _ = run(two, playbook, forks=8, workers=1, mode="check")
-    assert checked.hosts["two000"].status == events.COMPLIANT
+    assert checked.hosts["two000"].status == Status.COMPLIANT
 
 
 def test_auto_is_one_worker_per_50_forks_and_hosts_and_at_most_one_per_cpu() -> None:
@@ -90,7 +90,7 @@ def test_ctrl_c_reaches_the_workers_through_the_parent(tmp_path: Path) -> None:
     assert summary.interrupted and summary.exit_code == 130
     assert time.monotonic() - started < 15
     statuses = [o.status for o in summary.hosts.values()]
-    assert statuses.count(events.SKIPPED) >= 20          # most never started
+    assert statuses.count(Status.SKIPPED) >= 20          # most never started
     assert len(sink.of(events.HostFinished)) == 40       # every host still reported
     assert isinstance(sink.events[-1], events.RunFinished)
 
@@ -107,11 +107,11 @@ def test_a_worker_that_dies_fails_its_hosts_and_the_run_goes_on(tmp_path: Path) 
     summary = run_fleet(fleet, asr_playbook(tmp_path), RunOptions(forks=2, workers=2,
                                                                    backoff=FAST),
                         [sink], transport_factory=dying)
-    failed = {h for h, o in summary.hosts.items() if o.status == events.FAILED}
+    failed = {h for h, o in summary.hosts.items() if o.status == Status.FAILED}
     assert "web003" in failed
     assert all("worker process" in summary.hosts[h].message for h in failed)
     assert len(failed) < len(fleet)     # the other worker carried on with the rest
-    assert all(summary.hosts[h.name].status in (events.CHANGED, events.FAILED)
+    assert all(summary.hosts[h.name].status in (Status.CHANGED, Status.FAILED)
                for h in fleet)
     assert summary.exit_code == 2
     assert len(sink.of(events.HostFinished)) == len(fleet)
@@ -149,9 +149,9 @@ def test_what_this_process_did_to_a_lab_host_before_the_fork_is_kept(tmp_path: P
         lab_host(host.name, host.vars.get("lab")).handle(
             {"op": "ensure_directory", "args": {"path": "C:\\Setup"}})
     summary, _ = run(fleet, asr_playbook(tmp_path), forks=4, workers=2)
-    assert summary.totals == {events.CHANGED: 4}
+    assert summary.totals == {Status.CHANGED: 4}
     checked, _ = run(fleet, asr_playbook(tmp_path), forks=4, workers=1, mode="check")
-    assert checked.totals == {events.COMPLIANT: 4}
+    assert checked.totals == {Status.COMPLIANT: 4}
 
 
 @pytest.mark.parametrize(("forks", "workers"), [(1, 2), (3, 2), (5, 3)])
@@ -166,7 +166,7 @@ def test_workers_never_run_more_hosts_at_once_than_forks(
             peak = max(peak, in_flight)
         elif isinstance(event, events.HostFinished):
             in_flight -= 1
-    assert summary.totals == {events.CHANGED: 8}
+    assert summary.totals == {Status.CHANGED: 8}
     assert peak == forks
 
 
@@ -177,7 +177,7 @@ def test_a_host_waiting_in_a_workers_queue_is_not_on_its_deadline_yet(
     monkeypatch.setattr(engine, "HOST_TIMEOUT_GRACE", 0.0)
     fleet = lab_fleet(tmp_path, 6, {i: {"latency_ms": 20} for i in range(6)})
     summary, _ = run(fleet, asr_playbook(tmp_path, host_timeout=2.0), forks=2, workers=2)
-    assert summary.totals == {events.CHANGED: 6}     # each host takes ~0.5 s of its 2 s
+    assert summary.totals == {Status.CHANGED: 6}     # each host takes ~0.5 s of its 2 s
 
 
 def test_workers_end_when_the_parent_is_killed(tmp_path: Path) -> None:
@@ -235,5 +235,5 @@ def test_workers_stay_one_process_where_fork_is_missing(
     monkeypatch.setattr(engine, "available", lambda: False)
     fleet = lab_fleet(tmp_path, 3)
     summary, _ = run(fleet, asr_playbook(tmp_path), forks=3, workers=2)
-    assert summary.totals == {events.CHANGED: 3}
+    assert summary.totals == {Status.CHANGED: 3}
     assert lab_host("web000").op_log   # ran here: this process's lab host saw the calls

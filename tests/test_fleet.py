@@ -17,7 +17,7 @@ from test_engine_kit import GATE, INSTALL, STEPS, SVAGENTS, asr_playbook, lab, l
 from pushinstall import events
 from pushinstall.engine.fleet import batch_sizes, exit_code_for
 from pushinstall.lab.transport import LabTransport
-from pushinstall.model import RebootPolicy
+from pushinstall.model import RebootPolicy, Status
 
 
 def test_batch_sizes_follow_ansible_serial() -> None:
@@ -28,11 +28,11 @@ def test_batch_sizes_follow_ansible_serial() -> None:
 
 
 def test_exit_codes() -> None:
-    assert exit_code_for([events.OK, events.CHANGED, events.REBOOT_PENDING]) == 0
-    assert exit_code_for([events.OK, events.UNREACHABLE]) == 4
-    assert exit_code_for([events.UNREACHABLE, events.FAILED]) == 2
-    assert exit_code_for([events.COMPLIANT, events.DRIFTED]) == 2
-    assert exit_code_for([events.OK], interrupted=True) == 130
+    assert exit_code_for([Status.OK, Status.CHANGED, Status.REBOOT_PENDING]) == 0
+    assert exit_code_for([Status.OK, Status.UNREACHABLE]) == 4
+    assert exit_code_for([Status.UNREACHABLE, Status.FAILED]) == 2
+    assert exit_code_for([Status.COMPLIANT, Status.DRIFTED]) == 2
+    assert exit_code_for([Status.OK], interrupted=True) == 130
 
 
 FAULTS: dict[int, dict[str, Any]] = {
@@ -48,17 +48,17 @@ FAULTS: dict[int, dict[str, Any]] = {
 }
 EXPECTED: dict[int, tuple[str, str, str | None, str]] = {
     # index: (host status, host message starts with, failed step, that step's message)
-    3: (events.UNREACHABLE, "web003: connection refused (lab host is down)", None, ""),
-    17: (events.UNREACHABLE, "web017: the host refused the credentials (401) (hint: check "
+    3: (Status.UNREACHABLE, "web003: connection refused (lab host is down)", None, ""),
+    17: (Status.UNREACHABLE, "web017: the host refused the credentials (401) (hint: check "
          "the username and password for this host)", None, ""),
-    42: (events.FAILED, "", INSTALL,
+    42: (Status.FAILED, "", INSTALL,
          "exit 14: invalid passphrase or configuration server endpoint"),
-    61: (events.FAILED, "did not come back within 1s after reboot", None, ""),
-    62: (events.FAILED, "", GATE, "a reboot is pending (pending_file_rename); restart the "
+    61: (Status.FAILED, "did not come back within 1s after reboot", None, ""),
+    62: (Status.FAILED, "", GATE, "a reboot is pending (pending_file_rename); restart the "
          "host first or set on_pending: reboot"),
-    63: (events.FAILED, "", INSTALL, "exit 62: a restart is pending: restart the server, "
+    63: (Status.FAILED, "", INSTALL, "exit 62: a restart is pending: restart the server, "
          "then install"),
-    99: (events.FAILED, "", SVAGENTS,
+    99: (Status.FAILED, "", SVAGENTS,
          "verify: service 'svagents': expected Running, found Stopped"),
 }
 
@@ -74,21 +74,21 @@ def test_200_lab_hosts_with_mixed_faults_each_end_right_and_the_others_unaffecte
     for index, host in enumerate(fleet):
         outcome = summary.hosts[host.name]
         status, message, step, step_message = EXPECTED.get(
-            index, (events.CHANGED, "", None, ""))
+            index, (Status.CHANGED, "", None, ""))
         assert outcome.status == status, host.name
         assert outcome.message.startswith(message), (host.name, outcome.message)
         failed = [(s, e.message) for s, e in sink.steps(host.name).items()
-                  if e.status == events.FAILED]
+                  if e.status == Status.FAILED]
         assert failed == ([(step, step_message)] if step else []), host.name
         if index not in EXPECTED:       # healthy: the whole playbook, each step once
             assert len(sink.steps(host.name)) == STEPS, host.name
             assert lab(host).generation > 0
     healthy = summary.hosts["web000"].counts
-    assert healthy == {events.OK: 5, events.CHANGED: 7}
+    assert healthy == {Status.OK: 5, Status.CHANGED: 7}
     assert all(summary.hosts[h.name].counts == healthy for i, h in enumerate(fleet)
                if i not in EXPECTED and i != 60)
-    assert summary.hosts["web060"].counts == {events.OK: 4, events.CHANGED: 8}
-    assert summary.totals == {events.CHANGED: 193, events.FAILED: 5, events.UNREACHABLE: 2}
+    assert summary.hosts["web060"].counts == {Status.OK: 4, Status.CHANGED: 8}
+    assert summary.totals == {Status.CHANGED: 193, Status.FAILED: 5, Status.UNREACHABLE: 2}
     assert summary.exit_code == 2
     finished = sink.of(events.HostFinished)
     assert sorted(e.host for e in finished) == sorted(h.name for h in fleet)
@@ -116,7 +116,7 @@ def test_serial_and_max_fail_percentage_stop_where_ansible_would(
     assert ran == [h.name for h in fleet[:started]]
     for host in fleet[started:]:
         outcome = summary.hosts[host.name]
-        assert outcome.status == events.SKIPPED
+        assert outcome.status == Status.SKIPPED
         assert outcome.message.startswith("not started: ")
         assert lab(host).op_log == []               # never contacted
     assert summary.exit_code == 2
@@ -148,7 +148,7 @@ def test_forks_bound_the_hosts_in_flight(tmp_path: Path) -> None:
     fleet = lab_fleet(tmp_path, 20, {i: {"latency_ms": 5} for i in range(20)})
     summary = run_fleet(fleet, asr_playbook(tmp_path), RunOptions(forks=5, backoff=FAST),
                         [ListSink()], Counting)
-    assert summary.totals == {events.CHANGED: 20}
+    assert summary.totals == {Status.CHANGED: 20}
     assert peak == 5
 
 
@@ -163,8 +163,8 @@ def test_ctrl_c_stops_launching_and_still_summarises(tmp_path: Path) -> None:
     summary, sink = run(fleet, asr_playbook(tmp_path), forks=3)
     assert summary.interrupted and summary.exit_code == 130
     statuses = [summary.hosts[h.name].status for h in fleet]
-    assert statuses[0] == events.CHANGED          # finished before the Ctrl-C
-    assert statuses[-1] == events.SKIPPED         # never started
+    assert statuses[0] == Status.CHANGED          # finished before the Ctrl-C
+    assert statuses[-1] == Status.SKIPPED         # never started
     assert summary.hosts[fleet[-1].name].message == "not started: interrupted"
     assert lab(fleet[-1]).op_log == []
     assert len(summary.hosts) == 30

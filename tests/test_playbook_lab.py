@@ -12,6 +12,7 @@ from pushinstall import events
 from pushinstall.engine import RunOptions, run_fleet
 from pushinstall.inventory import load_inventory, select_hosts
 from pushinstall.lab.transport import LabTransport
+from pushinstall.model import Status
 from pushinstall.playbook import load_playbook
 
 ROOT = Path(__file__).parent.parent
@@ -26,15 +27,15 @@ def test_asr_playbook_converges_on_lab_hosts_then_is_idempotent() -> None:
     summary = run_fleet(hosts, playbook, RunOptions(mode="run", backoff=FAST), [sink],
                         transport_factory=LabTransport)
     assert {name: o.status for name, o in summary.hosts.items()} == {
-        "lab-web01": events.CHANGED, "lab-app02": events.CHANGED, "lab-app03": events.CHANGED}
+        "lab-web01": Status.CHANGED, "lab-app02": Status.CHANGED, "lab-app03": Status.CHANGED}
     assert summary.exit_code == 0
     assert "lab-passphrase" not in repr(sink.events)
     assert len([e for e in sink.events if isinstance(e, events.RebootEvent)]) == 1
 
     summary = run_fleet(hosts, playbook, RunOptions(mode="run", backoff=FAST), [ListSink()],
                         transport_factory=LabTransport)
-    assert all(o.status == events.OK and o.counts == {events.OK: 12}
+    assert all(o.status == Status.OK and o.counts == {Status.OK: 12}
                for o in summary.hosts.values())
     summary = run_fleet(hosts, playbook, RunOptions(mode="check", backoff=FAST), [ListSink()],
                         transport_factory=LabTransport)
-    assert all(o.status == events.COMPLIANT for o in summary.hosts.values())
+    assert all(o.status == Status.COMPLIANT for o in summary.hosts.values())

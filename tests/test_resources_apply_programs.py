@@ -11,8 +11,8 @@ from test_resources_kit import apply_on, host, make_host, place, plan_on  # noqa
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab import catalog
 from pushinstall.lab.host import LabHost
+from pushinstall.model import Decision
 from pushinstall.resources import command, package, script
-from pushinstall.resources.base import CHANGE, OK
 from pushinstall.secret import Secret
 
 UA = "{275197FC-14FD-4560-A5EB-38217F80CBD1}"
@@ -45,14 +45,14 @@ def test_package_installs_then_is_ok(host: LabHost) -> None:  # noqa: F811
     with_agent(host)
     args = install_args()
     plan = plan_on(package, args, host)
-    assert plan.status == CHANGE
+    assert plan.status == Decision.CHANGE
     assert plan.diff == f"package '{UA}': absent -> installed"
     applied, _ = apply_on(package, args, host)
     assert (applied.changed, applied.failed, applied.reboot) == (True, False, False)
     assert applied.message == "exit 0: success"
     assert run_order(host) == ["write_secret", "run_process", "remove_file"]
     assert not host.state.fs.is_file(PASSFILE)
-    assert plan_on(package, args, host).status == OK
+    assert plan_on(package, args, host).status == Decision.OK
 
 
 def test_package_exit_14_fails_with_the_asr_message(host: LabHost) -> None:  # noqa: F811
@@ -132,10 +132,10 @@ def test_command_runs_when_unguarded_and_maps_its_code(host: LabHost) -> None:  
 
 def test_command_creates_guard(host: LabHost) -> None:  # noqa: F811
     args = {"path": CMD, "arguments": ["/c", "echo", "hi"], "creates": "C:\\Temp\\done.txt"}
-    assert plan_on(command, args, host).status == CHANGE
+    assert plan_on(command, args, host).status == Decision.CHANGE
     place(host, "C:\\Temp\\done.txt", b"done")
     plan = plan_on(command, args, host)
-    assert plan.status == OK and plan.reason == "'C:\\Temp\\done.txt' exists"
+    assert plan.status == Decision.OK and plan.reason == "'C:\\Temp\\done.txt' exists"
 
 
 def test_command_unless_registry_equals() -> None:
@@ -145,19 +145,19 @@ def test_command_unless_registry_equals() -> None:
         "registry": {"key": "HKLM:\\SOFTWARE\\Wow6432Node\\InMage Systems\\Installed "
                             "Products\\5", "name": "AgentConfigurationStatus"},
         "equals": "Succeeded"}}
-    assert plan_on(command, args, registered).status == OK
-    assert plan_on(command, args, fresh).status == CHANGE
+    assert plan_on(command, args, registered).status == Decision.OK
+    assert plan_on(command, args, fresh).status == Decision.CHANGE
 
 
 def test_command_unless_service_and_product() -> None:
     registered = make_host("web08", registered_to="10.0.0.115")
     service = {"path": CMD, "unless": {"service": "svagents", "status": "Running"}}
     product = {"path": CMD, "unless": {"product": {"product_id": UA}}}
-    assert plan_on(command, service, registered).status == OK
-    assert plan_on(command, product, registered).status == OK
+    assert plan_on(command, service, registered).status == Decision.OK
+    assert plan_on(command, product, registered).status == Decision.OK
     fresh = make_host("web09")
-    assert plan_on(command, service, fresh).status == CHANGE
-    assert plan_on(command, product, fresh).status == CHANGE
+    assert plan_on(command, service, fresh).status == Decision.CHANGE
+    assert plan_on(command, product, fresh).status == Decision.CHANGE
 
 
 # ---------------------------------------------------------------- script
@@ -168,10 +168,10 @@ def test_script_test_and_set_get_parameters_as_data(host: LabHost) -> None:  # n
     args = {"test": "$Parameters.Done", "set": "Write-Output $Parameters['Name']",
             "parameters": {"Done": False, "Name": hostile}}
     plan = plan_on(script, args, host)
-    assert (plan.status, plan.diff) == (CHANGE, "script test: False -> True")
+    assert (plan.status, plan.diff) == (Decision.CHANGE, "script test: False -> True")
     applied, _ = apply_on(script, args, host)
     assert (applied.changed, applied.failed, applied.message) == (True, False, hostile)
-    assert plan_on(script, {**args, "parameters": {"Done": True}}, host).status == OK
+    assert plan_on(script, {**args, "parameters": {"Done": True}}, host).status == Decision.OK
 
 
 def test_script_errors_fail(host: LabHost) -> None:  # noqa: F811

@@ -7,8 +7,8 @@ from test_resources_kit import apply_on, host, make_host, plan_on  # noqa: F401
 
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab.host import LabHost
+from pushinstall.model import Decision
 from pushinstall.resources import pending_reboot, reboot, registry, service
-from pushinstall.resources.base import CHANGE, FAIL, OK
 
 STATUS_KEY = "HKLM:\\SOFTWARE\\Wow6432Node\\InMage Systems\\Installed Products\\5"
 REGISTERED = {"key": STATUS_KEY, "name": "AgentConfigurationStatus", "value": "Succeeded",
@@ -22,17 +22,18 @@ def test_service_is_started_with_its_start_mode(host: LabHost) -> None:  # noqa:
                                       "service 'wuauserv' start mode: Manual -> Automatic"]
     applied, _ = apply_on(service, args, host)
     assert applied.changed and applied.message == "Running, Automatic"
-    assert plan_on(service, args, host).status == OK
+    assert plan_on(service, args, host).status == Decision.OK
     stop = {"name": "wuauserv", "state": "stopped"}
     assert plan_on(service, stop, host).diff == "service 'wuauserv': Running -> Stopped"
     apply_on(service, stop, host)
-    assert plan_on(service, stop, host).status == OK
+    assert plan_on(service, stop, host).status == Decision.OK
 
 
 def test_service_absent_ok_and_absent(host: LabHost) -> None:  # noqa: F811
-    assert plan_on(service, {"name": "svagents", "ensure": "absent-ok"}, host).status == OK
+    assert plan_on(service, {"name": "svagents", "ensure": "absent-ok"}, host).status == Decision.OK
     missing = plan_on(service, {"name": "svagents"}, host)
-    assert missing.status == FAIL and missing.reason == "service 'svagents' is not installed"
+    assert (missing.status == Decision.FAIL
+            and missing.reason == "service 'svagents' is not installed")
 
 
 def test_service_that_will_not_start_fails_with_the_status() -> None:
@@ -46,15 +47,15 @@ def test_service_that_will_not_start_fails_with_the_status() -> None:
 
 def test_registry_assert_registered_with_the_cs() -> None:
     assert plan_on(registry, REGISTERED, make_host("web03", registered_to="10.0.0.115")
-                   ).status == OK
+                   ).status == Decision.OK
     failed = make_host("web04", installed_version="9.62.0.0")
     failed.state.registry.set(STATUS_KEY, "AgentConfigurationStatus", "Failed", "String")
     plan = plan_on(registry, REGISTERED, failed)
-    assert plan.status == FAIL
+    assert plan.status == Decision.FAIL
     assert plan.reason == (f"registry {STATUS_KEY}\\AgentConfigurationStatus: expected "
                            "'Succeeded', found 'Failed'")
     absent = plan_on(registry, REGISTERED, make_host("web05"))
-    assert absent.status == FAIL and "found (absent)" in absent.reason
+    assert absent.status == Decision.FAIL and "found (absent)" in absent.reason
 
 
 def test_registry_set_writes_the_typed_value_in_its_view(host: LabHost) -> None:  # noqa: F811
@@ -66,26 +67,27 @@ def test_registry_set_writes_the_typed_value_in_its_view(host: LabHost) -> None:
     applied, _ = apply_on(registry, args, host)
     assert applied.changed
     assert host.calls[-1]["args"]["value"] == 3
-    assert plan_on(registry, args, host).status == OK
-    assert plan_on(registry, {**args, "view": "64"}, host).status == CHANGE
+    assert plan_on(registry, args, host).status == Decision.OK
+    assert plan_on(registry, {**args, "view": "64"}, host).status == Decision.CHANGE
     multi = {"key": "HKLM:\\SOFTWARE\\Contoso\\Agent", "name": "Servers",
              "value": ["a", "b"], "type": "MultiString"}
     apply_on(registry, multi, host)
-    assert plan_on(registry, multi, host).status == OK
+    assert plan_on(registry, multi, host).status == Decision.OK
 
 
 def test_pending_reboot_on_the_lab() -> None:
     pending = make_host("web06", pending_reboot=["windows_update"])
     plan = plan_on(pending_reboot, {"on_pending": "reboot"}, pending)
-    assert (plan.status, plan.diff) == (CHANGE, "pending reboot: yes (windows_update) -> no")
+    assert (plan.status, plan.diff) == (Decision.CHANGE,
+                                        "pending reboot: yes (windows_update) -> no")
     applied, ctx = apply_on(pending_reboot, {"on_pending": "reboot"}, pending)
     # the engine sends `reboot` and waits for the new boot time; apply only asks for it
     assert applied.reboot and applied.changed and ctx.sent == []
-    assert plan_on(pending_reboot, {"on_pending": "fail"}, make_host("web07")).status == OK
+    assert plan_on(pending_reboot, {"on_pending": "fail"}, make_host("web07")).status == Decision.OK
 
 
 def test_reboot_asks_the_engine_for_a_restart(host: LabHost) -> None:  # noqa: F811
     applied, ctx = apply_on(reboot, {"reason": "kernel patch", "timeout": 600}, host)
     assert (applied.changed, applied.reboot, applied.message) == (True, True, "kernel patch")
     assert ctx.sent == []
-    assert plan_on(reboot, {}, host).status == CHANGE
+    assert plan_on(reboot, {}, host).status == Decision.CHANGE

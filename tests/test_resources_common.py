@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from pushinstall.model import Decision
 from pushinstall.resources import common
-from pushinstall.resources.base import FAIL
 from pushinstall.secret import Secret
 
 
@@ -56,7 +56,7 @@ def test_same_value(found: Any, wanted: Any, same: bool) -> None:
 
 def test_probe_failure_names_the_missing_answer() -> None:
     plan = common.probe_failure({"svc": None}, "service 'x'")
-    assert plan is not None and plan.status == FAIL and "no answer" in plan.reason
+    assert plan is not None and plan.status == Decision.FAIL and "no answer" in plan.reason
     assert common.probe_failure({"svc": {"exists": False}}) is None
 
 

@@ -16,7 +16,7 @@ from pushinstall.engine import RunOptions, RunSummary, run_fleet
 from pushinstall.engine.support import Backoff
 from pushinstall.lab import catalog
 from pushinstall.lab.transport import LabTransport
-from pushinstall.model import Host, Playbook, RebootPolicy, Settings, Step
+from pushinstall.model import Host, Playbook, RebootPolicy, Settings, Status, Step
 from pushinstall.secret import Secret
 
 FAST = Backoff(initial=0.01, maximum=0.05)
@@ -64,30 +64,30 @@ def test_asr_sequence_converges_then_is_idempotent() -> None:
     hosts = [Host("web01", vars={"lab": {"pending_reboot": True, "reboot_seconds": 0.2}})]
     summary, sink = run(hosts, asr_playbook())
     outcome = summary.hosts["web01"]
-    assert outcome.status == events.CHANGED, (outcome.message, sink.steps("web01"))
+    assert outcome.status == Status.CHANGED, (outcome.message, sink.steps("web01"))
     steps = sink.steps("web01")
     assert steps["No pending reboot"].diff == "pending reboot: yes (pending_file_rename) -> no"
     assert steps["Install Mobility service"].diff == f"package '{UA}': absent -> installed"
-    assert steps["Registered with the CS"].status == events.OK
+    assert steps["Registered with the CS"].status == Status.OK
     assert len([e for e in sink.events if isinstance(e, events.RebootEvent)]) == 1
 
     transport = LabTransport(hosts[0])
     transport.lab.op_log.clear()
     summary, sink = run(hosts, asr_playbook())
-    assert summary.hosts["web01"].status == events.OK
-    assert summary.hosts["web01"].counts == {events.OK: 7}
+    assert summary.hosts["web01"].status == Status.OK
+    assert summary.hosts["web01"].counts == {Status.OK: 7}
     assert transport.lab.op_log == ["batch"]
 
     summary, _ = run(hosts, asr_playbook(), mode="check")
-    assert summary.hosts["web01"].status == events.COMPLIANT
+    assert summary.hosts["web01"].status == Status.COMPLIANT
 
 
 def test_a_wrong_passphrase_fails_the_host_with_the_asr_message() -> None:
     hosts = [Host("web02", vars={"lab": {}})]
     summary, sink = run(hosts, asr_playbook(passphrase="not-the-passphrase"))
-    assert summary.hosts["web02"].status == events.FAILED
+    assert summary.hosts["web02"].status == Status.FAILED
     step = sink.steps("web02")["Install Mobility service"]
-    assert step.status == events.FAILED
+    assert step.status == Status.FAILED
     assert step.message == "exit 14: invalid passphrase or configuration server endpoint"
     assert "not-the-passphrase" not in repr(sink.events)
     lab = LabTransport(hosts[0]).lab

@@ -19,9 +19,10 @@ import pytest
 from test_lab_wsman import OS_FACTS, Wire, run_asr
 
 from pushinstall import events
-from pushinstall.engine.support import Backoff, Deadline, retrying
+from pushinstall.engine.support import Backoff, Deadline, RetryPolicy
 from pushinstall.errors import AuthenticationFailed, TransportError, TransportTimeout, Unreachable
 from pushinstall.lab.wsman.endpoint import WSManLabEndpoint
+from pushinstall.model import Status
 from pushinstall.remote import ops
 from pushinstall.transports.base import Transport
 from pushinstall.transports.psrp import PSRPTransport
@@ -51,10 +52,10 @@ def test_asr_playbook_runs_green_end_to_end(wire: Wire, kind: str, auth: str, tl
     summary, sink = run_asr(wire.factory(kind, auth, tls), HOSTS)
     assert summary.exit_code == 0, [(o.host, o.status, o.message)
                                     for o in summary.hosts.values()]
-    assert {o.status for o in summary.hosts.values()} == {events.CHANGED}
+    assert {o.status for o in summary.hosts.values()} == {Status.CHANGED}
     assert any(isinstance(e, events.RebootEvent) for e in sink.events)
     again, _ = run_asr(wire.factory(kind, auth, tls), HOSTS)
-    assert {o.status for o in again.hosts.values()} == {events.OK}
+    assert {o.status for o in again.hosts.values()} == {Status.OK}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -63,10 +64,10 @@ def test_wrong_password_is_an_auth_error_with_a_hint_and_others_go_on(wire: Wire
     wire.client_passwords["lab-web02"] = "not-the-password"
     summary, _ = run_asr(wire.factory(kind, "ntlm", False), ["lab-web01", "lab-web02"])
     bad, good = summary.hosts["lab-web02"], summary.hosts["lab-web01"]
-    assert bad.status == events.UNREACHABLE
+    assert bad.status == Status.UNREACHABLE
     assert "refused the credentials" in bad.message
     assert "LocalAccountTokenFilterPolicy" in bad.message
-    assert good.status == events.CHANGED
+    assert good.status == Status.CHANGED
     with pytest.raises(AuthenticationFailed) as caught:
         _open(wire, "lab-web02", kind, password="not-the-password")
     assert caught.value.transient is False
@@ -79,13 +80,13 @@ def test_503s_then_success_are_retried_and_green(wire: Wire, kind: str) -> None:
     transport: Transport = PSRPTransport(host) if kind == "psrp" else WinRMTransport(host)
     with pytest.raises(Unreachable, match="503"):
         transport.open()                    # one attempt: retrying is the engine's job
-    retrying(2, Backoff(0.01, 0.05), Deadline(30))(transport.open)
+    RetryPolicy(2, Backoff(0.01, 0.05), Deadline(30)).run(transport.open)
     assert transport.call(OS_FACTS)["ok"] is True
     transport.close()
     assert model.take_http_503() is False  # both 503s were spent
     summary, _ = run_asr(wire.factory(kind, "ntlm", False), ["lab-web01"],
                          lab={"lab-web01": {"http_503": 3}})
-    assert summary.hosts["lab-web01"].status == events.CHANGED
+    assert summary.hosts["lab-web01"].status == Status.CHANGED
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -35,9 +35,8 @@ from pushinstall.engine.host import HostOutcome, HostPipeline, TransportFactory
 from pushinstall.engine.support import Backoff
 from pushinstall.engine.workers import ProcessHooks, WorkerPool, auto_workers, available
 from pushinstall.errors import EXIT_HOST_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNREACHABLE
-from pushinstall.model import Host, Playbook
+from pushinstall.model import FAILED_STATUSES, Host, Playbook, Status
 
-FAILING = {events.FAILED, events.UNREACHABLE}
 WORKER_QUEUE = 8
 HOST_TIMEOUT_GRACE = 30.0
 
@@ -111,9 +110,9 @@ def exit_code_for(statuses: list[str], interrupted: bool = False) -> int:
     """The run's exit code from the hosts' final statuses."""
     if interrupted:
         return EXIT_INTERRUPTED
-    if any(s in (events.FAILED, events.DRIFTED) for s in statuses):
+    if any(s in (Status.FAILED, Status.DRIFTED) for s in statuses):
         return EXIT_HOST_FAILED
-    if events.UNREACHABLE in statuses:
+    if Status.UNREACHABLE in statuses:
         return EXIT_UNREACHABLE
     return EXIT_OK
 
@@ -204,7 +203,7 @@ class _Fleet:
                     running, timeout=limit + HOST_TIMEOUT_GRACE if limit and limit > 0 else None,
                 )
             except asyncio.TimeoutError:
-                outcome = HostOutcome(host.name, events.FAILED,
+                outcome = HostOutcome(host.name, Status.FAILED,
                                       f"gave up after the host deadline ({limit:g}s)")
                 self.bus.emit(events.HostFinished(host=host.name, status=outcome.status,
                                                   message=outcome.message))
@@ -213,7 +212,7 @@ class _Fleet:
 
     def _batch_failed(self, batch: list[Host]) -> str:
         failed = sum(1 for h in batch
-                     if h.name in self.outcomes and self.outcomes[h.name].status in FAILING)
+                     if h.name in self.outcomes and self.outcomes[h.name].status in FAILED_STATUSES)
         settings = self.playbook.settings
         if failed and settings.any_errors_fatal:
             return f"any_errors_fatal: {failed} host(s) failed"
@@ -289,7 +288,7 @@ def run_fleet(
         for host in hosts:
             outcome = fleet.outcomes.get(host.name)
             if outcome is None:
-                outcome = HostOutcome(host.name, events.SKIPPED, f"not started: {stopped}")
+                outcome = HostOutcome(host.name, Status.SKIPPED, f"not started: {stopped}")
                 bus.emit(events.HostFinished(host=host.name, status=outcome.status,
                                              message=outcome.message))
             outcomes[host.name] = outcome

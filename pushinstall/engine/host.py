@@ -23,25 +23,28 @@ from types import ModuleType
 from typing import Any
 
 from pushinstall import events
+from pushinstall.engine.reboot import reboot_host
 from pushinstall.engine.support import (
     Backoff,
     Deadline,
+    Flow,
     HostAbort,
+    HostLink,
+    RetryPolicy,
     StepContext,
     collect_secrets,
     expected_found,
-    retrying,
+    is_transient,
 )
 from pushinstall.errors import HostError, InputError, PushinstallError, TransportError
-from pushinstall.model import Host, Playbook, Step
+from pushinstall.model import Decision, Host, Playbook, Status, Step
 from pushinstall.playbook.conditions import evaluate_when
 from pushinstall.remote.ops import batch, is_idempotent, request, result_of
-from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, Plan, Probe
+from pushinstall.resources.base import Applied, Plan, Probe
 from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
 
 TransportFactory = Callable[[Host], Transport]
-Emit = Callable[[events.Event], None]
 NO_LOG = "(output hidden: no_log)"
 OS_PROBE = "_os"
 
@@ -51,10 +54,10 @@ class HostOutcome:
     """How one host ended: final status, per-step statuses, per-status counts."""
 
     name: str
-    status: str = events.OK
+    status: Status = Status.OK
     message: str = ""
-    counts: dict[str, int] = field(default_factory=dict)
-    steps: dict[str, str] = field(default_factory=dict)
+    counts: dict[Status, int] = field(default_factory=dict)
+    steps: dict[str, Status] = field(default_factory=dict)
     duration: float = 0.0
 
 
@@ -81,7 +84,7 @@ class HostPipeline:
         *,
         check: bool,
         extra_vars: dict[str, Any],
-        emit: Emit,
+        emit: events.Emit,
         transport_factory: TransportFactory,
         backoff: Backoff,
         stop_requested: Callable[[], bool] = lambda: False,
@@ -92,12 +95,11 @@ class HostPipeline:
         self.check = check
         self.extra_vars = extra_vars
         self._emit = emit
-        self.factory = transport_factory
-        self.backoff = backoff
         self.stop_requested = stop_requested
         self.redactor = Redactor()
-        self.transport: Transport | None = None
         self.deadline = Deadline(self.settings.host_timeout)
+        self.retry = RetryPolicy(self.settings.retries, backoff, self.deadline)
+        self.link = HostLink(host, transport_factory, self.retry, self.redactor)
         self.outcome = HostOutcome(host.name)
         self.os_fact: dict[str, Any] = {}
         self.variables: dict[str, Any] = {}
@@ -108,7 +110,7 @@ class HostPipeline:
     def _redact(self, text: str) -> str:
         return self.redactor.redact(text)
 
-    def _record(self, state: _StepState, status: str, diff: str = "", message: str = "",
+    def _record(self, state: _StepState, status: Status, diff: str = "", message: str = "",
                 duration: float = 0.0) -> None:
         previous = self.outcome.steps.get(state.step.name)
         if previous:
@@ -121,30 +123,6 @@ class HostPipeline:
             host=self.host.name, step=state.step.name, status=status,
             diff=self._redact(diff), message=self._redact(message), duration=duration,
         ))
-
-    def _connect(self) -> Transport:
-        def attempt() -> Transport:
-            transport = self.factory(self.host)
-            try:
-                transport.open()
-            except BaseException:
-                transport.close()
-                raise
-            return transport
-
-        return retrying(self.settings.retries, self.backoff, self.deadline)(attempt)
-
-    def _call(self, req: dict[str, Any], timeout: float | None = None) -> Any:
-        """Send `req`; retry transient errors only when it is idempotent."""
-        assert self.transport is not None
-        transport = self.transport
-        limit = self.deadline.bound(timeout)
-        if is_idempotent(req):
-            answer = retrying(self.settings.retries, self.backoff, self.deadline)(
-                lambda: transport.call(req, timeout=limit))
-        else:
-            answer = transport.call(req, timeout=limit)
-        return result_of(answer, self.host.name)
 
     # ---- phases ---------------------------------------------------------------------------
 
@@ -185,8 +163,7 @@ class HostPipeline:
         requests = [request("facts", queries=queries)]
         requests += [p.request for _, p in scripts if p.request is not None]
         # Probes never change the host (base.Probe's contract), so the batch is safe to resend.
-        answers = retrying(self.settings.retries, self.backoff, self.deadline)(
-            lambda: self._send_probe_batch(requests))
+        answers = self.retry.run(lambda: self._send_probe_batch(requests))
         facts = result_of(answers[0], self.host.name)
         if isinstance(facts.get(OS_PROBE), dict) and "error" not in facts[OS_PROBE]:
             self.os_fact = facts[OS_PROBE]
@@ -201,9 +178,7 @@ class HostPipeline:
             )
 
     def _send_probe_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        assert self.transport is not None
-        answer = self.transport.call(batch(requests), timeout=self.deadline.bound(None))
-        result = result_of(answer, self.host.name)
+        result = self.link.call(batch(requests))
         if not isinstance(result, list) or len(result) != len(requests):
             raise HostError("the batch answer does not hold one answer per request",
                             host=self.host.name)
@@ -235,70 +210,78 @@ class HostPipeline:
     # ---- apply ----------------------------------------------------------------------------
 
     def _apply(self, state: _StepState) -> Applied:
+        """The step's apply; re-run on a transient error only when every op it sent is
+        idempotent (a half-done install is never blindly started again)."""
         assert state.module is not None and state.args is not None
+        module, args = state.module, state.args
         step_deadline = Deadline(state.step.timeout or self.settings.step_timeout)
         retries = state.step.retries if state.step.retries is not None else self.settings.retries
-        attempt = 0
-        while True:
-            ctx = StepContext(self, step_deadline)
-            try:
-                return state.module.apply(state.args, ctx)
-            except HostError as error:
-                safe = all(is_idempotent(request(op)) for op in ctx.sent)
-                if not (error.transient and safe and attempt < retries) or self.deadline.expired:
-                    raise
-                attempt += 1
-                ctx.log(f"transient error, retry {attempt}/{retries}: {error}")
-                time.sleep(self.backoff.delay(attempt))
+        contexts: list[StepContext] = []
 
-    def _run_step(self, state: _StepState, states: list[_StepState]) -> str:
-        """Apply one planned step; return `next`, `stop` or `reboot_pending`."""
+        def attempt() -> Applied:
+            if contexts:
+                contexts[-1].log(f"transient error, retry {len(contexts)}/{retries}")
+            contexts.append(StepContext(self.link, step_deadline))
+            applied: Applied = module.apply(args, contexts[-1])
+            return applied
+
+        def resendable(error: BaseException) -> bool:
+            sent = contexts[-1].sent
+            return is_transient(error) and all(is_idempotent(request(op)) for op in sent)
+
+        return self.retry.run(attempt, tries=1 + retries, retry_on=resendable)
+
+    def _run_step(self, state: _StepState) -> Flow:
+        """Apply one planned step; what the pipeline does next."""
         plan = state.plan
         assert plan is not None
-        if plan.status != OK and self.changed_host:
+        if plan.status != Decision.OK and self.changed_host:
             self._probe([state])
             self._plan(state)
             if state.error:
-                self._record(state, events.FAILED, message=state.error)
-                return "stop"
+                self._record(state, Status.FAILED, message=state.error)
+                return Flow.STOP
             plan = state.plan
             assert plan is not None
-        if plan.status == OK:
-            self._record(state, events.OK, message=plan.reason)
-            return "next"
-        if plan.status == FAIL:
-            self._record(state, events.FAILED, plan.diff, plan.reason or "not in desired state")
-            return "stop"
+        if plan.status == Decision.OK:
+            self._record(state, Status.OK, message=plan.reason)
+            return Flow.NEXT
+        if plan.status == Decision.FAIL:
+            self._record(state, Status.FAILED, plan.diff, plan.reason or "not in desired state")
+            return Flow.STOP
         started = time.monotonic()
         try:
             applied = self._apply(state)
         except HostError as error:
-            self._record(state, events.FAILED, plan.diff, error.message,
+            self._record(state, Status.FAILED, plan.diff, error.message,
                          time.monotonic() - started)
-            return "stop"
+            return Flow.STOP
         except Exception as error:  # a resource bug: this host fails, the fleet goes on
             detail = traceback.format_exception_only(type(error), error)[-1].strip()
-            self._record(state, events.FAILED, plan.diff, f"internal error: {detail}")
-            return "stop"
+            self._record(state, Status.FAILED, plan.diff, f"internal error: {detail}")
+            return Flow.STOP
         duration = time.monotonic() - started
         if applied.failed:
-            self._record(state, events.FAILED, plan.diff, applied.message, duration)
-            return "stop"
+            self._record(state, Status.FAILED, plan.diff, applied.message, duration)
+            return Flow.STOP
         if applied.changed:
             self.changed_host = True
-        status = events.CHANGED if applied.changed else events.OK
+        status = Status.CHANGED if applied.changed else Status.OK
         self._record(state, status, plan.diff if applied.changed else "", applied.message,
                      duration)
         if applied.reboot:
-            from pushinstall.engine.reboot import reboot_host
-
-            return reboot_host(self, state.step, state.args or {})
-        return "next"
+            rebooted = reboot_host(self.link, self.settings.reboot, state.step, state.args or {},
+                                   self.os_fact.get("last_boot_time", ""), self._emit)
+            self.os_fact["last_boot_time"] = rebooted.boot_time
+            if rebooted.message:
+                self.outcome.message = rebooted.message
+            return rebooted.flow
+        return Flow.NEXT
 
     def _verify(self, states: list[_StepState]) -> None:
         """ONE batch re-probes every changed step; a step still not ok is failed."""
         changed = [s for s in states
-                   if self.outcome.steps.get(s.step.name) == events.CHANGED
+                   if self.outcome.steps.get(s.step.name) == Status.CHANGED
                    and s.plan is not None and s.plan.verifiable]
         if not changed:
             return
@@ -307,56 +290,56 @@ class HostPipeline:
             self._plan(state)
             plan = state.plan
             if state.error:
-                self._record(state, events.FAILED, message=f"verify: {state.error}")
-            elif plan is not None and plan.status != OK:
-                self._record(state, events.FAILED, plan.diff,
+                self._record(state, Status.FAILED, message=f"verify: {state.error}")
+            elif plan is not None and plan.status != Decision.OK:
+                self._record(state, Status.FAILED, plan.diff,
                              f"verify: {expected_found(plan.diff) or plan.reason}")
 
     # ---- the whole host -------------------------------------------------------------------
 
-    def _finish_status(self, forced: str | None) -> str:
+    def _finish_status(self, forced: Status | None) -> Status:
         statuses = set(self.outcome.steps.values())
-        if forced == events.FAILED or events.FAILED in statuses:
-            return events.FAILED
+        if forced == Status.FAILED or Status.FAILED in statuses:
+            return Status.FAILED
         if self.check:
-            return events.DRIFTED if events.DRIFTED in statuses else events.COMPLIANT
+            return Status.DRIFTED if Status.DRIFTED in statuses else Status.COMPLIANT
         if forced:
             return forced
-        return events.CHANGED if events.CHANGED in statuses else events.OK
+        return Status.CHANGED if Status.CHANGED in statuses else Status.OK
 
     def _check_mode(self, states: list[_StepState]) -> None:
         for state in states:
             if state.skipped:
-                self._record(state, events.SKIPPED)
+                self._record(state, Status.SKIPPED)
             elif state.error:
-                self._record(state, events.FAILED, message=state.error)
+                self._record(state, Status.FAILED, message=state.error)
             elif state.plan is not None:
-                drift = state.plan.status in (CHANGE, FAIL)
-                self._record(state, events.DRIFTED if drift else events.OK, state.plan.diff,
+                drift = state.plan.status in (Decision.CHANGE, Decision.FAIL)
+                self._record(state, Status.DRIFTED if drift else Status.OK, state.plan.diff,
                              state.plan.reason)
 
-    def _run_mode(self, states: list[_StepState]) -> str | None:
+    def _run_mode(self, states: list[_StepState]) -> Status | None:
         for position, state in enumerate(states):
             if self.stop_requested():
                 self.outcome.message = f"interrupted before step '{state.step.name}'"
-                return events.FAILED
+                return Status.FAILED
             if self.deadline.expired:
                 self.outcome.message = (f"host deadline ({self.settings.host_timeout:g}s) passed "
                                         f"before step '{state.step.name}'")
-                return events.FAILED
+                return Status.FAILED
             if state.skipped:
-                self._record(state, events.SKIPPED)
+                self._record(state, Status.SKIPPED)
                 continue
             if state.error:
-                self._record(state, events.FAILED, message=state.error)
+                self._record(state, Status.FAILED, message=state.error)
                 return None
-            result = self._run_step(state, states)
-            if result == "stop":
+            flow = self._run_step(state)
+            if flow is Flow.STOP:
                 return None
-            if result == events.REBOOT_PENDING:
+            if flow is Flow.REBOOT_PENDING:
                 for later in states[position + 1:]:
-                    self._record(later, events.SKIPPED, message="after reboot: stop")
-                return events.REBOOT_PENDING
+                    self._record(later, Status.SKIPPED, message="after reboot: stop")
+                return Status.REBOOT_PENDING
         self._verify(states)
         return None
 
@@ -364,16 +347,16 @@ class HostPipeline:
         """Do everything for this host; return how it ended."""
         started = time.monotonic()
         self._emit(events.HostStarted(host=self.host.name))
-        forced: str | None = None
+        forced: Status | None = None
         try:
             states = self._prepare()
-            self.transport = self._connect()
+            self.link.connect()
         except TransportError as error:
-            forced = events.UNREACHABLE
+            forced = Status.UNREACHABLE
             self.outcome.message = self._redact(str(error))
-            self.outcome.counts = {events.UNREACHABLE: 1}
+            self.outcome.counts = {Status.UNREACHABLE: 1}
         except PushinstallError as error:
-            forced = events.FAILED
+            forced = Status.FAILED
             self.outcome.message = self._redact(str(error))
         if forced is None:
             try:
@@ -381,8 +364,8 @@ class HostPipeline:
             except Exception as error:  # a bug must fail this host, not the fleet
                 detail = traceback.format_exception_only(type(error), error)[-1].strip()
                 self.outcome.message = self._redact(f"internal error: {detail}")
-                forced = events.FAILED
-        self.outcome.status = (forced if forced == events.UNREACHABLE
+                forced = Status.FAILED
+        self.outcome.status = (forced if forced == Status.UNREACHABLE
                                else self._finish_status(forced))
         self.outcome.duration = time.monotonic() - started
         self._emit(events.HostFinished(
@@ -391,7 +374,7 @@ class HostPipeline:
         ))
         return self.outcome
 
-    def _work(self, states: list[_StepState]) -> str | None:
+    def _work(self, states: list[_StepState]) -> Status | None:
         try:
             self._probe([s for s in states if not s.error])
             self._decide(states)
@@ -405,12 +388,11 @@ class HostPipeline:
         except TransportError as error:
             self.outcome.message = self._redact(str(error))
             if not self.outcome.steps:
-                self.outcome.counts = {events.UNREACHABLE: 1}
-                return events.UNREACHABLE
-            return events.FAILED
+                self.outcome.counts = {Status.UNREACHABLE: 1}
+                return Status.UNREACHABLE
+            return Status.FAILED
         except HostError as error:
             self.outcome.message = self._redact(str(error))
-            return events.FAILED
+            return Status.FAILED
         finally:
-            if self.transport is not None:
-                self.transport.close()
+            self.link.close()

@@ -1,4 +1,5 @@
-"""Small pieces the host pipeline is built from: deadlines, backoff, retries, the apply context."""
+"""Small pieces the host pipeline is built from: deadlines, backoff, the one retry helper, the
+host's link (its transport for the run) and the apply context."""
 
 from __future__ import annotations
 
@@ -8,20 +9,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_any,
-    wait_random_exponential,
-)
+from tenacity import RetryCallState, Retrying, retry_base, retry_if_exception, retry_if_result
 
 from pushinstall.errors import HostError
+from pushinstall.model import Host, Status
 from pushinstall.remote.ops import request, result_of
 from pushinstall.secret import Redactor, Secret
+from pushinstall.transports.base import Transport
 
 LOG = logging.getLogger("pushinstall.engine")
 T = TypeVar("T")
@@ -39,12 +37,21 @@ class Backoff:
         return random.uniform(0, min(self.maximum, self.initial * 2 ** max(attempt - 1, 0)))
 
 
-class Deadline:
-    """A point in (monotonic) time; `math.inf` seconds never expires."""
+class Flow(Enum):
+    """What the host's pipeline does after a step."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.at = time.monotonic() + seconds if seconds and seconds > 0 else math.inf
+    NEXT = "next"                      # go on with the next step
+    STOP = "stop"                      # the step failed: no later step runs
+    REBOOT_PENDING = "reboot_pending"  # a restart is due and not done (or after_reboot: stop)
+
+
+class Deadline:
+    """A point in (monotonic) time, `seconds` from now; None or `math.inf` never expires, and
+    0 (or less) has already passed."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = math.inf if seconds is None else seconds
+        self.at = time.monotonic() + max(self.seconds, 0.0)
 
     @property
     def remaining(self) -> float:
@@ -65,41 +72,50 @@ class Deadline:
 class HostAbort(Exception):
     """Ends a host's pipeline with `status` (e.g. failed after a reboot timeout)."""
 
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: Status, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
 
 
-def _is_transient(error: BaseException) -> bool:
+def is_transient(error: BaseException) -> bool:
+    """True for an error worth another try (a dropped connection, a timeout, HTTP 503)."""
     return isinstance(error, HostError) and error.transient
 
 
-def retrying(retries: int, backoff: Backoff, deadline: Deadline) -> Callable[[Callable[[], T]], T]:
-    """Call a function, retrying up to `retries` times on transient errors, within `deadline`.
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The one retry helper (tenacity): connect, resendable calls, a step's apply and the wait
+    for a rebooted host all retry through `run`, with the same backoff, within `deadline`."""
 
-    Anything else (bad credentials, an error answer, a bug) is raised at once. The first try
-    runs bare: tenacity's bookkeeping is only paid once something went wrong.
-    """
-    def stop_at_deadline(_state: Any) -> bool:
-        return deadline.expired
+    retries: int
+    backoff: Backoff
+    deadline: Deadline
 
-    def call(func: Callable[[], T]) -> T:
-        try:
-            return func()
-        except HostError as error:
-            if not error.transient or retries <= 0 or deadline.expired:
-                raise
-        time.sleep(min(backoff.delay(1), deadline.remaining))
-        policy = Retrying(
-            stop=stop_any(stop_after_attempt(retries), stop_at_deadline),
-            wait=wait_random_exponential(multiplier=backoff.initial * 2, max=backoff.maximum),
-            retry=retry_if_exception(_is_transient),
-            reraise=True,
-        )
+    def run(self, func: Callable[[], T], *, tries: int | None = None,
+            retry_on: Callable[[BaseException], bool] = is_transient,
+            until: Callable[[T], bool] | None = None) -> T:
+        """Call `func` until it returns (and `until` accepts the result), at most `tries` times
+        (default: 1 + `retries`; None: until the deadline, with at least one try after it).
+
+        An exception `retry_on` refuses is raised at once; the last one is raised when the
+        tries run out. A result `until` still refuses then raises `tenacity.RetryError`."""
+        limit = 1 + max(self.retries, 0) if tries is None else tries
+        forever = tries is None and until is not None
+
+        def stop(state: RetryCallState) -> bool:
+            if forever:   # keep trying; the try that follows the deadline's wait is the last
+                return self.deadline.expired and state.attempt_number >= 2
+            return state.attempt_number >= limit or self.deadline.expired
+
+        def wait(state: RetryCallState) -> float:
+            return min(self.backoff.delay(state.attempt_number), self.deadline.remaining)
+
+        retry: retry_base = retry_if_exception(retry_on)
+        if until is not None:
+            retry = retry | retry_if_result(lambda result: not until(result))
+        policy = Retrying(stop=stop, wait=wait, retry=retry, reraise=True)
         return policy(func)
-
-    return call
 
 
 def collect_secrets(redactor: Redactor, *values: Any) -> None:
@@ -126,20 +142,75 @@ def expected_found(diff: str) -> str:
     return f"{head}expected {after}, found {found if colon else before}"
 
 
+class HostLink:
+    """One host's connection for a run: the transport (opened again after a reboot), the
+    host deadline, the retry policy and the redactor. Steps and the reboot wait use it."""
+
+    def __init__(self, host: Host, factory: Callable[[Host], Transport], retry: RetryPolicy,
+                 redactor: Redactor) -> None:
+        self.host = host
+        self.factory = factory
+        self.retry = retry
+        self.deadline = retry.deadline
+        self.redactor = redactor
+        self.transport: Transport | None = None
+
+    def open_once(self) -> Transport:
+        """One new transport to the host, opened (closed again when opening fails)."""
+        transport = self.factory(self.host)
+        try:
+            transport.open()
+        except BaseException:
+            transport.close()
+            raise
+        return transport
+
+    def connect(self) -> None:
+        """Open the host's transport, retrying transient errors."""
+        self.transport = self.retry.run(self.open_once)
+
+    def call(self, req: dict[str, Any], timeout: float | None = None, *,
+             resend: bool = False) -> Any:
+        """Send `req` within the host deadline; its result, or `RemoteOpFailed`. With `resend`
+        (only for a request that is safe to send twice) transient errors are retried."""
+        transport = self.transport
+        if transport is None:
+            raise HostError("not connected", host=self.host.name)
+        limit = self.deadline.bound(timeout)
+        if resend:
+            answer = self.retry.run(lambda: transport.call(req, timeout=limit))
+        else:
+            answer = transport.call(req, timeout=limit)
+        return result_of(answer, self.host.name)
+
+    def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
+        """Push a controller file to the host (the transport's push, sha256 checked)."""
+        if self.transport is None:
+            raise HostError("not connected", host=self.host.name)
+        result: dict[str, Any] = self.transport.put_file(local, remote, sha256)
+        return result
+
+    def close(self) -> None:
+        """Close the transport, if open."""
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+
 class StepContext:
     """The `ApplyContext` a resource's apply gets: ops on its host within the step's deadline.
 
     `sent` lists the op names sent, so the engine knows whether a re-run is safe.
     """
 
-    def __init__(self, pipeline: Any, step_deadline: Deadline) -> None:
-        self.pipeline = pipeline
+    def __init__(self, link: HostLink, step_deadline: Deadline) -> None:
+        self.link = link
         self.step_deadline = step_deadline
-        self.host_name: str = pipeline.host.name
+        self.host_name: str = link.host.name
         self.sent: list[str] = []
 
     def _timeout(self) -> float | None:
-        limit = self.pipeline.deadline.bound(self.step_deadline.bound(None))
+        limit = self.link.deadline.bound(self.step_deadline.bound(None))
         if limit is not None and limit <= 0:
             raise HostError(f"step timeout ({self.step_deadline.seconds:g}s) passed",
                             host=self.host_name)
@@ -149,15 +220,13 @@ class StepContext:
         """Send one op; return its result; an error answer raises `RemoteOpFailed`."""
         timeout = self._timeout()
         self.sent.append(op)
-        answer = self.pipeline.transport.call(request(op, **args), timeout=timeout)
-        return result_of(answer, self.host_name)
+        return self.link.call(request(op, **args), timeout)
 
     def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
         """Push a controller file (a temp file, sha256 checked, then moved: safe to redo)."""
         self._timeout()
         self.sent.append("file_chunk")
-        result: dict[str, Any] = self.pipeline.transport.put_file(local, remote, sha256)
-        return result
+        return self.link.put_file(local, remote, sha256)
 
     def facts(self, queries: list[dict[str, Any]]) -> dict[str, Any]:
         """A fresh `facts` call -> {id: fact}."""
@@ -166,4 +235,4 @@ class StepContext:
 
     def log(self, message: str) -> None:
         """A debug line for this host, secrets masked."""
-        LOG.debug("%s: %s", self.host_name, self.pipeline.redactor.redact(message))
+        LOG.debug("%s: %s", self.host_name, self.link.redactor.redact(message))

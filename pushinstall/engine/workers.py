@@ -33,7 +33,7 @@ from typing import Any
 
 from pushinstall import events
 from pushinstall.engine.host import HostOutcome
-from pushinstall.model import Host
+from pushinstall.model import Host, Status
 
 HOSTS_PER_WORKER = 50     # `auto`: one worker per this many forks (and hosts), one per CPU
 COLLECT_EVERY = 1000      # hosts a worker runs between two passes of the cyclic collector
@@ -104,7 +104,7 @@ def _child_main(hosts: list[Host], make: PipelineMaker, threads: int, hooks: Pro
         try:
             outcome = make(host, emit, stop.is_set)()
         except BaseException as error:  # a bug fails this host, never the worker
-            outcome = HostOutcome(host.name, events.FAILED,
+            outcome = HostOutcome(host.name, Status.FAILED,
                                   f"internal error: {type(error).__name__}")
         send(("done", index, outcome))
         if next(finished) % COLLECT_EVERY == 0:
@@ -299,8 +299,8 @@ class WorkerPool:
 
 def _failed(name: str, message: str, emit: Callable[[events.Event], None]) -> HostOutcome:
     """A host that failed for want of a worker: its HostFinished event and outcome."""
-    emit(events.HostFinished(host=name, status=events.FAILED, message=message))
-    return HostOutcome(name, events.FAILED, message)
+    emit(events.HostFinished(host=name, status=Status.FAILED, message=message))
+    return HostOutcome(name, Status.FAILED, message)
 
 
 def _settle(future: Future[Any], outcome: Any) -> None:

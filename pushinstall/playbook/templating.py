@@ -168,7 +168,7 @@ class Renderer:
         """The values of `names` (resolved) as a hashable key, or None when one is not a
         plain string, number, boolean or secret (a secret stands for itself: the same object,
         which the key keeps alive) or does not resolve; a list or a map is not plain."""
-        key = []
+        key: list[tuple[Any, ...]] = []
         for name in sorted(names):
             if name not in self.variables:
                 continue

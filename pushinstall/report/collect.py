@@ -14,6 +14,7 @@ from pushinstall.events import (
     RunStarted,
     StepResult,
 )
+from pushinstall.model import Status
 
 
 @dataclass
@@ -21,10 +22,10 @@ class HostRecord:
     """Everything one host went through in a run."""
 
     name: str
-    status: str = ""
+    status: str = ""    # a Status once the host finished
     message: str = ""
     duration: float = 0.0
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[Status, int] = field(default_factory=dict)
     steps: list[StepResult] = field(default_factory=list)
     reboots: list[RebootEvent] = field(default_factory=list)
 

@@ -19,10 +19,11 @@ import sys
 from typing import TextIO
 
 from pushinstall import events
+from pushinstall.model import Status
 
-QUIET_STEPS = {events.OK, events.SKIPPED}
-LOUD_HOSTS = {events.FAILED, events.UNREACHABLE, events.REBOOT_PENDING, events.DRIFTED}
-RECAP_COLUMNS = (events.OK, events.CHANGED, events.FAILED, events.UNREACHABLE, events.SKIPPED)
+QUIET_STEPS = {Status.OK, Status.SKIPPED}
+LOUD_HOSTS = {Status.FAILED, Status.UNREACHABLE, Status.REBOOT_PENDING, Status.DRIFTED}
+RECAP_COLUMNS = (Status.OK, Status.CHANGED, Status.FAILED, Status.UNREACHABLE, Status.SKIPPED)
 
 
 class ConsoleSink:
@@ -71,13 +72,13 @@ class ConsoleSink:
         if event.message and (event.status not in QUIET_STEPS or self.verbose > 1):
             text += f": {event.message}"
         self._line(event.host, text)
-        show_diff = self.diff or event.status in (events.FAILED, events.DRIFTED)
+        show_diff = self.diff or event.status in (Status.FAILED, Status.DRIFTED)
         if show_diff and event.diff:
             for line in event.diff.splitlines():
                 self.stream.write(f"{' ' * (self.width + 4)}{line}\n")
 
     def _recap(self, event: events.RunFinished) -> None:
-        columns = RECAP_COLUMNS + ((events.DRIFTED,) if self.mode == "check" else ())
+        columns = RECAP_COLUMNS + ((Status.DRIFTED,) if self.mode == "check" else ())
         self.stream.write("\nRECAP\n")
         # inventory order, so two runs' recaps line up (hosts finish in any order)
         ordered = [h for h in self.order if h in self.finished]

@@ -10,9 +10,8 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pushinstall.model import ATTENTION_STATUSES, Status
 from pushinstall.report.collect import Collector, RunRecord
-
-FAILING = {"failed", "unreachable", "drifted"}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -32,8 +31,8 @@ def render_junit(record: RunRecord) -> str:
     """JUnit XML: a testsuite per host, a testcase per step; failed and drifted steps fail."""
     suites = ET.Element("testsuites", name=f"pushinstall {record.mode}: {record.playbook}")
     for host in record.hosts.values():
-        failures = sum(1 for s in host.steps if s.status in FAILING)
-        skipped = sum(1 for s in host.steps if s.status == "skipped")
+        failures = sum(1 for s in host.steps if s.status in ATTENTION_STATUSES)
+        skipped = sum(1 for s in host.steps if s.status == Status.SKIPPED)
         suite = ET.SubElement(
             suites, "testsuite", name=host.name, tests=str(max(len(host.steps), 1)),
             failures=str(failures), errors="0", skipped=str(skipped),
@@ -41,17 +40,17 @@ def render_junit(record: RunRecord) -> str:
         )
         if not host.steps:
             case = ET.SubElement(suite, "testcase", classname=host.name, name="connect")
-            if host.status in FAILING:
+            if host.status in ATTENTION_STATUSES:
                 ET.SubElement(case, "error", message=host.message or host.status).text = host.status
         for step in host.steps:
             case = ET.SubElement(
                 suite, "testcase", classname=host.name, name=step.step,
                 time=f"{step.duration:.3f}",
             )
-            if step.status in FAILING:
+            if step.status in ATTENTION_STATUSES:
                 node = ET.SubElement(case, "failure", message=step.message or step.status)
                 node.text = step.diff or step.message
-            elif step.status == "skipped":
+            elif step.status == Status.SKIPPED:
                 ET.SubElement(case, "skipped", message=step.message or "skipped")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.model import Decision
+from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure, short_hash
 from pushinstall.resources.schema import PATH, Arg
 
@@ -41,14 +42,14 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
         return failed
     archive, marker = found["archive"], found["marker"]
     if not archive.get("exists") or archive.get("is_directory"):
-        return Plan(FAIL, diff=diff(subject, "no zip", "extracted"),
+        return Plan(Decision.FAIL, diff=diff(subject, "no zip", "extracted"),
                     reason=f"the archive '{args['src']}' does not exist on the host")
     expected = hashlib.sha256(str(archive.get("sha256", "")).encode("ascii")).hexdigest()
     if marker.get("exists") and marker.get("sha256") == expected:
-        return Plan(OK)
+        return Plan(Decision.OK)
     before = "extracted from another archive" if marker.get("exists") else "not extracted"
-    return Plan(CHANGE, diff=diff(subject, before,
-                                  f"extracted ({short_hash(archive.get('sha256'))})"))
+    return Plan(Decision.CHANGE, diff=diff(subject, before,
+                                           f"extracted ({short_hash(archive.get('sha256'))})"))
 
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:

@@ -22,10 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-OK = "ok"              # in the desired state
-CHANGE = "change"      # apply would change it
-FAIL = "fail"          # cannot be brought to the desired state by apply (e.g. registry assert)
-SKIP = "skip"          # nothing to decide (e.g. `when` false)
+from pushinstall.model import Decision
 
 
 @dataclass(frozen=True)
@@ -46,7 +43,7 @@ class Probe:
 class Plan:
     """The decision for one step: status, a human diff (`before -> after`), a reason."""
 
-    status: str
+    status: Decision
     diff: str = ""
     reason: str = ""
     verifiable: bool = True   # False when a re-plan after apply proves nothing (e.g. an

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushinstall.resources.base import CHANGE, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.model import Decision
+from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import (
     COMMAND_RETURN_CODES,
     command_line,
@@ -62,12 +63,12 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
         return failed
     creates = found.get("creates")
     if creates is not None and creates.get("exists"):
-        return Plan(OK, reason=f"'{args['creates']}' exists")
+        return Plan(Decision.OK, reason=f"'{args['creates']}' exists")
     unless = found.get("unless")
     if unless is not None and condition_holds(args["unless"], unless):
-        return Plan(OK, reason=f"unless: {describe_condition(args['unless'])}")
+        return Plan(Decision.OK, reason=f"unless: {describe_condition(args['unless'])}")
     guarded = creates is not None or unless is not None
-    return Plan(CHANGE, diff=diff(subject, "not run", "run"), verifiable=guarded)
+    return Plan(Decision.CHANGE, diff=diff(subject, "not run", "run"), verifiable=guarded)
 
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:

@@ -2,7 +2,7 @@
 
 One place each, so `package` and `command` (and every type's diffs) behave the same:
 
-- `probe_failure` turns a probe that answered an error into a `FAIL` plan;
+- `probe_failure` turns a probe that answered an error into a `Decision.FAIL` plan;
 - `diff` / `shown` write the human diff `subject: before -> after`, secrets masked;
 - `registry_value` / `same_value` put a desired registry value into the form the `registry`
   fact answers, so `"1"` from a template equals DWord `1`;
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from pushinstall.errors import HostError
+from pushinstall.model import Decision
 from pushinstall.remote.ops import windows_command_line
-from pushinstall.resources.base import FAIL, Applied, ApplyContext, Plan
+from pushinstall.resources.base import Applied, ApplyContext, Plan
 from pushinstall.resources.exit_codes import message_for
 from pushinstall.secret import Secret
 
@@ -40,19 +41,20 @@ _HASH_LOCK = threading.Lock()
 
 
 def probe_failure(found: dict[str, Any], what: str = "") -> Plan | None:
-    """A `FAIL` plan when a probe answered an error (or nothing), else None.
+    """A `Decision.FAIL` plan when a probe answered an error (or nothing), else None.
 
     A fact query that fails (access denied, a malformed key) cannot be decided from: the step
     fails with the agent's message rather than guessing `change`.
     """
     for probe_id, fact in found.items():
         if fact is None:
-            return Plan(FAIL, reason=f"{what or probe_id}: no answer for probe '{probe_id}'")
+            return Plan(Decision.FAIL,
+                        reason=f"{what or probe_id}: no answer for probe '{probe_id}'")
         if isinstance(fact, dict) and isinstance(fact.get("error"), dict):
             error = fact["error"]
             kind = error.get("type", "Exception")
-            return Plan(FAIL, reason=f"{what or probe_id}: cannot read it "
-                                     f"({kind}: {error.get('message', '')})")
+            return Plan(Decision.FAIL, reason=f"{what or probe_id}: cannot read it "
+                                              f"({kind}: {error.get('message', '')})")
     return None
 
 

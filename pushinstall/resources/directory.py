@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.model import Decision
+from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
 from pushinstall.resources.schema import PATH, Arg
 
@@ -27,11 +28,11 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
         return failed
     fact = found["path"]
     if fact.get("exists") and fact.get("is_directory"):
-        return Plan(OK)
+        return Plan(Decision.OK)
     if fact.get("exists"):
-        return Plan(FAIL, diff=diff(subject, "a file", "a directory"),
+        return Plan(Decision.FAIL, diff=diff(subject, "a file", "a directory"),
                     reason=f"a file is in the way of {subject}")
-    return Plan(CHANGE, diff=diff(subject, "absent", "present"))
+    return Plan(Decision.CHANGE, diff=diff(subject, "absent", "present"))
 
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.model import Decision
+from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, local_sha256, probe_failure, reveal, short_hash
 from pushinstall.resources.schema import BOOL, MAP, PATH, Arg
 
@@ -62,11 +63,12 @@ def _wanted_hash(args: dict[str, Any]) -> tuple[str | None, Plan | None]:
     try:
         local = local_sha256(src)
     except OSError as error:
-        return None, Plan(FAIL, reason=f"cannot read the controller file '{src}': "
-                                       f"{error.strerror or error}")
+        return None, Plan(Decision.FAIL, reason=f"cannot read the controller file '{src}': "
+                                                f"{error.strerror or error}")
     if given and local != given:
-        return None, Plan(FAIL, diff=diff(f"controller file '{src}'", short_hash(local),
-                                          short_hash(given)),
+        return None, Plan(Decision.FAIL,
+                          diff=diff(f"controller file '{src}'", short_hash(local),
+                                    short_hash(given)),
                           reason=f"the controller file '{src}' has sha256 {local}, "
                                  f"the playbook expects {given}")
     return local, None
@@ -86,19 +88,19 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     fact = found["dest"]
     source = _shown_source(str(args["src"]))
     if fact.get("is_directory"):
-        return Plan(FAIL, diff=diff(subject, "a directory", "a file"),
+        return Plan(Decision.FAIL, diff=diff(subject, "a directory", "a file"),
                     reason=f"a directory is in the way of {subject}")
     after = f"{short_hash(wanted)} from {source}" if wanted else f"copy of {source}"
     if not fact.get("exists"):
-        return Plan(CHANGE, diff=diff(subject, "absent", after))
+        return Plan(Decision.CHANGE, diff=diff(subject, "absent", after))
     if wanted and fact.get("sha256") == wanted:
-        return Plan(OK)
+        return Plan(Decision.OK)
     if wanted:
-        return Plan(CHANGE, diff=diff(subject, short_hash(fact.get("sha256")), after))
+        return Plan(Decision.CHANGE, diff=diff(subject, short_hash(fact.get("sha256")), after))
     if args.get("force"):
-        return Plan(CHANGE, diff=diff(subject, short_hash(fact.get("sha256")), after),
+        return Plan(Decision.CHANGE, diff=diff(subject, short_hash(fact.get("sha256")), after),
                     reason="force: fetched again", verifiable=False)
-    return Plan(OK, reason=f"{subject} exists (no sha256 to compare; set sha256 or force)")
+    return Plan(Decision.OK, reason=f"{subject} exists (no sha256 to compare; set sha256 or force)")
 
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:

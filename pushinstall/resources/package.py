@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushinstall.resources.base import CHANGE, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.model import Decision
+from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import (
     PACKAGE_RETURN_CODES,
     diff,
@@ -65,7 +66,7 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     creates = found.get("creates")
     if creates is not None and not creates.get("exists"):
         lines.append(diff(f"{subject} creates '{args['creates']}'", "absent", "present"))
-    return Plan(CHANGE, diff="\n".join(lines)) if lines else Plan(OK)
+    return Plan(Decision.CHANGE, diff="\n".join(lines)) if lines else Plan(Decision.OK)
 
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.model import Decision
+from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
 from pushinstall.resources.schema import LIST, Arg
 
@@ -39,17 +40,18 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     signals = found["pending"].get("signals") or {}
     pending = sorted(name for name, on in signals.items() if on and name not in ignored)
     if not pending:
-        return Plan(OK)
+        return Plan(Decision.OK)
     named = ", ".join(pending)
     change = diff("pending reboot", f"yes ({named})", "no")
     policy = args.get("on_pending") or "fail"
     if policy == "warn":
-        return Plan(OK, reason=f"a reboot is pending ({named}); on_pending: warn")
+        return Plan(Decision.OK, reason=f"a reboot is pending ({named}); on_pending: warn")
     if policy == "reboot":
-        return Plan(CHANGE, diff=change, reason=f"a reboot is pending ({named}); on_pending: "
-                                                "reboot")
-    return Plan(FAIL, diff=change, reason=f"a reboot is pending ({named}); restart the host "
-                                          "first or set on_pending: reboot")
+        return Plan(Decision.CHANGE, diff=change,
+                    reason=f"a reboot is pending ({named}); on_pending: reboot")
+    return Plan(Decision.FAIL, diff=change,
+                reason=f"a reboot is pending ({named}); restart the host first or set "
+                       "on_pending: reboot")
 
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:

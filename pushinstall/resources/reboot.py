@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushinstall.resources.base import CHANGE, Applied, ApplyContext, Plan, Probe
+from pushinstall.model import Decision
+from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff
 from pushinstall.resources.schema import INT, Arg
 
@@ -25,7 +26,7 @@ def probes(args: dict[str, Any]) -> list[Probe]:
 def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     """Always a change; not verifiable (a restart leaves nothing to compare)."""
     reason = str(args.get("reason") or "explicit reboot step")
-    return Plan(CHANGE, diff=diff("host", "running", "restarted"), reason=reason,
+    return Plan(Decision.CHANGE, diff=diff("host", "running", "restarted"), reason=reason,
                 verifiable=False)
 
 

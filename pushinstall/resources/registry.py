@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.model import Decision
+from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import (
     diff,
     probe_failure,
@@ -64,11 +65,11 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     try:
         wanted = registry_value(args["value"], value_type)
     except (TypeError, ValueError) as error:
-        return Plan(FAIL, reason=f"{subject}: {error}")
+        return Plan(Decision.FAIL, reason=f"{subject}: {error}")
     present = bool(fact.get("exists"))
     if present and same_value(fact.get("value"), wanted) and (
             args.get("mode") == "assert" or fact.get("type") == value_type):
-        return Plan(OK)
+        return Plan(Decision.OK)
     before = shown(fact.get("value")) if present else "(absent)"
     if present and fact.get("type") != value_type and same_value(fact.get("value"), wanted):
         before, after = f"{before} ({fact.get('type')})", f"{shown(wanted)} ({value_type})"
@@ -76,8 +77,9 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
         after = shown(wanted)
     change = diff(subject, before, after)
     if args.get("mode") == "assert":
-        return Plan(FAIL, diff=change, reason=f"{subject}: expected {after}, found {before}")
-    return Plan(CHANGE, diff=change)
+        return Plan(Decision.FAIL,
+                    diff=change, reason=f"{subject}: expected {after}, found {before}")
+    return Plan(Decision.CHANGE, diff=change)
 
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.model import Decision
 from pushinstall.remote.ops import request
-from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, reveal
 from pushinstall.resources.schema import MAP, Arg
 
@@ -40,17 +41,18 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     """`ok` when `test` output ends with `True`; a test that errors is `fail`. Without a
     `test` the `set` block runs every time (not verifiable)."""
     if not args.get("test"):
-        return Plan(CHANGE, diff=diff("script", "no test", "set run"), verifiable=False)
+        return Plan(Decision.CHANGE, diff=diff("script", "no test", "set run"), verifiable=False)
     result = found.get("test")
     if not isinstance(result, dict) or "error" in result:
         error = (result or {}).get("error") or {}
-        return Plan(FAIL, reason=f"script test could not run: {error.get('message', 'no answer')}")
+        return Plan(Decision.FAIL,
+                    reason=f"script test could not run: {error.get('message', 'no answer')}")
     if not result.get("success"):
-        return Plan(FAIL, reason=f"script test failed: {_errors(result)}")
+        return Plan(Decision.FAIL, reason=f"script test failed: {_errors(result)}")
     output = [str(line).strip() for line in result.get("output") or [] if str(line).strip()]
     if output and output[-1].lower() == "true":
-        return Plan(OK)
-    return Plan(CHANGE, diff=diff("script test", output[-1] if output else "(no output)",
+        return Plan(Decision.OK)
+    return Plan(Decision.CHANGE, diff=diff("script test", output[-1] if output else "(no output)",
                                   "True"))
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
+from pushinstall.model import Decision
+from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
 from pushinstall.resources.schema import Arg
 
@@ -48,15 +49,15 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     state, mode = _wanted(args)
     if not fact.get("exists"):
         if args.get("ensure") == "absent-ok":
-            return Plan(OK, reason=f"{subject} is not installed (ensure: absent-ok)")
-        return Plan(FAIL, diff=diff(subject, "absent", state),
+            return Plan(Decision.OK, reason=f"{subject} is not installed (ensure: absent-ok)")
+        return Plan(Decision.FAIL, diff=diff(subject, "absent", state),
                     reason=f"{subject} is not installed")
     lines = []
     if fact.get("status") != state:
         lines.append(diff(subject, fact.get("status"), state))
     if mode and fact.get("start_mode") != mode:
         lines.append(diff(f"{subject} start mode", fact.get("start_mode"), mode))
-    return Plan(CHANGE, diff="\n".join(lines)) if lines else Plan(OK)
+    return Plan(Decision.CHANGE, diff="\n".join(lines)) if lines else Plan(Decision.OK)
 
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:

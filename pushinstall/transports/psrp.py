@@ -105,7 +105,11 @@ class PSRPTransport:
     def _open_once(self) -> None:
         self.close()
         conn, end = self.host.connection, self.endpoint
-        options: dict[str, Any] = {}
+        # pypsrp takes a CA bundle path for cert_validation and float timeouts (requests
+        # does), though its hints say bool and int
+        options: dict[str, Any] = {"cert_validation": end.verify,
+                                   "connection_timeout": conn.connect_timeout,
+                                   "read_timeout": end.read_timeout}
         if conn.auth == "certificate":
             options.update(certificate_pem=conn.certificate_pem,
                            certificate_key_pem=conn.certificate_key_pem)
@@ -113,8 +117,7 @@ class PSRPTransport:
             end.address, port=end.port, ssl=end.tls, auth=conn.auth,
             username=conn.username,
             password=conn.password.reveal() if conn.password is not None else None,
-            cert_validation=end.verify, connection_timeout=conn.connect_timeout,
-            read_timeout=end.read_timeout, operation_timeout=end.poll_s,
+            operation_timeout=end.poll_s,
             encryption="never" if conn.auth in ("basic", "certificate") else "auto",
             reconnection_retries=0, no_proxy=True, **options)
         self._wsman = wsman

@@ -109,15 +109,18 @@ class WinRMTransport:
         self.close()
         conn, end = self.host.connection, self.endpoint
         verify = end.verify
+        # pywinrm takes float timeouts and no CA path (None), though its hints say otherwise
+        options: dict[str, Any] = {"transport": _AUTH[conn.auth],
+                                   "ca_trust_path": verify if isinstance(verify, str) else None,
+                                   "read_timeout_sec": end.read_timeout}
         protocol = Protocol(
-            end.url, transport=_AUTH[conn.auth], username=conn.username,
+            end.url, username=conn.username,
             password=conn.password.reveal() if conn.password is not None else None,
             server_cert_validation="validate" if verify is not False else "ignore",
-            ca_trust_path=verify if isinstance(verify, str) else None,
             cert_pem=conn.certificate_pem, cert_key_pem=conn.certificate_key_pem,
-            read_timeout_sec=end.read_timeout, operation_timeout_sec=end.poll_s,
+            operation_timeout_sec=end.poll_s,
             message_encryption="never" if conn.auth in ("basic", "certificate") else "auto",
-            proxy=None)
+            proxy=None, **options)
         self._protocol = protocol
         self._shell_id = self._guard(
             lambda: protocol.open_shell(codepage=UTF8_CODEPAGE, noprofile=True), "connect",

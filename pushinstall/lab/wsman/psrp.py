@@ -173,7 +173,8 @@ class PsrpShell(Shell):
         signal = request.body.find("rsp:Signal", NS)
         command_id = signal.get("CommandId") if signal is not None else None
         with self.cond:
-            pipe = self.pipes.pop(self._key(command_id), None) if command_id else None
+            key = self._key(command_id)
+            pipe = self.pipes.pop(key, None) if key is not None else None
             if pipe is not None and pipe.pipeline.state == PSInvocationState.Running:
                 pipe.pipeline.stop()
                 self._flush()

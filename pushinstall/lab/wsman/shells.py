@@ -240,7 +240,8 @@ class CmdShell(Shell):
                 return Reply(soap.fault(request, soap.SHELL_NOT_FOUND, "no such command"), 500)
             if not self.wait_for(lambda: self.has_output(command_id), request.operation_timeout):
                 return self.timeout_fault(request)
-            streams = [("stdout", command_id, bytes(command.stdout)),
+            streams: list[tuple[str, str | None, bytes]] = [
+                ("stdout", command_id, bytes(command.stdout)),
                        ("stderr", command_id, bytes(command.stderr))]
             answered = bool(command.stdout)
             command.stdout.clear()
