@@ -3,7 +3,6 @@
 ```
 PushinstallError            exit 1 (a bug, unless a subclass says otherwise)
 ├── InputError              exit 5: bad inventory, playbook, option; carries a Location
-├── Interrupted             exit 130
 └── HostError               something went wrong with one host; never stops the others
     ├── TransportError      the connection itself failed (base of the next three)
     │   ├── Unreachable         refused, reset, DNS, 503: transient, retried
@@ -63,12 +62,6 @@ class InputError(PushinstallError):
         if self.location is not None:
             text = f"{self.location}: {text}"
         return text
-
-
-class Interrupted(PushinstallError):
-    """The run was interrupted (Ctrl-C); exit code 130."""
-
-    exit_code = EXIT_INTERRUPTED
 
 
 class HostError(PushinstallError):

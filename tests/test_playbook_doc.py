@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pushinstall.playbook import STEP_KEYS
 from pushinstall.playbook.settings import REBOOT_KEYS, SETTINGS_KEYS
-from pushinstall.resources.schema import resource_reference
+from pushinstall.resources import resource_reference
 
 DOC = Path(__file__).parent.parent / "docs" / "playbook.md"
 BEGIN = "<!-- BEGIN GENERATED: resource arguments -->\n\n"

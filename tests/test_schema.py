@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 
 from pushinstall.errors import InputError
-from pushinstall.resources import RESOURCE_TYPES
+from pushinstall.resources import RESOURCE_TYPES, validate_args
 from pushinstall.resources.exit_codes import ASR_UNIFIED_AGENT, MSIEXEC, message_for
 from pushinstall.resources.schema import (
     Arg,
     markdown_table,
     secret_fields,
-    validate_args,
     with_defaults,
 )
 from pushinstall.secret import Secret

@@ -19,7 +19,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 from pushinstall import events
@@ -40,7 +39,7 @@ from pushinstall.errors import HostError, InputError, PushinstallError, Transpor
 from pushinstall.model import Decision, Host, Playbook, Status, Step
 from pushinstall.playbook.conditions import evaluate_when
 from pushinstall.remote.ops import batch, is_idempotent, request, result_of
-from pushinstall.resources.base import Applied, Plan, Probe
+from pushinstall.resources.base import Applied, Plan, Probe, Resource
 from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
 
@@ -65,7 +64,7 @@ class HostOutcome:
 class _StepState:
     index: int
     step: Step
-    module: ModuleType | None = None
+    module: Resource | None = None
     args: dict[str, Any] | None = None
     error: str = ""
     probes: list[Probe] = field(default_factory=list)

@@ -12,10 +12,17 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from pushinstall.lab.host import LabHost
+
+class Flushable(Protocol):
+    """What the flusher needs of a lab host (`lab.host.LabHost`)."""
+
+    name: str
+    last_call: float
+
+    def flush(self, create: bool = ...) -> None:
+        """Save the host's state now (`create`: make its folder if it is gone)."""
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 2.0
@@ -28,12 +35,12 @@ class Flusher:
     them at interpreter exit."""
 
     def __init__(self) -> None:
-        self._dirty: dict[LabHost, float] = {}   # host -> when it became dirty
+        self._dirty: dict[Flushable, float] = {}   # host -> when it became dirty
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def mark(self, host: LabHost) -> None:
+    def mark(self, host: Flushable) -> None:
         """`host` has changes to save."""
         with self._lock:
             self._dirty.setdefault(host, time.monotonic())
@@ -55,7 +62,7 @@ class Flusher:
             time.sleep(QUIET_SECONDS / 2)
             self.flush_all(_due, create=False)   # a state dir removed meanwhile stays removed
 
-    def flush_all(self, due: Callable[[LabHost, float], bool] | None = None,
+    def flush_all(self, due: Callable[[Flushable, float], bool] | None = None,
                   create: bool = True) -> None:
         """Save every dirty host (`due` picks some) now; returns when they are saved (also
         those the flusher thread had already taken)."""
@@ -71,7 +78,7 @@ class Flusher:
                     log.debug("%s: lab state not saved: %s", host.name, exc)
 
 
-def _due(host: LabHost, since: float) -> bool:
+def _due(host: Flushable, since: float) -> bool:
     """The flusher's rule: quiet for QUIET_SECONDS, or dirty for FLUSH_SECONDS."""
     now = time.monotonic()
     return now - host.last_call >= QUIET_SECONDS or now - since >= FLUSH_SECONDS

@@ -1,6 +1,6 @@
 """A fresh lab host: a Windows Server install as a new Azure VM has it, shaped by `lab:` vars.
 
-Only the starting-state vars matter here (`vars.STARTING_STATE_KEYS`): OS release, host name,
+Only the starting-state vars matter here: OS release, host name,
 pending reboot, the Mobility service already installed (and to which CS it is registered), the
 VM agent already installed, disk size and free space.
 """

@@ -121,12 +121,6 @@ class FileSystem:
         sha: str = entry["sha256"]
         return sha
 
-    def listdir(self, path: str) -> list[str]:
-        """Full paths of the files directly in a directory."""
-        prefix = normalize(path).lower().rstrip("\\") + "\\"
-        return [e["path"] for k, e in self.files.items()
-                if k.startswith(prefix) and "\\" not in k[len(prefix):]]
-
     # ------------------------------------------------------------ changes
 
     def _require_drive(self, full: str) -> None:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pushinstall import paths
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab import facts, products
 from pushinstall.lab.common import iso, parse_iso
@@ -77,12 +78,10 @@ class LabHost:
 
     def __init__(self, name: str, lab_vars: dict[str, Any] | None = None,
                  state_dir: Path | None = None) -> None:
-        from pushinstall.lab import default_state_dir
-
         self.name = name
         self.lab = parse_lab_vars(lab_vars)
         self._vars = copy.deepcopy(lab_vars)
-        self.path = state_file(state_dir or default_state_dir(), name)
+        self.path = state_file(state_dir or paths.state_dir(), name)
         self._where = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)  # so the flusher never makes it
         self.blob_dir = self.path.with_suffix(".files")

@@ -71,10 +71,6 @@ class LabVars:
     drop_connection_on: list[str] = field(default_factory=list)
 
 
-STARTING_STATE_KEYS = frozenset({
-    "os", "hostname", "pending_reboot", "installed_version", "registered_to",
-    "vm_agent_version", "disk_free_bytes", "disk_total_bytes",
-})
 _SECRET_KEYS = frozenset({"cs_passphrase", "share_password"})
 
 

@@ -5,6 +5,15 @@ for one host. docs/playbook.md is the reference.
 """
 
 from pushinstall.playbook.extra_vars import parse_extra_vars
-from pushinstall.playbook.loader import STEP_KEYS, host_variables, load_playbook, render_step
+from pushinstall.playbook.loader import (
+    STEP_KEYS,
+    host_variables,
+    load_playbook,
+    referenced_names,
+    render_step,
+)
 
-__all__ = ["STEP_KEYS", "host_variables", "load_playbook", "parse_extra_vars", "render_step"]
+__all__ = [
+    "STEP_KEYS", "host_variables", "load_playbook", "parse_extra_vars", "referenced_names",
+    "render_step",
+]

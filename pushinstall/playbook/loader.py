@@ -35,13 +35,12 @@ from pushinstall.playbook.templating import (
     resolve_variables,
     template_names,
 )
-from pushinstall.resources import RESOURCE_TYPES
+from pushinstall.resources import RESOURCE_TYPES, validate_args
 from pushinstall.resources.schema import (
     LIST,
     Arg,
     check_args,
     secret_fields,
-    validate_args,
     with_defaults,
 )
 from pushinstall.secret import Secret
@@ -193,6 +192,15 @@ def load_playbook(path: str, extra_vars: dict[str, Any] | None = None) -> Playbo
     steps = _load_steps(data["steps"], data.value_location("steps"))
     return Playbook(name=name, hosts=hosts, vars=variables, settings=settings, steps=steps,
                     path=str(path), hosts_location=hosts_where)
+
+
+def referenced_names(playbook: Playbook) -> frozenset[str]:
+    """Every variable name the playbook's templates and `when`s use (its own vars' too)."""
+    names = template_names([playbook.vars, *(step.args for step in playbook.steps)])
+    for step in playbook.steps:
+        if step.when:
+            names |= check_expression(step.when, step.when_location)
+    return names
 
 
 # ---------------------------------------------------------------- per host

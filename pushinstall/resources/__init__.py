@@ -1,11 +1,12 @@
-"""Resource types: one module per type, each with `ARGS` (validation) and the runtime
-functions `probes`, `plan`, `apply` (see `base.py`). `RESOURCE_TYPES` maps a step's type key
-to its module."""
+"""Resource types: one module per type, each a `base.Resource` — `ARGS` and `RULES`
+(validation, `schema.py`) and the runtime functions `probes`, `plan`, `apply`.
+`RESOURCE_TYPES` maps a step's type key to its module."""
 
 from __future__ import annotations
 
-from types import ModuleType
+from typing import Any
 
+from pushinstall.errors import Location
 from pushinstall.resources import (
     archive,
     command,
@@ -18,8 +19,10 @@ from pushinstall.resources import (
     script,
     service,
 )
+from pushinstall.resources.base import Resource
+from pushinstall.resources.schema import check_args, markdown_table
 
-RESOURCE_TYPES: dict[str, ModuleType] = {
+RESOURCE_TYPES: dict[str, Resource] = {
     "pending_reboot": pending_reboot,
     "directory": directory,
     "file": file,
@@ -31,3 +34,25 @@ RESOURCE_TYPES: dict[str, ModuleType] = {
     "script": script,
     "reboot": reboot,
 }
+
+
+def validate_args(type_name: str, args: Any, location: Location | None = None) -> None:
+    """Validate a step's arguments against resource type `type_name`'s `ARGS` and `RULES`.
+
+    Raises `InputError` at the key or value at fault (`args` should be a `LocatedDict`).
+    """
+    module = RESOURCE_TYPES[type_name]
+    check_args(module.ARGS, args, f"'{type_name}'", location, module.RULES)
+
+
+def resource_reference() -> str:
+    """Every resource type's arguments in Markdown, as docs/playbook.md carries them."""
+    parts = []
+    for name, module in RESOURCE_TYPES.items():
+        summary = (module.__doc__ or "").strip().splitlines()[0]
+        parts += [f"### `{name}`", "", summary, "", markdown_table(module.ARGS), ""]
+        notes = [rule.__doc__ for rule in module.RULES if rule.__doc__]
+        notes += [f"`{arg.name}`: {rule.__doc__}" for arg in module.ARGS
+                  for rule in arg.rules if rule.__doc__]
+        parts += [*(f"- {note}" for note in notes), *([""] if notes else [])]
+    return "\n".join(parts).rstrip() + "\n"

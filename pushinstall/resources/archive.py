@@ -8,12 +8,13 @@ from typing import Any
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure, short_hash
-from pushinstall.resources.schema import PATH, Arg
+from pushinstall.resources.schema import PATH, Arg, Rule
 
 ARGS = (
     Arg("src", PATH, required=True, doc="Zip file on the target."),
     Arg("dest", PATH, required=True, doc="Directory to extract into."),
 )
+RULES: tuple[Rule, ...] = ()
 
 
 # ---------------------------------------------------------------- runtime (base.py)

@@ -1,7 +1,7 @@
 """The runtime side of a resource type: what the engine calls.
 
-A resource module (`pushinstall/resources/<type>.py`) declares `ARGS` (validation) and these
-module-level functions:
+A resource module (`pushinstall/resources/<type>.py`) is a `Resource`: it declares `ARGS` and
+`RULES` (validation, `schema.py`) and these module-level functions:
 
     def probes(args: dict) -> list[Probe]
         What the step needs to know, gathered in the host's ONE gather batch (and again in
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pushinstall.model import Decision
+from pushinstall.resources.schema import Arg, Rule
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,24 @@ class ApplyContext(Protocol):
 
     def log(self, message: str) -> None:
         """A debug line for this host (secrets already masked by the engine)."""
+
+
+class Resource(Protocol):
+    """A resource type: what a module in `pushinstall/resources/` provides (see above)."""
+
+    @property
+    def ARGS(self) -> tuple[Arg, ...]:
+        """The arguments a step of this type takes."""
+
+    @property
+    def RULES(self) -> tuple[Rule, ...]:
+        """Checks across arguments (e.g. exactly one of two)."""
+
+    def probes(self, args: dict[str, Any]) -> list[Probe]:
+        """What the step needs to know, gathered in the host's one gather batch."""
+
+    def plan(self, args: dict[str, Any], found: dict[str, Any]) -> Plan:
+        """Pure: the decision from what the probes found."""
+
+    def apply(self, args: dict[str, Any], ctx: ApplyContext) -> Applied:
+        """Make the change through `ctx` (only called when plan said CHANGE)."""

@@ -17,7 +17,7 @@ from pushinstall.resources.common import (
     run_program,
 )
 from pushinstall.resources.programs import RUN_ARGS, return_codes_arg
-from pushinstall.resources.schema import ANY, MAP, PATH, Arg, exactly_one_of
+from pushinstall.resources.schema import ANY, MAP, PATH, Arg, Rule, exactly_one_of
 
 CONDITION = (
     Arg("registry", MAP, fields=(
@@ -38,6 +38,7 @@ ARGS = (
         doc="Skip the run while this fact condition holds."),
     return_codes_arg({0: "ok"}),
 )
+RULES: tuple[Rule, ...] = ()
 
 
 # ---------------------------------------------------------------- runtime (base.py)

@@ -7,9 +7,10 @@ from typing import Any
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
-from pushinstall.resources.schema import PATH, Arg
+from pushinstall.resources.schema import PATH, Arg, Rule
 
 ARGS = (Arg("path", PATH, required=True, doc="Directory on the target, parents created."),)
+RULES: tuple[Rule, ...] = ()
 
 
 # ---------------------------------------------------------------- runtime (base.py)

@@ -9,7 +9,7 @@ from typing import Any
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, local_sha256, probe_failure, reveal, short_hash
-from pushinstall.resources.schema import BOOL, MAP, PATH, Arg
+from pushinstall.resources.schema import BOOL, MAP, PATH, Arg, Rule
 
 SHA256 = r"[0-9a-fA-F]{64}"
 CREDENTIAL = (
@@ -28,6 +28,7 @@ ARGS = (
     Arg("force", BOOL, default=False,
         doc="Without a sha256 to compare: fetch again on every run."),
 )
+RULES: tuple[Rule, ...] = ()
 
 
 # ---------------------------------------------------------------- runtime (base.py)

@@ -7,7 +7,7 @@ from typing import Any
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
-from pushinstall.resources.schema import LIST, Arg
+from pushinstall.resources.schema import LIST, Arg, Rule
 
 SIGNALS = (
     "pending_file_rename", "pending_file_rename2", "component_based_servicing",
@@ -20,6 +20,7 @@ ARGS = (
     Arg("ignore", LIST, default=[], choices=SIGNALS,
         doc="Signals not to count: " + ", ".join(SIGNALS) + "."),
 )
+RULES: tuple[Rule, ...] = ()
 
 
 # ---------------------------------------------------------------- runtime (base.py)

@@ -7,12 +7,13 @@ from typing import Any
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff
-from pushinstall.resources.schema import INT, Arg
+from pushinstall.resources.schema import INT, Arg, Rule
 
 ARGS = (
     Arg("reason", default="pushinstall", doc="Shown in the event log."),
     Arg("timeout", INT, minimum=1, doc="Seconds to wait for the host (default: the playbook's)."),
 )
+RULES: tuple[Rule, ...] = ()
 
 
 # ---------------------------------------------------------------- runtime (base.py)

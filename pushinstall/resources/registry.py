@@ -14,7 +14,7 @@ from pushinstall.resources.common import (
     same_value,
     shown,
 )
-from pushinstall.resources.schema import ANY, Arg
+from pushinstall.resources.schema import ANY, Arg, Rule
 
 HIVE_KEY = (
     r"(?i)(HKLM|HKCU|HKU|HKCR|HKEY_LOCAL_MACHINE|HKEY_CURRENT_USER|HKEY_USERS|HKEY_CLASSES_ROOT)"
@@ -32,6 +32,7 @@ ARGS = (
     Arg("mode", default="set", choices=("set", "assert"),
         doc="assert: a difference fails the step and nothing is written."),
 )
+RULES: tuple[Rule, ...] = ()
 
 
 # ---------------------------------------------------------------- runtime (base.py)

@@ -223,17 +223,6 @@ def secret_fields(schema: Iterable[Arg], args: dict[str, Any]) -> dict[str, Any]
     return result
 
 
-def validate_args(type_name: str, args: Any, location: Location | None = None) -> None:
-    """Validate a step's arguments against resource type `type_name`'s `ARGS` and `RULES`.
-
-    Raises `InputError` at the key or value at fault (`args` should be a `LocatedDict`).
-    """
-    from pushinstall.resources import RESOURCE_TYPES
-
-    module = RESOURCE_TYPES[type_name]
-    check_args(module.ARGS, args, f"'{type_name}'", location, getattr(module, "RULES", ()))
-
-
 def known_table_or_mapping(name: str, tables: Iterable[str]) -> Rule:
     """A rule: argument `name` is one of `tables` or a mapping of exit codes to text."""
     tables = tuple(tables)
@@ -290,18 +279,3 @@ def markdown_table(schema: Iterable[Arg]) -> str:
         lines.append(f"| `{arg.name}` | {arg.type} | {'yes' if arg.required else ''} "
                      f"| {default} | {choices} | {doc} |")
     return "\n".join(lines)
-
-
-def resource_reference() -> str:
-    """Every resource type's arguments in Markdown, as docs/playbook.md carries them."""
-    from pushinstall.resources import RESOURCE_TYPES
-
-    parts = []
-    for name, module in RESOURCE_TYPES.items():
-        summary = (module.__doc__ or "").strip().splitlines()[0]
-        parts += [f"### `{name}`", "", summary, "", markdown_table(module.ARGS), ""]
-        notes = [rule.__doc__ for rule in getattr(module, "RULES", ()) if rule.__doc__]
-        notes += [f"`{arg.name}`: {rule.__doc__}" for arg in module.ARGS
-                  for rule in arg.rules if rule.__doc__]
-        parts += [*(f"- {note}" for note in notes), *([""] if notes else [])]
-    return "\n".join(parts).rstrip() + "\n"

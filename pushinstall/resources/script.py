@@ -8,13 +8,14 @@ from pushinstall.model import Decision
 from pushinstall.remote.ops import request
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, reveal
-from pushinstall.resources.schema import MAP, Arg
+from pushinstall.resources.schema import MAP, Arg, Rule
 
 ARGS = (
     Arg("test", doc="PowerShell that outputs $true when the host is compliant."),
     Arg("set", required=True, doc="PowerShell that makes it compliant."),
     Arg("parameters", MAP, default={}, doc="Data passed as the hashtable $Parameters."),
 )
+RULES: tuple[Rule, ...] = ()
 
 
 # ---------------------------------------------------------------- runtime (base.py)

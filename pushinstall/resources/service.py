@@ -7,7 +7,7 @@ from typing import Any
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
-from pushinstall.resources.schema import Arg
+from pushinstall.resources.schema import Arg, Rule
 
 ARGS = (
     Arg("name", required=True, doc="Service name or display name."),
@@ -16,6 +16,7 @@ ARGS = (
     Arg("ensure", default="present", choices=("present", "absent-ok"),
         doc="absent-ok: a missing service is fine (nothing to do)."),
 )
+RULES: tuple[Rule, ...] = ()
 
 
 # ---------------------------------------------------------------- runtime (base.py)

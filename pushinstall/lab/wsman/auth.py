@@ -109,11 +109,6 @@ class ConnectionAuth:
             return False
         return user_part(user) == user_part(self.username) and password == self.password
 
-    @property
-    def can_encrypt(self) -> bool:
-        """True once an NTLM/Negotiate context is established on this connection."""
-        return self.authenticated and self.context is not None and self.context.complete
-
     def unwrap(self, body: bytes) -> bytes:
         """Open a `multipart/encrypted` body; ValueError when it does not open."""
         if self.context is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import threading
 import uuid
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -257,8 +256,3 @@ class CmdShell(Shell):
             self.commands.pop(signal.get("CommandId", "") if signal is not None else "", None)
         return Reply(soap.envelope(request, soap.response_action(request),
                                    soap.rsp("SignalResponse")))
-
-
-def element_text(node: ET.Element | None) -> str:
-    """An element's text, "" for a missing element."""
-    return (node.text or "") if node is not None else ""
