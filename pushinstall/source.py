@@ -134,6 +134,21 @@ def load_yaml(path: str | Path) -> Any:
     return load_yaml_text(text, name)
 
 
+# The words a boolean may be written as, in inventories, playbooks and resource arguments
+# alike (YAML 1.1 already reads unquoted yes/no as booleans; these are the quoted or templated
+# forms). Case does not matter.
+BOOLEAN_WORDS = {"true": True, "yes": True, "false": False, "no": False}
+
+
+def boolean_value(value: Any) -> bool | None:
+    """`value` as a boolean: a bool, or one of BOOLEAN_WORDS; None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return BOOLEAN_WORDS.get(value.strip().lower())
+    return None
+
+
 def kind_of(value: Any) -> str:
     """What a YAML value is, in words: "a mapping", "a list", "a string", "nothing" ..."""
     if value is None:

@@ -14,7 +14,7 @@ from pushinstall.errors import InputError, Location
 from pushinstall.inventory.secrets import SECRET_REF_FORMS
 from pushinstall.model import AUTH_METHODS, TRANSPORTS, Connection
 from pushinstall.secret import Secret
-from pushinstall.source import did_you_mean, kind_of
+from pushinstall.source import boolean_value, did_you_mean, kind_of
 
 # Ansible alias -> (our name, value translation or None)
 _VALIDATE = {"validate": True, "ignore": False}
@@ -79,10 +79,9 @@ Where = Callable[[str], Location | None]
 
 
 def _bool(name: str, value: Any, where: Where) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "false", "no"):
-        return value.lower() in ("true", "yes")
+    flag = boolean_value(value)
+    if flag is not None:
+        return flag
     raise InputError(f"'{name}' is '{value}'", where(name), "true or false")
 
 
@@ -163,8 +162,8 @@ def build_connection(name: str, settings: dict[str, Any], where: Where,
             setattr(conn, flag, _bool(flag, s[flag], where))
     if "cert_validation" in s:
         value = s["cert_validation"]
-        conn.cert_validation = value if isinstance(value, str) and value.lower() not in (
-            "true", "false", "yes", "no") else _bool("cert_validation", value, where)
+        conn.cert_validation = value if isinstance(value, str) and boolean_value(
+            value) is None else _bool("cert_validation", value, where)
     if "port" in s:
         conn.port = int(_number("port", s["port"], where, 1, 65535))
     for timeout in ("connect_timeout", "read_timeout", "operation_timeout"):

@@ -6,7 +6,14 @@ import re
 from typing import Any
 
 from pushinstall.errors import InputError, Location
-from pushinstall.source import LocatedDict, LocatedList, check_keys, did_you_mean, kind_of
+from pushinstall.source import (
+    LocatedDict,
+    LocatedList,
+    boolean_value,
+    check_keys,
+    did_you_mean,
+    kind_of,
+)
 
 # key -> (low, high, whole number only)
 NUMBERS: dict[str, tuple[float, float, bool]] = {
@@ -51,10 +58,11 @@ def choice(value: Any, what: str, choices: tuple[str, ...], location: Location |
 
 
 def boolean(value: Any, what: str, location: Location | None) -> bool:
-    """`value` checked to be true or false."""
-    if not isinstance(value, bool):
+    """`value` checked to be true or false (or a word of `source.BOOLEAN_WORDS`)."""
+    flag = boolean_value(value)
+    if flag is None:
         raise InputError(f"{what} is {kind_of(value)}", location, "true or false")
-    return value
+    return flag
 
 
 def _serial_item(value: Any, location: Location | None) -> int | str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pushinstall.errors import InputError, Location
 from pushinstall.secret import Secret
-from pushinstall.source import LocatedDict, LocatedList, did_you_mean, kind_of
+from pushinstall.source import LocatedDict, LocatedList, boolean_value, did_you_mean, kind_of
 
 # Value types an Arg may declare. STR takes a number too (`version: 9.60`, a registry value
 # name `1`); PATH takes only a string.
@@ -120,7 +120,7 @@ def _check_value(arg: Arg, value: Any, location: Location | None, what: str) -> 
         STR: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
         PATH: lambda v: isinstance(v, str),
         INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        BOOL: lambda v: isinstance(v, bool),
+        BOOL: lambda v: boolean_value(v) is not None,
         LIST: lambda v: isinstance(v, list)
         and all(isinstance(i, (str, int, float, Secret)) and not isinstance(i, bool) for i in v),
         MAP: lambda v: isinstance(v, dict),
@@ -201,11 +201,14 @@ def check_args(
 
 
 def with_defaults(schema: Iterable[Arg], args: Mapping[str, Any]) -> dict[str, Any]:
-    """`args` with every absent optional argument set to its default (nested maps too)."""
+    """`args` with every absent optional argument set to its default (nested maps too), and
+    booleans written as words (`'yes'`) made booleans."""
     result = dict(args)
     for arg in schema:
         if arg.name not in result and arg.default is not None:
             result[arg.name] = arg.default
+        if arg.type == BOOL and boolean_value(result.get(arg.name)) is not None:
+            result[arg.name] = boolean_value(result[arg.name])
         if arg.type == MAP and arg.fields and isinstance(result.get(arg.name), Mapping):
             result[arg.name] = with_defaults(arg.fields, result[arg.name])
     return result
