@@ -19,7 +19,7 @@ from pushinstall.errors import HostError
 from pushinstall.model import Host, Status
 from pushinstall.remote.ops import request, result_of
 from pushinstall.secret import Redactor, Secret
-from pushinstall.transports.base import Transport
+from pushinstall.transports.base import Transport, opened
 
 LOG = logging.getLogger("pushinstall.engine")
 T = TypeVar("T")
@@ -157,13 +157,7 @@ class HostLink:
 
     def open_once(self) -> Transport:
         """One new transport to the host, opened (closed again when opening fails)."""
-        transport = self.factory(self.host)
-        try:
-            transport.open()
-        except BaseException:
-            transport.close()
-            raise
-        return transport
+        return opened(self.factory(self.host))
 
     def connect(self) -> None:
         """Open the host's transport, retrying transient errors."""

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from pathlib import Path
 
 from pushinstall.engine.workers import ProcessHooks
 from pushinstall.errors import InputError
 from pushinstall.lab.flusher import flush_all
+from pushinstall.lab.pools import stop_all
 from pushinstall.model import Host
 from pushinstall.secret import Redactor
 from pushinstall.transports import factory
-from pushinstall.transports.base import Transport
+from pushinstall.transports.base import Transport, opened
 
 LAB_WIRE_ENV = "PUSHINSTALL_LAB_WIRE"
 LAB_WIRE_VAR = "lab_wire"
@@ -71,23 +71,14 @@ def make_transport(host: Host, state_dir: Path | None = None,
 def open_transport(host: Host, state_dir: Path | None = None,
                    redactor: Redactor | None = None) -> Transport:
     """The transport for `host`, opened (connected, authenticated, agent defined)."""
-    transport = make_transport(host, state_dir, redactor)
-    try:
-        transport.open()
-    except BaseException:
-        transport.close()
-        raise
-    return transport
+    return opened(make_transport(host, state_dir, redactor))
 
 
 def _leave_worker() -> None:
     """What exit handlers do in the parent, for a worker: save the simulated hosts it changed,
     stop the lab endpoints it started."""
     flush_all()
-    for name in ("pushinstall.lab.wsman.endpoint", "pushinstall.lab.ssh_server"):
-        module = sys.modules.get(name)
-        if module is not None:
-            module.stop_shared_endpoints()
+    stop_all()
 
 
 # what this process did to lab hosts is on disk before workers fork and read it

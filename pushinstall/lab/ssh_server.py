@@ -44,14 +44,9 @@ copy whose connection is plain ssh to 127.0.0.1 with the endpoint's known_hosts.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import dataclasses
 import logging
-import os
-import shutil
-import tempfile
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,6 +57,7 @@ import asyncssh
 
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab.common import HostCounters
+from pushinstall.lab.pools import EndpointPool, Serving
 from pushinstall.model import Host
 from pushinstall.remote import ops
 from pushinstall.secret import Secret
@@ -120,7 +116,7 @@ class _Served:
     waking: asyncio.Task[None] | None = None
 
 
-class SSHLabEndpoint:
+class SSHLabEndpoint(Serving):
     """SSH endpoints for lab hosts, one port each, served from a background event loop.
 
     Use as a context manager, or call `start()` and `stop()`.
@@ -133,13 +129,6 @@ class SSHLabEndpoint:
         self._loop: LoopThread | None = None
         self._host_key: asyncssh.SSHKey | None = None
         self._executor: ThreadPoolExecutor | None = None
-
-    def __enter__(self) -> SSHLabEndpoint:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Make the host key, write an empty known_hosts file, start the event loop."""
@@ -408,8 +397,7 @@ def _windows_path(path: bytes) -> str:
     return str(windows)
 
 
-_ENDPOINTS: dict[Path, SSHLabEndpoint] = {}
-_ENDPOINTS_LOCK = threading.Lock()
+POOL = EndpointPool("pushinstall-lab-ssh-", SSHLabEndpoint)
 
 
 def wire_host(host: Host, state_dir: Path | None = None) -> Host:
@@ -425,12 +413,8 @@ def wire_host(host: Host, state_dir: Path | None = None) -> Host:
     connection = host.connection
     username = connection.username or LAB_USERNAME
     password = connection.password or Secret(LAB_PASSWORD)
-    with _ENDPOINTS_LOCK:
-        endpoint = _ENDPOINTS.get(directory)
-        if endpoint is None:
-            endpoint = SSHLabEndpoint(Path(tempfile.mkdtemp(prefix="pushinstall-lab-ssh-")))
-            endpoint.start()
-            _ENDPOINTS[directory] = endpoint
+    with POOL.lock:
+        endpoint = POOL.get(directory)
         if not endpoint.serves(host.name):
             endpoint.add_host(model, username=username, password=password.reveal())
         _, port = endpoint.address(host.name)
@@ -439,22 +423,3 @@ def wire_host(host: Host, state_dir: Path | None = None) -> Host:
         password=password, known_hosts=str(endpoint.known_hosts), host_key_checking=True)
     return dataclasses.replace(host, connection=wired)
 
-
-@atexit.register
-def stop_shared_endpoints() -> None:
-    """Stop this process's shared endpoints (at exit; a forked engine worker calls it)."""
-    with _ENDPOINTS_LOCK:
-        for endpoint in _ENDPOINTS.values():
-            endpoint.stop()
-            shutil.rmtree(endpoint.work_dir, ignore_errors=True)
-        _ENDPOINTS.clear()
-
-
-def _forget_after_fork() -> None:
-    """In a forked child the parent's endpoints are not ours: their threads did not come."""
-    global _ENDPOINTS_LOCK
-    _ENDPOINTS_LOCK = threading.Lock()
-    _ENDPOINTS.clear()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)

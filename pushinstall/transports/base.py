@@ -27,3 +27,14 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release the connection; safe to call twice."""
+
+
+def opened(transport: Transport) -> Transport:
+    """`transport`, opened (connected, authenticated, agent defined); closed again if that
+    fails, so a half-open session never lingers."""
+    try:
+        transport.open()
+    except BaseException:
+        transport.close()
+        raise
+    return transport

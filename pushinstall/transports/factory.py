@@ -12,18 +12,12 @@ from __future__ import annotations
 from pushinstall.errors import InputError
 from pushinstall.model import Host
 from pushinstall.secret import Redactor
-from pushinstall.transports.base import Transport
+from pushinstall.transports.base import Transport, opened
 
 
 def open_transport(host: Host, redactor: Redactor | None = None) -> Transport:
     """The transport for `host`, opened (connected, authenticated, agent defined)."""
-    transport = make_transport(host, redactor)
-    try:
-        transport.open()
-    except BaseException:
-        transport.close()
-        raise
-    return transport
+    return opened(make_transport(host, redactor))
 
 
 def make_transport(host: Host, redactor: Redactor | None = None) -> Transport:

@@ -18,14 +18,10 @@ copy whose connection is psrp over HTTP to 127.0.0.1 with NTLM and message encry
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import datetime as dt
 import ipaddress
-import os
-import shutil
 import ssl
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pushinstall.lab.pools import EndpointPool, Serving
 from pushinstall.lab.wsman.auth import write_user_file
 from pushinstall.lab.wsman.http import LOOPBACK, HostCounters, HostServer, HostSite, WireFaults
 from pushinstall.lab.wsman.shells import LabHostLike
@@ -89,7 +86,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class WSManLabEndpoint:
+class WSManLabEndpoint(Serving):
     """WS-Man endpoints for lab hosts. Use as a context manager, or `start()` and `stop()`."""
 
     def __init__(self, work_dir: Path) -> None:
@@ -98,13 +95,6 @@ class WSManLabEndpoint:
         self._tls: ssl.SSLContext | None = None
         self._sites: dict[str, tuple[HostSite, HostServer, HostServer]] = {}
         self._lock = threading.Lock()
-
-    def __enter__(self) -> WSManLabEndpoint:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Make the TLS certificate."""
@@ -161,8 +151,7 @@ class WSManLabEndpoint:
         return self._sites[name][0].faults
 
 
-_ENDPOINTS: dict[Path, WSManLabEndpoint] = {}
-_ENDPOINTS_LOCK = threading.Lock()
+POOL = EndpointPool("pushinstall-lab-wsman-", WSManLabEndpoint)
 
 
 def shared_endpoint(state_dir: Path | None = None) -> WSManLabEndpoint:
@@ -170,13 +159,8 @@ def shared_endpoint(state_dir: Path | None = None) -> WSManLabEndpoint:
     from pushinstall.lab import default_state_dir
 
     directory = (state_dir or default_state_dir()).resolve()
-    with _ENDPOINTS_LOCK:
-        endpoint = _ENDPOINTS.get(directory)
-        if endpoint is None:
-            endpoint = WSManLabEndpoint(Path(tempfile.mkdtemp(prefix="pushinstall-lab-wsman-")))
-            endpoint.start()
-            _ENDPOINTS[directory] = endpoint
-        return endpoint
+    with POOL.lock:
+        return POOL.get(directory)
 
 
 def wire_host(host: Host, state_dir: Path | None = None) -> Host:
@@ -193,7 +177,7 @@ def wire_host(host: Host, state_dir: Path | None = None) -> Host:
     connection = host.connection
     username = connection.username or LAB_USERNAME
     password = connection.password or Secret(LAB_PASSWORD)
-    with _ENDPOINTS_LOCK:
+    with POOL.lock:
         if not endpoint.serves(host.name):
             endpoint.add_host(model, username=username, password=password.reveal())
     where = endpoint.address(host.name)
@@ -203,22 +187,3 @@ def wire_host(host: Host, state_dir: Path | None = None) -> Host:
         allow_unencrypted=False)
     return dataclasses.replace(host, connection=wired)
 
-
-@atexit.register
-def stop_shared_endpoints() -> None:
-    """Stop this process's shared endpoints (at exit; a forked engine worker calls it)."""
-    with _ENDPOINTS_LOCK:
-        for endpoint in _ENDPOINTS.values():
-            endpoint.stop()
-            shutil.rmtree(endpoint.work_dir, ignore_errors=True)
-        _ENDPOINTS.clear()
-
-
-def _forget_after_fork() -> None:
-    """In a forked child the parent's endpoints are not ours: their threads did not come."""
-    global _ENDPOINTS_LOCK
-    _ENDPOINTS_LOCK = threading.Lock()
-    _ENDPOINTS.clear()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
