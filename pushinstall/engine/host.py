@@ -37,8 +37,11 @@ from pushinstall.engine.support import (
 )
 from pushinstall.errors import HostError, InputError, PushinstallError, TransportError
 from pushinstall.model import Decision, Host, Playbook, Status, Step
+from pushinstall.playbook import host_variables, render_step
 from pushinstall.playbook.conditions import evaluate_when
+from pushinstall.playbook.templating import Renderer
 from pushinstall.remote.ops import batch, is_idempotent, request, result_of
+from pushinstall.resources import RESOURCE_TYPES
 from pushinstall.resources.base import Applied, Plan, Probe, Resource
 from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
@@ -126,10 +129,6 @@ class HostPipeline:
     # ---- phases ---------------------------------------------------------------------------
 
     def _prepare(self) -> list[_StepState]:
-        from pushinstall.playbook import host_variables, render_step
-        from pushinstall.playbook.templating import Renderer
-        from pushinstall.resources import RESOURCE_TYPES
-
         self.variables = host_variables(self.host, self.playbook, self.extra_vars)
         collect_secrets(self.redactor, self.variables, self.host.connection.password)
         renderer = Renderer(self.variables)
