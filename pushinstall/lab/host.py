@@ -231,6 +231,7 @@ class LabHost:
         new = dt.datetime.fromtimestamp(math.ceil(back), dt.timezone.utc)
         state.put("boot_time", iso(max(new, old + dt.timedelta(seconds=1))))
         state.clear_pending()
+        products.after_restart(state)
         for record in state.services.values():
             state.set_status(record, "Stopped")
             if state.start_mode(record["name"]) in ("Automatic", "AutomaticDelayed"):

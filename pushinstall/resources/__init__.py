@@ -13,6 +13,7 @@ from pushinstall.resources import (
     file,
     package,
     pending_reboot,
+    preflight,
     reboot,
     registry,
     script,
@@ -21,6 +22,7 @@ from pushinstall.resources import (
 
 RESOURCE_TYPES: dict[str, ModuleType] = {
     "pending_reboot": pending_reboot,
+    "preflight": preflight,
     "directory": directory,
     "file": file,
     "archive": archive,

@@ -28,14 +28,18 @@ CONDITION = (
     Arg("service", doc="A service that must exist (with status: that status)."),
     Arg("status", doc="With service: Running, Stopped, ..."),
     Arg("product", MAP, fields=(Arg("product_id"), Arg("name"))),
+    Arg("ini", MAP, fields=(
+        Arg("path", PATH, required=True), Arg("section", required=True),
+        Arg("key", required=True),
+    ), doc="With equals: a value in an INI file, e.g. the CS in the agent's drscout.conf."),
 )
 
 ARGS = (
     *RUN_ARGS,
     Arg("unless", MAP, fields=CONDITION,
-        rules=(exactly_one_of("registry", "file", "service", "product"),),
+        rules=(exactly_one_of("registry", "file", "service", "product", "ini"),),
         doc="Skip the run while this fact condition holds."),
-    return_codes_arg({0: "ok"}),
+    return_codes_arg(COMMAND_RETURN_CODES),
 )
 
 
@@ -72,5 +76,5 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
     """`run_process` (with its `secret_file`); exit codes through `return_codes` (default
-    0 ok)."""
+    0 ok, 3010 restart needed)."""
     return run_program(ctx, args, COMMAND_RETURN_CODES)

@@ -10,6 +10,7 @@ from pushinstall.resources.common import (
     diff,
     probe_failure,
     run_program,
+    version_key,
 )
 from pushinstall.resources.exit_codes import TABLES
 from pushinstall.resources.programs import RUN_ARGS, return_codes_arg
@@ -22,8 +23,12 @@ ARGS = (
     Arg("product_id", pattern=GUID, pattern_doc="a product code like {XXXXXXXX-XXXX-...}",
         doc="Product code in the Uninstall keys."),
     Arg("name", doc="Exact DisplayName in the Uninstall keys."),
-    Arg("version", doc="Version that must be installed (a different one is a change)."),
-    return_codes_arg({0: "ok", 3010: "reboot", 1641: "reboot"}),
+    Arg("version", doc="Version that must be installed, compared numerically part by part "
+        "(9.62.7172.1: the MSI's build, not the bundle's 9.62.0.0); a different one is a "
+        "change."),
+    Arg("min_version", doc="Version that must be installed at least (an older one is a "
+        "change, a newer one is ok): the pin for upgrades."),
+    return_codes_arg(PACKAGE_RETURN_CODES),
     Arg("messages", ANY, default="",
         doc="Exit-code messages: 'asr_unified_agent', 'msiexec', or a mapping code -> text."),
 )
@@ -47,8 +52,8 @@ def probes(args: dict[str, Any]) -> list[Probe]:
 
 
 def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
-    """`ok` when every given check holds: the product installed (at `version` when given),
-    the `creates` path present."""
+    """`ok` when every given check holds: the product installed (at `version`, or at least
+    `min_version`, compared as numbers), the `creates` path present."""
     label = args.get("name") or args.get("product_id") or args.get("creates")
     subject = f"package '{label}'"
     failed = probe_failure(found, subject)
@@ -57,11 +62,16 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     lines = []
     product = found.get("product")
     wanted = str(args["version"]) if args.get("version") else None
+    least = str(args["min_version"]) if args.get("min_version") else None
+    want = f" {wanted}" if wanted else (f" {least} or later" if least else "")
     if product is not None:
+        have = str(product.get("version") or "")
         if not product.get("installed"):
-            lines.append(diff(subject, "absent", f"installed{f' {wanted}' if wanted else ''}"))
-        elif wanted and str(product.get("version")) != wanted:
-            lines.append(diff(subject, f"version {product.get('version')}", f"version {wanted}"))
+            lines.append(diff(subject, "absent", f"installed{want}"))
+        elif wanted and version_key(have) != version_key(wanted):
+            lines.append(diff(subject, f"version {have}", f"version {wanted}"))
+        elif least and version_key(have) < version_key(least):
+            lines.append(diff(subject, f"version {have}", f"version {least} or later"))
     creates = found.get("creates")
     if creates is not None and not creates.get("exists"):
         lines.append(diff(f"{subject} creates '{args['creates']}'", "absent", "present"))
@@ -70,6 +80,6 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
     """Run the installer (with its `secret_file`, removed after whatever happens) and map
-    its exit code: `return_codes` (default 0 ok, 3010 and 1641 reboot), a failed code's
-    message from `messages`."""
+    its exit code: `return_codes` (default 0 ok; 3010, 1641, and UnifiedAgent's 98 and 97
+    restart needed), a failed code's message from `messages`."""
     return run_program(ctx, args, PACKAGE_RETURN_CODES)

@@ -17,6 +17,8 @@ RUN_ARGS = (
     Arg("secret_file", MAP, fields=SECRET_FILE,
         doc="Written (SYSTEM and Administrators only) just before the run, removed after."),
     Arg("timeout", INT, minimum=1, doc="Seconds before the process is killed."),
+    Arg("log", PATH, doc="Log the program writes; on a failure its last 50 lines come back "
+        "in the step's message (and so in every report)."),
 )
 
 
