@@ -29,8 +29,9 @@ def error_of(type_name: str, text: str) -> str:
 
 
 def test_every_type_of_the_contract_is_registered_with_a_schema() -> None:
-    assert list(RESOURCE_TYPES) == ["pending_reboot", "preflight", "directory", "file", "archive", "package",
-                                    "service", "registry", "command", "script", "reboot"]
+    assert list(RESOURCE_TYPES) == ["pending_reboot", "preflight", "directory", "file",
+                                    "archive", "package", "service", "registry", "command",
+                                    "script", "reboot"]
     for module in RESOURCE_TYPES.values():
         assert module.ARGS and all(isinstance(a, Arg) for a in module.ARGS)
         assert module.__doc__
