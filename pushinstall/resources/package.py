@@ -26,6 +26,8 @@ ARGS = (
     Arg("version", doc="Version that must be installed, compared numerically part by part "
         "(9.62.7172.1: the MSI's build, not the bundle's 9.62.0.0); a different one is a "
         "change."),
+    Arg("state", default="present", choices=("present", "absent"),
+        doc="absent: the program is the uninstaller, run while the product is installed."),
     Arg("min_version", doc="Version that must be installed at least (an older one is a "
         "change, a newer one is ok): the pin for upgrades."),
     return_codes_arg(PACKAGE_RETURN_CODES),
@@ -53,7 +55,8 @@ def probes(args: dict[str, Any]) -> list[Probe]:
 
 def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     """`ok` when every given check holds: the product installed (at `version`, or at least
-    `min_version`, compared as numbers), the `creates` path present."""
+    `min_version`, compared as numbers), the `creates` path present; with `state: absent`,
+    the product not installed."""
     label = args.get("name") or args.get("product_id") or args.get("creates")
     subject = f"package '{label}'"
     failed = probe_failure(found, subject)
@@ -61,6 +64,11 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
         return failed
     lines = []
     product = found.get("product")
+    if args.get("state") == "absent":
+        if product is not None and product.get("installed"):
+            return Plan(CHANGE, diff=diff(subject, f"installed {product.get('version')}",
+                                          "absent"))
+        return Plan(OK)
     wanted = str(args["version"]) if args.get("version") else None
     least = str(args["min_version"]) if args.get("min_version") else None
     want = f" {wanted}" if wanted else (f" {least} or later" if least else "")

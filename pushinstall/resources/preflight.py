@@ -15,7 +15,7 @@ from typing import Any
 
 from pushinstall.resources.base import FAIL, OK, Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import probe_failure, version_key
-from pushinstall.resources.schema import INT, PATH, Arg
+from pushinstall.resources.schema import BOOL, INT, PATH, Arg
 
 MIB = 1024**2
 # Server 2012 R2 is build 9600; Windows 10 and 11 report 10.0 builds
@@ -31,6 +31,9 @@ ARGS = (
         "configuration server)."),
     Arg("registration_file", PATH, doc="The agent's drscout.conf: an agent registered there to "
         "another configuration server stops the host (the installer would answer 13)."),
+    Arg("require_registered", BOOL, default=False, doc="The agent must already be registered "
+        "to cs_endpoint in registration_file (an upgrade keeps a registration, never makes "
+        "one)."),
     Arg("min_powershell", default="3.0", doc="Lowest PowerShell version on the target."),
     Arg("min_free_mb", INT, default=2048, minimum=1,
         doc="Free MB on the system drive for the bundle, its extraction and the install."),
@@ -97,6 +100,9 @@ def _target_problems(args: dict[str, Any], found: dict[str, Any]) -> list[str]:
         problems.append("another installation is running: wait for it to finish (the "
                         "installer would answer 41)")
     registered = found.get("registered")
+    if args.get("require_registered") and not (registered and registered.get("found")):
+        problems.append("the agent is not registered to a configuration server: install "
+                        "and register it first (asr-mobility.yml)")
     if registered and registered.get("found") and \
             str(registered.get("value")) != str(args["cs_endpoint"]):
         problems.append(f"the agent is registered to {registered.get('value')}, not "
