@@ -15,7 +15,7 @@ from pushinstall.resources.common import (
     probe_failure,
     run_program,
 )
-from pushinstall.resources.programs import RUN_ARGS, return_codes_arg
+from pushinstall.resources.programs import MESSAGES_ARG, MESSAGES_RULE, RUN_ARGS, return_codes_arg
 from pushinstall.resources.schema import ANY, MAP, PATH, Arg, exactly_one_of
 
 CONDITION = (
@@ -40,7 +40,9 @@ ARGS = (
         rules=(exactly_one_of("registry", "file", "service", "product", "ini"),),
         doc="Skip the run while this fact condition holds."),
     return_codes_arg(COMMAND_RETURN_CODES),
+    MESSAGES_ARG,
 )
+RULES = (MESSAGES_RULE,)
 
 
 # ---------------------------------------------------------------- runtime (base.py)

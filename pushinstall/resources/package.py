@@ -12,9 +12,8 @@ from pushinstall.resources.common import (
     run_program,
     version_key,
 )
-from pushinstall.resources.exit_codes import TABLES
-from pushinstall.resources.programs import RUN_ARGS, return_codes_arg
-from pushinstall.resources.schema import ANY, Arg, at_least_one_of, known_table_or_mapping
+from pushinstall.resources.programs import MESSAGES_ARG, MESSAGES_RULE, RUN_ARGS, return_codes_arg
+from pushinstall.resources.schema import Arg, at_least_one_of
 
 GUID = r"\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}"
 
@@ -31,11 +30,9 @@ ARGS = (
     Arg("min_version", doc="Version that must be installed at least (an older one is a "
         "change, a newer one is ok): the pin for upgrades."),
     return_codes_arg(PACKAGE_RETURN_CODES),
-    Arg("messages", ANY, default="",
-        doc="Exit-code messages: 'asr_unified_agent', 'msiexec', or a mapping code -> text."),
+    MESSAGES_ARG,
 )
-RULES = (at_least_one_of("product_id", "name", "creates"),
-         known_table_or_mapping("messages", TABLES))
+RULES = (at_least_one_of("product_id", "name", "creates"), MESSAGES_RULE)
 
 
 # ---------------------------------------------------------------- runtime (base.py)
