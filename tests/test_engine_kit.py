@@ -29,7 +29,8 @@ FAST = Backoff(initial=0.01, maximum=0.05)
 GATE = "No pending reboot"
 INSTALL = "Install Mobility service"
 SVAGENTS = "svagents running"
-STEPS = 12
+STEPS = 15
+SKIPPED_STEPS = 5     # the other asr_mode's steps, the separate VM agent, the guest agent
 
 
 class ListSink:

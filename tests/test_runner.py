@@ -46,8 +46,8 @@ def test_a_run_leaves_its_jsonl_log_history_and_reports(
     assert rows == {"web000": "changed", "web001": "failed", "web002": "changed"}
     out = capsys.readouterr().out
     assert f"web001  step '{INSTALL}'  failed: exit 14" in out
-    assert "web001  ok=1 changed=3 failed=1 unreachable=0 skipped=0  failed" in out
-    assert "web000  ok=5 changed=7 failed=0 unreachable=0 skipped=0  changed" in out
+    assert "web001  ok=2 changed=3 failed=1 unreachable=0 skipped=0  failed" in out
+    assert "web000  ok=5 changed=5 failed=0 unreachable=0 skipped=5  changed" in out
 
 
 def test_install_host_takes_secrets_from_env_and_file(
