@@ -63,6 +63,9 @@ def _masked(req: dict[str, Any]) -> dict[str, Any]:
         shown["content"] = MASK
     if isinstance(args.get("credential"), dict):
         shown["credential"] = {**args["credential"], "password": MASK}
+    source = args.get("source")
+    if req.get("op") == "download" and isinstance(source, str) and "?" in source:
+        shown["source"] = source.split("?", 1)[0] + "?" + MASK   # a SAS token is a credential
     if req.get("op") == "batch" and isinstance(args.get("requests"), list):
         shown["requests"] = [_masked(r) if isinstance(r, dict) else r for r in args["requests"]]
     return {**req, "args": shown}

@@ -71,7 +71,7 @@ def _wanted_hash(args: dict[str, Any]) -> tuple[str | None, Plan | None]:
     """The sha256 the destination must have: the playbook's, else (for a controller file)
     the controller file's own. A controller file that does not match the playbook's sha256,
     or cannot be read, is a `fail` plan."""
-    src = str(args["src"])
+    src = str(reveal(args["src"]))
     given = str(args["sha256"]).lower() if args.get("sha256") else None
     if pulled_by_target(src):
         return given, None
@@ -100,7 +100,7 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     if refused:
         return refused
     fact = found["dest"]
-    source = _shown_source(str(args["src"]))
+    source = _shown_source(str(reveal(args["src"])))
     if fact.get("is_directory"):
         return Plan(FAIL, diff=diff(subject, "a directory", "a file"),
                     reason=f"a directory is in the way of {subject}")
@@ -120,7 +120,7 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
     """A UNC path or URL: `download` by the target (sha256 checked there, a share credential
     for the double hop). A controller path: `put_file` (sha256 checked)."""
-    src, dest = str(args["src"]), str(args["dest"])
+    src, dest = str(reveal(args["src"])), str(args["dest"])
     wanted, refused = _wanted_hash(args)
     if refused:
         return Applied(changed=False, failed=True, message=refused.reason)
