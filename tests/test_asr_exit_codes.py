@@ -109,3 +109,20 @@ def test_the_process_server_port_is_checked_from_the_target(
     assert code == 2 and recap(out) == {"ps": "failed", "ok": "changed"}, out
     assert "the target cannot reach the process server on 9443 (No connection could be " \
            "made" in out
+
+
+def test_a_restart_code_with_the_product_still_absent_is_a_failure_not_a_restart() -> None:
+    """UnifiedAgent's 97 is FailedWithErrors: a failed MSI as well as a driver's mandatory
+    restart. With the product absent, the step fails rather than restarting a server."""
+    from test_resources_kit import apply_on, make_host
+
+    from pushinstall.resources import package
+
+    host = make_host("r97")
+    args = {"path": "C:\\Windows\\System32\\cmd.exe", "arguments": ["/c", "exit", "97"],
+            "product_id": UA_PRODUCT_ID, "messages": "asr_unified_agent",
+            "return_codes": {0: "ok", 97: "reboot"}}
+    applied, ctx = apply_on(package, args, host)
+    assert applied.failed and not applied.reboot
+    assert applied.message.endswith("but the product is not installed: failed")
+    assert ctx.sent == ["run_process", "facts"]

@@ -86,5 +86,17 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
     """Run the installer (with its `secret_file`, removed after whatever happens) and map
     its exit code: `return_codes` (default 0 ok; 3010, 1641, and UnifiedAgent's 98 and 97
-    restart needed), a failed code's message from `messages`."""
-    return run_program(ctx, args, PACKAGE_RETURN_CODES)
+    restart needed), a failed code's message from `messages`. A restart code while the
+    product is still absent is a failure, not a restart."""
+    applied = run_program(ctx, args, PACKAGE_RETURN_CODES)
+    if not applied.reboot or args.get("state") == "absent" or not probes(args):
+        return applied
+    # UnifiedAgent's 97 is FailedWithErrors: a driver's mandatory restart after the product
+    # went in, but also a failed MSI. A restart code with the product absent is a failure,
+    # and restarting a server for it would only delay saying so.
+    found = ctx.facts([{"id": probe.id, **(probe.query or {})} for probe in probes(args)])
+    product = found.get("product")
+    if isinstance(product, dict) and product.get("installed") is False:
+        return Applied(failed=True, details=applied.details,
+                       message=f"{applied.message}; but the product is not installed: failed")
+    return applied
