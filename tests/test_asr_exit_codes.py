@@ -126,3 +126,18 @@ def test_a_restart_code_with_the_product_still_absent_is_a_failure_not_a_restart
     assert applied.failed and not applied.reboot
     assert applied.message.endswith("but the product is not installed: failed")
     assert ctx.sent == ["run_process", "facts"]
+
+
+def test_a_nightly_check_reports_a_pending_restart_as_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inventory = fleet(tmp_path, {"wu": {"lab": {"registered_to": "10.0.0.115"}}})
+    code, out = cli(capsys, "run", "-i", inventory, MOBILITY)
+    assert code == 0, out
+    lab_host("wu").state.set_pending("windows_update")
+    lab_host("wu").flush()
+    code, out = cli(capsys, "check", "-i", inventory, MOBILITY, "-v")
+    assert code == 0 and recap(out) == {"wu": "compliant"}, out
+    code, out = cli(capsys, "check", "-i", inventory, MOBILITY, "--remediate")
+    assert code == 2 and "wu  step 'No pending reboot'  failed: a reboot is pending " \
+        "(windows_update); restart the server during a maintenance window" in out
+    assert "reboot" not in lab_host("wu").op_log        # --remediate restarted nothing

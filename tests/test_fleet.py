@@ -56,7 +56,7 @@ EXPECTED: dict[int, tuple[str, str, str | None, str]] = {
          "exit 14: invalid passphrase or configuration server endpoint"),
     61: (events.FAILED, "did not come back within 1s after reboot", None, ""),
     62: (events.FAILED, "", GATE, "a reboot is pending (pending_file_rename); restart the "
-         "host first or set on_pending: reboot"),
+         "server during a maintenance window, or set on_pending: reboot"),
     64: (events.FAILED, "", "Preflight", "preflight: the agent is registered to 10.0.0.99, "
          "not 10.0.0.115: unregister it first or set cs_endpoint to it (the installer would "
          "answer 13)"),

@@ -331,9 +331,13 @@ class HostPipeline:
             elif state.error:
                 self._record(state, events.FAILED, message=state.error)
             elif state.plan is not None:
-                drift = state.plan.status in (CHANGE, FAIL)
-                self._record(state, events.DRIFTED if drift else events.OK, state.plan.diff,
-                             state.plan.reason)
+                plan = state.plan
+                drift = plan.status in (CHANGE, FAIL)
+                if drift and not plan.drift_in_check:
+                    self._record(state, events.OK, plan.diff, f"warning: {plan.reason}")
+                    continue
+                self._record(state, events.DRIFTED if drift else events.OK, plan.diff,
+                             plan.reason)
 
     def _run_mode(self, states: list[_StepState]) -> str | None:
         for position, state in enumerate(states):
