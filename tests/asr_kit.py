@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from pushinstall.cli import main
+# the CLI in-process and the RECAP reader, as the issue-4 end-to-end test has them
+from test_e2e_lab import cli as cli
+from test_e2e_lab import recap as recap
 
 ROOT = Path(__file__).parent.parent
 PLAYBOOKS = ROOT / "playbooks"
@@ -36,18 +36,3 @@ def fleet(tmp_path: Path, hosts: dict[str, dict[str, Any] | None],
     path = tmp_path / "fleet.yml"
     path.write_text(json.dumps(inventory, indent=1), encoding="utf-8")   # JSON is YAML
     return str(path)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    """`pushinstall ARGV` in this process: (exit code, stdout + stderr)."""
-    with pytest.raises(SystemExit) as done:
-        main(list(argv))
-    captured = capsys.readouterr()
-    code = done.value.code
-    return (code if isinstance(code, int) else 1), captured.out + captured.err
-
-
-def recap(output: str) -> dict[str, str]:
-    """host -> final status, from the RECAP lines."""
-    lines = output.split("\nRECAP\n", 1)[1].splitlines()
-    return {line.split()[0]: line.split()[-1] for line in lines if "  ok=" in line}
