@@ -113,3 +113,12 @@ def test_check_reports_a_host_registered_to_another_cs_as_drift(
     assert code == 2 and recap(out) == {"reg": "drifted"}, out
     assert "registered to 10.0.0.115, not 10.0.0.200" in out
     assert "reg  step 'Register with the configuration server'  drifted" in out
+
+
+def test_a_mistyped_asr_mode_is_bad_input(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    inventory = fleet(tmp_path, {"typo": None})
+    code, out = cli(capsys, "run", "-i", inventory, MOBILITY, "-e", "asr_mode=clasic")
+    assert code == 5, out
+    assert "asr-mobility.yml:" in out and "'mode' of 'preflight' is 'clasic'; did you mean " \
+        "'classic'?" in out and "Traceback" not in out

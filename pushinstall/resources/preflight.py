@@ -34,6 +34,9 @@ ARGS = (
     Arg("require_registered", BOOL, default=False, doc="The agent must already be registered "
         "to cs_endpoint in registration_file (an upgrade keeps a registration, never makes "
         "one)."),
+    Arg("mode", choices=("classic", "modernized", "legacy"),
+        doc="The installer generation the playbook runs (asr_mode): checked here so a typo "
+            "is bad input, not a host that silently runs no registration step."),
     Arg("min_powershell", default="3.0", doc="Lowest PowerShell version on the target."),
     Arg("min_free_mb", INT, default=2048, minimum=1,
         doc="Free MB on the system drive for the bundle, its extraction and the install."),
