@@ -179,7 +179,7 @@ def check(**options: Any) -> None:
 
 
 @cli.command()
-@click.argument("host", type=TEXT, nargs=-1, required=True)
+@click.argument("host", type=TEXT, nargs=-1, required=True, metavar="HOST")
 @click.option("--mode", type=click.Choice(["classic", "modernized", "legacy"]),
               default="classic", show_default=True,
               help="Installer generation (asr_mode; see docs/playbook.md).")
@@ -214,7 +214,8 @@ def check(**options: Any) -> None:
 @click.option("-v", "--verbose", count=True)
 @click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False))
 def install(**options: Any) -> None:
-    """Install and register the Mobility service on these hosts, no inventory file needed."""
+    """Install and register the Mobility service on HOST [HOST...], no inventory file
+    needed."""
     from pushinstall.runner import install_command
 
     sys.exit(install_command(options))

@@ -221,6 +221,8 @@ def _install_hosts(options: dict[str, Any]) -> list[Host]:
     }
     if options.get("port"):
         settings["port"] = options["port"]
+    connections = {name: build_connection(name, settings, lambda _: COMMAND_LINE, COMMAND_LINE)
+                   for name in dict.fromkeys(names)}
     share, bundle = _split_source(options["installer"])
     vm_agent = options.get("vm_agent") or f"{share}{'/' if '/' in share else chr(92)}" \
         "WindowsAzureVmAgent.msi"
@@ -236,10 +238,8 @@ def _install_hosts(options: dict[str, Any]) -> list[Host]:
         "vm_agent_msi_sha256": options.get("vm_agent_sha256"),
         **_install_vars(options, bundle),
     }
-    return [Host(name=name, vars=dict(host_vars),
-                 connection=build_connection(name, settings, lambda _: COMMAND_LINE,
-                                             COMMAND_LINE))
-            for name in dict.fromkeys(names)]
+    return [Host(name=name, vars=dict(host_vars), connection=connection)
+            for name, connection in connections.items()]
 
 
 def install_command(options: dict[str, Any]) -> int:
