@@ -179,7 +179,13 @@ def check(**options: Any) -> None:
 
 
 @cli.command()
-@click.argument("host", type=TEXT)
+@click.argument("host", type=TEXT, nargs=-1, required=True, metavar="HOST")
+@click.option("--mode", type=click.Choice(["classic", "modernized", "legacy"]),
+              default="classic", show_default=True,
+              help="Installer generation (asr_mode; see docs/playbook.md).")
+@click.option("--version", "asr_version", type=TEXT,
+              help="Build that must be installed at least, e.g. 9.62.7172.1 (default: the "
+              "version in the bundle's name).")
 @click.option("--cs-endpoint", required=True, type=TEXT, envvar="PUSHINSTALL_CS_ENDPOINT",
               show_envvar=True, help="Configuration server IP or name.")
 @click.option("--passphrase-file", required=True, type=click.Path(dir_okay=False),
@@ -208,7 +214,8 @@ def check(**options: Any) -> None:
 @click.option("-v", "--verbose", count=True)
 @click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False))
 def install(**options: Any) -> None:
-    """Install and register the Mobility service on one host, no inventory file needed."""
+    """Install and register the Mobility service on HOST [HOST...], no inventory file
+    needed."""
     from pushinstall.runner import install_command
 
     sys.exit(install_command(options))

@@ -8,6 +8,8 @@ event, so a killed run keeps what happened) and a row in the history database.
 from __future__ import annotations
 
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +129,59 @@ def _split_source(source: str) -> tuple[str, str]:
     return folder, name.split("?", 1)[0]
 
 
-def _install_host(options: dict[str, Any]) -> Host:
+_SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
+_BUNDLE_VERSION = re.compile(r"_(\d+\.\d+\.\d+\.\d+)_")
+# a logon with these needs no password: refusing them would be wrong
+_PASSWORDLESS_AUTH = ("certificate", "kerberos")
+
+
+def _install_vars(options: dict[str, Any], bundle: str) -> dict[str, Any]:
+    """asr_mode and the version pin: `--version`, else the bundle's name (9.60.0.0 in
+    Microsoft-ASR_UA_9.60.0.0_...: an "at least" pin any 9.60 build meets)."""
+    from pushinstall.inventory.limit import COMMAND_LINE
+
+    found: dict[str, Any] = {"asr_mode": options.get("mode") or "classic"}
+    named = _BUNDLE_VERSION.search(bundle)
+    version = options.get("asr_version") or (named.group(1) if named else None)
+    if version is None:
+        raise InputError(f"--installer: cannot tell the version from '{bundle}'", COMMAND_LINE,
+                         "--version BUILD, or a bundle named Microsoft-ASR_UA_<version>_...")
+    if not re.fullmatch(r"\d+(\.\d+){1,3}", version):
+        raise InputError(f"--version: '{version}' is not a version", COMMAND_LINE,
+                         "a dotted version like 9.62.7172.1")
+    found["asr_version"] = version
+    for option in ("installer_sha256", "vm_agent_sha256"):
+        value = options.get(option)
+        if value is not None and not _SHA256.fullmatch(value):
+            raise InputError(f"--{option.replace('_', '-')}: '{value}' is not a sha256",
+                             COMMAND_LINE, "64 hexadecimal characters")
+    if not options.get("installer_sha256"):
+        sys.stderr.write("pushinstall: warning: no --installer-sha256: the installer is "
+                         "copied and run without checking what it is\n")
+    return found
+
+
+def _password(options: dict[str, Any]) -> Secret | None:
+    """The password from its environment variable; a real logon without one is refused
+    before any attempt (a failed attempt counts toward the account's lockout)."""
+    from pushinstall.inventory.limit import COMMAND_LINE
+
+    password_env = options.get("password_env") or "PUSHINSTALL_PASSWORD"
+    if os.environ.get(password_env):
+        return Secret(os.environ[password_env], source=f"env {password_env}")
+    if (options.get("transport") or "psrp") != "lab" and \
+            (options.get("auth") or "negotiate") not in _PASSWORDLESS_AUTH:
+        raise InputError(f"no password: the environment variable {password_env} is not set",
+                         COMMAND_LINE, f"{password_env} set to the password of --user (or "
+                         "--auth kerberos|certificate)")
+    return None
+
+
+def _install_hosts(options: dict[str, Any]) -> list[Host]:
     from pushinstall.inventory.connection import build_connection
     from pushinstall.inventory.limit import COMMAND_LINE
 
-    password = None
-    password_env = options.get("password_env") or "PUSHINSTALL_PASSWORD"
-    if os.environ.get(password_env):
-        password = Secret(os.environ[password_env], source=f"env {password_env}")
+    names = options["host"] if isinstance(options["host"], (list, tuple)) else [options["host"]]
     passphrase_path = Path(options["passphrase_file"])
     try:
         passphrase = passphrase_path.read_text(encoding="utf-8-sig").strip()
@@ -147,6 +194,7 @@ def _install_host(options: dict[str, Any]) -> Host:
     if not passphrase:
         raise InputError(f"--passphrase-file: {passphrase_path} is empty", COMMAND_LINE,
                          "a file holding the passphrase")
+    password = _password(options)
     settings: dict[str, Any] = {
         "transport": options.get("transport") or "psrp",
         "auth": options.get("auth") or "negotiate",
@@ -157,8 +205,8 @@ def _install_host(options: dict[str, Any]) -> Host:
     }
     if options.get("port"):
         settings["port"] = options["port"]
-    connection = build_connection(options["host"], settings, lambda _: COMMAND_LINE,
-                                  COMMAND_LINE)
+    connections = {name: build_connection(name, settings, lambda _: COMMAND_LINE, COMMAND_LINE)
+                   for name in dict.fromkeys(names)}
     share, bundle = _split_source(options["installer"])
     vm_agent = options.get("vm_agent") or f"{share}{'/' if '/' in share else chr(92)}" \
         "WindowsAzureVmAgent.msi"
@@ -172,21 +220,24 @@ def _install_host(options: dict[str, Any]) -> Host:
         "vm_agent_source": vm_agent,
         "vm_agent_msi": _split_source(vm_agent)[1],
         "vm_agent_msi_sha256": options.get("vm_agent_sha256"),
+        **_install_vars(options, bundle),
     }
-    return Host(name=options["host"], vars=host_vars, connection=connection)
+    return [Host(name=name, vars=dict(host_vars), connection=connection)
+            for name, connection in connections.items()]
 
 
 def install_command(options: dict[str, Any]) -> int:
-    """`pushinstall install HOST ...`: the shipped playbook on one host, no inventory file."""
+    """`pushinstall install HOST [HOST...]`: the shipped playbook on these hosts, no inventory
+    file."""
     from pushinstall.playbook import load_playbook
     from pushinstall.validate import check_hosts
 
-    host = _install_host(options)
+    hosts = _install_hosts(options)
     playbook = load_playbook(str(shipped_playbook()), {})
-    check_hosts([host], playbook, {})
+    check_hosts(hosts, playbook, {})
     run_options = RunOptions(
         mode="run",
         check_mode=bool(options.get("check_mode")),
         verbose=int(options.get("verbose") or 0),
     )
-    return _run([host], playbook, run_options, options)
+    return _run(hosts, playbook, run_options, options)

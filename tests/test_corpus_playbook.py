@@ -105,7 +105,7 @@ def test_the_shipped_playbook_validates(inventory: str, capsys: pytest.CaptureFi
         monkeypatch.delenv(name, raising=False)   # validate never reads a secret
     code, out, err = run_cli(["validate", "-i", inventory, ASR], capsys)
     hosts = 24 if inventory == EXAMPLE else 7
-    assert (code, out, err) == (0, f"playbook OK: 12 steps, {hosts} hosts\n", "")
+    assert (code, out, err) == (0, f"playbook OK: 15 steps, {hosts} hosts\n", "")
 
 
 def test_extra_vars_win_and_fix_an_undefined_variable(capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,7 +63,7 @@ def test_run_run_check_then_a_stopped_service_is_drift_and_remediate_fixes_it(
     finished = {r["host"]: r["status"] for r in records if r["kind"] == "host_finished"}
     assert finished == dict.fromkeys(LAB_HOSTS, "changed")
     steps = [r for r in records if r["kind"] == "step_result" and r["host"] == "lab-web01"]
-    assert len(steps) == 12
+    assert len(steps) == 15
     assert PASSPHRASE not in jsonl.read_text()
     written = sorted(p.suffix for p in reports.rglob("*") if p.is_file())
     assert {".json", ".xml", ".html"} <= set(written), written

@@ -30,7 +30,8 @@ FAST = Backoff(initial=0.01, maximum=0.05)
 GATE = "No pending reboot"
 INSTALL = "Install Mobility service"
 SVAGENTS = "svagents running"
-STEPS = 12
+STEPS = 15
+SKIPPED_STEPS = 5     # the other asr_mode's steps, the separate VM agent, the guest agent
 
 
 class ListSink:
@@ -63,9 +64,9 @@ def asr_playbook(tmp_path: Path, **settings: Any) -> Playbook:
     """The shipped playbook, loaded for real; `on_pending` is a var (default reboot) and
     `settings` override its settings (reboot=RebootPolicy(...), serial=[...], ...)."""
     text = SHIPPED.read_text(encoding="utf-8")
-    gate = "on_pending: reboot"
+    gate = "asr_on_pending: fail"
     assert text.count(gate) == 1
-    text = text.replace(gate, "on_pending: '{{ on_pending }}'")
+    text = text.replace(gate, "asr_on_pending: '{{ on_pending }}'")
     text = text.replace("\nvars:\n", "\nvars:\n  on_pending: reboot\n", 1)
     path = tmp_path / "asr-mobility.yml"
     path.write_text(text, encoding="utf-8")

@@ -89,7 +89,7 @@ def test_file_and_directory_names(transport: LabTransport, value: str, tmp_path:
     path = f"{directory}\\{value}.txt"
     transport.put_file(local, path, hashlib.sha256(b"x").hexdigest())
     run(transport, "download", source="\\\\labshare\\asr\\WindowsAzureVmAgent.msi",
-        destination=f"{directory}\\{value}.msi")
+        destination=f"{directory}\\{value}.msi", run_as="system")
     assert fact(transport, kind="file", path=path)["size"] == 1
     names = {e["path"] for e in transport.lab.state.fs.files.values()}
     assert {path, f"{directory}\\{value}.msi"} <= names

@@ -212,7 +212,7 @@ def test_disk_full_on_write_and_space_comes_back() -> None:
 
 
 def test_download_from_share_and_web_with_faults() -> None:
-    transport = connect(http_503=2)
+    transport = connect(http_503=2, share_requires_credential=False)
     name = catalog.VM_AGENT_MSI
     sha = catalog.sha256_of(name)
     result = run(transport, "download", source=catalog.share_path(name),
@@ -337,7 +337,7 @@ def test_run_process_system_tools_and_errors() -> None:
 
 
 def test_run_process_timeout_kills_the_installer() -> None:
-    transport = connect(installer_seconds=5)
+    transport = connect(installer_seconds=5, share_requires_credential=False)
     run(transport, "download", source=catalog.share_path(catalog.VM_AGENT_MSI),
         destination="C:\\Temp\\a.msi")
     result = run(transport, "run_process", path="msiexec.exe",

@@ -146,7 +146,7 @@ def test_concurrent_calls_on_one_host_are_serialized(state_dir: Path) -> None:
 def test_a_running_installer_does_not_block_facts(state_dir: Path) -> None:
     host = LabHost("slow01", {"installer_seconds": 0.6}, state_dir)
     ask(host, "download", source=catalog.share_path(catalog.VM_AGENT_MSI),
-        destination="C:\\Temp\\a.msi")
+        destination="C:\\Temp\\a.msi", run_as="system")
     worker = threading.Thread(target=ask, args=(host, "run_process"),
                               kwargs={"path": "msiexec.exe", "arguments": ["/i", "C:\\Temp\\a.msi",
                                                                            "/qn"]})

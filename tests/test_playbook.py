@@ -30,12 +30,13 @@ def one_step(tmp_path: Path, step: str, extra: str = "") -> Step:
 
 def test_the_shipped_playbook_loads_with_its_settings_and_steps() -> None:
     playbook = load_playbook(ASR)
-    assert playbook.hosts == "all" and len(playbook.steps) == 12
+    assert playbook.hosts == "all" and len(playbook.steps) == 15
     assert playbook.settings.reboot.mode == "if_needed"
     assert playbook.settings.reboot.after_reboot == "continue"
     assert playbook.settings.max_fail_percentage == 20.0
     types = [s.type for s in playbook.steps]
-    assert types[:5] == ["pending_reboot", "directory", "file", "command", "package"]
+    assert types[:6] == ["pending_reboot", "preflight", "directory", "file", "command",
+                         "package"]
     assert types.count("service") == 3
     assert playbook.hosts_location is not None and playbook.hosts_location.line == 12
 
@@ -55,9 +56,10 @@ def test_the_shipped_playbook_renders_for_a_lab_host_without_reading_secrets() -
                                      "C:\\ProgramData\\pushinstall\\passphrase.txt"]
     content = register["secret_file"]["content"]
     assert content is host.vars["asr_passphrase"]          # the inventory's own Secret
-    assert register["unless"]["registry"]["key"].endswith("Installed Products\\5")
-    assert steps["Install Mobility service"]["return_codes"] == {0: "ok", 3010: "reboot",
-                                                                1641: "reboot"}
+    assert register["unless"]["ini"]["path"].endswith("\\agent\\Application Data\\etc"
+                                                      "\\drscout.conf")
+    assert steps["Install Mobility service"]["return_codes"] == {
+        0: "ok", 3010: "reboot", 1641: "reboot", 98: "reboot", 97: "reboot"}
 
 
 def test_settings_parse_every_documented_key(tmp_path: Path) -> None:

@@ -29,11 +29,14 @@ def test_directory_is_created_once(host: LabHost) -> None:  # noqa: F811
 
 
 def test_file_from_the_share_is_pulled_by_the_target(host: LabHost) -> None:  # noqa: F811
-    args = {"dest": DEST, "src": catalog.share_path(catalog.ASR_BUNDLE), "sha256": BUNDLE_SHA}
+    # as the machine account: the session's own logon cannot reach the share (double hop)
+    args = {"dest": DEST, "src": catalog.share_path(catalog.ASR_BUNDLE), "sha256": BUNDLE_SHA,
+            "copy_as": "system"}
     assert plan_on(file, args, host).status == Decision.CHANGE
     applied, ctx = apply_on(file, args, host)
     assert applied.changed and ctx.sent == ["download"]
     assert host.calls[-1]["args"]["sha256"] == BUNDLE_SHA
+    assert host.calls[-1]["args"]["run_as"] == "system"
     assert hashlib.sha256(host.file_content(DEST)).hexdigest() == BUNDLE_SHA
     assert plan_on(file, args, host).status == Decision.OK
 

@@ -27,14 +27,15 @@ STATUS_KEY = "HKLM:\\SOFTWARE\\Wow6432Node\\InMage Systems\\Installed Products\\
 
 
 def asr_playbook(passphrase: str = "lab-passphrase") -> Playbook:
-    bundle = f"{ASR}\\{catalog.ASR_BUNDLE}"
+    bundle = f"{ASR}\\{catalog.ASR_LEGACY_BUNDLE}"  # one-step: the legacy generation
     return Playbook(name="asr-mobility", hosts="all", settings=Settings(
         reboot=RebootPolicy(timeout=20)), steps=[
         Step("No pending reboot", "pending_reboot", {"on_pending": "reboot"}),
         Step("Staging directory", "directory", {"path": ASR}),
         Step("Copy bundle", "file", {"dest": bundle,
-                                     "src": catalog.share_path(catalog.ASR_BUNDLE),
-                                     "sha256": catalog.sha256_of(catalog.ASR_BUNDLE)}),
+                                     "src": catalog.share_path(catalog.ASR_LEGACY_BUNDLE),
+                                     "sha256": catalog.sha256_of(catalog.ASR_LEGACY_BUNDLE),
+                                     "copy_as": "system"}),
         Step("Extract UnifiedAgent", "command", {
             "path": bundle, "arguments": ["/q", f"/x:{ASR}\\Extracted"],
             "creates": f"{ASR}\\Extracted\\UnifiedAgent.exe"}),

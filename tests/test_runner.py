@@ -17,7 +17,7 @@ from pushinstall.engine import RunOptions
 from pushinstall.errors import InputError
 from pushinstall.paths import state_dir
 from pushinstall.report.history import history_path
-from pushinstall.runner import _install_host, _run
+from pushinstall.runner import _install_hosts, _run
 from pushinstall.secret import MASK, Secret
 
 
@@ -46,8 +46,8 @@ def test_a_run_leaves_its_jsonl_log_history_and_reports(
     assert rows == {"web000": "changed", "web001": "failed", "web002": "changed"}
     out = capsys.readouterr().out
     assert f"web001  step '{INSTALL}'  failed: exit 14" in out
-    assert "web001  ok=1 changed=3 failed=1 unreachable=0 skipped=0  failed" in out
-    assert "web000  ok=5 changed=7 failed=0 unreachable=0 skipped=0  changed" in out
+    assert "web001  ok=2 changed=3 failed=1 unreachable=0 skipped=0  failed" in out
+    assert "web000  ok=5 changed=5 failed=0 unreachable=0 skipped=5  changed" in out
 
 
 def test_install_host_takes_secrets_from_env_and_file(
@@ -55,10 +55,11 @@ def test_install_host_takes_secrets_from_env_and_file(
     passphrase = tmp_path / "p.txt"
     passphrase.write_text("\ufefflab-passphrase\n", encoding="utf-8")
     monkeypatch.setenv("MY_PW", "Pa55word!")
-    host = _install_host({
-        "host": "web01", "cs_endpoint": "10.0.0.115", "passphrase_file": str(passphrase),
+    (host,) = _install_hosts({
+        "host": ("web01",), "cs_endpoint": "10.0.0.115", "passphrase_file": str(passphrase),
         "installer": r"\\srv\share\ua.exe", "transport": "lab", "username": "admin",
-        "password_env": "MY_PW", "auth": "ntlm", "no_tls": True,
+        "password_env": "MY_PW", "auth": "ntlm", "no_tls": True, "asr_version": "9.62.7172.1",
+        "installer_sha256": "0" * 64,
     })
     assert host.name == "web01" and host.connection.transport == "lab"
     assert host.connection.password == Secret("Pa55word!")
@@ -78,6 +79,6 @@ def test_install_rejects_a_bad_passphrase_file(tmp_path: Path, content: str | No
     if content is not None:
         path.write_text(content)
     with pytest.raises(InputError, match=message) as caught:
-        _install_host({"host": "h", "cs_endpoint": "x", "passphrase_file": str(path),
-                       "installer": "ua.exe"})
+        _install_hosts({"host": ("h",), "cs_endpoint": "x", "passphrase_file": str(path),
+                        "installer": "ua.exe"})
     assert caught.value.exit_code == 5

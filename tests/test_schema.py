@@ -28,8 +28,9 @@ def error_of(type_name: str, text: str) -> str:
 
 
 def test_every_type_of_the_contract_is_registered_with_a_schema() -> None:
-    assert list(RESOURCE_TYPES) == ["pending_reboot", "directory", "file", "archive", "package",
-                                    "service", "registry", "command", "script", "reboot"]
+    assert list(RESOURCE_TYPES) == ["pending_reboot", "preflight", "directory", "file",
+                                    "archive", "package", "service", "registry", "command",
+                                    "script", "reboot"]
     for module in RESOURCE_TYPES.values():
         assert module.ARGS and all(isinstance(a, Arg) for a in module.ARGS)
         assert module.__doc__
@@ -80,7 +81,7 @@ def test_valid_arguments_pass(type_name: str, text: str) -> None:
      "step.yml:1:37: missing required argument 'password' for 'share_credential' of 'file' "
      "(a string)"),
     ("command", "{path: x, unless: {}}",
-     "step.yml:1:19: expected exactly one of registry, file, service, product; found none "
+     "step.yml:1:19: expected exactly one of registry, file, service, product, ini; found none "
      "(one condition kind)"),
     ("directory", "{path: }", "step.yml:1:7: 'path' of 'directory' is empty (a string)"),
     ("script", "{test: x}",
@@ -94,7 +95,7 @@ def test_defaults_fill_in_and_secret_arguments_become_secrets() -> None:
     module = RESOURCE_TYPES["command"]
     filled = with_defaults(module.ARGS, {"path": "x", "secret_file": {"path": "p",
                                                                       "content": "pass"}})
-    assert filled["return_codes"] == {0: "ok"} and filled["arguments"] == []
+    assert filled["return_codes"] == {0: "ok", 3010: "reboot"} and filled["arguments"] == []
     wrapped = secret_fields(module.ARGS, filled)
     assert isinstance(wrapped["secret_file"]["content"], Secret)
     assert wrapped["secret_file"]["content"].reveal() == "pass"
@@ -106,7 +107,7 @@ def test_defaults_fill_in_and_secret_arguments_become_secrets() -> None:
 
 
 def test_exit_code_tables_cover_the_documented_codes() -> None:
-    for code in (0, 1, 2, 3, 13, 14, 17, 41, 42, 62, 97, 98, 99, 1641, 3010):
+    for code in (0, 1, 2, 13, 14, 15, 17, 19, 41, 42, 62, 97, 98, 99, 1641, 3010):
         assert ASR_UNIFIED_AGENT[code]
     for code in (1603, 1618, 1619, 1620, 1638, 1641, 3010):
         assert MSIEXEC[code]

@@ -536,7 +536,7 @@ def test_every_op_and_the_asr_sequence_over_ssh(
     share = catalog.share_path(catalog.ASR_BUNDLE)
     assert _results(transport, req("ensure_directory", path="C:\\Temp\\ASR")) == {"changed": True}
     got = _results(transport, req("download", source=share, destination="C:\\Temp\\ASR\\bundle.exe",
-                                  sha256=catalog.sha256_of(share)))
+                                  sha256=catalog.sha256_of(share), run_as="system"))
     assert got["changed"] and got["sha256"] == catalog.sha256_of(share)
     extract = _results(transport, req("run_process", path="C:\\Temp\\ASR\\bundle.exe",
                                       arguments=["/q", "/x:C:\\Temp\\ASR\\Extracted"]))

@@ -7,7 +7,9 @@
 - `serial` (a number, a percentage, or a list like `[1, 10, "25%"]`, the last size repeating)
   splits the hosts into batches run one after the other. After each batch, like Ansible: more
   than `max_fail_percentage` of the batch failed or unreachable, or any at all with
-  `any_errors_fatal`, and no later batch starts. Hosts that never started end `skipped`.
+  `any_errors_fatal`, and no later batch starts; within a batch, no further host of it is
+  launched once that is so (without `serial` the fleet is one batch). Hosts that never
+  started end `skipped`.
 - Ctrl-C (SIGINT, in the main thread) stops launching hosts; hosts in flight finish their
   current step and stop; the summary still comes out, exit code 130. A second Ctrl-C aborts.
 - A host past `settings.host_timeout` (+ a grace) is given up on as `failed`.
@@ -186,9 +188,11 @@ class _Fleet:
         return pipeline.run
 
     async def _one(self, host: Host, runner: ThreadPoolExecutor | WorkerPool,
-                   gate: asyncio.Semaphore) -> None:
+                   gate: asyncio.Semaphore, batch: list[Host]) -> None:
         async with gate:
-            if self.interrupt.flag.is_set():
+            # a batch past its failure limit launches no more hosts (without `serial` the
+            # whole fleet is one batch, and the limit would otherwise only act at its end)
+            if self.interrupt.flag.is_set() or self._batch_failed(batch):
                 return
             if isinstance(runner, WorkerPool):
                 started, done = runner.submit(host)
@@ -255,7 +259,7 @@ class _Fleet:
         for size in batch_sizes(self.playbook.settings.serial, len(self.hosts)):
             batch = self.hosts[start:start + size]
             start += size
-            await asyncio.gather(*(self._one(h, runner, gate) for h in batch))
+            await asyncio.gather(*(self._one(h, runner, gate, batch) for h in batch))
             if self.interrupt.flag.is_set():
                 return "interrupted"
             reason = self._batch_failed(batch)

@@ -312,9 +312,13 @@ class HostPipeline:
             elif state.error:
                 self._record(state, Status.FAILED, message=state.error)
             elif state.plan is not None:
-                drift = state.plan.status in (Decision.CHANGE, Decision.FAIL)
-                self._record(state, Status.DRIFTED if drift else Status.OK, state.plan.diff,
-                             state.plan.reason)
+                plan = state.plan
+                drift = plan.status in (Decision.CHANGE, Decision.FAIL)
+                if drift and not plan.drift_in_check:
+                    self._record(state, Status.OK, plan.diff, f"warning: {plan.reason}")
+                    continue
+                self._record(state, Status.DRIFTED if drift else Status.OK, plan.diff,
+                             plan.reason)
 
     def _run_mode(self, states: list[_StepState]) -> Status | None:
         for position, state in enumerate(states):

@@ -6,8 +6,13 @@ sha256 is stable: playbooks and tests pin it with `sha256_of`. A lab host runs a
 that header (`identify`), wherever the file was copied to.
 
 - `Microsoft-ASR_UA_9.62.0.0_Windows_GA_20240701_Release.exe`: the Mobility service bundle;
-  `/q /x:DIR` extracts `UnifiedAgent.exe` (version 9.62.0.0);
-- `Microsoft-ASR_UA_9.60.0.0_Windows_GA_20240301_Release.exe`: the previous release (upgrades);
+  `/q /x:DIR` extracts `UnifiedAgent.exe`, whose MSI installs ProductVersion 9.62.7172.1 (the
+  build: `9.62.0.0` is only in the bundle's file name, as on Microsoft's downloads);
+- `Microsoft-ASR_UA_9.60.0.0_Windows_GA_20240301_Release.exe`: the previous release, build
+  9.60.6956.1 (upgrades);
+- `Microsoft-ASR_UA_9.30.0.0_Windows_GA_20191031_Release.exe`: an old bundle, build
+  9.30.5407.1, that still accepts the one-step `/Role "Agent" /CSEndpoint ...` (asr_mode
+  legacy); bundles from 9.48 on refuse it with exit 2;
 - `WindowsAzureVmAgent.msi`: the Azure VM agent 2.7.41491.1102, for `msiexec /i`;
 - `ASRMobilityConfig.zip`: a real zip with `config.json` (modernized `/SourceConfigFilePath`).
 
@@ -29,14 +34,22 @@ SHARE = "\\\\labshare\\asr"
 WEB_HOST = "labweb"
 WEB_PATH = "/asr/"
 
-ASR_VERSION = "9.62.0.0"
-ASR_PREVIOUS_VERSION = "9.60.0.0"
+# the builds (MSI ProductVersion, Uninstall DisplayVersion, InMage Version) the bundles carry
+ASR_VERSION = "9.62.7172.1"
+ASR_PREVIOUS_VERSION = "9.60.6956.1"
+ASR_LEGACY_VERSION = "9.30.5407.1"
 VM_AGENT_VERSION = "2.7.41491.1102"
 ASR_BUNDLE = "Microsoft-ASR_UA_9.62.0.0_Windows_GA_20240701_Release.exe"
 ASR_PREVIOUS_BUNDLE = "Microsoft-ASR_UA_9.60.0.0_Windows_GA_20240301_Release.exe"
+ASR_LEGACY_BUNDLE = "Microsoft-ASR_UA_9.30.0.0_Windows_GA_20191031_Release.exe"
 VM_AGENT_MSI = "WindowsAzureVmAgent.msi"
 CONFIG_ZIP = "ASRMobilityConfig.zip"
 _ZIP_TIME = (2024, 7, 1, 0, 0, 0)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """A dotted version as numbers, so 9.62.7096.1 < 9.62.7172.1 < 9.100.0.0."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
 def binary(program: str, **meta: Any) -> bytes:
@@ -80,6 +93,7 @@ def files() -> dict[str, bytes]:
     return {
         ASR_BUNDLE: binary("asr-bundle", version=ASR_VERSION),
         ASR_PREVIOUS_BUNDLE: binary("asr-bundle", version=ASR_PREVIOUS_VERSION),
+        ASR_LEGACY_BUNDLE: binary("asr-bundle", version=ASR_LEGACY_VERSION),
         VM_AGENT_MSI: binary("vm-agent-msi", version=VM_AGENT_VERSION),
         CONFIG_ZIP: _config_zip(),
     }

@@ -49,7 +49,7 @@ def _registry(state: HostState, query: dict[str, Any]) -> dict[str, Any]:
 def _file(state: HostState, lab: LabVars, query: dict[str, Any]) -> dict[str, Any]:
     path, with_hash = query["path"], query.get("hash", True) is not False
     if path.startswith("\\\\"):
-        if catalog.is_share(path) and lab.share_requires_credential:
+        if catalog.is_share(path) and lab.share_requires_credential:  # the double hop
             fail("AccessDenied", f"Access to the path '{path}' is denied.")
         name = catalog.name_of(path) if catalog.is_share(path) else None
         if name is None:
@@ -111,6 +111,30 @@ def _tcp(state: HostState, lab: LabVars, query: dict[str, Any]) -> dict[str, Any
                      f"refused it {query['host']}:{port}"}
 
 
+def _ini(state: HostState, query: dict[str, Any]) -> dict[str, Any]:
+    """One `key=value` of a `[section]` in a text file (drscout.conf's registered CS)."""
+    path = query["path"]
+    if not state.fs.is_file(path):
+        return {"exists": False, "found": False, "value": None}
+    section, wanted = None, query["section"].lower()
+    for line in state.fs.read(path).decode("utf-8", "replace").lstrip("\ufeff").splitlines():
+        text = line.strip()
+        if text.startswith("[") and text.endswith("]"):
+            section = text[1:-1].strip().lower()
+        elif section == wanted and "=" in text:
+            key, _, value = text.partition("=")
+            if key.strip().lower() == query["key"].lower():
+                return {"exists": True, "found": True, "value": value.strip()}
+    return {"exists": True, "found": False, "value": None}
+
+
+def _winrm_quota(state: HostState, lab: LabVars) -> dict[str, Any]:
+    """The WinRM shell memory quota and whether KB2842230 (which makes WinRM honour it on
+    PowerShell 3.0) is installed."""
+    return {"max_memory_per_shell_mb": lab.max_memory_per_shell_mb,
+            "hotfix_kb2842230": lab.hotfix_kb2842230 or state.data["os"] != "2012"}
+
+
 def fact(state: HostState, lab: LabVars, query: dict[str, Any]) -> dict[str, Any]:
     """One fact for an already validated query."""
     kind = query["kind"]
@@ -130,4 +154,11 @@ def fact(state: HostState, lab: LabVars, query: dict[str, Any]) -> dict[str, Any
         return _os(state)
     if kind == "disk":
         return _disk(state, query)
+    if kind == "ini":
+        return _ini(state, query)
+    if kind == "winrm_quota":
+        return _winrm_quota(state, lab)
+    if kind == "installer_running":
+        running = lab.install_running
+        return {"running": running, "processes": ["msiexec.exe"] if running else []}
     return _tcp(state, lab, query)

@@ -20,6 +20,8 @@ STATE_FORMAT = 1
 OS_RELEASES: dict[str, dict[str, Any]] = {
     "2008r2": {"caption": "Microsoft Windows Server 2008 R2 Datacenter", "version": "6.1.7601",
                "build": 7601, "powershell_version": "2.0"},
+    "2012": {"caption": "Microsoft Windows Server 2012 Datacenter", "version": "6.2.9200",
+             "build": 9200, "powershell_version": "3.0"},
     "2012r2": {"caption": "Microsoft Windows Server 2012 R2 Datacenter", "version": "6.3.9600",
                "build": 9600, "powershell_version": "4.0"},
     "2016": {"caption": "Microsoft Windows Server 2016 Datacenter", "version": "10.0.14393",
@@ -83,8 +85,8 @@ def fresh_state(name: str, lab: LabVars, blob_dir: Path) -> HostState:
     state.registry.set(current, "ProductName", release["caption"].replace("Microsoft ", ""),
                        "String")
     state.registry.set(current, "CurrentBuild", str(release["build"]), "String")
-    state.registry.set(current, "CurrentVersion", ("6.1" if lab.os == "2008r2" else "6.3"),
-                       "String")
+    state.registry.set(current, "CurrentVersion",
+                       {"2008r2": "6.1", "2012": "6.2"}.get(lab.os, "6.3"), "String")
     state.registry.create_key(SESSION_MANAGER)
     for sub in ("ActiveComputerName", "ComputerName"):
         state.registry.set(f"{COMPUTER_NAME}\\{sub}", "ComputerName", hostname, "String")
@@ -100,6 +102,9 @@ def fresh_state(name: str, lab: LabVars, blob_dir: Path) -> HostState:
         version = lab.installed_version or catalog.ASR_VERSION
         products.install_ua(state, version, products.UA_DEFAULT_LOCATION, "Agent")
         products.start_ua_services(state, everything_runs)
+        # the bundle carried the VM agent and left it disabled on-premises
+        products.install_vm_agent(state, everything_runs, catalog.VM_AGENT_VERSION)
+        products.disable_vm_agent_services(state)
         if lab.registered_to:
             products.register_ua(state, lab.registered_to, "CSLegacy")
     if lab.vm_agent_version:

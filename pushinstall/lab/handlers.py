@@ -62,7 +62,8 @@ def _shown(source: str) -> str:
     return source.split("?")[0]  # a SAS token in the query is a credential
 
 
-def _fetch(host: Machine, source: str, credential: dict[str, str] | None) -> bytes:
+def _fetch(host: Machine, source: str, credential: dict[str, str] | None,
+           as_system: bool = False) -> bytes:
     lab = host.lab
     if catalog.is_web(source):
         if host.take_http_503():
@@ -81,7 +82,12 @@ def _fetch(host: Machine, source: str, credential: dict[str, str] | None) -> byt
         if credential is not None and credential["password"] != lab.share_password:
             fail("AccessDenied", f"cannot connect to {catalog.SHARE} as "
                                  f"{credential['username']} (error 1326)")
-        if lab.share_requires_credential and credential is None:
+        # the double hop: a remote session's NTLM/Kerberos logon has no credential to pass
+        # on to the share; the machine account (a SYSTEM task) or an explicit one has
+        if as_system and lab.share_denies_machine_account:
+            fail("AccessDenied", f"Access to the path '{source}' is denied (as "
+                                 f"{host.state.data['hostname']}$).")
+        if lab.share_requires_credential and credential is None and not as_system:
             fail("AccessDenied", f"Access to the path '{source}' is denied.")
         name = catalog.name_of(source)
         if name is None:
@@ -97,7 +103,8 @@ def download(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
     before = fs.sha256(destination) if fs.is_file(destination) else None
     if expected and before == expected:
         return {"changed": False, "sha256": before, "size": fs.size(destination)}
-    content = _fetch(host, args["source"], args.get("credential"))
+    content = _fetch(host, args["source"], args.get("credential"),
+                     args.get("run_as") == "system")
     actual = hashlib.sha256(content).hexdigest()
     if expected and actual != expected:
         fail("HashMismatch", f"{_shown(args['source'])} has sha256 {actual}, expected {expected}")
@@ -231,11 +238,24 @@ def run_process(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
                 "stderr_tail": [], "command_line": command_line}
     host.sleep(runs_for)
     outcome = programs.run(Context(host.state, host.lab, host.restart), meta, argv)
-    return {"exit_code": outcome.exit_code, "timed_out": False,
-            "duration_s": round(time.monotonic() - started, 3),
-            "stdout_tail": outcome.stdout[-tail:] if tail else [],
-            "stderr_tail": outcome.stderr[-tail:] if tail else [],
-            "command_line": command_line}
+    answer = {"exit_code": outcome.exit_code, "timed_out": False,
+              "duration_s": round(time.monotonic() - started, 3),
+              "stdout_tail": outcome.stdout[-tail:] if tail else [],
+              "stderr_tail": outcome.stderr[-tail:] if tail else [],
+              "command_line": command_line}
+    if args.get("log_path"):
+        answer["log_tail"] = _log_tail(host, args["log_path"], LOG_TAIL_LINES)
+    return answer
+
+
+LOG_TAIL_LINES = 50
+
+
+def _log_tail(host: Machine, path: str, lines: int) -> list[str]:
+    """The last `lines` lines of a log the program wrote (none when it wrote none)."""
+    if not host.state.fs.is_file(path):
+        return []
+    return host.state.fs.read(path).decode("utf-8", "replace").splitlines()[-lines:]
 
 
 def write_secret(host: Machine, args: dict[str, Any]) -> dict[str, Any]:

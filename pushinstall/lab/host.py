@@ -64,6 +64,9 @@ def _masked(req: dict[str, Any]) -> dict[str, Any]:
         shown["content"] = MASK
     if isinstance(args.get("credential"), dict):
         shown["credential"] = {**args["credential"], "password": MASK}
+    source = args.get("source")
+    if req.get("op") == "download" and isinstance(source, str) and "?" in source:
+        shown["source"] = source.split("?", 1)[0] + "?" + MASK   # a SAS token is a credential
     if req.get("op") == "batch" and isinstance(args.get("requests"), list):
         shown["requests"] = [_masked(r) if isinstance(r, dict) else r for r in args["requests"]]
     return {**req, "args": shown}
@@ -230,6 +233,7 @@ class LabHost:
         new = dt.datetime.fromtimestamp(math.ceil(back), dt.timezone.utc)
         state.put("boot_time", iso(max(new, old + dt.timedelta(seconds=1))))
         state.clear_pending()
+        products.after_restart(state)
         for record in state.services.values():
             state.set_status(record, "Stopped")
             if state.start_mode(record["name"]) in ("Automatic", "AutomaticDelayed"):

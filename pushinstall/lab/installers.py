@@ -5,18 +5,26 @@ installer still runs as itself. Arguments arrive as the argv the program would g
 `run_process` argument list joined by the Windows quoting rules and split back, so quoting
 mistakes would show here as on Windows. Switches are case-insensitive.
 
-UnifiedAgent.exe exit codes: 0 success; 3010 / 1641 success, reboot needed (the lab leaves
-a pending-reboot signal; it does not restart by itself); 98 success with warnings (also leaves
-a reboot pending); 1 failure (a newer version is installed); 2 a required switch is missing
-or has a bad value; 3 an unknown switch; 13 registered to another configuration server; 14
-invalid passphrase (file missing or wrong content) or malformed CS endpoint; 17 registration
-failed (the CS endpoint does not answer on 443: another address than the lab's `cs_endpoint`,
-or `cs_port_closed`); 41 another installation is running (`install_running`); 42 unsupported
-OS (`os: 2008r2`); 62 a restart is pending; 99 prerequisite validation failed (less than 1 GiB
-free). The same version already installed answers 0 and changes nothing. The configurator
-shares 2, 3, 13, 14 and 17. msiexec: 0, 3010, 1603 fatal error, 1605 unknown product, 1618
-another installation running, 1619 package missing, 1620 not a package, 1638 another version
-installed, 1639 bad command line; without `/q*` it waits on an invisible dialog forever.
+UnifiedAgent.exe exit codes (`UASetupReturnValues` in the agent's SetupHelper.cs, see
+docs/lab.md for each source): 0 success; 98 succeeded with warnings, a restart is needed; 97
+a driver needs a mandatory restart (both leave a pending-reboot signal; the installer does not
+restart by itself); 2 invalid arguments, an unknown switch included; 13 registered to another
+configuration server; 14 invalid passphrase (file missing or wrong content) or malformed CS
+endpoint; 15 a newer build is installed (downgrade refused); 17 registration failed (the CS
+does not answer on 443: another address than the lab's `cs_endpoint`, or `cs_port_closed`);
+19 invalid source configuration file (modernized); 41 another installation is running
+(`install_running`); 42 unsupported OS (`os: 2008r2`); 62 an InDskFlt driver file remains
+without its service key (an uninstall not yet followed by its restart) — a pending file
+rename alone does not stop it; 99 prerequisite validation failed (less than 1 GiB free). The
+same build already installed answers 0 and changes nothing. The configurator shares 2, 13,
+14, 17, 19 and may answer 3010 after registering. msiexec: 0, 3010, 1603 fatal error, 1605
+unknown product, 1618 another installation running, 1619 package missing, 1620 not a package,
+1638 another version installed, 1639 bad command line; without `/q*` it waits on an
+invisible dialog forever.
+
+Since 9.7 the Mobility service bundle on the VMware platform installs the Azure VM agent it
+carries and then stops and disables WindowsAzureGuestAgent, WindowsAzureTelemetryService and
+RdAgent: they are meant to start after failover in Azure, not on-premises.
 """
 
 from __future__ import annotations
@@ -34,11 +42,17 @@ from pushinstall.lab.vars import LabVars
 
 ASR_PROGRAMS = frozenset({"asr-bundle", "unified-agent", "configurator"})
 INSTALLERS = ASR_PROGRAMS | {"msiexec"}
-REBOOT_CODES = frozenset({3010, 1641, 98})
+REBOOT_CODES = frozenset({3010, 1641, 98, 97})
+# bundles from this build on refuse the one-step /CSEndpoint /PassphraseFilePath install
+ONE_STEP_REMOVED = (9, 48)
+# from this build on the bundle carries the Azure VM agent
+VM_AGENT_BUNDLED = (9, 7)
 UA_LOG = "C:\\ProgramData\\ASRSetupLogs\\ASRUnifiedAgentInstaller.log"
 CONFIGURATOR_LOG = "C:\\ProgramData\\ASRSetupLogs\\ASRUnifiedAgentConfigurator.log"
+MSI_LOG = "C:\\ProgramData\\ASRSetupLogs\\UnifiedAgentMSIInstall.log"
 _UA_SWITCHES = {"role": True, "installlocation": True, "platform": True, "silent": False,
-                "cstype": True, "csendpoint": True, "passphrasefilepath": True}
+                "cstype": True}
+_UA_ONE_STEP_SWITCHES = {**_UA_SWITCHES, "csendpoint": True, "passphrasefilepath": True}
 _CONFIGURATOR_SWITCHES = {"csendpoint": True, "passphrasefilepath": True, "cstype": True,
                           "sourceconfigfilepath": True, "credentiallessdiscovery": True}
 _ENDPOINT = re.compile(r"^(?:\d{1,3}(?:\.\d{1,3}){3}|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))$")
@@ -69,15 +83,15 @@ class _BadArguments(Exception):
 
 
 def _switches(argv: list[str], known: dict[str, bool]) -> dict[str, str]:
-    """`/Name value` and `/Flag` pairs by lowercase name; 3 for an unknown one, 2 for a
-    switch without its value."""
+    """`/Name value` and `/Flag` pairs by lowercase name; 2 for an unknown switch or one
+    without its value (the installer's InvalidArguments, not a code of its own)."""
     found: dict[str, str] = {}
     i = 0
     while i < len(argv):
         token = argv[i]
         name = token[1:].lower() if token.startswith(("/", "-")) else None
         if name is None or name not in known:
-            raise _BadArguments(3, f"Invalid argument: {token}")
+            raise _BadArguments(2, f"Invalid argument: {token}")
         if known[name]:
             if i + 1 >= len(argv):
                 raise _BadArguments(2, f"Missing value for {token}")
@@ -155,13 +169,10 @@ def _register(ctx: Context, endpoint: str, passphrase_path: str | None, cs_type:
     return _finish(ctx, log, 0, f"Registration with configuration server {endpoint} succeeded.")
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version))
-
-
 def _unified_agent(ctx: Context, meta: dict[str, Any], argv: list[str]) -> Outcome:
     version = str(meta.get("version", catalog.ASR_VERSION))
-    found = _switches(argv, _UA_SWITCHES)
+    key = catalog.version_key(version)
+    found = _switches(argv, _UA_ONE_STEP_SWITCHES if key < ONE_STEP_REMOVED else _UA_SWITCHES)
     role = found.get("role", "")
     if role.lower() not in ("agent", "ms"):
         raise _BadArguments(2, f"/Role must be \"Agent\" or \"MS\", not \"{role}\"")
@@ -178,29 +189,31 @@ def _unified_agent(ctx: Context, meta: dict[str, Any], argv: list[str]) -> Outco
     if ctx.lab.installer_exit_code is not None:
         code = ctx.lab.installer_exit_code
         if code in (0, *REBOOT_CODES):
-            products.install_ua(ctx.state, version, location, role)
-            products.start_ua_services(ctx.state, ctx.lab)
+            _lay_down(ctx, version, location, role, found)
             if one_step:
                 products.register_ua(ctx.state, found["csendpoint"], cs_type)
             if code != 0:
                 ctx.state.set_pending("pending_file_rename", f"{location}\\agent\\svagents.exe")
+        else:
+            _msi_log(ctx, version, code)
         return _finish(ctx, UA_LOG, code, f"Installer finished with forced exit code {code}.")
     if ctx.lab.install_running:
         return _finish(ctx, UA_LOG, 41, "Another installation is in progress.")
     if ctx.state.data["os"] == "2008r2":
         return _finish(ctx, UA_LOG, 42, "This operating system is not supported.")
-    if any(ctx.state.pending_signals().values()):
-        return _finish(ctx, UA_LOG, 62, "A restart is pending from a previous installation "
-                       "or update. Restart the machine and run the installer again.")
+    if products.stale_driver(ctx.state):
+        return _finish(ctx, UA_LOG, 62, "The InDskFlt driver of an earlier installation is "
+                       "still loaded without its service; restart the machine and run the "
+                       "installer again.")
     installed = products.installed_ua(ctx.state)
-    if installed is not None and _version_key(installed[0]) > _version_key(version):
-        return _finish(ctx, UA_LOG, 1, f"A newer version ({installed[0]}) is installed.")
+    if installed is not None and catalog.version_key(installed[0]) > key:
+        return _finish(ctx, UA_LOG, 15, f"A newer version ({installed[0]}) is installed: "
+                       "downgrade is not supported.")
     if installed is None or installed[0] != version:
         if ctx.state.data["fs"]["free_bytes"] < products.UA_MIN_FREE:
             return _finish(ctx, UA_LOG, 99, "Prerequisite validation failed: less than 1 GB "
                            "free on the system drive.")
-        products.install_ua(ctx.state, version, location, role)
-        products.start_ua_services(ctx.state, ctx.lab)
+        _lay_down(ctx, version, location, role, found)
         message = f"Mobility service {version} installed in {location}."
     else:
         message = f"Mobility service {version} is already installed."
@@ -211,6 +224,28 @@ def _unified_agent(ctx: Context, meta: dict[str, Any], argv: list[str]) -> Outco
                         UA_LOG)
     outcome.stdout.insert(0, message)
     return outcome
+
+
+def _msi_log(ctx: Context, version: str, code: int) -> None:
+    """The MSI's own verbose log, which a failed install leaves beside the installer's."""
+    _log(ctx, MSI_LOG, [f"=== Verbose logging started: UnifiedAgentMSI {version} ===",
+                        "Action start InstallValidate.",
+                        f"MSI (s) Product: {products.UA_NAME} -- Installation failed.",
+                        f"MainEngineThread is returning {1603 if code else 0}"])
+
+
+def _lay_down(ctx: Context, version: str, location: str, role: str,
+              found: dict[str, str]) -> None:
+    """What a successful UnifiedAgent.exe run leaves: the agent, its started services and, on
+    the VMware platform from 9.7 on, the bundled Azure VM agent with its services stopped
+    and disabled (they start after failover in Azure)."""
+    products.install_ua(ctx.state, version, location, role)
+    products.start_ua_services(ctx.state, ctx.lab)
+    bundles_vm_agent = catalog.version_key(version) >= VM_AGENT_BUNDLED
+    if bundles_vm_agent and found.get("platform", "VmWare").lower() == "vmware":
+        if products.vm_agent_version(ctx.state) is None:
+            products.install_vm_agent(ctx.state, ctx.lab, catalog.VM_AGENT_VERSION)
+        products.disable_vm_agent_services(ctx.state)
 
 
 def _configurator(ctx: Context, argv: list[str]) -> Outcome:
@@ -227,7 +262,7 @@ def _configurator(ctx: Context, argv: list[str]) -> Outcome:
         raise _BadArguments(2, "/CredentialLessDiscovery must be true or false")
     if ctx.lab.configurator_exit_code is not None:
         code = ctx.lab.configurator_exit_code
-        if code == 0:
+        if code in (0, 3010):
             products.register_ua(ctx.state, found.get("csendpoint", ctx.lab.cs_endpoint), cs_type)
             products.start_ua_services(ctx.state, ctx.lab)
         else:
@@ -242,7 +277,7 @@ def _configurator(ctx: Context, argv: list[str]) -> Outcome:
             parsed = None
         if not isinstance(parsed, dict):
             products.configuration_failed(ctx.state)
-            return _finish(ctx, CONFIGURATOR_LOG, 14, f"Invalid source config file: {config}")
+            return _finish(ctx, CONFIGURATOR_LOG, 19, f"Invalid source config file: {config}")
         return _register(ctx, ctx.lab.cs_endpoint, None, cs_type, CONFIGURATOR_LOG)
     return _register(ctx, found["csendpoint"], found["passphrasefilepath"], cs_type,
                      CONFIGURATOR_LOG)

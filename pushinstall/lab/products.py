@@ -3,13 +3,16 @@
 The ASR Mobility service (`UnifiedAgent.exe`): the Uninstall entry `{275197FC-...}` in the
 32-bit view (an x86 product under `Program Files (x86)`), the InMage values under
 `HKLM\\SOFTWARE\\Wow6432Node\\InMage Systems\\Installed Products\\5`, the services `svagents`,
-`InMage Scout Application Service` and the `Azure Site Recovery VSS Provider`, and the agent's
-files including `agent\\UnifiedAgentConfigurator.exe`. Registration writes the configuration
-server into `Application Data\\etc\\drscout.conf` (where the real agent keeps it) and sets
-`AgentConfigurationStatus`.
+`InMage Scout Application Service` and `frsvc` created Automatic (Delayed Start) as the MSI's
+ServiceInstall entries do, the `Azure Site Recovery VSS Provider`, the InDskFlt filter driver
+(a file under `drivers\\` and its service key), and the agent's files including
+`agent\\UnifiedAgentConfigurator.exe`. Registration writes the configuration server into
+`<InstallLocation>\\agent\\Application Data\\etc\\drscout.conf` and sets
+`AgentConfigurationStatus`. An uninstall removes the driver's service key at once but its file
+only at the next restart: until then a new install answers 62.
 
 The Azure VM agent (`msiexec /i WindowsAzureVmAgent.msi`): `{5CF4D04A-...}` in the 64-bit view,
-services `WindowsAzureGuestAgent` and `RdAgent`.
+services `WindowsAzureGuestAgent`, `WindowsAzureTelemetryService` and `RdAgent`.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ UA_PRODUCT_ID = "{275197FC-14FD-4560-A5EB-38217F80CBD1}"
 UA_NAME = "Microsoft Azure Site Recovery Mobility Service/Master Target Server"
 UA_DEFAULT_LOCATION = "C:\\Program Files (x86)\\Microsoft Azure Site Recovery"
 INMAGE_KEY = "HKLM:\\SOFTWARE\\Wow6432Node\\InMage Systems\\Installed Products\\5"
-UA_SERVICES = ("svagents", "InMage Scout Application Service", "Azure Site Recovery VSS Provider")
+UA_SERVICES = ("svagents", "InMage Scout Application Service", "frsvc",
+               "Azure Site Recovery VSS Provider")
+DRIVER_FILE = "C:\\Windows\\System32\\drivers\\InDskFlt.sys"
+DRIVER_KEY = "HKLM:\\SYSTEM\\CurrentControlSet\\Services\\InDskFlt"
 UA_FOOTPRINT = 600 * 1024**2
 UA_MIN_FREE = 1 * GIB
 VM_AGENT_PRODUCT_ID = "{5CF4D04A-F16C-4892-9196-6025EA61F964}"
-VM_AGENT_SERVICES = ("WindowsAzureGuestAgent", "RdAgent")
+VM_AGENT_SERVICES = ("WindowsAzureGuestAgent", "WindowsAzureTelemetryService", "RdAgent")
 VM_AGENT_FOOTPRINT = 80 * 1024**2
 _DRSCOUT_HOST = re.compile(r"^Hostname=(.*)$", re.MULTILINE)
 
@@ -68,16 +74,17 @@ def installed_ua(state: HostState) -> tuple[str, str] | None:
     return version, str(location)
 
 
-def _drscout(location: str) -> str:
-    return f"{location}\\Application Data\\etc\\drscout.conf"
+def drscout_path(location: str) -> str:
+    """Where the agent keeps its configuration (the registered CS among it)."""
+    return f"{location}\\agent\\Application Data\\etc\\drscout.conf"
 
 
 def registered_cs(state: HostState) -> str | None:
     """The configuration server the agent is registered with, from drscout.conf."""
     installed = installed_ua(state)
-    if installed is None or not state.fs.is_file(_drscout(installed[1])):
+    if installed is None or not state.fs.is_file(drscout_path(installed[1])):
         return None
-    match = _DRSCOUT_HOST.search(state.fs.read(_drscout(installed[1])).decode("utf-8"))
+    match = _DRSCOUT_HOST.search(state.fs.read(drscout_path(installed[1])).decode("utf-8"))
     return match.group(1).strip() if match else None
 
 
@@ -88,7 +95,7 @@ def install_ua(state: HostState, version: str, location: str, role: str) -> None
         state.fs.reserve(UA_FOOTPRINT)
     agent = f"{location}\\agent"
     state.fs.make_dirs(agent)
-    state.fs.make_dirs(f"{location}\\Application Data\\etc")
+    state.fs.make_dirs(f"{agent}\\Application Data\\etc")
     state.fs.write(f"{agent}\\UnifiedAgentConfigurator.exe", catalog.configurator(version))
     state.fs.write(f"{agent}\\svagents.exe", catalog.binary("svagents", version=version))
     state.fs.write(f"{agent}\\appservice.exe", catalog.binary("appservice", version=version))
@@ -102,22 +109,44 @@ def install_ua(state: HostState, version: str, location: str, role: str) -> None
     state.registry.set(INMAGE_KEY, "InstallDirectory", location, "String")
     state.registry.set(INMAGE_KEY, "Role", role, "String")
     state.registry.set(INMAGE_KEY, "PostInstallActions", "Succeeded", "String")
-    state.add_service("svagents", "InMage Scout VX Agent - Sentinel/Outpost", "Automatic",
+    state.add_service("svagents", "InMage Scout VX Agent - Sentinel/Outpost", "AutomaticDelayed",
                       f'"{agent}\\svagents.exe"',
                       description="Volume replication agent of Azure Site Recovery.")
     state.add_service("InMage Scout Application Service", "InMage Scout Application Service",
-                      "Automatic", f'"{agent}\\appservice.exe"',
+                      "AutomaticDelayed", f'"{agent}\\appservice.exe"',
                       description="Application discovery and consistency for Azure Site "
                                   "Recovery.")
+    state.fs.make_dirs(f"{location}\\FileRep")
+    state.fs.write(f"{location}\\FileRep\\frsvc.exe", catalog.binary("frsvc", version=version))
+    state.add_service("frsvc", "InMage Scout FX Agent", "AutomaticDelayed",
+                      f'"{location}\\FileRep\\frsvc.exe"',
+                      description="File replication agent of Azure Site Recovery.")
+    state.fs.make_dirs(DRIVER_FILE.rsplit("\\", 1)[0])
+    state.fs.write(DRIVER_FILE, catalog.binary("indskflt", version=version))
+    state.registry.set(DRIVER_KEY, "ImagePath", "System32\\drivers\\InDskFlt.sys", "ExpandString")
+    state.registry.set(DRIVER_KEY, "Type", 1, "DWord")
+    state.registry.set(DRIVER_KEY, "Start", 0, "DWord")
     state.add_service("Azure Site Recovery VSS Provider", "Azure Site Recovery VSS Provider",
                       "Manual", "C:\\Windows\\system32\\dllhost.exe "
                       "/Processid:{B2C3F2B5-4CC9-4F5A-9F29-7C1B8F6C4F2A}")
 
 
 def start_ua_services(state: HostState, lab: LabVars) -> None:
-    """The agent's installer starts its two Automatic services."""
-    for name in UA_SERVICES[:2]:
+    """The agent's installer starts its three delayed-start services."""
+    for name in UA_SERVICES[:3]:
         start_service(state, lab, name)
+
+
+def stale_driver(state: HostState) -> bool:
+    """True when the InDskFlt driver file remains without its service key (an uninstall that
+    has not had its restart yet): the installer's exit 62."""
+    return state.fs.is_file(DRIVER_FILE) and not state.registry.key_exists(DRIVER_KEY)
+
+
+def after_restart(state: HostState) -> None:
+    """A restart finishes an uninstall: the orphaned driver file is gone."""
+    if stale_driver(state):
+        state.fs.remove(DRIVER_FILE)
 
 
 def register_ua(state: HostState, endpoint: str, cs_type: str) -> None:
@@ -126,7 +155,7 @@ def register_ua(state: HostState, endpoint: str, cs_type: str) -> None:
     assert installed is not None, "register_ua needs the agent installed"
     conf = (f"[vxagent]\r\nCSType={cs_type}\r\n[vxagent.transport]\r\nHostname={endpoint}\r\n"
             "Port=443\r\nHttps=1\r\n")
-    state.fs.write(_drscout(installed[1]), conf.encode("utf-8"))
+    state.fs.write(drscout_path(installed[1]), conf.encode("utf-8"))
     state.registry.set(INMAGE_KEY, "AgentConfigurationStatus", "Succeeded", "String")
 
 
@@ -145,6 +174,7 @@ def uninstall_ua(state: HostState) -> None:
         state.remove_service(name)
     state.remove_product(UA_PRODUCT_ID, "32")
     state.registry.delete_key(INMAGE_KEY)
+    state.registry.delete_key(DRIVER_KEY)  # the file goes at the next restart (after_restart)
     prefix = installed[1].lower() + "\\"
     for key in [k for k in state.fs.files if k.startswith(prefix)]:
         state.fs.remove(key)
@@ -179,10 +209,21 @@ def install_vm_agent(state: HostState, lab: LabVars, version: str) -> None:
     })
     state.add_service("WindowsAzureGuestAgent", "Windows Azure Guest Agent", "Automatic",
                       f"{agent_dir}\\WindowsAzureGuestAgent.exe")
+    state.add_service("WindowsAzureTelemetryService", "Windows Azure Telemetry Service",
+                      "Automatic", "C:\\WindowsAzure\\Packages\\WaAppAgent.exe /telemetry")
     state.add_service("RdAgent", "RdAgent", "Automatic",
                       "C:\\WindowsAzure\\Packages\\WaAppAgent.exe")
     for name in VM_AGENT_SERVICES:
         start_service(state, lab, name)
+
+
+def disable_vm_agent_services(state: HostState) -> None:
+    """What the Mobility service installer does on-premises to the VM agent it bundles."""
+    for name in VM_AGENT_SERVICES:
+        record = state.find_service(name)
+        if record is not None:
+            state.set_status(record, "Stopped")
+            state.set_start_mode(name, "Disabled")
 
 
 def uninstall_vm_agent(state: HostState) -> None:

@@ -25,6 +25,8 @@ def _msi_log(ctx: Context, log: str | None, lines: list[str]) -> None:
     if not log:
         return
     with contextlib.suppress(RemoteOpFailed):  # a full disk loses the log, as on Windows
+        if "\\" in log:
+            ctx.state.fs.make_dirs(log.rsplit("\\", 1)[0])
         ctx.state.fs.write(log, "".join(f"{line}\r\n" for line in lines).encode("utf-8"))
 
 
@@ -88,6 +90,11 @@ def _msi_uninstall(ctx: Context, package: str, log: str | None) -> Outcome:
         products.uninstall_vm_agent(ctx.state)
     elif target == products.UA_PRODUCT_ID and products.installed_ua(ctx.state):
         products.uninstall_ua(ctx.state)
+        # the InDskFlt driver is loaded: its file goes at the restart, which the MSI asks for
+        ctx.state.set_pending("pending_file_rename", products.DRIVER_FILE)
+        _msi_log(ctx, log, [f"Removed {target}.", "The InDskFlt driver is removed at the next "
+                            "restart.", "Exit code: 3010"])
+        return Outcome(3010)
     else:
         _msi_log(ctx, log, [f"{package} is not installed.", "Exit code: 1605"])
         return Outcome(1605)

@@ -4,11 +4,14 @@ Keys that shape the STARTING state apply only when the host's state file is made
 first run, or after `pushinstall lab reset`); the others apply on every run. docs/lab.md
 explains each with the behaviour it triggers.
 
-Starting state: `os` (2008r2 2012r2 2016 2019 2022), `hostname`, `pending_reboot` (bool or
+Starting state: `os` (2008r2 2012 2012r2 2016 2019 2022), `hostname`, `pending_reboot` (bool or
 signal names), `installed_version`, `registered_to`, `vm_agent_version`, `disk_free_bytes`,
 `disk_total_bytes`.
 Network and CS: `cs_endpoint`, `cs_passphrase`, `cs_port_closed`, `open_ports` (HOST:PORT),
-`share_requires_credential`, `share_password`, `http_503` (first N web downloads).
+`share_requires_credential` (default true: a remote session's copy from the share is denied,
+the double hop), `share_password`, `share_denies_machine_account`, `http_503` (first N web
+downloads).
+PowerShell 3.0 shells: `max_memory_per_shell_mb` (the WinRM quota), `hotfix_kb2842230`.
 Installers: `installer_exit_code`, `configurator_exit_code`, `msi_exit_code`,
 `installer_seconds`, `install_running`.
 Services: `service_stops_after_start`, `services_that_wont_start` (names or display names).
@@ -24,7 +27,7 @@ from typing import Any
 from pushinstall.errors import InputError
 from pushinstall.source import did_you_mean, kind_of
 
-OS_RELEASES = ("2008r2", "2012r2", "2016", "2019", "2022")
+OS_RELEASES = ("2008r2", "2012", "2012r2", "2016", "2019", "2022")
 PENDING_SIGNALS = (
     "pending_file_rename", "pending_file_rename2", "component_based_servicing",
     "windows_update", "computer_rename",
@@ -50,8 +53,11 @@ class LabVars:
     cs_passphrase: str = "lab-passphrase"
     cs_port_closed: bool = False
     open_ports: list[str] = field(default_factory=list)
-    share_requires_credential: bool = False
+    share_requires_credential: bool = True
     share_password: str = "lab-share-password"
+    share_denies_machine_account: bool = False
+    max_memory_per_shell_mb: int = 1024
+    hotfix_kb2842230: bool = False
     http_503: int = 0
     # installers
     installer_exit_code: int | None = None

@@ -45,7 +45,8 @@ OP_NAMES: tuple[str, ...] = (
 )
 
 FACT_KINDS: tuple[str, ...] = (
-    "registry", "file", "service", "product", "pending_reboot", "os", "disk", "tcp",
+    "registry", "file", "service", "product", "pending_reboot", "os", "disk", "tcp", "ini",
+    "winrm_quota", "installer_running",
 )
 
 # Ops that may be sent again after a transport error without changing the outcome.
@@ -112,7 +113,8 @@ OP_SCHEMAS: Mapping[str, OpSchema] = {
     "ensure_directory": OpSchema({"path": _PATH}, {}),
     "download": OpSchema(
         {"source": _STR, "destination": _PATH},
-        {"sha256": Arg("sha256"), "credential": Arg("credential"), "timeout_s": _SECONDS},
+        {"sha256": Arg("sha256"), "credential": Arg("credential"), "timeout_s": _SECONDS,
+     "run_as": Arg("string", choices=("session", "system"))},
     ),
     "file_begin": OpSchema(
         {"destination": _PATH, "size": Arg("integer", minimum=0), "sha256": Arg("sha256")}, {}
@@ -131,6 +133,7 @@ OP_SCHEMAS: Mapping[str, OpSchema] = {
             "working_directory": _PATH,
             "timeout_s": _SECONDS,
             "tail_lines": Arg("integer", minimum=0, maximum=10000),
+            "log_path": _PATH,
         },
     ),
     "write_secret": OpSchema({"path": _PATH, "content": _STR}, {}),
@@ -171,6 +174,9 @@ FACT_SCHEMAS: Mapping[str, OpSchema] = {
         {"host": _STR, "port": Arg("integer", minimum=1, maximum=65535)},
         {"timeout_ms": Arg("integer", minimum=1)},
     ),
+    "ini": OpSchema({"path": _PATH, "section": _STR, "key": _STR}, {}),
+    "winrm_quota": OpSchema({}, {}),
+    "installer_running": OpSchema({}, {}),
 }
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")

@@ -14,6 +14,7 @@ from pushinstall.resources import (
     file,
     package,
     pending_reboot,
+    preflight,
     reboot,
     registry,
     script,
@@ -24,6 +25,7 @@ from pushinstall.resources.schema import check_args, markdown_table
 
 RESOURCE_TYPES: dict[str, Resource] = {
     "pending_reboot": pending_reboot,
+    "preflight": preflight,
     "directory": directory,
     "file": file,
     "archive": archive,

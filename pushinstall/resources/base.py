@@ -49,6 +49,8 @@ class Plan:
     reason: str = ""
     verifiable: bool = True   # False when a re-plan after apply proves nothing (e.g. an
                               # unguarded `command`): verify then trusts apply's outcome
+    drift_in_check: bool = True  # False: `check` reports this change or failure as a
+                                 # warning, not drift (a pending restart, by default)
 
 
 @dataclass

@@ -16,8 +16,8 @@ from pushinstall.resources.common import (
     probe_failure,
     run_program,
 )
-from pushinstall.resources.programs import RUN_ARGS, return_codes_arg
-from pushinstall.resources.schema import ANY, MAP, PATH, Arg, Rule, exactly_one_of
+from pushinstall.resources.programs import MESSAGES_ARG, MESSAGES_RULE, RUN_ARGS, return_codes_arg
+from pushinstall.resources.schema import ANY, MAP, PATH, Arg, exactly_one_of
 
 CONDITION = (
     Arg("registry", MAP, fields=(
@@ -29,16 +29,21 @@ CONDITION = (
     Arg("service", doc="A service that must exist (with status: that status)."),
     Arg("status", doc="With service: Running, Stopped, ..."),
     Arg("product", MAP, fields=(Arg("product_id"), Arg("name"))),
+    Arg("ini", MAP, fields=(
+        Arg("path", PATH, required=True), Arg("section", required=True),
+        Arg("key", required=True),
+    ), doc="With equals: a value in an INI file, e.g. the CS in the agent's drscout.conf."),
 )
 
 ARGS = (
     *RUN_ARGS,
     Arg("unless", MAP, fields=CONDITION,
-        rules=(exactly_one_of("registry", "file", "service", "product"),),
+        rules=(exactly_one_of("registry", "file", "service", "product", "ini"),),
         doc="Skip the run while this fact condition holds."),
-    return_codes_arg({0: "ok"}),
+    return_codes_arg(COMMAND_RETURN_CODES),
+    MESSAGES_ARG,
 )
-RULES: tuple[Rule, ...] = ()
+RULES = (MESSAGES_RULE,)
 
 
 # ---------------------------------------------------------------- runtime (base.py)
@@ -74,5 +79,5 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
     """`run_process` (with its `secret_file`); exit codes through `return_codes` (default
-    0 ok)."""
+    0 ok, 3010 restart needed)."""
     return run_program(ctx, args, COMMAND_RETURN_CODES)

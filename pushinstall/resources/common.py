@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -31,8 +32,12 @@ from pushinstall.secret import Secret
 RESULT_OK = "ok"
 RESULT_REBOOT = "reboot"
 RESULT_FAILED = "failed"
-PACKAGE_RETURN_CODES: dict[int, str] = {0: RESULT_OK, 3010: RESULT_REBOOT, 1641: RESULT_REBOOT}
-COMMAND_RETURN_CODES: dict[int, str] = {0: RESULT_OK}
+# 98 (succeeded with warnings: restart needed) and 97 (a driver needs a mandatory restart) are
+# UnifiedAgent.exe's restart codes (UASetupReturnValues); no installer uses them for a failure
+PACKAGE_RETURN_CODES: dict[int, str] = {0: RESULT_OK, 3010: RESULT_REBOOT, 1641: RESULT_REBOOT,
+                                        98: RESULT_REBOOT, 97: RESULT_REBOOT}
+# UnifiedAgentConfigurator.exe may answer 3010 after registering
+COMMAND_RETURN_CODES: dict[int, str] = {0: RESULT_OK, 3010: RESULT_REBOOT}
 _SHORT_HASH = 12
 _HASH_LOCK = threading.Lock()
 
@@ -139,6 +144,11 @@ def same_value(found: Any, wanted: Any) -> bool:
     return found is not None and str(found) == str(wanted)
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    """A dotted version as numbers: 9.62.7096.1 < 9.62.7172.1 < 9.100.0.0 (text would not)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
 @lru_cache(maxsize=64)
 def _hash_file(path: str, size: int, modified_ns: int) -> str:
     digest = hashlib.sha256()
@@ -176,7 +186,11 @@ def condition_query(condition: dict[str, Any]) -> dict[str, Any]:
         product = condition["product"]
         return {"kind": "product",
                 **{k: product[k] for k in ("product_id", "name") if product.get(k)}}
-    raise ValueError("a fact condition needs one of: registry, file, service, product")
+    if "ini" in condition:
+        where = condition["ini"]
+        return {"kind": "ini", "path": str(where["path"]), "section": str(where["section"]),
+                "key": str(where["key"])}
+    raise ValueError("a fact condition needs one of: registry, file, service, product, ini")
 
 
 def condition_holds(condition: dict[str, Any], fact: dict[str, Any]) -> bool:
@@ -191,7 +205,9 @@ def condition_holds(condition: dict[str, Any], fact: dict[str, Any]) -> bool:
             not wanted or str(fact.get("status", "")).lower() == str(wanted).lower())
     if "product" in condition:
         return bool(fact.get("installed"))
-    raise ValueError("a fact condition needs one of: registry, file, service, product")
+    if "ini" in condition:
+        return bool(fact.get("found")) and same_value(fact.get("value"), condition["equals"])
+    raise ValueError("a fact condition needs one of: registry, file, service, product, ini")
 
 
 def describe_condition(condition: dict[str, Any]) -> str:
@@ -208,6 +224,10 @@ def describe_condition(condition: dict[str, Any]) -> str:
     if "product" in condition:
         product = condition["product"]
         return f"product {product.get('product_id') or product.get('name')} is installed"
+    if "ini" in condition:
+        where = condition["ini"]
+        return (f"'{where['path']}' [{where['section']}] {where['key']} = "
+                f"{shown(condition.get('equals'))}")
     return "an unknown condition"
 
 
@@ -253,6 +273,11 @@ def _outcome(result: dict[str, Any], args: dict[str, Any], default: dict[int, st
     last = (tails["stderr_tail"] or tails["stdout_tail"] or [""])[-1].strip()
     if last and not meaning:
         text = f"{text}: {last}"
+    log_tail = [str(line) for line in result.get("log_tail") or []]
+    if log_tail:
+        # the installer's own log says why; the exit code alone rarely does
+        details["log_tail"] = log_tail
+        text += f"\nlast {len(log_tail)} lines of {args['log']}:\n" + "\n".join(log_tail)
     return Applied(failed=True, message=text, details=details)
 
 
@@ -268,6 +293,8 @@ def run_program(ctx: ApplyContext, args: dict[str, Any], default: dict[int, str]
         request["working_directory"] = str(args["working_directory"])
     if args.get("timeout"):
         request["timeout_s"] = int(args["timeout"])
+    if args.get("log"):
+        request["log_path"] = str(args["log"])
     secret_file = args.get("secret_file")
     if not secret_file:
         return _outcome(ctx.call("run_process", **request), args, default)

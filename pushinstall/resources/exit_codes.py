@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-# UnifiedAgent.exe and UnifiedAgentConfigurator.exe (ASR Mobility service), as documented by
-# Microsoft for the Mobility service's silent install and registration.
+# UnifiedAgent.exe and UnifiedAgentConfigurator.exe (ASR Mobility service): the agent's
+# UASetupReturnValues (SetupFramework/SetupHelper.cs) and Microsoft Learn's "Troubleshoot
+# Mobility service installation"; docs/lab.md cites each.
 ASR_UNIFIED_AGENT: dict[int, str] = {
     0: "success",
-    1: "installation failed",
-    2: "invalid arguments",
-    3: "invalid arguments (missing or wrong value)",
-    13: "already registered with another configuration server",
+    1: "installation failed (see the install log)",
+    2: "invalid arguments (an unknown switch, or a missing or wrong value)",
+    3: "invalid argument values (a CS endpoint or passphrase in Azure mode, a bad IP)",
+    13: "already registered with another configuration server: unregister it first",
     14: "invalid passphrase or configuration server endpoint",
+    15: "a newer version is installed: downgrade is not supported",
     17: "registration with the configuration server failed",
+    19: "invalid source configuration file",
     41: "another installation is running",
     42: "unsupported operating system",
-    62: "a restart is pending: restart the server, then install",
-    97: "installation failed",
-    98: "success with warnings (see the install log)",
+    62: "a filter driver of an earlier install remains without its service (an uninstall "
+        "not yet followed by its restart): restart the server, then install",
+    97: "failed with errors, or a driver needs a mandatory restart (see "
+        "ASRUnifiedAgentInstaller.log and its errors json)",
+    98: "succeeded with warnings; a restart is needed",
     99: "prerequisite validation failed (see the install log)",
-    1641: "success; the installer started a restart",
+    1641: "success; a restart is mandatory",
     3010: "success; a restart is required",
 }
 

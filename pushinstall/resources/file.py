@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pushinstall.errors import RemoteOpFailed
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, local_sha256, probe_failure, reveal, short_hash
@@ -25,6 +26,10 @@ ARGS = (
         doc="Expected hash; without it a controller file's own hash is used."),
     Arg("share_credential", MAP, fields=CREDENTIAL,
         doc="Credential for a share the remote session cannot reach (double hop)."),
+    Arg("copy_as", default="session", choices=("session", "system"),
+        doc="Who pulls a UNC source: the remote session (its logon cannot reach a share: "
+            "the double hop) or the machine account, by a one-shot scheduled task as SYSTEM "
+            "(the share must let the computer account read, as DSC's LCM needed)."),
     Arg("force", BOOL, default=False,
         doc="Without a sha256 to compare: fetch again on every run."),
 )
@@ -48,6 +53,17 @@ def _shown_source(src: str) -> str:
     return src.split("?", 1)[0] if _URL.match(src) else src
 
 
+def double_hop_message(error: RemoteOpFailed) -> str:
+    """Why a remote session cannot read a share, and the four ways around it."""
+    return (f"{error} A PSRP/WinRM/SSH session's logon cannot pass the admin's credential on "
+            "to a file share (the double hop: no delegation with NTLM or plain Kerberos). "
+            "Fix it one of four ways: share_credential (a secret: the target connects to the "
+            "share with it); copy_as: system (the machine account copies it, by a one-shot "
+            "scheduled task as SYSTEM; the share must grant the computer account read); an "
+            "http(s) src pulled by the target (e.g. a blob SAS URL kept in a secret var); or "
+            "a controller path as src (pushed over the session).")
+
+
 def probes(args: dict[str, Any]) -> list[Probe]:
     """The destination's `file` fact with its sha256."""
     return [Probe("dest", {"kind": "file", "path": str(args["dest"])})]
@@ -57,7 +73,7 @@ def _wanted_hash(args: dict[str, Any]) -> tuple[str | None, Plan | None]:
     """The sha256 the destination must have: the playbook's, else (for a controller file)
     the controller file's own. A controller file that does not match the playbook's sha256,
     or cannot be read, is a `fail` plan."""
-    src = str(args["src"])
+    src = str(reveal(args["src"]))
     given = str(args["sha256"]).lower() if args.get("sha256") else None
     if pulled_by_target(src):
         return given, None
@@ -87,7 +103,7 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     if refused:
         return refused
     fact = found["dest"]
-    source = _shown_source(str(args["src"]))
+    source = _shown_source(str(reveal(args["src"])))
     if fact.get("is_directory"):
         return Plan(Decision.FAIL, diff=diff(subject, "a directory", "a file"),
                     reason=f"a directory is in the way of {subject}")
@@ -107,7 +123,7 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
     """A UNC path or URL: `download` by the target (sha256 checked there, a share credential
     for the double hop). A controller path: `put_file` (sha256 checked)."""
-    src, dest = str(args["src"]), str(args["dest"])
+    src, dest = str(reveal(args["src"])), str(args["dest"])
     wanted, refused = _wanted_hash(args)
     if refused:
         return Applied(changed=False, failed=True, message=refused.reason)
@@ -119,7 +135,14 @@ def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:
         if credential:
             request["credential"] = {"username": str(credential["username"]),
                                      "password": reveal(credential["password"])}
-        result = ctx.call("download", **request)
+        if args.get("copy_as") == "system" and src.startswith("\\\\"):
+            request["run_as"] = "system"
+        try:
+            result = ctx.call("download", **request)
+        except RemoteOpFailed as error:
+            if error.error_type != "AccessDenied" or not src.startswith("\\\\"):
+                raise
+            return Applied(changed=False, failed=True, message=double_hop_message(error))
     else:
         assert wanted is not None  # a controller file always has its own hash
         result = ctx.put_file(Path(src).expanduser(), dest, wanted)

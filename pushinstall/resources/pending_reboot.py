@@ -17,6 +17,9 @@ SIGNALS = (
 ARGS = (
     Arg("on_pending", default="fail", choices=("fail", "warn", "reboot"),
         doc="What a pending restart does: fail the host, warn and go on, or restart first."),
+    Arg("in_check", default="warn", choices=("warn", "drift"),
+        doc="What `check` makes of a pending restart: a warning (a nightly check should not "
+            "page anyone for Windows Update), or drift."),
     Arg("ignore", LIST, default=[], choices=SIGNALS,
         doc="Signals not to count: " + ", ".join(SIGNALS) + "."),
 )
@@ -45,14 +48,15 @@ def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
     named = ", ".join(pending)
     change = diff("pending reboot", f"yes ({named})", "no")
     policy = args.get("on_pending") or "fail"
+    drift = args.get("in_check") == "drift"
     if policy == "warn":
         return Plan(Decision.OK, reason=f"a reboot is pending ({named}); on_pending: warn")
     if policy == "reboot":
-        return Plan(Decision.CHANGE, diff=change,
+        return Plan(Decision.CHANGE, diff=change, drift_in_check=drift,
                     reason=f"a reboot is pending ({named}); on_pending: reboot")
-    return Plan(Decision.FAIL, diff=change,
-                reason=f"a reboot is pending ({named}); restart the host first or set "
-                       "on_pending: reboot")
+    return Plan(Decision.FAIL, diff=change, drift_in_check=drift,
+                reason=f"a reboot is pending ({named}); restart the server during a "
+                       "maintenance window, or set on_pending: reboot")
 
 
 def apply(args: dict[str, Any], ctx: ApplyContext) -> Applied:

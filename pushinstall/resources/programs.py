@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from pushinstall.resources.schema import CODES, INT, LIST, MAP, PATH, Arg
+from pushinstall.resources.exit_codes import TABLES
+from pushinstall.resources.schema import (
+    ANY,
+    CODES,
+    INT,
+    LIST,
+    MAP,
+    PATH,
+    Arg,
+    known_table_or_mapping,
+)
 
 SECRET_FILE = (
     Arg("path", PATH, required=True, doc="Where the secret file goes on the target."),
@@ -17,7 +27,15 @@ RUN_ARGS = (
     Arg("secret_file", MAP, fields=SECRET_FILE,
         doc="Written (SYSTEM and Administrators only) just before the run, removed after."),
     Arg("timeout", INT, minimum=1, doc="Seconds before the process is killed."),
+    Arg("log", PATH, doc="Log the program writes; on a failure its last 50 lines come back "
+        "in the step's message (and so in every report)."),
 )
+
+
+MESSAGES_ARG = Arg("messages", ANY, default="",
+                   doc="Exit-code messages: 'asr_unified_agent', 'msiexec', or a mapping "
+                       "code -> text.")
+MESSAGES_RULE = known_table_or_mapping("messages", TABLES)
 
 
 def return_codes_arg(default: dict[int, str]) -> Arg:
