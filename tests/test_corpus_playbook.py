@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from pushinstall.cli import main
+from kit import run_cli
 
 ROOT = Path(__file__).parent.parent
 CORPUS = Path(__file__).parent / "corpus" / "playbook"
@@ -23,14 +22,6 @@ CASES = sorted(CORPUS.glob("*.yml"))
 LAB = str(ROOT / "inventories" / "lab.yml")
 EXAMPLE = str(ROOT / "inventories" / "example.yml")
 ASR = str(ROOT / "playbooks" / "asr-mobility.yml")
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err + out
-    return int(done.value.code or 0), out, err
 
 
 def test_the_corpus_is_big_enough() -> None:

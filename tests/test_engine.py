@@ -1,7 +1,7 @@
 """The per-host pipeline on the real pieces: gather once, plan, apply what changes, reboot,
 verify once. The shipped playbook (real loader, real templating, real resource types) runs on
-lab hosts through `LabTransport`; the lab host model records every op (see test_engine_kit.py
-for why it is the one stand-in: no Windows box here)."""
+lab hosts through `LabTransport`; the lab host model records every op (see kit.py for why it
+is the one stand-in: no Windows box here)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_kit import (
+from kit import (
+    FAST,
     GATE,
     INSTALL,
     STEPS,
@@ -18,7 +19,7 @@ from test_engine_kit import (
     asr_playbook,
     lab,
     lab_fleet,
-    run,
+    run_on_lab,
 )
 
 from pushinstall import events
@@ -26,7 +27,6 @@ from pushinstall.lab.transport import LabTransport
 from pushinstall.model import Host, RebootPolicy
 from pushinstall.secret import MASK
 
-__all__ = ["ListSink"]      # other test modules import the sink from here
 PASSPHRASE = "lab-passphrase"
 READ_ONLY = {"facts", "batch"}
 
@@ -45,7 +45,7 @@ def only_facts(calls: list[dict[str, Any]]) -> bool:
 def test_run_converges_then_a_second_run_changes_nothing_in_one_gather_call(
         tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1)
-    summary, sink = run(hosts, asr_playbook(tmp_path))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path))
     outcome = summary.hosts["web000"]
     assert (outcome.status, summary.exit_code) == (events.CHANGED, 0)
     assert outcome.counts == {events.OK: 5, events.CHANGED: 7}
@@ -56,7 +56,7 @@ def test_run_converges_then_a_second_run_changes_nothing_in_one_gather_call(
     assert generation > 0
 
     host.op_log.clear()
-    summary, sink = run(hosts, asr_playbook(tmp_path))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path))
     assert summary.hosts["web000"].status == events.OK
     assert summary.hosts["web000"].counts == {events.OK: STEPS}
     assert host.op_log == ["batch"]                     # the whole gather is ONE call
@@ -66,36 +66,36 @@ def test_run_converges_then_a_second_run_changes_nothing_in_one_gather_call(
 def test_check_mode_makes_no_change_and_names_the_drifted_step(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1)
     host = lab(hosts[0])
-    summary, sink = run(hosts, asr_playbook(tmp_path), mode="check")
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path), mode="check")
     assert summary.hosts["web000"].status == events.DRIFTED and summary.exit_code == 2
     assert host.generation == 0 and host.op_log == ["batch"] and only_facts(host.calls)
     assert sink.steps("web000")[INSTALL].status == events.DRIFTED
 
-    summary, _ = run(hosts, asr_playbook(tmp_path), check_mode=True)   # run --check
+    summary, _ = run_on_lab(hosts, asr_playbook(tmp_path), check_mode=True)   # run --check
     assert host.generation == 0 and summary.hosts["web000"].status == events.DRIFTED
 
-    run(hosts, asr_playbook(tmp_path))
-    summary, _ = run(hosts, asr_playbook(tmp_path), mode="check")
+    run_on_lab(hosts, asr_playbook(tmp_path))
+    summary, _ = run_on_lab(hosts, asr_playbook(tmp_path), mode="check")
     assert summary.hosts["web000"].status == events.COMPLIANT and summary.exit_code == 0
 
     assert host.handle({"op": "set_service", "args": {"name": "svagents",
                                                       "state": "stopped"}})["ok"]
     generation = host.generation
     host.calls.clear()
-    summary, sink = run(hosts, asr_playbook(tmp_path), mode="check")
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path), mode="check")
     assert summary.exit_code == 2 and host.generation == generation and only_facts(host.calls)
     drifted = [(e.host, e.step) for e in sink.of(events.StepResult)
                if e.status == events.DRIFTED]
     assert drifted == [("web000", SVAGENTS)]
 
-    summary, _ = run(hosts, asr_playbook(tmp_path), mode="check", remediate=True)
+    summary, _ = run_on_lab(hosts, asr_playbook(tmp_path), mode="check", remediate=True)
     assert summary.hosts["web000"].status == events.CHANGED
     assert summary.hosts["web000"].counts == {events.OK: STEPS - 1, events.CHANGED: 1}
 
 
 def test_installer_failure_fails_the_host_and_stops_its_steps(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"installer_exit_code": 14}})
-    summary, sink = run(hosts, asr_playbook(tmp_path))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path))
     assert summary.hosts["web000"].status == events.FAILED and summary.exit_code == 2
     steps = sink.steps("web000")
     assert steps[INSTALL].status == events.FAILED
@@ -116,7 +116,7 @@ def test_pending_reboot_policies(tmp_path: Path, on_pending: str, reboot: Reboot
     reboot.timeout = 20
     hosts = lab_fleet(tmp_path, 1, {0: {"pending_reboot": True, "reboot_seconds": 0.2}},
                       {0: {"on_pending": on_pending}})
-    summary, sink = run(hosts, asr_playbook(tmp_path, reboot=reboot))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path, reboot=reboot))
     assert summary.hosts["web000"].status == status
     assert len(sink.of(events.RebootEvent)) == reboots
     assert lab(hosts[0]).op_log.count("reboot") == reboots
@@ -135,7 +135,7 @@ def test_pending_reboot_policies(tmp_path: Path, on_pending: str, reboot: Reboot
 
 def test_reboot_longer_than_the_timeout_fails_the_host(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"pending_reboot": True, "reboot_seconds": 5}})
-    summary, sink = run(hosts, asr_playbook(tmp_path, reboot=RebootPolicy(timeout=0.5)))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path, reboot=RebootPolicy(timeout=0.5)))
     outcome = summary.hosts["web000"]
     assert outcome.status == events.FAILED
     assert outcome.message.startswith("did not come back within 0.5s after reboot")
@@ -144,7 +144,7 @@ def test_reboot_longer_than_the_timeout_fails_the_host(tmp_path: Path) -> None:
 
 def test_a_service_that_will_not_stay_up_fails_verify_with_both_values(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"service_stops_after_start": ["svagents"]}})
-    summary, sink = run(hosts, asr_playbook(tmp_path))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path))
     assert summary.hosts["web000"].status == events.FAILED
     step = sink.steps("web000")[SVAGENTS]
     assert (step.status, step.message) == (
@@ -165,8 +165,6 @@ class CountingTransport(LabTransport):
 
 
 def _attempts(hosts: list[Host], tmp_path: Path, retries: int) -> tuple[Any, dict[str, int]]:
-    from test_engine_kit import FAST
-
     from pushinstall.engine import RunOptions, run_fleet
 
     CountingTransport.opens = {}
@@ -193,7 +191,7 @@ def test_connect_retries_transient_errors_only(tmp_path: Path) -> None:
 def test_a_non_idempotent_op_is_never_resent_after_a_transient_error(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 2, {0: {"drop_connection_on": ["run_process"]},
                                     1: {"drop_connection_on": ["batch"]}})
-    summary, sink = run(hosts, asr_playbook(tmp_path, retries=1))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path, retries=1))
     assert lab(hosts[0]).op_log.count("run_process") == 1      # the extract, sent once
     assert summary.hosts["web000"].status == events.FAILED
     assert "connection reset" in sink.steps("web000")["Extract UnifiedAgent.exe"].message
@@ -206,7 +204,7 @@ def test_when_false_skips_and_when_sees_facts(tmp_path: Path) -> None:
     by_name = {s.name: s for s in playbook.steps}
     by_name["Install Azure VM agent"].when = "facts.os.hostname != 'WEB000'"
     by_name[GATE].when = "facts.steps['Staging directory'] is defined"
-    summary, sink = run(lab_fleet(tmp_path, 1), playbook)
+    summary, sink = run_on_lab(lab_fleet(tmp_path, 1), playbook)
     steps = sink.steps("web000")
     assert steps["Install Azure VM agent"].status == events.SKIPPED
     assert steps[GATE].status == events.OK
@@ -218,7 +216,7 @@ def test_undefined_variable_fails_that_host_only(tmp_path: Path) -> None:
     service = next(s for s in playbook.steps if s.name == SVAGENTS)
     service.args = {**service.args, "name": "{{ service_name }}"}
     hosts = lab_fleet(tmp_path, 2, host_vars={0: {"service_name": "svagents"}})
-    summary, sink = run(hosts, playbook)
+    summary, sink = run_on_lab(hosts, playbook)
     assert summary.hosts["web000"].status == events.CHANGED
     assert summary.hosts["web001"].status == events.FAILED
     assert "undefined variable 'service_name'" in sink.steps("web001")[SVAGENTS].message
@@ -229,7 +227,7 @@ def test_secrets_never_leave_and_no_log_hides_output(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"configurator_exit_code": 14}})
     playbook = asr_playbook(tmp_path)
     register = next(s for s in playbook.steps if s.name.startswith("Register"))
-    summary, sink = run(hosts, playbook)
+    summary, sink = run_on_lab(hosts, playbook)
     step = sink.steps("web000")[register.name]
     assert step.status == events.FAILED and "exit 14" in step.message
     host = lab(hosts[0])
@@ -239,7 +237,7 @@ def test_secrets_never_leave_and_no_log_hides_output(tmp_path: Path) -> None:
         assert PASSPHRASE not in text
 
     register.no_log = True
-    summary, sink = run(hosts, playbook)
+    summary, sink = run_on_lab(hosts, playbook)
     step = sink.steps("web000")[register.name]
     assert (step.status, step.diff, step.message) == (
         events.FAILED, "", "(output hidden: no_log)")
@@ -247,7 +245,7 @@ def test_secrets_never_leave_and_no_log_hides_output(tmp_path: Path) -> None:
 
 def test_host_deadline_stops_a_slow_host(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"latency_ms": 200}})
-    summary, _ = run(hosts, asr_playbook(tmp_path, host_timeout=0.3, retries=0))
+    summary, _ = run_on_lab(hosts, asr_playbook(tmp_path, host_timeout=0.3, retries=0))
     outcome = summary.hosts["web000"]
     assert outcome.status == events.FAILED
     assert "deadline" in outcome.message or "timeout" in outcome.message

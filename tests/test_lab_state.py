@@ -207,7 +207,7 @@ def test_counted_changes_agree_with_comparing_the_whole_state(
     before and after each call (what it replaced): over the ASR playbook on hosts that install,
     reboot, fail, upgrade and are already done, plus a rerun and hand-made drift, both must
     say the same for every call."""
-    from test_engine_kit import asr_playbook, lab_fleet, run
+    from kit import asr_playbook, lab_fleet, run_on_lab
 
     original = LabHost.handle
     disagreements: list[tuple[str, Any, bool]] = []
@@ -236,15 +236,15 @@ def test_counted_changes_agree_with_comparing_the_whole_state(
               5: {"service_stops_after_start": ["svagents"]}}
     fleet = lab_fleet(tmp_path, 6, faults)
     playbook = asr_playbook(tmp_path)
-    run(fleet, playbook, forks=3)
-    run(fleet, playbook, forks=3)
+    run_on_lab(fleet, playbook, forks=3)
+    run_on_lab(fleet, playbook, forks=3)
     ask(lab_host("web000"), "set_service", name="svagents", state="stopped")
     ask(lab_host("web000"), "set_registry", key="HKLM:\\SOFTWARE\\X", name="Y", value="z",
         type="String")
     ask(lab_host("web000"), "set_registry", key="HKLM:\\SOFTWARE\\X", name="Y", value="z",
         type="String")
-    run(fleet, playbook, forks=3, mode="check")
-    run(fleet, playbook, forks=3)
+    run_on_lab(fleet, playbook, forks=3, mode="check")
+    run_on_lab(fleet, playbook, forks=3)
     assert calls > 100 and disagreements == []
 
 

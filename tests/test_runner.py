@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_engine_kit import INSTALL, asr_playbook, lab_fleet
+from kit import INSTALL, asr_playbook, lab_fleet
 
 from pushinstall.engine import RunOptions
 from pushinstall.errors import InputError

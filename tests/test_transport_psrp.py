@@ -12,16 +12,14 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_lab_wsman import OS_FACTS, Wire, run_asr
+from kit import OS_FACTS, Wire, run_asr
 
 from pushinstall import events
 from pushinstall.engine.support import Backoff, Deadline, retrying
 from pushinstall.errors import AuthenticationFailed, TransportError, TransportTimeout, Unreachable
-from pushinstall.lab.wsman.endpoint import WSManLabEndpoint
 from pushinstall.remote import ops
 from pushinstall.transports.base import Transport
 from pushinstall.transports.psrp import PSRPTransport
@@ -29,12 +27,6 @@ from pushinstall.transports.winrm import WinRMTransport
 
 KINDS = ["psrp", "winrm"]
 HOSTS = ["lab-web01", "lab-app02"]  # app02 starts with a pending reboot: the run restarts it
-
-
-@pytest.fixture
-def wire(tmp_path: Path) -> Iterator[Wire]:
-    with WSManLabEndpoint(tmp_path / "endpoint") as endpoint:
-        yield Wire(endpoint)
 
 
 def _open(wire: Wire, name: str, kind: str, **settings: object) -> Transport:
