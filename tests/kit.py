@@ -5,7 +5,7 @@ the real inventory loader, the playbook is the shipped `playbooks/asr-mobility.y
 real loader, requests go through the real op encoding, the CLI is the real `main`. The lab host
 model is the only stand-in: for a Windows box, which this machine does not have.
 
-- the CLI: `run_cli`, `write_file`
+- the CLI: `run_cli`, `write_file`, `expected_error` (the broken-file corpora)
 - one lab host's ops: `connect`, `call`, `fact`
 - a fleet on the lab: `asr_playbook`, `lab_fleet`, `lab`, `run_on_lab`, `ListSink`, `FAST`
 - one resource type on a lab host: `LabContext`, `plan_on`, `apply_on`, `place`, `make_host`
@@ -83,6 +83,14 @@ def write_file(folder: Path, name: str, text: str) -> str:
     path = folder / name
     path.write_text(text)
     return str(path)
+
+
+def expected_error(case: Path) -> str:
+    """The one error line a broken corpus file must produce: its first line says
+    `# expect: :LINE:COL: message (expected)`, and the line starts with the file's path."""
+    first = case.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), "the first line says what the error must be"
+    return str(case) + first[len("# expect: "):]
 
 
 # ---------------------------------------------------------------- one lab host's ops

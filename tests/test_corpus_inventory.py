@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kit import run_cli, write_file
+from kit import expected_error, run_cli, write_file
 
 from pushinstall.secret import MASK
 
@@ -25,9 +25,7 @@ def test_the_corpus_is_big_enough() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_broken_inventory(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    first = case.read_text().splitlines()[0]
-    assert first.startswith("# expect: "), "the first line says what the error must be"
-    expected = str(case) + first[len("# expect: "):]
+    expected = expected_error(case)
     code, _, err = run_cli(["inventory", "-i", str(case)], capsys)
     assert code == 5
     assert err == expected + "\n"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kit import run_cli
+from kit import expected_error, run_cli
 
 ROOT = Path(__file__).parent.parent
 CORPUS = Path(__file__).parent / "corpus" / "playbook"
@@ -30,9 +30,7 @@ def test_the_corpus_is_big_enough() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_broken_playbook(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    first = case.read_text().splitlines()[0]
-    assert first.startswith("# expect: "), "the first line says what the error must be"
-    expected = str(case) + first[len("# expect: "):]
+    expected = expected_error(case)
     code, out, err = run_cli(["validate", "-i", LAB, str(case)], capsys)
     assert (code, out) == (5, "")
     assert err == expected + "\n"

@@ -12,18 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kit import (
-    FAST,
-    GATE,
-    INSTALL,
-    STEPS,
-    SVAGENTS,
-    ListSink,
-    asr_playbook,
-    lab,
-    lab_fleet,
-    run_on_lab,
-)
+from kit import GATE, INSTALL, STEPS, SVAGENTS, asr_playbook, lab, lab_fleet, run_on_lab
 
 from pushinstall import events
 from pushinstall.engine.fleet import batch_sizes, exit_code_for
@@ -151,6 +140,8 @@ def test_forks_bound_the_hosts_in_flight(tmp_path: Path) -> None:
             with lock:
                 in_flight -= 1 if self._open else 0
             super().close()
+
+    from kit import FAST, ListSink
 
     from pushinstall.engine import RunOptions, run_fleet
 

@@ -21,14 +21,6 @@ from pushinstall.runner import _install_host, _run
 from pushinstall.secret import MASK, Secret
 
 
-def test_state_dir_follows_the_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PUSHINSTALL_STATE_DIR", str(tmp_path / "s"))
-    assert state_dir() == tmp_path / "s"
-    monkeypatch.delenv("PUSHINSTALL_STATE_DIR")
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    assert state_dir() == tmp_path / "xdg" / "pushinstall"
-
-
 def test_a_run_leaves_its_jsonl_log_history_and_reports(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     extra_jsonl = tmp_path / "events.jsonl"
