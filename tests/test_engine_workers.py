@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kit import FAST, SVAGENTS, ListSink, asr_playbook, lab_fleet, run_on_lab
+from kit import FAST, SVAGENTS, ListSink, asr_playbook, lab_fleet, run_cli, run_on_lab
 
 from pushinstall import events
 from pushinstall.engine import RunOptions, run_fleet
@@ -137,11 +137,14 @@ def test_cli_run_with_two_workers_over_the_wire_then_check(state_dir: Path, wire
                           timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 host(s): 2 compliant" in done.stdout
-    if wire == "psrp":
-        refused = subprocess.run([*command, "run", *files, "--workers", "0"], env=env,
-                                 capture_output=True, text=True, timeout=60, check=False)
-        assert refused.returncode == 5 and "Traceback" not in refused.stderr
-        assert "'0' is not auto or a whole number 1-256" in refused.stdout + refused.stderr
+
+
+def test_zero_workers_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).parent.parent
+    refused = run_cli(["run", "-i", str(root / "inventories" / "lab.yml"),
+                       str(root / "playbooks" / "asr-mobility.yml"), "--workers", "0"], capsys)
+    assert refused.code == 5 and "Traceback" not in refused.err
+    assert "'0' is not auto or a whole number 1-256" in refused.output
 
 
 def test_what_this_process_did_to_a_lab_host_before_the_fork_is_kept(tmp_path: Path) -> None:
