@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-# the CLI in-process and the RECAP reader, as the issue-4 end-to-end test has them
-from test_e2e_lab import cli as cli
-from test_e2e_lab import recap as recap
+import pytest
+from kit import recap as recap
+from kit import run_cli
 
 ROOT = Path(__file__).parent.parent
 PLAYBOOKS = ROOT / "playbooks"
@@ -20,6 +20,12 @@ MOBILITY = str(PLAYBOOKS / "asr-mobility.yml")
 UPGRADE = str(PLAYBOOKS / "asr-upgrade.yml")
 UNINSTALL = str(PLAYBOOKS / "asr-uninstall.yml")
 PASSWORD = "lab-password"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """`pushinstall ARGV` in this process: (exit code, stdout + stderr)."""
+    result = run_cli(list(argv), capsys)
+    return result.code, result.output
 
 
 def fleet(tmp_path: Path, hosts: dict[str, dict[str, Any] | None],

@@ -1,10 +1,16 @@
-"""Shared fixtures: every test gets its own state dir, so lab hosts never leak between tests."""
+"""Shared fixtures: every test gets its own state dir, so lab hosts never leak between tests.
+Plain helpers are in kit.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit import Wire
+
+from pushinstall.lab import LabHost, lab_host
+from pushinstall.lab.wsman.endpoint import WSManLabEndpoint
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +28,16 @@ def state_dir() -> Path:
     import os
 
     return Path(os.environ["PUSHINSTALL_STATE_DIR"])
+
+
+@pytest.fixture
+def host() -> LabHost:
+    """A fresh lab host `web01` (Server 2019, nothing installed) in this test's state dir."""
+    return lab_host("web01")
+
+
+@pytest.fixture
+def wire(tmp_path: Path) -> Iterator[Wire]:
+    """The lab's WS-Man endpoint on loopback, serving no host yet."""
+    with WSManLabEndpoint(tmp_path / "endpoint") as endpoint:
+        yield Wire(endpoint)

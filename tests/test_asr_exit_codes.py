@@ -114,7 +114,7 @@ def test_the_process_server_port_is_checked_from_the_target(
 def test_a_restart_code_with_the_product_still_absent_is_a_failure_not_a_restart() -> None:
     """UnifiedAgent's 97 is FailedWithErrors: a failed MSI as well as a driver's mandatory
     restart. With the product absent, the step fails rather than restarting a server."""
-    from test_resources_kit import apply_on, make_host
+    from kit import apply_on, make_host
 
     from pushinstall.resources import package
 

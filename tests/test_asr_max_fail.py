@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_engine_kit import ListSink, asr_playbook, lab, lab_fleet, run
+from kit import ListSink, asr_playbook, lab, lab_fleet, run_on_lab
 
 from pushinstall.model import Status
 
@@ -16,7 +16,7 @@ def test_the_limit_stops_launching_hosts_without_serial(tmp_path: Path) -> None:
     fleet = lab_fleet(tmp_path, 12, faults)
     playbook = asr_playbook(tmp_path)
     assert playbook.settings.serial in (None, []) and playbook.settings.max_fail_percentage == 20
-    summary, sink = run(fleet, playbook, forks=1)
+    summary, sink = run_on_lab(fleet, playbook, forks=1)
     assert isinstance(sink, ListSink)
     statuses = [summary.hosts[h.name].status for h in fleet]
     # 3 failed of 12 is 25% > 20%: nothing after the third host starts

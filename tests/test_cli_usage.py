@@ -6,42 +6,35 @@ import subprocess
 import sys
 
 import pytest
+from kit import run_cli
 
 from pushinstall import __version__
-from pushinstall.cli import main
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(done.value.code or 0), out, err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main(["--version"], capsys)
+    code, out, _ = run_cli(["--version"], capsys)
     assert code == 0
     assert out.strip() == f"pushinstall, version {__version__}"
 
 
 @pytest.mark.parametrize("command", ["run", "check", "install", "validate", "inventory", "lab"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main([command, "--help"], capsys)
+    code, out, _ = run_cli([command, "--help"], capsys)
     assert code == 0
     assert "Usage: pushinstall" in out
 
 
 def test_bad_option_value_exits_5(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_main(["run", "-i", "inv.yml", "p.yml", "--forks", "zero"], capsys)
+    code, _, err = run_cli(["run", "-i", "inv.yml", "p.yml", "--forks", "zero"], capsys)
     assert code == 5
     assert err.startswith("<command line>:1:22: Invalid value for '-f' / '--forks'")
     assert err.count("\n") == 1
 
 
 def test_unknown_command_and_missing_argument_exit_5(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_main(["deploy"], capsys)
+    code, _, err = run_cli(["deploy"], capsys)
     assert (code, err.splitlines()[0][:30]) == (5, "<command line>:1:1: No such co")
-    code, _, err = run_main(["run", "-i", "inv.yml"], capsys)
+    code, _, err = run_cli(["run", "-i", "inv.yml"], capsys)
     assert code == 5
     assert "Missing argument 'PLAYBOOK'" in err
 

@@ -4,25 +4,19 @@ and no traceback. Plus command-line cases (`--limit`, `--host`, missing files)."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from kit import expected_error, run_cli, write_file
 
-from pushinstall.cli import main
+from pushinstall.secret import MASK
 
 CORPUS = Path(__file__).parent / "corpus" / "inventory"
 CASES = sorted(CORPUS.glob("*.yml"))
 LAB = str(Path(__file__).parent.parent / "inventories" / "lab.yml")
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    _, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return int(done.value.code or 0), err
 
 
 def test_the_corpus_is_big_enough() -> None:
@@ -31,10 +25,8 @@ def test_the_corpus_is_big_enough() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_broken_inventory(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    first = case.read_text().splitlines()[0]
-    assert first.startswith("# expect: "), "the first line says what the error must be"
-    expected = str(case) + first[len("# expect: "):]
-    code, err = run_cli(["inventory", "-i", str(case)], capsys)
+    expected = expected_error(case)
+    code, _, err = run_cli(["inventory", "-i", str(case)], capsys)
     assert code == 5
     assert err == expected + "\n"
 
@@ -57,7 +49,7 @@ def test_broken_inventory(case: Path, capsys: pytest.CaptureFixture[str]) -> Non
 ])
 def test_bad_command_line(argv: list[str], expected: str,
                           capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = run_cli(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert code == 5
     assert err == expected + "\n"
 
@@ -69,3 +61,43 @@ def test_console_script_exit_code_and_no_traceback() -> None:
     assert proc.returncode == 5
     assert proc.stderr.startswith(f"{case}:9:9: circular groups: a -> b -> a")
     assert "Traceback" not in proc.stderr
+
+
+SECRETS = ("hunter2", "topsecret", "sharepw", "nestedpw", "listpw", "winrmpw")
+
+NESTED = """\
+all:
+  vars:
+    transport: lab
+    ansible_become_pass: hunter2
+  hosts:
+    h1:
+      ansible_winrm_password: winrmpw
+      lab: {cs_passphrase: topsecret, share_password: sharepw, os: "2016"}
+      share_credential: {username: CORP\\svc, password: nestedpw}
+      creds:
+        - {username: u1, password: listpw}
+"""
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_inventory_host_masks_secret_names_at_every_depth(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], as_json: bool) -> None:
+    inventory = write_file(tmp_path, "inv.yml", NESTED)
+    code, out, err = run_cli(["inventory", "-i", inventory, "--host", "h1",
+                              *(["--json"] if as_json else [])], capsys)
+    assert code == 0
+    for secret in SECRETS:
+        assert secret not in out + err
+    shown = json.loads(out) if as_json else None
+    if shown is not None:
+        assert shown["vars"]["lab"]["cs_passphrase"] == MASK
+        assert shown["vars"]["lab"]["os"] == "2016"          # not a secret: shown
+        assert shown["vars"]["share_credential"] == {"username": "CORP\\svc", "password": MASK}
+        assert shown["vars"]["creds"] == [{"username": "u1", "password": MASK}]
+        assert shown["vars"]["ansible_become_pass"].startswith(MASK)
+    else:
+        assert "username: CORP\\svc" in out
+        assert out.count(MASK) >= 6
+    # a plaintext `_pass` var earns the plaintext warning, like a password does
+    assert "inv.yml:4:26: warning: plaintext password" in err

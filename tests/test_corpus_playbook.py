@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from pushinstall.cli import main
+from kit import expected_error, run_cli
 
 ROOT = Path(__file__).parent.parent
 CORPUS = Path(__file__).parent / "corpus" / "playbook"
@@ -25,23 +24,13 @@ EXAMPLE = str(ROOT / "inventories" / "example.yml")
 ASR = str(ROOT / "playbooks" / "asr-mobility.yml")
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err + out
-    return int(done.value.code or 0), out, err
-
-
 def test_the_corpus_is_big_enough() -> None:
     assert len(CASES) >= 22
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_broken_playbook(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    first = case.read_text().splitlines()[0]
-    assert first.startswith("# expect: "), "the first line says what the error must be"
-    expected = str(case) + first[len("# expect: "):]
+    expected = expected_error(case)
     code, out, err = run_cli(["validate", "-i", LAB, str(case)], capsys)
     assert (code, out) == (5, "")
     assert err == expected + "\n"

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from kit import recap, run_cli
 
-from pushinstall.cli import main
 from pushinstall.lab import lab_host
 
 ROOT = Path(__file__).parent.parent
@@ -27,29 +27,15 @@ LAB_HOSTS = ["lab-web01", "lab-web02", "lab-web03", "lab-sql01", "lab-app01", "l
 PASSPHRASE = "lab-passphrase"   # inventories/lab-secrets/passphrase.txt
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    """`pushinstall ARGV` in this process: (exit code, stdout + stderr)."""
-    with pytest.raises(SystemExit) as done:
-        main(list(argv))
-    captured = capsys.readouterr()
-    code = done.value.code
-    return (code if isinstance(code, int) else 1), captured.out + captured.err
-
-
-def recap(output: str) -> dict[str, str]:
-    """host -> final status, from the RECAP lines."""
-    lines = output.split("\nRECAP\n", 1)[1].splitlines()
-    return {line.split()[0]: line.split()[-1] for line in lines if "  ok=" in line}
-
-
 def test_run_run_check_then_a_stopped_service_is_drift_and_remediate_fixes_it(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
     monkeypatch.setenv("PUSHINSTALL_LAB_WIRE", "0")
     jsonl = tmp_path / "run.jsonl"
     reports = tmp_path / "reports"
-    code, out = cli(capsys, "run", "-i", INVENTORY, PLAYBOOK, "--jsonl", str(jsonl),
-                    "--report-dir", str(reports))
+    done = run_cli(["run", "-i", INVENTORY, PLAYBOOK, "--jsonl", str(jsonl),
+                   "--report-dir", str(reports)], capsys)
+    code, out = done.code, done.output
     assert code == 0, out
     assert recap(out) == dict.fromkeys(LAB_HOSTS, "changed")
     assert list(recap(out)) == LAB_HOSTS               # the recap is in inventory order
@@ -69,12 +55,14 @@ def test_run_run_check_then_a_stopped_service_is_drift_and_remediate_fixes_it(
     assert {".json", ".xml", ".html"} <= set(written), written
     assert all(p.stat().st_size > 0 for p in reports.rglob("*") if p.is_file())
 
-    code, out = cli(capsys, "run", "-i", INVENTORY, PLAYBOOK)
+    done = run_cli(["run", "-i", INVENTORY, PLAYBOOK], capsys)
+    code, out = done.code, done.output
     assert code == 0, out
     assert recap(out) == dict.fromkeys(LAB_HOSTS, "ok")
     assert "changed=0" in out and "changed=1" not in out and "7 host(s): 7 ok" in out
 
-    code, out = cli(capsys, "check", "-i", INVENTORY, PLAYBOOK)
+    done = run_cli(["check", "-i", INVENTORY, PLAYBOOK], capsys)
+    code, out = done.code, done.output
     assert code == 0, out
     assert recap(out) == dict.fromkeys(LAB_HOSTS, "compliant")
 
@@ -84,18 +72,21 @@ def test_run_run_check_then_a_stopped_service_is_drift_and_remediate_fixes_it(
     answer = web02.handle({"op": "set_service", "args": {"name": "svagents", "state": "stopped"}})
     assert answer["ok"] and web02.generation == generation + 1
 
-    code, out = cli(capsys, "check", "-i", INVENTORY, PLAYBOOK)
+    done = run_cli(["check", "-i", INVENTORY, PLAYBOOK], capsys)
+    code, out = done.code, done.output
     assert code == 2, out
     assert "lab-web02  step 'svagents running'  drifted" in out
     assert recap(out) == {**dict.fromkeys(LAB_HOSTS, "compliant"), "lab-web02": "drifted"}
     assert "exit 2" in out
     assert web02.generation == generation + 1      # check changed nothing
 
-    code, out = cli(capsys, "check", "-i", INVENTORY, PLAYBOOK, "--remediate")
+    done = run_cli(["check", "-i", INVENTORY, PLAYBOOK, "--remediate"], capsys)
+    code, out = done.code, done.output
     assert code == 0, out
     assert "lab-web02  step 'svagents running'  changed" in out
     assert recap(out)["lab-web02"] == "changed"
-    code, out = cli(capsys, "check", "-i", INVENTORY, PLAYBOOK)
+    done = run_cli(["check", "-i", INVENTORY, PLAYBOOK], capsys)
+    code, out = done.code, done.output
     assert code == 0 and recap(out) == dict.fromkeys(LAB_HOSTS, "compliant"), out
 
 

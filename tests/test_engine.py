@@ -1,7 +1,7 @@
 """The per-host pipeline on the real pieces: gather once, plan, apply what changes, reboot,
 verify once. The shipped playbook (real loader, real templating, real resource types) runs on
-lab hosts through `LabTransport`; the lab host model records every op (see test_engine_kit.py
-for why it is the one stand-in: no Windows box here)."""
+lab hosts through `LabTransport`; the lab host model records every op (see kit.py for why it
+is the one stand-in: no Windows box here)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_kit import (
+from kit import (
+    FAST,
     GATE,
     INSTALL,
     SKIPPED_STEPS,
@@ -19,7 +20,7 @@ from test_engine_kit import (
     asr_playbook,
     lab,
     lab_fleet,
-    run,
+    run_on_lab,
 )
 
 from pushinstall import events
@@ -27,7 +28,6 @@ from pushinstall.lab.transport import LabTransport
 from pushinstall.model import Host, RebootPolicy, Status
 from pushinstall.secret import MASK
 
-__all__ = ["ListSink"]      # other test modules import the sink from here
 PASSPHRASE = "lab-passphrase"
 READ_ONLY = {"facts", "batch"}
 
@@ -46,7 +46,7 @@ def only_facts(calls: list[dict[str, Any]]) -> bool:
 def test_run_converges_then_a_second_run_changes_nothing_in_one_gather_call(
         tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1)
-    summary, sink = run(hosts, asr_playbook(tmp_path))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path))
     outcome = summary.hosts["web000"]
     assert (outcome.status, summary.exit_code) == (Status.CHANGED, 0)
     assert outcome.counts == {Status.OK: 5, Status.CHANGED: 5, Status.SKIPPED: SKIPPED_STEPS}
@@ -57,7 +57,7 @@ def test_run_converges_then_a_second_run_changes_nothing_in_one_gather_call(
     assert generation > 0
 
     host.op_log.clear()
-    summary, sink = run(hosts, asr_playbook(tmp_path))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path))
     assert summary.hosts["web000"].status == Status.OK
     assert summary.hosts["web000"].counts == {Status.OK: STEPS - SKIPPED_STEPS,
                                               Status.SKIPPED: SKIPPED_STEPS}
@@ -68,29 +68,29 @@ def test_run_converges_then_a_second_run_changes_nothing_in_one_gather_call(
 def test_check_mode_makes_no_change_and_names_the_drifted_step(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1)
     host = lab(hosts[0])
-    summary, sink = run(hosts, asr_playbook(tmp_path), mode="check")
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path), mode="check")
     assert summary.hosts["web000"].status == Status.DRIFTED and summary.exit_code == 2
     assert host.generation == 0 and host.op_log == ["batch"] and only_facts(host.calls)
     assert sink.steps("web000")[INSTALL].status == Status.DRIFTED
 
-    summary, _ = run(hosts, asr_playbook(tmp_path), check_mode=True)   # run --check
+    summary, _ = run_on_lab(hosts, asr_playbook(tmp_path), check_mode=True)   # run --check
     assert host.generation == 0 and summary.hosts["web000"].status == Status.DRIFTED
 
-    run(hosts, asr_playbook(tmp_path))
-    summary, _ = run(hosts, asr_playbook(tmp_path), mode="check")
+    run_on_lab(hosts, asr_playbook(tmp_path))
+    summary, _ = run_on_lab(hosts, asr_playbook(tmp_path), mode="check")
     assert summary.hosts["web000"].status == Status.COMPLIANT and summary.exit_code == 0
 
     assert host.handle({"op": "set_service", "args": {"name": "svagents",
                                                       "state": "stopped"}})["ok"]
     generation = host.generation
     host.calls.clear()
-    summary, sink = run(hosts, asr_playbook(tmp_path), mode="check")
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path), mode="check")
     assert summary.exit_code == 2 and host.generation == generation and only_facts(host.calls)
     drifted = [(e.host, e.step) for e in sink.of(events.StepResult)
                if e.status == Status.DRIFTED]
     assert drifted == [("web000", SVAGENTS)]
 
-    summary, _ = run(hosts, asr_playbook(tmp_path), mode="check", remediate=True)
+    summary, _ = run_on_lab(hosts, asr_playbook(tmp_path), mode="check", remediate=True)
     assert summary.hosts["web000"].status == Status.CHANGED
     assert summary.hosts["web000"].counts == {Status.OK: STEPS - SKIPPED_STEPS - 1,
                                               Status.CHANGED: 1, Status.SKIPPED: SKIPPED_STEPS}
@@ -98,7 +98,7 @@ def test_check_mode_makes_no_change_and_names_the_drifted_step(tmp_path: Path) -
 
 def test_installer_failure_fails_the_host_and_stops_its_steps(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"installer_exit_code": 14}})
-    summary, sink = run(hosts, asr_playbook(tmp_path))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path))
     assert summary.hosts["web000"].status == Status.FAILED and summary.exit_code == 2
     steps = sink.steps("web000")
     assert steps[INSTALL].status == Status.FAILED
@@ -119,7 +119,7 @@ def test_pending_reboot_policies(tmp_path: Path, on_pending: str, reboot: Reboot
     reboot.timeout = 20
     hosts = lab_fleet(tmp_path, 1, {0: {"pending_reboot": True, "reboot_seconds": 0.2}},
                       {0: {"on_pending": on_pending}})
-    summary, sink = run(hosts, asr_playbook(tmp_path, reboot=reboot))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path, reboot=reboot))
     assert summary.hosts["web000"].status == status
     assert len(sink.of(events.RebootEvent)) == reboots
     assert lab(hosts[0]).op_log.count("reboot") == reboots
@@ -138,7 +138,7 @@ def test_pending_reboot_policies(tmp_path: Path, on_pending: str, reboot: Reboot
 
 def test_reboot_longer_than_the_timeout_fails_the_host(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"pending_reboot": True, "reboot_seconds": 5}})
-    summary, sink = run(hosts, asr_playbook(tmp_path, reboot=RebootPolicy(timeout=0.5)))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path, reboot=RebootPolicy(timeout=0.5)))
     outcome = summary.hosts["web000"]
     assert outcome.status == Status.FAILED
     assert outcome.message.startswith("did not come back within 0.5s after reboot")
@@ -147,7 +147,7 @@ def test_reboot_longer_than_the_timeout_fails_the_host(tmp_path: Path) -> None:
 
 def test_a_service_that_will_not_stay_up_fails_verify_with_both_values(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"service_stops_after_start": ["svagents"]}})
-    summary, sink = run(hosts, asr_playbook(tmp_path))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path))
     assert summary.hosts["web000"].status == Status.FAILED
     step = sink.steps("web000")[SVAGENTS]
     assert (step.status, step.message) == (
@@ -168,8 +168,6 @@ class CountingTransport(LabTransport):
 
 
 def _attempts(hosts: list[Host], tmp_path: Path, retries: int) -> tuple[Any, dict[str, int]]:
-    from test_engine_kit import FAST
-
     from pushinstall.engine import RunOptions, run_fleet
 
     CountingTransport.opens = {}
@@ -196,7 +194,7 @@ def test_connect_retries_transient_errors_only(tmp_path: Path) -> None:
 def test_a_non_idempotent_op_is_never_resent_after_a_transient_error(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 2, {0: {"drop_connection_on": ["run_process"]},
                                     1: {"drop_connection_on": ["batch"]}})
-    summary, sink = run(hosts, asr_playbook(tmp_path, retries=1))
+    summary, sink = run_on_lab(hosts, asr_playbook(tmp_path, retries=1))
     assert lab(hosts[0]).op_log.count("run_process") == 1      # the extract, sent once
     assert summary.hosts["web000"].status == Status.FAILED
     assert "connection reset" in sink.steps("web000")["Extract UnifiedAgent.exe"].message
@@ -210,7 +208,7 @@ def test_when_false_skips_and_when_sees_facts(tmp_path: Path) -> None:
     app = "InMage Scout Application Service running"
     by_name[app].when = "facts.os.hostname != 'WEB000'"
     by_name[GATE].when = "facts.steps['Staging directory'] is defined"
-    summary, sink = run(lab_fleet(tmp_path, 1), playbook)
+    summary, sink = run_on_lab(lab_fleet(tmp_path, 1), playbook)
     steps = sink.steps("web000")
     assert steps[app].status == Status.SKIPPED
     assert steps[GATE].status == Status.OK
@@ -222,7 +220,7 @@ def test_undefined_variable_fails_that_host_only(tmp_path: Path) -> None:
     service = next(s for s in playbook.steps if s.name == SVAGENTS)
     service.args = {**service.args, "name": "{{ service_name }}"}
     hosts = lab_fleet(tmp_path, 2, host_vars={0: {"service_name": "svagents"}})
-    summary, sink = run(hosts, playbook)
+    summary, sink = run_on_lab(hosts, playbook)
     assert summary.hosts["web000"].status == Status.CHANGED
     assert summary.hosts["web001"].status == Status.FAILED
     assert "undefined variable 'service_name'" in sink.steps("web001")[SVAGENTS].message
@@ -233,7 +231,7 @@ def test_secrets_never_leave_and_no_log_hides_output(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"configurator_exit_code": 14}})
     playbook = asr_playbook(tmp_path)
     register = next(s for s in playbook.steps if s.name.startswith("Register"))
-    summary, sink = run(hosts, playbook)
+    summary, sink = run_on_lab(hosts, playbook)
     step = sink.steps("web000")[register.name]
     assert step.status == Status.FAILED and "exit 14" in step.message
     host = lab(hosts[0])
@@ -243,7 +241,7 @@ def test_secrets_never_leave_and_no_log_hides_output(tmp_path: Path) -> None:
         assert PASSPHRASE not in text
 
     register.no_log = True
-    summary, sink = run(hosts, playbook)
+    summary, sink = run_on_lab(hosts, playbook)
     step = sink.steps("web000")[register.name]
     assert (step.status, step.diff, step.message) == (
         Status.FAILED, "", "(output hidden: no_log)")
@@ -251,7 +249,7 @@ def test_secrets_never_leave_and_no_log_hides_output(tmp_path: Path) -> None:
 
 def test_host_deadline_stops_a_slow_host(tmp_path: Path) -> None:
     hosts = lab_fleet(tmp_path, 1, {0: {"latency_ms": 200}})
-    summary, _ = run(hosts, asr_playbook(tmp_path, host_timeout=0.3, retries=0))
+    summary, _ = run_on_lab(hosts, asr_playbook(tmp_path, host_timeout=0.3, retries=0))
     outcome = summary.hosts["web000"]
     assert outcome.status == Status.FAILED
     assert "deadline" in outcome.message or "timeout" in outcome.message

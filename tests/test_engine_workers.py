@@ -1,7 +1,7 @@
 """The fleet over forked worker processes (engine/workers.py) behaves as the fleet in one
 process: same outcomes, same events, the lab hosts keep what the workers did, Ctrl-C still
 stops and summarises, a dying worker fails only its own hosts. Real pieces as in
-test_engine_kit.py; real fork, real pipes."""
+kit.py; real fork, real pipes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_kit import FAST, SVAGENTS, ListSink, asr_playbook, lab_fleet, run
+from kit import FAST, SVAGENTS, ListSink, asr_playbook, lab_fleet, run_cli, run_on_lab
 
 from pushinstall import events
 from pushinstall.engine import RunOptions, run_fleet
@@ -49,8 +49,8 @@ def test_two_workers_report_exactly_what_one_process_does(tmp_path: Path) -> Non
     (tmp_path / "two").mkdir()
     one = lab_fleet(tmp_path / "one", 16, FAULTS, prefix="one")
     two = lab_fleet(tmp_path / "two", 16, FAULTS, prefix="two")
-    alone, alone_sink = run(one, playbook, forks=8, workers=1)
-    forked, forked_sink = run(two, playbook, forks=8, workers=2)
+    alone, alone_sink = run_on_lab(one, playbook, forks=8, workers=1)
+    forked, forked_sink = run_on_lab(two, playbook, forks=8, workers=2)
 
     def renamed(value: Any) -> Any:
         return repr(value).replace("one0", "X0").replace("two0", "X0")
@@ -66,7 +66,7 @@ def test_two_workers_report_exactly_what_one_process_does(tmp_path: Path) -> Non
     # the workers saved what they did to the lab hosts: this process sees it, and a check
     # run here finds the healthy hosts compliant
     assert lab_host("two000").generation > 0
-    checked, _ = run(two, playbook, forks=8, workers=1, mode="check")
+    checked, _ = run_on_lab(two, playbook, forks=8, workers=1, mode="check")
     assert checked.hosts["two000"].status == Status.COMPLIANT
 
 
@@ -85,7 +85,7 @@ def test_ctrl_c_reaches_the_workers_through_the_parent(tmp_path: Path) -> None:
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     started = time.monotonic()
-    summary, sink = run(fleet, playbook, forks=4, workers=2)
+    summary, sink = run_on_lab(fleet, playbook, forks=4, workers=2)
     timer.join()
     assert summary.interrupted and summary.exit_code == 130
     assert time.monotonic() - started < 15
@@ -126,21 +126,25 @@ def test_cli_run_with_two_workers_over_the_wire_then_check(state_dir: Path, wire
     root = Path(__file__).parent.parent
     env = dict(os.environ, PUSHINSTALL_LAB_WIRE=wire, PUSHINSTALL_STATE_DIR=str(state_dir))
     command = [sys.executable, "-m", "pushinstall"]
+    # two hosts: one for each worker (more hosts would prove the same, slower)
     files = ["-i", str(root / "inventories" / "lab.yml"),
-             str(root / "playbooks" / "asr-mobility.yml")]
+             str(root / "playbooks" / "asr-mobility.yml"), "--limit", "lab-web01,lab-app03"]
     done = subprocess.run([*command, "run", *files, "--workers", "2"], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "7 host(s): 7 changed" in done.stdout
+    assert "2 host(s): 2 changed" in done.stdout
     done = subprocess.run([*command, "check", *files], env=env, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "7 host(s): 7 compliant" in done.stdout
-    if wire == "psrp":
-        refused = subprocess.run([*command, "run", *files, "--workers", "0"], env=env,
-                                 capture_output=True, text=True, timeout=60, check=False)
-        assert refused.returncode == 5 and "Traceback" not in refused.stderr
-        assert "'0' is not auto or a whole number 1-256" in refused.stdout + refused.stderr
+    assert "2 host(s): 2 compliant" in done.stdout
+
+
+def test_zero_workers_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).parent.parent
+    refused = run_cli(["run", "-i", str(root / "inventories" / "lab.yml"),
+                       str(root / "playbooks" / "asr-mobility.yml"), "--workers", "0"], capsys)
+    assert refused.code == 5 and "Traceback" not in refused.err
+    assert "'0' is not auto or a whole number 1-256" in refused.output
 
 
 def test_what_this_process_did_to_a_lab_host_before_the_fork_is_kept(tmp_path: Path) -> None:
@@ -148,9 +152,9 @@ def test_what_this_process_did_to_a_lab_host_before_the_fork_is_kept(tmp_path: P
     for host in fleet:   # touched here just before the run (an earlier run, a test's setup)
         lab_host(host.name, host.vars.get("lab")).handle(
             {"op": "ensure_directory", "args": {"path": "C:\\Setup"}})
-    summary, _ = run(fleet, asr_playbook(tmp_path), forks=4, workers=2)
+    summary, _ = run_on_lab(fleet, asr_playbook(tmp_path), forks=4, workers=2)
     assert summary.totals == {Status.CHANGED: 4}
-    checked, _ = run(fleet, asr_playbook(tmp_path), forks=4, workers=1, mode="check")
+    checked, _ = run_on_lab(fleet, asr_playbook(tmp_path), forks=4, workers=1, mode="check")
     assert checked.totals == {Status.COMPLIANT: 4}
 
 
@@ -158,7 +162,7 @@ def test_what_this_process_did_to_a_lab_host_before_the_fork_is_kept(tmp_path: P
 def test_workers_never_run_more_hosts_at_once_than_forks(
         tmp_path: Path, forks: int, workers: int) -> None:
     fleet = lab_fleet(tmp_path, 8, {i: {"latency_ms": 10} for i in range(8)})
-    summary, sink = run(fleet, asr_playbook(tmp_path), forks=forks, workers=workers)
+    summary, sink = run_on_lab(fleet, asr_playbook(tmp_path), forks=forks, workers=workers)
     in_flight = peak = 0
     for event in sink.events:
         if isinstance(event, events.HostStarted):
@@ -176,7 +180,7 @@ def test_a_host_waiting_in_a_workers_queue_is_not_on_its_deadline_yet(
 
     monkeypatch.setattr(engine, "HOST_TIMEOUT_GRACE", 0.0)
     fleet = lab_fleet(tmp_path, 6, {i: {"latency_ms": 20} for i in range(6)})
-    summary, _ = run(fleet, asr_playbook(tmp_path, host_timeout=2.0), forks=2, workers=2)
+    summary, _ = run_on_lab(fleet, asr_playbook(tmp_path, host_timeout=2.0), forks=2, workers=2)
     assert summary.totals == {Status.CHANGED: 6}     # each host takes ~0.5 s of its 2 s
 
 
@@ -186,10 +190,10 @@ def test_workers_end_when_the_parent_is_killed(tmp_path: Path) -> None:
 import os, sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from pathlib import Path
-from test_engine_kit import asr_playbook, lab_fleet, run
+from kit import asr_playbook, lab_fleet, run_on_lab
 tmp = Path({str(tmp_path)!r})
 hosts = lab_fleet(tmp, 40, {{i: {{"latency_ms": 50}} for i in range(40)}})
-run(hosts, asr_playbook(tmp), forks=4, workers=2)
+run_on_lab(hosts, asr_playbook(tmp), forks=4, workers=2)
 """, encoding="utf-8")
     env = dict(os.environ, PUSHINSTALL_STATE_DIR=str(tmp_path / "state"))
     parent = subprocess.Popen([sys.executable, str(script)], env=env)
@@ -234,6 +238,6 @@ def test_workers_stay_one_process_where_fork_is_missing(
 
     monkeypatch.setattr(engine, "available", lambda: False)
     fleet = lab_fleet(tmp_path, 3)
-    summary, _ = run(fleet, asr_playbook(tmp_path), forks=3, workers=2)
+    summary, _ = run_on_lab(fleet, asr_playbook(tmp_path), forks=3, workers=2)
     assert summary.totals == {Status.CHANGED: 3}
     assert lab_host("web000").op_log   # ran here: this process's lab host saw the calls

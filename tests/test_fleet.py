@@ -1,6 +1,6 @@
 """The fleet on the real pieces: many lab hosts at once, bounded by forks, in serial batches,
 interruptible; every fault ends its own host only. Shipped playbook, real loader and
-templating, real resource types, `LabTransport` to lab hosts (see test_engine_kit.py)."""
+templating, real resource types, `LabTransport` to lab hosts (see kit.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_kit import GATE, INSTALL, STEPS, SVAGENTS, asr_playbook, lab, lab_fleet, run
+from kit import GATE, INSTALL, STEPS, SVAGENTS, asr_playbook, lab, lab_fleet, run_on_lab
 
 from pushinstall import events
 from pushinstall.engine.fleet import batch_sizes, exit_code_for
@@ -71,7 +71,7 @@ def test_200_lab_hosts_with_mixed_faults_each_end_right_and_the_others_unaffecte
                                               63: {"on_pending": "warn"}})
     playbook = asr_playbook(tmp_path, reboot=RebootPolicy(timeout=1.0), retries=3)
     started = time.monotonic()
-    summary, sink = run(fleet, playbook, forks=50)
+    summary, sink = run_on_lab(fleet, playbook, forks=50)
     elapsed = time.monotonic() - started
     for index, host in enumerate(fleet):
         outcome = summary.hosts[host.name]
@@ -113,7 +113,7 @@ def test_serial_and_max_fail_percentage_stop_where_ansible_would(
     fleet = lab_fleet(tmp_path, 10, {2: {"unreachable": True}, 3: {"installer_exit_code": 14}})
     playbook = asr_playbook(tmp_path, serial=serial, max_fail_percentage=max_fail,
                             any_errors_fatal=fatal)
-    summary, sink = run(fleet, playbook, forks=4)
+    summary, sink = run_on_lab(fleet, playbook, forks=4)
     ran = [e.host for e in sink.of(events.HostStarted)]
     assert ran == [h.name for h in fleet[:started]]
     for host in fleet[started:]:
@@ -143,7 +143,7 @@ def test_forks_bound_the_hosts_in_flight(tmp_path: Path) -> None:
                 in_flight -= 1 if self._open else 0
             super().close()
 
-    from test_engine_kit import FAST, ListSink
+    from kit import FAST, ListSink
 
     from pushinstall.engine import RunOptions, run_fleet
 
@@ -162,7 +162,7 @@ def test_ctrl_c_stops_launching_and_still_summarises(tmp_path: Path) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_soon, daemon=True).start()
-    summary, sink = run(fleet, asr_playbook(tmp_path), forks=3)
+    summary, sink = run_on_lab(fleet, asr_playbook(tmp_path), forks=3)
     assert summary.interrupted and summary.exit_code == 130
     statuses = [summary.hosts[h.name].status for h in fleet]
     assert statuses[0] == Status.CHANGED          # finished before the Ctrl-C

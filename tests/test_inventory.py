@@ -11,7 +11,12 @@ from pushinstall.cli import main
 from pushinstall.errors import InputError, Location
 from pushinstall.inventory import describe_host, load_inventory, select_hosts
 from pushinstall.inventory.loader import expand_range
-from pushinstall.inventory.secrets import SecretRef, resolve_secrets
+from pushinstall.inventory.secrets import (
+    SecretRef,
+    is_secret_name,
+    mask_secrets,
+    resolve_secrets,
+)
 from pushinstall.secret import MASK, Secret
 
 ROOT = Path(__file__).parent.parent
@@ -226,3 +231,22 @@ all:
     assert (a.transport, a.port, a.tls) == ("psrp", 5985, False)   # 5985 means HTTP, as Ansible
     assert (b.transport, b.auth, b.port, b.tls) == ("winrm", "ntlm", 5986, True)
     assert (c.port, c.tls) == (5985, True)                         # an explicit tls wins
+
+
+def test_secret_names_include_pass_words() -> None:
+    for name in ("ansible_become_pass", "ansible_ssh_pass", "become_pass", "vault_pass_file",
+                 "ansible_password", "ansible_winrm_password", "cs_passphrase",
+                 "share_password", "client_secret", "db_pwd", "PASS"):
+        assert is_secret_name(name), name
+    for name in ("compass", "bypass_proxy", "passive_mode", "username", "asr_installer_share",
+                 "cs_endpoint", "site"):
+        assert not is_secret_name(name), name
+
+
+def test_mask_secrets_walks_mappings_and_lists() -> None:
+    value = {"a": [{"token_secret": ["x", {"deep": "y"}]}, Secret("z", source="env Z")],
+             "user": {"password": None, "pass": True, "name": "u"}}
+    assert mask_secrets(value) == {
+        "a": [{"token_secret": [MASK, {"deep": MASK}]}, f"{MASK} (env Z)"],
+        "user": {"password": None, "pass": True, "name": "u"},
+    }

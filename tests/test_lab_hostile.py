@@ -7,12 +7,11 @@ import hashlib
 import io
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
+from kit import call, connect, fact
 
 from pushinstall.lab.transport import LabTransport
-from pushinstall.model import Host
 from pushinstall.remote import ops
 from pushinstall.remote.winargv import windows_argv_split
 
@@ -41,25 +40,15 @@ NAME_SAFE = [
 
 @pytest.fixture
 def transport() -> LabTransport:
-    connection = LabTransport(Host("hostile01"))
-    connection.open()
-    return connection
-
-
-def run(transport: LabTransport, op: str, **args: Any) -> Any:
-    return ops.result_of(transport.call(ops.request(op, **args)))
-
-
-def fact(transport: LabTransport, **query: Any) -> Any:
-    return run(transport, "facts", queries=[{"id": "q", **query}])["q"]
+    return connect("hostile01")
 
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_registry_names_and_values(transport: LabTransport, value: str) -> None:
     key = f"HKLM:\\SOFTWARE\\Pushinstall\\{value}" if value else "HKLM:\\SOFTWARE\\Pushinstall"
-    assert run(transport, "set_registry", key=key, name=value, value=value, type="String")[
+    assert call(transport, "set_registry", key=key, name=value, value=value, type="String")[
         "changed"]
-    run(transport, "set_registry", key=key, name=value + "#m", value=[value, value],
+    call(transport, "set_registry", key=key, name=value + "#m", value=[value, value],
         type="MultiString")
     assert fact(transport, kind="registry", key=key, name=value) == {
         "key_exists": True, "exists": True, "value": value, "type": "String"}
@@ -71,7 +60,7 @@ def test_registry_names_and_values(transport: LabTransport, value: str) -> None:
 @pytest.mark.parametrize("value", HOSTILE)
 def test_secret_and_pushed_file_contents(transport: LabTransport, value: str,
                                          tmp_path: Path) -> None:
-    run(transport, "write_secret", path="C:\\Temp\\secret.txt", content=value)
+    call(transport, "write_secret", path="C:\\Temp\\secret.txt", content=value)
     assert transport.lab.file_content("C:\\Temp\\secret.txt") == value.encode("utf-8")
     local = tmp_path / "payload.txt"
     local.write_bytes(value.encode("utf-8"))
@@ -83,17 +72,17 @@ def test_secret_and_pushed_file_contents(transport: LabTransport, value: str,
 @pytest.mark.parametrize("value", NAME_SAFE)
 def test_file_and_directory_names(transport: LabTransport, value: str, tmp_path: Path) -> None:
     directory = f"C:\\Temp\\{value}"
-    assert run(transport, "ensure_directory", path=directory) == {"changed": True}
+    assert call(transport, "ensure_directory", path=directory) == {"changed": True}
     local = tmp_path / "x.bin"
     local.write_bytes(b"x")
     path = f"{directory}\\{value}.txt"
     transport.put_file(local, path, hashlib.sha256(b"x").hexdigest())
-    run(transport, "download", source="\\\\labshare\\asr\\WindowsAzureVmAgent.msi",
+    call(transport, "download", source="\\\\labshare\\asr\\WindowsAzureVmAgent.msi",
         destination=f"{directory}\\{value}.msi", run_as="system")
     assert fact(transport, kind="file", path=path)["size"] == 1
     names = {e["path"] for e in transport.lab.state.fs.files.values()}
     assert {path, f"{directory}\\{value}.msi"} <= names
-    assert run(transport, "remove_file", path=path) == {"removed": True}
+    assert call(transport, "remove_file", path=path) == {"removed": True}
 
 
 def test_archive_entry_names(transport: LabTransport, tmp_path: Path) -> None:
@@ -105,14 +94,14 @@ def test_archive_entry_names(transport: LabTransport, tmp_path: Path) -> None:
     local.write_bytes(buffer.getvalue())
     transport.put_file(local, "C:\\Temp\\hostile.zip", hashlib.sha256(local.read_bytes())
                        .hexdigest())
-    run(transport, "expand_archive", path="C:\\Temp\\hostile.zip", destination="C:\\Temp\\z")
+    call(transport, "expand_archive", path="C:\\Temp\\hostile.zip", destination="C:\\Temp\\z")
     for value in NAME_SAFE:
         content = transport.lab.file_content(f"C:\\Temp\\z\\{value}\\{value}.txt")
         assert content == value.encode("utf-8")
 
 
 def test_run_process_arguments_arrive_as_argv(transport: LabTransport) -> None:
-    result = run(transport, "run_process", path="cmd.exe", arguments=["/c", "echo", *HOSTILE])
+    result = call(transport, "run_process", path="cmd.exe", arguments=["/c", "echo", *HOSTILE])
     assert windows_argv_split(result["command_line"])[1:] == ["/c", "echo", *HOSTILE]
     assert result["stdout_tail"] == [" ".join(HOSTILE)]
 
@@ -121,10 +110,10 @@ def test_run_process_arguments_arrive_as_argv(transport: LabTransport) -> None:
 def test_service_names(transport: LabTransport, value: str) -> None:
     missing = transport.call(ops.request("set_service", name=value, state="running"))
     assert missing["error"] == {"type": "NotFound", "message": f"no such service: {value}"}
-    created = run(transport, "run_process", path="sc.exe", arguments=[
+    created = call(transport, "run_process", path="sc.exe", arguments=[
         "create", value, "binPath=", f"C:\\svc\\{value}.exe", "DisplayName=", value + " (x)"])
     assert created["exit_code"] == 0
-    assert run(transport, "set_service", name=value + " (x)", state="running")["status"] == \
+    assert call(transport, "set_service", name=value + " (x)", state="running")["status"] == \
         "Running"
     service = fact(transport, kind="service", name=value)
     assert (service["name"], service["display_name"]) == (value, value + " (x)")
@@ -133,7 +122,7 @@ def test_service_names(transport: LabTransport, value: str) -> None:
 def test_script_parameters_and_the_rest(transport: LabTransport) -> None:
     parameters = {f"p{i}": value for i, value in enumerate(HOSTILE)}
     source = "\n".join(f"$Parameters['p{i}']" for i in range(len(HOSTILE)))
-    assert run(transport, "script", source=source, parameters=parameters)["output"] == HOSTILE
+    assert call(transport, "script", source=source, parameters=parameters)["output"] == HOSTILE
     for value in HOSTILE:
         assert fact(transport, kind="product", name=value or "x")["installed"] is False
         tcp = fact(transport, kind="tcp", host=value or "x", port=443)
@@ -141,7 +130,7 @@ def test_script_parameters_and_the_rest(transport: LabTransport) -> None:
         download = transport.call(ops.request("download", source=value or "x",
                                               destination="C:\\Temp\\d.bin"))
         assert download["ok"] is False
-    answer = run(transport, "reboot", reason=HOSTILE[0])
+    answer = call(transport, "reboot", reason=HOSTILE[0])
     assert set(answer) == {"boot_time_before"}
 
 

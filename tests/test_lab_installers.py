@@ -6,53 +6,44 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kit import call, connect, fact
 
 from pushinstall.lab import catalog
 from pushinstall.lab.products import INMAGE_KEY, UA_NAME, UA_PRODUCT_ID, VM_AGENT_PRODUCT_ID
 from pushinstall.lab.transport import LabTransport
-from pushinstall.model import Host
-from pushinstall.remote import ops
 
 LOCATION = "C:\\Program Files (x86)\\Microsoft Azure Site Recovery"
 CONFIGURATOR = f"{LOCATION}\\agent\\UnifiedAgentConfigurator.exe"
 PASSPHRASE = "C:\\ProgramData\\pushinstall\\passphrase.txt"
+ASR01 = "asr01"
 
 
-def connect(**lab: Any) -> LabTransport:
-    # these tests are about the installers, not the double hop: the share lets them read
+def connect_asr(**lab: Any) -> LabTransport:
+    """The ASR host; these tests are about the installers, not the double hop: the share
+    lets them read."""
     lab.setdefault("share_requires_credential", False)
-    transport = LabTransport(Host("asr01", vars={"lab": lab}))
-    transport.open()
-    return transport
-
-
-def run(transport: LabTransport, op: str, **args: Any) -> Any:
-    return ops.result_of(transport.call(ops.request(op, **args)))
-
-
-def fact(transport: LabTransport, **query: Any) -> Any:
-    return run(transport, "facts", queries=[{"id": "q", **query}])["q"]
+    return connect(ASR01, **lab)
 
 
 def stage(transport: LabTransport, passphrase: str = "lab-passphrase",
           bundle: str = catalog.ASR_BUNDLE) -> str:
     """Download and extract the bundle, write the passphrase; returns UnifiedAgent.exe's path."""
-    run(transport, "download", source=catalog.share_path(bundle),
+    call(transport, "download", source=catalog.share_path(bundle),
         destination="C:\\Temp\\asr\\bundle.exe", sha256=catalog.sha256_of(bundle))
-    extracted = run(transport, "run_process", path="C:\\Temp\\asr\\bundle.exe",
+    extracted = call(transport, "run_process", path="C:\\Temp\\asr\\bundle.exe",
                     arguments=["/q", "/x:C:\\Temp\\asr\\Extracted"])
     assert extracted["exit_code"] == 0
-    run(transport, "write_secret", path=PASSPHRASE, content=passphrase)
+    call(transport, "write_secret", path=PASSPHRASE, content=passphrase)
     return "C:\\Temp\\asr\\Extracted\\UnifiedAgent.exe"
 
 
 def install_ms(transport: LabTransport, setup: str, *extra: str) -> dict[str, Any]:
-    return run(transport, "run_process", path=setup, arguments=[
+    return call(transport, "run_process", path=setup, arguments=[
         "/Role", "MS", "/InstallLocation", LOCATION, "/Platform", "VmWare", "/Silent", *extra])
 
 
 def configure(transport: LabTransport, endpoint: str = "10.0.0.115") -> int:
-    result = run(transport, "run_process", path=CONFIGURATOR,
+    result = call(transport, "run_process", path=CONFIGURATOR,
                  arguments=["/CSEndPoint", endpoint, "/PassphraseFilePath", PASSPHRASE])
     return int(result["exit_code"])
 
@@ -63,7 +54,7 @@ def registered(transport: LabTransport) -> bool:
 
 
 def test_classic_install_then_configurator_registers() -> None:
-    transport = connect()
+    transport = connect_asr()
     setup = stage(transport)
     result = install_ms(transport, setup, "/CSType", "CSLegacy")
     assert result["exit_code"] == 0 and result["timed_out"] is False
@@ -91,11 +82,11 @@ def test_classic_install_then_configurator_registers() -> None:
 
 
 def test_legacy_one_step_install_and_rerun_changes_nothing() -> None:
-    transport = connect()
+    transport = connect_asr()
     setup = stage(transport, bundle=catalog.ASR_LEGACY_BUNDLE)
     arguments = ["/Role", "Agent", "/InstallLocation", LOCATION, "/CSEndpoint", "10.0.0.115",
                  "/PassphraseFilePath", PASSPHRASE]
-    assert run(transport, "run_process", path=setup, arguments=arguments)["exit_code"] == 0
+    assert call(transport, "run_process", path=setup, arguments=arguments)["exit_code"] == 0
     assert registered(transport)
     state = transport.lab.state
 
@@ -106,7 +97,7 @@ def test_legacy_one_step_install_and_rerun_changes_nothing() -> None:
         return files, repr(state.registry.keys), repr(state.services)
 
     before = machine()
-    again = run(transport, "run_process", path=setup, arguments=arguments)
+    again = call(transport, "run_process", path=setup, arguments=arguments)
     assert again["exit_code"] == 0 and "already installed" in " ".join(again["stdout_tail"])
     assert machine() == before  # only the installer log grew
     assert fact(transport, kind="product", product_id=UA_PRODUCT_ID)["version"] == \
@@ -114,17 +105,17 @@ def test_legacy_one_step_install_and_rerun_changes_nothing() -> None:
 
 
 def test_modernized_csprime_install_with_source_config() -> None:
-    transport = connect()
+    transport = connect_asr()
     setup = stage(transport)
     assert install_ms(transport, setup, "/CSType", "CSPrime")["exit_code"] == 0
-    run(transport, "download", source=catalog.url(catalog.CONFIG_ZIP),
+    call(transport, "download", source=catalog.url(catalog.CONFIG_ZIP),
         destination="C:\\Temp\\cfg.zip")
-    run(transport, "expand_archive", path="C:\\Temp\\cfg.zip", destination="C:\\Temp\\cfg")
-    result = run(transport, "run_process", path=CONFIGURATOR, arguments=[
+    call(transport, "expand_archive", path="C:\\Temp\\cfg.zip", destination="C:\\Temp\\cfg")
+    result = call(transport, "run_process", path=CONFIGURATOR, arguments=[
         "/SourceConfigFilePath", "C:\\Temp\\cfg\\config.json", "/CSType", "CSPrime",
         "/CredentialLessDiscovery", "true"])
     assert result["exit_code"] == 0 and registered(transport)
-    bad = run(transport, "run_process", path=CONFIGURATOR, arguments=[
+    bad = call(transport, "run_process", path=CONFIGURATOR, arguments=[
         "/SourceConfigFilePath", "C:\\Temp\\cfg\\README.txt", "/CSType", "CSPrime"])
     assert bad["exit_code"] == 19
 
@@ -137,9 +128,9 @@ def test_modernized_csprime_install_with_source_config() -> None:
     (["/role", "ms", "/platform", "vmware", "/silent", "/cstype", "csprime"], 0),
 ])
 def test_unified_agent_argument_errors(arguments: list[str], code: int) -> None:
-    transport = connect()
+    transport = connect_asr()
     setup = stage(transport)
-    assert run(transport, "run_process", path=setup, arguments=arguments)["exit_code"] == code
+    assert call(transport, "run_process", path=setup, arguments=arguments)["exit_code"] == code
 
 
 @pytest.mark.parametrize(("lab", "code"), [
@@ -149,7 +140,7 @@ def test_unified_agent_argument_errors(arguments: list[str], code: int) -> None:
     ({"installer_exit_code": 1}, 1),
 ])
 def test_installer_refusals_leave_nothing_installed(lab: dict[str, Any], code: int) -> None:
-    transport = connect(**lab)
+    transport = connect_asr(**lab)
     setup = stage(transport)
     result = install_ms(transport, setup)
     assert result["exit_code"] == code and result["stderr_tail"]
@@ -161,18 +152,18 @@ def test_installer_refusals_leave_nothing_installed(lab: dict[str, Any], code: i
 
 @pytest.mark.parametrize("code", [3010, 1641, 98, 97])
 def test_reboot_exit_codes_install_and_leave_a_reboot_pending(code: int) -> None:
-    transport = connect(installer_exit_code=code)
+    transport = connect_asr(installer_exit_code=code)
     assert install_ms(transport, stage(transport))["exit_code"] == code
     assert fact(transport, kind="product", product_id=UA_PRODUCT_ID)["installed"]
     assert fact(transport, kind="pending_reboot")["pending"] is True
 
 
 def test_registration_failures() -> None:
-    transport = connect(cs_port_closed=True)
+    transport = connect_asr(cs_port_closed=True)
     setup = stage(transport, passphrase="not-the-passphrase")
     assert install_ms(transport, setup)["exit_code"] == 0
     assert configure(transport) == 14  # wrong passphrase
-    run(transport, "write_secret", path=PASSPHRASE, content="\ufefflab-passphrase\r\n")
+    call(transport, "write_secret", path=PASSPHRASE, content="\ufefflab-passphrase\r\n")
     assert configure(transport, endpoint="not a host!") == 14
     assert configure(transport) == 17  # port 443 closed
     status = fact(transport, kind="registry", key=INMAGE_KEY, name="AgentConfigurationStatus")
@@ -183,7 +174,7 @@ def test_registration_failures() -> None:
 
 
 def test_registered_to_another_cs_answers_13() -> None:
-    transport = connect(registered_to="10.9.9.9")
+    transport = connect_asr(registered_to="10.9.9.9")
     assert fact(transport, kind="service", name="svagents")["status"] == "Running"
     stage(transport)
     assert configure(transport) == 13
@@ -191,7 +182,7 @@ def test_registered_to_another_cs_answers_13() -> None:
 
 
 def test_already_installed_older_version_is_upgraded_and_newer_refused() -> None:
-    transport = connect(installed_version=catalog.ASR_PREVIOUS_VERSION)
+    transport = connect_asr(installed_version=catalog.ASR_PREVIOUS_VERSION)
     assert fact(transport, kind="product", product_id=UA_PRODUCT_ID)["version"] == \
         catalog.ASR_PREVIOUS_VERSION
     assert install_ms(transport, stage(transport))["exit_code"] == 0
@@ -202,16 +193,16 @@ def test_already_installed_older_version_is_upgraded_and_newer_refused() -> None
 
 
 def test_configurator_forced_exit_code() -> None:
-    transport = connect(configurator_exit_code=17)
+    transport = connect_asr(configurator_exit_code=17)
     install_ms(transport, stage(transport))
     assert configure(transport) == 17 and not registered(transport)
 
 
 def test_msiexec_installs_the_vm_agent() -> None:
-    transport = connect()
-    run(transport, "download", source=catalog.url(catalog.VM_AGENT_MSI),
+    transport = connect_asr()
+    call(transport, "download", source=catalog.url(catalog.VM_AGENT_MSI),
         destination="C:\\Temp\\WindowsAzureVmAgent.msi")
-    result = run(transport, "run_process", path="msiexec.exe", arguments=[
+    result = call(transport, "run_process", path="msiexec.exe", arguments=[
         "/i", "C:\\Temp\\WindowsAzureVmAgent.msi", "/q", "/l", "C:\\Temp\\vmagent.log"])
     assert result["exit_code"] == 0
     product = fact(transport, kind="product", product_id=VM_AGENT_PRODUCT_ID)
@@ -220,7 +211,7 @@ def test_msiexec_installs_the_vm_agent() -> None:
     for name in ("WindowsAzureGuestAgent", "RdAgent"):
         assert fact(transport, kind="service", name=name)["status"] == "Running"
     assert b"completed successfully" in transport.lab.file_content("C:\\Temp\\vmagent.log")
-    removed = run(transport, "run_process", path="C:\\Windows\\System32\\msiexec.exe",
+    removed = call(transport, "run_process", path="C:\\Windows\\System32\\msiexec.exe",
                   arguments=["/x", VM_AGENT_PRODUCT_ID, "/qn"])
     assert removed["exit_code"] == 0
     assert fact(transport, kind="service", name="RdAgent")["exists"] is False
@@ -235,24 +226,24 @@ def test_msiexec_installs_the_vm_agent() -> None:
     ({}, ["/x", UA_PRODUCT_ID, "/q"], 1605),
 ])
 def test_msiexec_failures(lab: dict[str, Any], arguments: list[str], code: int) -> None:
-    transport = connect(**lab)
-    run(transport, "download", source=catalog.share_path(catalog.VM_AGENT_MSI),
+    transport = connect_asr(**lab)
+    call(transport, "download", source=catalog.share_path(catalog.VM_AGENT_MSI),
         destination="C:\\Temp\\a.msi")
-    assert run(transport, "run_process", path="msiexec", arguments=arguments)["exit_code"] == code
+    assert call(transport, "run_process", path="msiexec", arguments=arguments)["exit_code"] == code
     assert fact(transport, kind="product", product_id=VM_AGENT_PRODUCT_ID)["installed"] is False
 
 
 def test_msiexec_without_quiet_hangs_on_an_invisible_dialog() -> None:
-    transport = connect()
-    result = run(transport, "run_process", path="msiexec.exe",
+    transport = connect_asr()
+    result = call(transport, "run_process", path="msiexec.exe",
                  arguments=["/i", "C:\\Temp\\a.msi"], timeout_s=1)
     assert result["timed_out"] is True
 
 
 def test_reboot_restarts_services_with_their_faults() -> None:
-    transport = connect(installed_version=catalog.ASR_VERSION, reboot_seconds=0.0,
+    transport = connect_asr(installed_version=catalog.ASR_VERSION, reboot_seconds=0.0,
                         service_stops_after_start=["svagents"])
-    run(transport, "reboot")
+    call(transport, "reboot")
     assert fact(transport, kind="service", name="svagents")["status"] == "Stopped"
     assert fact(transport, kind="service", name="InMage Scout Application Service")[
         "status"] == "Running"

@@ -14,22 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kit import LabContext, call, connect
 
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab import LabHost, catalog
 from pushinstall.lab.transport import LabTransport
-from pushinstall.model import Host
 from pushinstall.remote import ops
-
-
-def connect(name: str = "web01", **lab: Any) -> LabTransport:
-    transport = LabTransport(Host(name, vars={"lab": lab}))
-    transport.open()
-    return transport
-
-
-def run(transport: LabTransport, op: str, **args: Any) -> Any:
-    return ops.result_of(transport.call(ops.request(op, **args)))
 
 
 def failure(transport: LabTransport, op: str, **args: Any) -> dict[str, str]:
@@ -41,7 +31,7 @@ def failure(transport: LabTransport, op: str, **args: Any) -> dict[str, str]:
 
 def facts(transport: LabTransport, *queries: dict[str, Any]) -> dict[str, Any]:
     numbered = [{"id": str(i), **q} for i, q in enumerate(queries)]
-    result = run(transport, "facts", queries=numbered)
+    result = call(transport, "facts", queries=numbered)
     return [result[str(i)] for i in range(len(queries))]  # type: ignore[return-value]
 
 
@@ -71,7 +61,7 @@ def test_unknown_op_and_bad_arguments() -> None:
 
 def test_batch_answers_each_request_and_one_failure_does_not_stop_the_rest() -> None:
     transport = connect()
-    answers = run(transport, "batch", requests=[
+    answers = call(transport, "batch", requests=[
         ops.request("ensure_directory", path="C:\\Temp\\a"),
         ops.request("remove_file", path=3),
         {"op": "nope", "args": {}},
@@ -113,7 +103,7 @@ def test_facts_shapes_match_the_contract() -> None:
 
 def test_facts_errors_are_per_query() -> None:
     transport = connect(cs_port_closed=True)
-    result = run(transport, "facts", queries=[
+    result = call(transport, "facts", queries=[
         {"id": "bad", "kind": "registry", "key": "HKXX:\\nope"},
         {"id": "worse", "kind": "nonsense"},
         {"id": "missing", "kind": "file", "path": "C:\\nope.txt"},
@@ -131,9 +121,9 @@ def test_facts_errors_are_per_query() -> None:
 def test_registry_views_and_set_registry() -> None:
     transport = connect()
     key = "HKLM:\\SOFTWARE\\Contoso\\App"
-    assert run(transport, "set_registry", key=key, name="Level", value=7, type="DWord",
+    assert call(transport, "set_registry", key=key, name="Level", value=7, type="DWord",
                view="32") == {"changed": True}
-    assert run(transport, "set_registry", key=key, name="Level", value=7, type="DWord",
+    assert call(transport, "set_registry", key=key, name="Level", value=7, type="DWord",
                view="32") == {"changed": False}
     in32, in64, redirected = facts(
         transport, {"kind": "registry", "key": key, "name": "level", "view": "32"},
@@ -143,8 +133,8 @@ def test_registry_views_and_set_registry() -> None:
     assert in32 == {"key_exists": True, "exists": True, "value": 7, "type": "DWord"}
     assert in64["key_exists"] is False
     assert redirected["value"] == 7
-    run(transport, "set_registry", key=key, name="Paths", value=["a", "b"], type="MultiString")
-    run(transport, "set_registry", key=key, name="Blob", value="AAEC", type="Binary")
+    call(transport, "set_registry", key=key, name="Paths", value=["a", "b"], type="MultiString")
+    call(transport, "set_registry", key=key, name="Blob", value="AAEC", type="Binary")
     paths, blob = facts(transport, {"kind": "registry", "key": key, "name": "Paths"},
                         {"kind": "registry", "key": key, "name": "Blob"})
     assert paths["value"] == ["a", "b"] and blob == {"key_exists": True, "exists": True,
@@ -155,7 +145,7 @@ def test_registry_views_and_set_registry() -> None:
 
 def test_pending_reboot_signals_follow_the_registry() -> None:
     transport = connect()
-    run(transport, "set_registry",
+    call(transport, "set_registry",
         key="HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\WindowsUpdate\\Auto Update"
             "\\RebootRequired", name="x", value=1, type="DWord")
     (pending,) = facts(transport, {"kind": "pending_reboot"})
@@ -164,13 +154,13 @@ def test_pending_reboot_signals_follow_the_registry() -> None:
 
 def test_directories_files_and_remove() -> None:
     transport = connect()
-    assert run(transport, "ensure_directory", path="C:\\Temp\\deep\\er") == {"changed": True}
-    assert run(transport, "ensure_directory", path="c:/temp/DEEP/er/") == {"changed": False}
+    assert call(transport, "ensure_directory", path="C:\\Temp\\deep\\er") == {"changed": True}
+    assert call(transport, "ensure_directory", path="c:/temp/DEEP/er/") == {"changed": False}
     (directory,) = facts(transport, {"kind": "file", "path": "C:\\Temp\\deep"})
     assert directory["is_directory"] and directory["sha256"] is None
     assert failure(transport, "ensure_directory", path="D:\\x")["type"] == "NotFound"
     assert failure(transport, "remove_file", path="C:\\Temp")["type"] == "InvalidArgument"
-    assert run(transport, "remove_file", path="C:\\Temp\\none.txt") == {"removed": False}
+    assert call(transport, "remove_file", path="C:\\Temp\\none.txt") == {"removed": False}
 
 
 def test_push_file_in_chunks_with_hash_check(tmp_path: Path) -> None:
@@ -204,10 +194,10 @@ def test_disk_full_on_write_and_space_comes_back() -> None:
     transport = connect(disk_free_bytes=100)
     assert failure(transport, "write_secret", path="C:\\Temp\\s.txt",
                    content="x" * 101)["type"] == "DiskFull"
-    run(transport, "write_secret", path="C:\\Temp\\s.txt", content="x" * 60)
+    call(transport, "write_secret", path="C:\\Temp\\s.txt", content="x" * 60)
     (disk,) = facts(transport, {"kind": "disk", "drive": "C:"})
     assert disk["free_bytes"] == 40
-    run(transport, "remove_file", path="C:\\Temp\\s.txt")
+    call(transport, "remove_file", path="C:\\Temp\\s.txt")
     assert facts(transport, {"kind": "disk", "drive": "c"})[0]["free_bytes"] == 100
 
 
@@ -215,17 +205,17 @@ def test_download_from_share_and_web_with_faults() -> None:
     transport = connect(http_503=2, share_requires_credential=False)
     name = catalog.VM_AGENT_MSI
     sha = catalog.sha256_of(name)
-    result = run(transport, "download", source=catalog.share_path(name),
+    result = call(transport, "download", source=catalog.share_path(name),
                  destination="C:\\Temp\\agent.msi", sha256=sha)
     assert result == {"changed": True, "sha256": sha, "size": len(catalog.files()[name])}
-    assert run(transport, "download", source=catalog.share_path(name),
+    assert call(transport, "download", source=catalog.share_path(name),
                destination="C:\\Temp\\agent.msi", sha256=sha)["changed"] is False
     for _ in range(2):
         error = failure(transport, "download", source=catalog.url(name) + "?sig=SECRET",
                         destination="C:\\Temp\\web.msi")
         assert error["type"] == "DownloadFailed" and "HTTP 503" in error["message"]
         assert "SECRET" not in error["message"]
-    assert run(transport, "download", source=catalog.url(name, https=True),
+    assert call(transport, "download", source=catalog.url(name, https=True),
                destination="C:\\Temp\\web.msi")["sha256"] == sha
     assert failure(transport, "download", source=catalog.url("nope.exe"),
                    destination="C:\\Temp\\n")["message"].startswith("HTTP 404")
@@ -245,7 +235,7 @@ def test_share_that_needs_a_credential() -> None:
     wrong = failure(transport, "download", source=source, destination="C:\\Temp\\b.exe",
                     credential={"username": "LAB\\svc", "password": "wrong-password"})
     assert wrong["type"] == "AccessDenied" and "wrong-password" not in wrong["message"]
-    good = run(transport, "download", source=source, destination="C:\\Temp\\b.exe",
+    good = call(transport, "download", source=source, destination="C:\\Temp\\b.exe",
                credential={"username": "LAB\\svc", "password": "lab-share-password"})
     assert good["sha256"] == catalog.sha256_of(catalog.ASR_BUNDLE)
     logged = transport.lab.calls[-1]["args"]["credential"]
@@ -254,12 +244,12 @@ def test_share_that_needs_a_credential() -> None:
 
 def test_expand_archive_once_per_hash() -> None:
     transport = connect()
-    run(transport, "download", source=catalog.url(catalog.CONFIG_ZIP),
+    call(transport, "download", source=catalog.url(catalog.CONFIG_ZIP),
         destination="C:\\Temp\\cfg.zip")
-    first = run(transport, "expand_archive", path="C:\\Temp\\cfg.zip",
+    first = call(transport, "expand_archive", path="C:\\Temp\\cfg.zip",
                 destination="C:\\Temp\\cfg")
     assert first == {"changed": True, "files": 2}
-    assert run(transport, "expand_archive", path="C:\\Temp\\cfg.zip",
+    assert call(transport, "expand_archive", path="C:\\Temp\\cfg.zip",
                destination="C:\\Temp\\cfg") == {"changed": False, "files": 0}
     assert b"CSPrime" in transport.lab.file_content("C:\\Temp\\cfg\\config.json")
     assert failure(transport, "expand_archive", path="C:\\Temp\\none.zip",
@@ -284,7 +274,7 @@ def test_write_secret_never_answers_its_content() -> None:
     answer = transport.call(ops.request("write_secret", path="C:\\Temp\\p.txt",
                                         content="hunter2-passphrase"))
     assert answer == ops.ok({"changed": True})
-    assert run(transport, "write_secret", path="C:\\Temp\\p.txt",
+    assert call(transport, "write_secret", path="C:\\Temp\\p.txt",
                content="hunter2-passphrase") == {"changed": False}
     assert transport.lab.state.fs.entry("C:\\Temp\\p.txt")["secret"] is True
     assert "hunter2" not in repr(transport.lab.calls)
@@ -296,19 +286,19 @@ def test_write_secret_never_answers_its_content() -> None:
 def test_set_service_states_modes_and_faults() -> None:
     transport = connect(services_that_wont_start=["Spooler"],
                         service_stops_after_start=["W32Time"])
-    assert run(transport, "set_service", name="Print Spooler", state="stopped") == {
+    assert call(transport, "set_service", name="Print Spooler", state="stopped") == {
         "changed": True, "status": "Stopped", "start_mode": "Automatic"}
     error = failure(transport, "set_service", name="Spooler", state="running", timeout_s=5)
     assert error["type"] == "ServiceFailed" and "status Stopped" in error["message"]
-    run(transport, "set_service", name="W32Time", state="stopped")
-    started = run(transport, "set_service", name="W32Time", state="running")
+    call(transport, "set_service", name="W32Time", state="stopped")
+    started = call(transport, "set_service", name="W32Time", state="running")
     assert started["status"] == "Running"  # it did start ...
     (service,) = facts(transport, {"kind": "service", "name": "W32Time"})
     assert service["status"] == "Stopped"  # ... and crashed right after
-    assert run(transport, "set_service", name="wuauserv", start_mode="Disabled")["changed"]
+    assert call(transport, "set_service", name="wuauserv", start_mode="Disabled")["changed"]
     assert failure(transport, "set_service", name="wuauserv",
                    state="running")["type"] == "ServiceFailed"
-    delayed = run(transport, "set_service", name="wuauserv", start_mode="AutomaticDelayed",
+    delayed = call(transport, "set_service", name="wuauserv", start_mode="AutomaticDelayed",
                   state="running")
     assert delayed == {"changed": True, "status": "Running", "start_mode": "AutomaticDelayed"}
     assert failure(transport, "set_service", name="nosuch", state="running")["type"] == \
@@ -317,19 +307,19 @@ def test_set_service_states_modes_and_faults() -> None:
 
 def test_run_process_system_tools_and_errors() -> None:
     transport = connect()
-    result = run(transport, "run_process", path="cmd.exe", arguments=["/c", "echo", "hi there"])
+    result = call(transport, "run_process", path="cmd.exe", arguments=["/c", "echo", "hi there"])
     assert result["exit_code"] == 0 and result["stdout_tail"] == ["hi there"]
     assert result["command_line"] == '"cmd.exe" /c echo "hi there"'
-    assert run(transport, "run_process", path="C:\\Windows\\System32\\cmd.exe",
+    assert call(transport, "run_process", path="C:\\Windows\\System32\\cmd.exe",
                arguments=["/c", "exit", "7"])["exit_code"] == 7
-    assert run(transport, "run_process", path="powershell",
+    assert call(transport, "run_process", path="powershell",
                arguments=["-NoProfile", "-Command", "exit 3"])["exit_code"] == 3
     assert failure(transport, "run_process", path="C:\\nope.exe")["type"] == "NotFound"
     assert failure(transport, "run_process", path="cmd.exe",
                    working_directory="C:\\nope")["type"] == "NotFound"
-    run(transport, "write_secret", path="C:\\Temp\\notes.exe", content="just text")
+    call(transport, "write_secret", path="C:\\Temp\\notes.exe", content="just text")
     assert failure(transport, "run_process", path="C:\\Temp\\notes.exe")["type"] == "Exception"
-    created = run(transport, "run_process", path="sc.exe",
+    created = call(transport, "run_process", path="sc.exe",
                   arguments=["create", "LabSvc", "binPath=", "C:\\svc.exe", "start=", "auto"])
     assert created["exit_code"] == 0
     (service,) = facts(transport, {"kind": "service", "name": "LabSvc"})
@@ -338,9 +328,9 @@ def test_run_process_system_tools_and_errors() -> None:
 
 def test_run_process_timeout_kills_the_installer() -> None:
     transport = connect(installer_seconds=5, share_requires_credential=False)
-    run(transport, "download", source=catalog.share_path(catalog.VM_AGENT_MSI),
+    call(transport, "download", source=catalog.share_path(catalog.VM_AGENT_MSI),
         destination="C:\\Temp\\a.msi")
-    result = run(transport, "run_process", path="msiexec.exe",
+    result = call(transport, "run_process", path="msiexec.exe",
                  arguments=["/i", "C:\\Temp\\a.msi", "/q"], timeout_s=1)
     assert result["timed_out"] is True and 0.9 <= result["duration_s"] < 4
     (product,) = facts(transport, {"kind": "product", "product_id":
@@ -350,14 +340,14 @@ def test_run_process_timeout_kills_the_installer() -> None:
 
 def test_script_parameters_are_data() -> None:
     transport = connect()
-    result = run(transport, "script", source="# lab\n'start'\nWrite-Output $Parameters.Who\n"
+    result = call(transport, "script", source="# lab\n'start'\nWrite-Output $Parameters.Who\n"
                                              "$Parameters['List']",
                  parameters={"who": "$(Remove-Item C:\\)", "List": ["a", "b"]})
     assert result == {"output": ["start", "$(Remove-Item C:\\)", "a", "b"], "errors": [],
                       "success": True}
-    failed = run(transport, "script", source="Get-Process\n'never'")
+    failed = call(transport, "script", source="Get-Process\n'never'")
     assert failed["success"] is False and failed["output"] == []
-    thrown = run(transport, "script", source="Write-Error 'soft'\nthrow 'hard'\n'never'")
+    thrown = call(transport, "script", source="Write-Error 'soft'\nthrow 'hard'\n'never'")
     assert thrown == {"output": [], "errors": ["soft", "hard"], "success": False}
 
 
@@ -366,7 +356,7 @@ def test_reboot_goes_dark_then_comes_back_with_a_new_boot_time() -> None:
                         reboot_seconds=0.3)
     (os_before, pending) = facts(transport, {"kind": "os"}, {"kind": "pending_reboot"})
     assert pending["signals"]["computer_rename"] and pending["pending"]
-    answer = run(transport, "reboot", delay_s=0, reason="pushinstall")
+    answer = call(transport, "reboot", delay_s=0, reason="pushinstall")
     assert answer == {"boot_time_before": os_before["last_boot_time"]}
     assert transport.lab.connection_fault() == "unreachable"
     with pytest.raises(Exception, match="connection refused"):
@@ -384,8 +374,19 @@ def test_op_log_and_generation_show_what_changed() -> None:
     transport = connect()
     host: LabHost = transport.lab
     generation = host.generation
-    run(transport, "batch", requests=[ops.request("facts", queries=[{"id": "os", "kind": "os"}])])
+    call(transport, "batch", requests=[ops.request("facts", queries=[{"id": "os", "kind": "os"}])])
     assert host.generation == generation and host.op_log == ["batch"]
-    run(transport, "ensure_directory", path="C:\\Temp\\new")
+    call(transport, "ensure_directory", path="C:\\Temp\\new")
     assert host.generation == generation + 1
     assert base64.b64decode(ops.encode_request(host.calls[-1]))  # calls are plain requests
+
+
+def test_put_file_pushes_in_chunks(host: LabHost, tmp_path: Path) -> None:
+    local = tmp_path / "blob.bin"
+    data = bytes(range(256)) * 9000  # more than two 1 MiB chunks
+    local.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    result = LabContext(host).put_file(local, "C:\\Temp\\blob.bin", digest)
+    assert result["changed"] is True
+    assert host.file_content("C:\\Temp\\blob.bin") == data
+    assert host.op_log.count("file_chunk") == 3

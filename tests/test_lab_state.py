@@ -7,11 +7,13 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pushinstall import paths
 from pushinstall.errors import AuthenticationFailed, InputError, Unreachable
 from pushinstall.lab import LabHost, catalog, default_state_dir, flush_all, lab_host, reset_lab
 from pushinstall.lab.transport import LabTransport
@@ -29,14 +31,17 @@ def pending(host: LabHost) -> bool:
     return bool(facts["p"]["pending"])
 
 
-def test_default_state_dir_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+# the lab's hosts live in the controller's state dir: both follow the same rules
+@pytest.mark.parametrize("where", [default_state_dir, paths.state_dir], ids=["lab", "controller"])
+def test_state_dir_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                         where: Callable[[], Path]) -> None:
     monkeypatch.setenv("PUSHINSTALL_STATE_DIR", str(tmp_path / "explicit"))
-    assert default_state_dir() == tmp_path / "explicit"
+    assert where() == tmp_path / "explicit"
     monkeypatch.delenv("PUSHINSTALL_STATE_DIR")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    assert default_state_dir() == tmp_path / "xdg" / "pushinstall"
+    assert where() == tmp_path / "xdg" / "pushinstall"
     monkeypatch.delenv("XDG_STATE_HOME")
-    assert default_state_dir() == Path.home() / ".local" / "state" / "pushinstall"
+    assert where() == Path.home() / ".local" / "state" / "pushinstall"
 
 
 def test_a_second_process_sees_what_the_first_did(state_dir: Path) -> None:
@@ -207,7 +212,7 @@ def test_counted_changes_agree_with_comparing_the_whole_state(
     before and after each call (what it replaced): over the ASR playbook on hosts that install,
     reboot, fail, upgrade and are already done, plus a rerun and hand-made drift, both must
     say the same for every call."""
-    from test_engine_kit import asr_playbook, lab_fleet, run
+    from kit import asr_playbook, lab_fleet, run_on_lab
 
     original = LabHost.handle
     disagreements: list[tuple[str, Any, bool]] = []
@@ -236,15 +241,15 @@ def test_counted_changes_agree_with_comparing_the_whole_state(
               5: {"service_stops_after_start": ["svagents"]}}
     fleet = lab_fleet(tmp_path, 6, faults)
     playbook = asr_playbook(tmp_path)
-    run(fleet, playbook, forks=3)
-    run(fleet, playbook, forks=3)
+    run_on_lab(fleet, playbook, forks=3)
+    run_on_lab(fleet, playbook, forks=3)
     ask(lab_host("web000"), "set_service", name="svagents", state="stopped")
     ask(lab_host("web000"), "set_registry", key="HKLM:\\SOFTWARE\\X", name="Y", value="z",
         type="String")
     ask(lab_host("web000"), "set_registry", key="HKLM:\\SOFTWARE\\X", name="Y", value="z",
         type="String")
-    run(fleet, playbook, forks=3, mode="check")
-    run(fleet, playbook, forks=3)
+    run_on_lab(fleet, playbook, forks=3, mode="check")
+    run_on_lab(fleet, playbook, forks=3)
     assert calls > 100 and disagreements == []
 
 

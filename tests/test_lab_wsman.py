@@ -1,5 +1,5 @@
-"""The lab's WS-Management endpoint on real loopback sockets, and the kit the psrp and winrm
-transport tests share (`Wire`, `run_asr`).
+"""The lab's WS-Management endpoint on real loopback sockets (the `wire` fixture; `Wire` and
+`run_asr` are in kit.py).
 
 Nothing here is mocked: the endpoint serves real `LabHost`s over HTTP/HTTPS and the clients are
 the real pypsrp, pywinrm and requests. What cannot run here is a Windows machine; the lab host
@@ -10,106 +10,21 @@ from __future__ import annotations
 
 import base64
 import socket
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
+from kit import OS_FACTS, PASSWORD, Wire
 
-from pushinstall import events
-from pushinstall.engine import RunOptions, RunSummary, run_fleet
-from pushinstall.engine.support import Backoff
 from pushinstall.errors import AuthenticationFailed, HostError, TransportError, Unreachable
-from pushinstall.inventory import load_inventory
-from pushinstall.lab import LabHost, lab_host
+from pushinstall.lab import lab_host
 from pushinstall.lab.connect import make_transport
-from pushinstall.lab.wsman.endpoint import WSManLabEndpoint, wire_host
+from pushinstall.lab.wsman.endpoint import wire_host
 from pushinstall.lab.wsman.soap import OPERATION_TIMEOUT, UNENCRYPTED_REFUSED
 from pushinstall.model import Connection, Host
-from pushinstall.playbook import load_playbook
 from pushinstall.remote import ops
-from pushinstall.runner import resolve_run_secrets
 from pushinstall.secret import Secret
-from pushinstall.transports.base import Transport
 from pushinstall.transports.psrp import PSRPTransport
-from pushinstall.transports.winrm import WinRMTransport
-
-REPO = Path(__file__).resolve().parent.parent
-PASSWORD = "pw-Lab-123"
-FAST = Backoff(initial=0.01, maximum=0.05)
-OS_FACTS = ops.request("facts", queries=[{"id": "os", "kind": "os"}])
-
-
-class Wire:
-    """An endpoint plus helpers to serve lab hosts and build inventory hosts that reach them."""
-
-    def __init__(self, endpoint: WSManLabEndpoint) -> None:
-        self.endpoint = endpoint
-        self.client_passwords: dict[str, str] = {}  # a host's client sends another password
-
-    def serve(self, name: str, lab: dict[str, Any] | None = None, username: str = "admin",
-              password: str = PASSWORD, allow_unencrypted: bool = False) -> LabHost:
-        model = lab_host(name, lab)
-        if not self.endpoint.serves(name):
-            self.endpoint.add_host(model, username=username, password=password,
-                                   allow_unencrypted=allow_unencrypted)
-        return model
-
-    def host(self, name: str, transport: str = "psrp", auth: str = "ntlm", tls: bool = False,
-             password: str = PASSWORD, username: str = "admin", **settings: Any) -> Host:
-        where = self.endpoint.address(name)
-        settings.setdefault("cert_validation", str(self.endpoint.ca_file) if tls else True)
-        connection = Connection(transport=transport, address=where.address,
-                                port=where.https_port if tls else where.http_port, auth=auth,
-                                tls=tls, username=username, password=Secret(password),
-                                **settings)
-        return Host(name, connection=connection)
-
-    def factory(self, transport: str, auth: str, tls: bool,
-                **settings: Any) -> Callable[[Host], Transport]:
-        """A transport factory for the engine: each inventory lab host served here."""
-        def make(host: Host) -> Transport:
-            self.serve(host.name, host.vars.get("lab"))
-            password = self.client_passwords.get(host.name, PASSWORD)
-            wired = self.host(host.name, transport, auth, tls, password=password, **settings)
-            return PSRPTransport(wired) if transport == "psrp" else WinRMTransport(wired)
-
-        return make
-
-
-@pytest.fixture
-def wire(tmp_path: Path) -> Iterator[Wire]:
-    with WSManLabEndpoint(tmp_path / "endpoint") as endpoint:
-        yield Wire(endpoint)
-
-
-class ListSink:
-    """Keeps every event."""
-
-    def __init__(self) -> None:
-        self.events: list[events.Event] = []
-
-    def emit(self, event: events.Event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-def run_asr(factory: Callable[[Host], Transport], names: list[str],
-            lab: dict[str, dict[str, Any]] | None = None) -> tuple[RunSummary, ListSink]:
-    """The README's demo: inventories/lab.yml and playbooks/asr-mobility.yml on `names`."""
-    inventory = load_inventory([str(REPO / "inventories" / "lab.yml")])
-    playbook = load_playbook(str(REPO / "playbooks" / "asr-mobility.yml"))
-    hosts = [inventory.hosts[name] for name in names]
-    for host in hosts:
-        host.vars["lab"] = {**(host.vars.get("lab") or {}), **(lab or {}).get(host.name, {})}
-    resolve_run_secrets(hosts, playbook)
-    sink = ListSink()
-    summary = run_fleet(hosts, playbook, RunOptions(backoff=FAST), [sink],
-                        transport_factory=factory)
-    return summary, sink
 
 
 def _soap_receive(shell_id: str, message_id: str) -> bytes:

@@ -7,8 +7,10 @@ import json
 import random
 
 import pytest
+from kit import LabContext
 
 from pushinstall.errors import RemoteOpFailed
+from pushinstall.lab import LabHost
 from pushinstall.remote import ops
 from pushinstall.secret import MASK, Redactor, Secret
 
@@ -327,3 +329,10 @@ def test_command_line_puts_the_path_in_quotes() -> None:
     assert line.startswith(f'"{path}" /Role MS')
     assert ops.windows_argv_split(line) == [path, *args]
     assert ops.windows_command_line("msiexec.exe", []) == '"msiexec.exe"'
+
+
+def test_a_request_the_schema_refuses_is_never_sent(host: LabHost) -> None:
+    ctx = LabContext(host)
+    with pytest.raises(ValueError, match="bogus"):
+        ctx.call("ensure_directory", path="C:\\x", bogus=1)
+    assert host.op_log == []

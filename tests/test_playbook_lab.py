@@ -4,9 +4,7 @@ it is compliant. (The lab transport stands in for Windows; nothing else is simul
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from test_resources_engine import FAST, ListSink
+from kit import FAST, LAB_INVENTORY, SHIPPED, ListSink
 
 from pushinstall import events
 from pushinstall.engine import RunOptions, run_fleet
@@ -15,12 +13,10 @@ from pushinstall.lab.transport import LabTransport
 from pushinstall.model import Status
 from pushinstall.playbook import load_playbook
 
-ROOT = Path(__file__).parent.parent
-
 
 def test_asr_playbook_converges_on_lab_hosts_then_is_idempotent() -> None:
-    inventory = load_inventory([str(ROOT / "inventories" / "lab.yml")])
-    playbook = load_playbook(str(ROOT / "playbooks" / "asr-mobility.yml"))
+    inventory = load_inventory([str(LAB_INVENTORY)])
+    playbook = load_playbook(str(SHIPPED))
     # a fresh host, one with a restart pending, one with the previous release installed
     hosts = select_hosts(inventory, playbook.hosts, "lab-web01,lab-app02,lab-app03")
     sink = ListSink()

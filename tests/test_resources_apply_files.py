@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from test_resources_kit import apply_on, host, make_host, place, plan_on  # noqa: F401
+from kit import apply_on, make_host, place, plan_on
 
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab import catalog
@@ -20,7 +20,7 @@ DEST = "C:\\Temp\\ASR\\ua.exe"
 BUNDLE_SHA = catalog.sha256_of(catalog.ASR_BUNDLE)
 
 
-def test_directory_is_created_once(host: LabHost) -> None:  # noqa: F811
+def test_directory_is_created_once(host: LabHost) -> None:
     args = {"path": "C:\\Temp\\ASR\\Logs"}
     assert plan_on(directory, args, host).status == Decision.CHANGE
     applied, _ = apply_on(directory, args, host)
@@ -28,7 +28,7 @@ def test_directory_is_created_once(host: LabHost) -> None:  # noqa: F811
     assert plan_on(directory, args, host).status == Decision.OK
 
 
-def test_file_from_the_share_is_pulled_by_the_target(host: LabHost) -> None:  # noqa: F811
+def test_file_from_the_share_is_pulled_by_the_target(host: LabHost) -> None:
     # as the machine account: the session's own logon cannot reach the share (double hop)
     args = {"dest": DEST, "src": catalog.share_path(catalog.ASR_BUNDLE), "sha256": BUNDLE_SHA,
             "copy_as": "system"}
@@ -41,7 +41,7 @@ def test_file_from_the_share_is_pulled_by_the_target(host: LabHost) -> None:  # 
     assert plan_on(file, args, host).status == Decision.OK
 
 
-def test_file_with_the_wrong_sha256_fails_and_leaves_nothing(host: LabHost) -> None:  # noqa: F811
+def test_file_with_the_wrong_sha256_fails_and_leaves_nothing(host: LabHost) -> None:
     args = {"dest": DEST, "src": catalog.url(catalog.ASR_BUNDLE, https=True), "sha256": "0" * 64}
     with pytest.raises(RemoteOpFailed) as raised:
         apply_on(file, args, host)
@@ -61,7 +61,7 @@ def test_file_share_credential_travels_as_data_for_the_double_hop() -> None:
 
 
 def test_file_from_the_controller_is_pushed_only_when_it_differs(
-        host: LabHost, tmp_path: Path) -> None:  # noqa: F811
+        host: LabHost, tmp_path: Path) -> None:
     local = tmp_path / "UnifiedAgent.exe"
     local.write_bytes(b"MZ" + bytes(200_000))
     args = {"dest": DEST, "src": str(local)}
@@ -79,7 +79,7 @@ def test_file_from_the_controller_is_pushed_only_when_it_differs(
 
 
 def test_file_from_the_controller_must_match_the_playbook_hash(
-        host: LabHost, tmp_path: Path) -> None:  # noqa: F811
+        host: LabHost, tmp_path: Path) -> None:
     local = tmp_path / "UnifiedAgent.exe"
     local.write_bytes(b"tampered")
     args = {"dest": DEST, "src": str(local), "sha256": BUNDLE_SHA}
@@ -88,7 +88,7 @@ def test_file_from_the_controller_must_match_the_playbook_hash(
     assert applied.failed and ctx.sent == []
 
 
-def test_archive_extracts_once(host: LabHost) -> None:  # noqa: F811
+def test_archive_extracts_once(host: LabHost) -> None:
     zip_path = "C:\\Temp\\ASR\\config.zip"
     place(host, zip_path, catalog.files()[catalog.CONFIG_ZIP])
     args = {"src": zip_path, "dest": "C:\\Temp\\ASR\\config"}

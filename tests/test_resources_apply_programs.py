@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_resources_kit import apply_on, host, make_host, place, plan_on  # noqa: F401
+from kit import apply_on, make_host, place, plan_on
 
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab import catalog
@@ -42,7 +42,7 @@ def run_order(lab_host: LabHost) -> list[str]:
     return [op for op in lab_host.op_log if op in ("write_secret", "run_process", "remove_file")]
 
 
-def test_package_installs_then_is_ok(host: LabHost) -> None:  # noqa: F811
+def test_package_installs_then_is_ok(host: LabHost) -> None:
     with_agent(host)
     args = install_args()
     plan = plan_on(package, args, host)
@@ -56,7 +56,7 @@ def test_package_installs_then_is_ok(host: LabHost) -> None:  # noqa: F811
     assert plan_on(package, args, host).status == Decision.OK
 
 
-def test_package_exit_14_fails_with_the_asr_message(host: LabHost) -> None:  # noqa: F811
+def test_package_exit_14_fails_with_the_asr_message(host: LabHost) -> None:
     with_agent(host)
     applied, _ = apply_on(package, install_args(passphrase="wrong-passphrase"), host)
     assert applied.failed and not applied.reboot
@@ -67,7 +67,7 @@ def test_package_exit_14_fails_with_the_asr_message(host: LabHost) -> None:  # n
     assert not host.state.fs.is_file(PASSFILE)
 
 
-def test_package_unknown_code_without_a_message_quotes_the_output(host: LabHost) -> None:  # noqa: F811
+def test_package_unknown_code_without_a_message_quotes_the_output(host: LabHost) -> None:
     with_agent(host)
     args = install_args(arguments=["/Role", "Agent", "/Bogus"])
     applied, _ = apply_on(package, {**args, "messages": ""}, host)
@@ -94,7 +94,7 @@ def test_package_return_codes_are_the_playbooks() -> None:
     assert applied.failed and applied.message.startswith("exit 98")
 
 
-def test_secret_file_is_removed_when_the_run_itself_errors(host: LabHost) -> None:  # noqa: F811
+def test_secret_file_is_removed_when_the_run_itself_errors(host: LabHost) -> None:
     args = install_args(path="C:\\Temp\\ASR\\Missing.exe")
     with pytest.raises(RemoteOpFailed, match="no such executable") as raised:
         apply_on(package, args, host)
@@ -103,7 +103,7 @@ def test_secret_file_is_removed_when_the_run_itself_errors(host: LabHost) -> Non
     assert not host.state.fs.is_file(PASSFILE)
 
 
-def test_secret_content_never_reaches_the_op_log(host: LabHost) -> None:  # noqa: F811
+def test_secret_content_never_reaches_the_op_log(host: LabHost) -> None:
     with_agent(host)
     apply_on(package, install_args(), host)
     assert "lab-passphrase" not in repr(host.calls)
@@ -121,7 +121,7 @@ def test_a_process_past_its_timeout_fails() -> None:
 CMD = "C:\\Windows\\System32\\cmd.exe"
 
 
-def test_command_runs_when_unguarded_and_maps_its_code(host: LabHost) -> None:  # noqa: F811
+def test_command_runs_when_unguarded_and_maps_its_code(host: LabHost) -> None:
     applied, ctx = apply_on(command, {"path": CMD, "arguments": ["/c", "exit", "0"]}, host)
     assert (applied.changed, applied.failed) == (True, False)
     assert ctx.sent == ["run_process"]
@@ -132,7 +132,7 @@ def test_command_runs_when_unguarded_and_maps_its_code(host: LabHost) -> None:  
     assert not allowed.failed
 
 
-def test_command_creates_guard(host: LabHost) -> None:  # noqa: F811
+def test_command_creates_guard(host: LabHost) -> None:
     args = {"path": CMD, "arguments": ["/c", "echo", "hi"], "creates": "C:\\Temp\\done.txt"}
     assert plan_on(command, args, host).status == Decision.CHANGE
     place(host, "C:\\Temp\\done.txt", b"done")
@@ -165,7 +165,7 @@ def test_command_unless_service_and_product() -> None:
 # ---------------------------------------------------------------- script
 
 
-def test_script_test_and_set_get_parameters_as_data(host: LabHost) -> None:  # noqa: F811
+def test_script_test_and_set_get_parameters_as_data(host: LabHost) -> None:
     hostile = "'; Remove-Item C:\\ -Recurse #"
     args = {"test": "$Parameters.Done", "set": "Write-Output $Parameters['Name']",
             "parameters": {"Done": False, "Name": hostile}}
@@ -176,7 +176,7 @@ def test_script_test_and_set_get_parameters_as_data(host: LabHost) -> None:  # n
     assert plan_on(script, {**args, "parameters": {"Done": True}}, host).status == Decision.OK
 
 
-def test_script_errors_fail(host: LabHost) -> None:  # noqa: F811
+def test_script_errors_fail(host: LabHost) -> None:
     args = {"test": "throw 'cannot tell'", "set": "throw 'set broke'"}
     plan = plan_on(script, args, host)
     assert plan.status == "fail" and "cannot tell" in plan.reason

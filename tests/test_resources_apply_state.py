@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_resources_kit import apply_on, host, make_host, plan_on  # noqa: F401
+from kit import apply_on, make_host, plan_on
 
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab.host import LabHost
@@ -15,7 +15,7 @@ REGISTERED = {"key": STATUS_KEY, "name": "AgentConfigurationStatus", "value": "S
               "mode": "assert"}
 
 
-def test_service_is_started_with_its_start_mode(host: LabHost) -> None:  # noqa: F811
+def test_service_is_started_with_its_start_mode(host: LabHost) -> None:
     args = {"name": "wuauserv", "state": "running", "start_mode": "auto"}
     plan = plan_on(service, args, host)
     assert plan.diff.splitlines() == ["service 'wuauserv': Stopped -> Running",
@@ -29,7 +29,7 @@ def test_service_is_started_with_its_start_mode(host: LabHost) -> None:  # noqa:
     assert plan_on(service, stop, host).status == Decision.OK
 
 
-def test_service_absent_ok_and_absent(host: LabHost) -> None:  # noqa: F811
+def test_service_absent_ok_and_absent(host: LabHost) -> None:
     assert plan_on(service, {"name": "svagents", "ensure": "absent-ok"}, host).status == Decision.OK
     missing = plan_on(service, {"name": "svagents"}, host)
     assert (missing.status == Decision.FAIL
@@ -58,7 +58,7 @@ def test_registry_assert_registered_with_the_cs() -> None:
     assert absent.status == Decision.FAIL and "found (absent)" in absent.reason
 
 
-def test_registry_set_writes_the_typed_value_in_its_view(host: LabHost) -> None:  # noqa: F811
+def test_registry_set_writes_the_typed_value_in_its_view(host: LabHost) -> None:
     args = {"key": "HKLM:\\SOFTWARE\\Contoso\\Agent", "name": "Level", "value": "3",
             "type": "DWord", "view": "32"}
     plan = plan_on(registry, args, host)
@@ -86,7 +86,7 @@ def test_pending_reboot_on_the_lab() -> None:
     assert plan_on(pending_reboot, {"on_pending": "fail"}, make_host("web07")).status == Decision.OK
 
 
-def test_reboot_asks_the_engine_for_a_restart(host: LabHost) -> None:  # noqa: F811
+def test_reboot_asks_the_engine_for_a_restart(host: LabHost) -> None:
     applied, ctx = apply_on(reboot, {"reason": "kernel patch", "timeout": 600}, host)
     assert (applied.changed, applied.reboot, applied.message) == (True, True, "kernel patch")
     assert ctx.sent == []

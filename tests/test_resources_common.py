@@ -112,7 +112,9 @@ def test_local_sha256_hashes_once_for_hosts_planning_at_once(tmp_path: Path,
         time.sleep(0.05)  # a slow disk: without the lock every thread would hash it
         return real_open(name, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", counting_open)
+    # only common's own `open` (a module global shadows the builtin), not every open in the
+    # process: pytest, logging and the other threads keep the real one
+    monkeypatch.setattr(common, "open", counting_open, raising=False)
     with ThreadPoolExecutor(max_workers=16) as pool:
         digests = set(pool.map(lambda _: common.local_sha256(path), range(64)))
     assert digests == {hashlib.sha256(b"x" * 4096).hexdigest()}

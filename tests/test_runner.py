@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_engine_kit import INSTALL, asr_playbook, lab_fleet
+from kit import INSTALL, asr_playbook, lab_fleet
 
 from pushinstall.engine import RunOptions
 from pushinstall.errors import InputError
@@ -19,14 +19,6 @@ from pushinstall.paths import state_dir
 from pushinstall.report.history import history_path
 from pushinstall.runner import _install_hosts, _run
 from pushinstall.secret import MASK, Secret
-
-
-def test_state_dir_follows_the_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PUSHINSTALL_STATE_DIR", str(tmp_path / "s"))
-    assert state_dir() == tmp_path / "s"
-    monkeypatch.delenv("PUSHINSTALL_STATE_DIR")
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    assert state_dir() == tmp_path / "xdg" / "pushinstall"
 
 
 def test_a_run_leaves_its_jsonl_log_history_and_reports(

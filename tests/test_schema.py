@@ -7,8 +7,10 @@ import pytest
 from pushinstall.errors import InputError
 from pushinstall.resources import RESOURCE_TYPES, validate_args
 from pushinstall.resources.exit_codes import ASR_UNIFIED_AGENT, MSIEXEC, message_for
+from pushinstall.resources.programs import RUN_ARGS
 from pushinstall.resources.schema import (
     Arg,
+    check_args,
     markdown_table,
     secret_fields,
     with_defaults,
@@ -122,3 +124,24 @@ def test_markdown_table_lists_every_argument() -> None:
     for name in ("dest", "src", "sha256", "share_credential", "force"):
         assert f"| `{name}` |" in table
     assert "`password` (required) (secret)" in table
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"path": "x.exe", "timeout": -5}, "'timeout' of 'command' is -5"),
+    ({"path": "x.exe", "timeout": 0}, "'timeout' of 'command' is 0"),
+    ({"path": 5}, "'path' of 'command' is a number"),
+    ({"path": ""}, "'path' of 'command' is empty"),
+    ({"path": "x.exe", "working_directory": 7}, "'working_directory' of 'command' is a number"),
+    ({"path": "x.exe", "creates": ["a"]}, "'creates' of 'command' is a list"),
+    ({"path": "x.exe", "secret_file": {"path": 1, "content": "s"}},
+     "'path' of 'secret_file' of 'command' is a number"),
+])
+def test_run_arguments_are_typed(args: dict[str, object], message: str) -> None:
+    with pytest.raises(InputError) as error:
+        check_args(RUN_ARGS, args, "'command'")
+    assert error.value.message == message
+
+
+def test_good_run_arguments_still_pass() -> None:
+    check_args(RUN_ARGS, {"path": "x.exe", "timeout": 1, "working_directory": "C:\\",
+                          "creates": "{{ marker }}", "arguments": ["/q", 5]}, "'command'")

@@ -255,11 +255,12 @@ def test_latency_is_served_per_request(
 def test_a_long_op_outlives_the_read_timeout(
     endpoint: SSHLabEndpoint, transports: list[SSHTransport]
 ) -> None:
-    # Scaled down: a 4 s silent "installer" against a 1.5 s read timeout (keepalives answer).
+    # Scaled down: a 2 s silent "installer" against a 1 s read timeout, the least the ssh
+    # transport takes (keepalives answer).
     _, host = _serve(endpoint)
-    host.connection.read_timeout = 1.5
+    host.connection.read_timeout = 1.0
     transport = _open(host, transports)
-    answer = transport.call(_sleep(4))
+    answer = transport.call(_sleep(2))
     assert ops.result_of(answer) == {"exit_code": 0, "timed_out": False}
 
 

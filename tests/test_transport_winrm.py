@@ -4,24 +4,14 @@ test_transport_psrp.py). Mocked: nothing on the wire; the lab host stands in for
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from test_lab_wsman import OS_FACTS, Wire
+from kit import OS_FACTS, Wire
 
 from pushinstall.lab.connect import make_transport
-from pushinstall.lab.wsman.endpoint import WSManLabEndpoint
 from pushinstall.remote import ops
 from pushinstall.transports.winrm import STDIN_BLOCK, WinRMTransport, strip_clixml
 
 CMD_LIMIT = 8191  # characters on a cmd.exe command line
-
-
-@pytest.fixture
-def wire(tmp_path: Path) -> Iterator[Wire]:
-    with WSManLabEndpoint(tmp_path / "endpoint") as endpoint:
-        yield Wire(endpoint)
 
 
 def _open(wire: Wire, name: str, **settings: object) -> WinRMTransport:
