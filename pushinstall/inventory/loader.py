@@ -85,7 +85,7 @@ class InventoryLoader:
         self.hosts: dict[str, _HostDef] = {}
         self.sources: list[str] = []
         self.warnings: list[str] = []
-        self._warned: set[Location] = set()
+        self._warned: set[tuple[Location | None, str]] = set()
         self._stream = warnings if warnings is not None else sys.stderr
 
     # ---- reading -------------------------------------------------------------------------
@@ -177,11 +177,13 @@ class InventoryLoader:
             target.values[key] = value
             target.locations[key] = value_loc
 
-    def _warn(self, location: Location) -> None:
-        if location in self._warned:
+    def _warn(self, location: Location | None, text: str = PLAINTEXT_WARNING) -> None:
+        """Print and keep a warning, once per place: a group var read for every host of
+        the group is one warning, not one per host."""
+        if (location, text) in self._warned:
             return
-        self._warned.add(location)
-        line = f"{location}: {PLAINTEXT_WARNING}"
+        self._warned.add((location, text))
+        line = f"{location}: {text}" if location is not None else text
         self.warnings.append(line)
         print(line, file=self._stream)
 
@@ -219,7 +221,7 @@ class InventoryLoader:
         for name, group in self.groups.items():
             for child in group.children:
                 parents.setdefault(child, []).append(name)
-        inventory = Inventory(sources=list(self.sources), warnings=list(self.warnings))
+        inventory = Inventory(sources=list(self.sources), warnings=self.warnings)
         for name, group in self.groups.items():
             inventory.groups[name] = Group(name, dict(group.values), list(group.hosts),
                                            list(group.children), group.location)
@@ -245,7 +247,7 @@ class InventoryLoader:
                       fallback: Location | None = host_def.location) -> Location | None:
                 return setters.get(setting, fallback)
 
-            connection = build_connection(name, settings, where, host_def.location)
+            connection = build_connection(name, settings, where, host_def.location, self._warn)
             inventory.hosts[name] = Host(
                 name, [g for g in ordered if g not in ("all", "ungrouped")], merged,
                 connection, host_def.location,
