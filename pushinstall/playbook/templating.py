@@ -30,7 +30,20 @@ from pushinstall.resources.schema import is_template
 from pushinstall.secret import Secret
 from pushinstall.source import LocatedDict, LocatedList
 
-ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, and a `Secret` is opaque in it: no attribute or method (`reveal()`) of a
+    secret can be reached from a template, so a template can pass a secret on (to an argument
+    declared secret) but never read it."""
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, Secret):
+            return False
+        return bool(super().is_safe_attribute(obj, attr, value))
+
+
+ENV = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True)
 _WHOLE = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.DOTALL)
 _MAX_DEPTH = 20
 _PLAIN = (str, int, float, bool, type(None))
@@ -115,7 +128,12 @@ class TemplatedSecret(Secret):
             names = _names(self._template)
             context = {k: reveal_all(v) for k, v in self._variables.items() if k in names}
             compiled, whole = _compiled(self._template)
-            value = compiled(**context) if whole else compiled.render(**context)
+            try:
+                value = compiled(**context) if whole else compiled.render(**context)
+            except Exception as error:  # its message may quote a revealed value
+                raise InputError(f"template error in '{_short(self._template)}' with a secret: "
+                                 f"{type(error).__name__}", None,
+                                 "a template that renders") from None
             self._value = str(value)
         return self._value
 
