@@ -146,6 +146,8 @@ def _split_source(source: str) -> tuple[str, str]:
 def _install_host(options: dict[str, Any]) -> Host:
     from pushinstall.inventory.connection import build_connection
     from pushinstall.inventory.limit import COMMAND_LINE
+    from pushinstall.inventory.secrets import MAX_SECRET_BYTES
+    from pushinstall.source import read_text
 
     password = None
     password_env = options.get("password_env") or "PUSHINSTALL_PASSWORD"
@@ -153,13 +155,12 @@ def _install_host(options: dict[str, Any]) -> Host:
         password = Secret(os.environ[password_env], source=f"env {password_env}")
     passphrase_path = Path(options["passphrase_file"])
     try:
-        passphrase = passphrase_path.read_text(encoding="utf-8-sig").strip()
-    except OSError as error:
-        raise InputError(f"--passphrase-file: cannot read {passphrase_path}: {error.strerror}",
-                         COMMAND_LINE, "a readable file holding the passphrase") from None
-    except UnicodeDecodeError:
-        raise InputError(f"--passphrase-file: {passphrase_path} is not UTF-8 text",
-                         COMMAND_LINE, "a UTF-8 text file holding the passphrase") from None
+        passphrase = read_text(passphrase_path, MAX_SECRET_BYTES,
+                               "a regular UTF-8 text file holding the passphrase").strip()
+    except InputError as error:
+        raise InputError(f"--passphrase-file: cannot read {passphrase_path}: "
+                         f"{error.message.split(' (byte')[0]}", COMMAND_LINE,
+                         error.expected) from None
     if not passphrase:
         raise InputError(f"--passphrase-file: {passphrase_path} is empty", COMMAND_LINE,
                          "a file holding the passphrase")

@@ -221,7 +221,13 @@ def _controller_file(step: Step, args: dict[str, Any]) -> None:
     local = Path(value).expanduser()
     if not local.is_absolute() and step.location is not None:
         local = Path(step.location.path).parent / local
-    if not local.is_file():
+    try:
+        found = local.is_file()
+    except OSError as error:   # a name too long, a path through a file ...
+        raise InputError(f"'{key}' of step '{step.name}': {error.strerror}: '{value[:80]}'",
+                         where, "a UNC path, an http(s) URL, or a file on this machine relative "
+                         "to the playbook") from None
+    if not found:
         raise InputError(f"'{key}' of step '{step.name}': file not found: '{value}'", where,
                          "a UNC path, an http(s) URL, or a file on this machine relative to the "
                          "playbook")
