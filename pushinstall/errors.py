@@ -25,6 +25,7 @@ EXIT_HOST_FAILED = 2
 EXIT_UNREACHABLE = 4
 EXIT_INVALID_INPUT = 5
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143   # SIGTERM (128 + 15), handled as Ctrl-C is
 
 
 @dataclass(frozen=True)
@@ -127,3 +128,15 @@ class RemoteOpFailed(HostError):
     ):
         self.error_type = error_type
         super().__init__(message, host=host, hint=hint)
+
+
+BUG_HINT = "a bug in pushinstall, not in the host: please report it with this message"
+
+
+def internal_error(error: BaseException) -> str:
+    """The one-line message a host fails with when pushinstall itself broke on it: the
+    exception's type and text (no traceback) and a please-report hint."""
+    import traceback
+
+    detail = traceback.format_exception_only(type(error), error)[-1].strip()
+    return f"internal error: {detail} (hint: {BUG_HINT})"

@@ -20,6 +20,7 @@ SKIPPED = "skipped"
 COMPLIANT = "compliant"
 DRIFTED = "drifted"
 REBOOT_PENDING = "reboot_pending"
+INTERRUPTED = "interrupted"   # Ctrl-C or SIGTERM stopped the host before it was done
 
 
 @dataclass

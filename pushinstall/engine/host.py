@@ -32,7 +32,13 @@ from pushinstall.engine.support import (
     expected_found,
     retrying,
 )
-from pushinstall.errors import HostError, InputError, PushinstallError, TransportError
+from pushinstall.errors import (
+    HostError,
+    InputError,
+    PushinstallError,
+    TransportError,
+    internal_error,
+)
 from pushinstall.model import Host, Playbook, Step
 from pushinstall.playbook.conditions import evaluate_when
 from pushinstall.remote.ops import batch, is_idempotent, request, result_of
@@ -316,6 +322,8 @@ class HostPipeline:
 
     def _finish_status(self, forced: str | None) -> str:
         statuses = set(self.outcome.steps.values())
+        if forced == events.INTERRUPTED:
+            return forced
         if forced == events.FAILED or events.FAILED in statuses:
             return events.FAILED
         if self.check:
@@ -339,7 +347,7 @@ class HostPipeline:
         for position, state in enumerate(states):
             if self.stop_requested():
                 self.outcome.message = f"interrupted before step '{state.step.name}'"
-                return events.FAILED
+                return events.INTERRUPTED
             if self.deadline.expired:
                 self.outcome.message = (f"host deadline ({self.settings.host_timeout:g}s) passed "
                                         f"before step '{state.step.name}'")
@@ -375,12 +383,14 @@ class HostPipeline:
         except PushinstallError as error:
             forced = events.FAILED
             self.outcome.message = self._redact(str(error))
+        except Exception as error:  # a bug (or an OS refusal) fails this host, not the fleet
+            self.outcome.message = self._redact(internal_error(error))
+            forced = events.FAILED
         if forced is None:
             try:
                 forced = self._work(states)
             except Exception as error:  # a bug must fail this host, not the fleet
-                detail = traceback.format_exception_only(type(error), error)[-1].strip()
-                self.outcome.message = self._redact(f"internal error: {detail}")
+                self.outcome.message = self._redact(internal_error(error))
                 forced = events.FAILED
         self.outcome.status = (forced if forced == events.UNREACHABLE
                                else self._finish_status(forced))

@@ -21,7 +21,8 @@ from typing import TextIO
 from pushinstall import events
 
 QUIET_STEPS = {events.OK, events.SKIPPED}
-LOUD_HOSTS = {events.FAILED, events.UNREACHABLE, events.REBOOT_PENDING, events.DRIFTED}
+LOUD_HOSTS = {events.FAILED, events.UNREACHABLE, events.REBOOT_PENDING, events.DRIFTED,
+              events.INTERRUPTED}
 RECAP_COLUMNS = (events.OK, events.CHANGED, events.FAILED, events.UNREACHABLE, events.SKIPPED)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pushinstall.report.collect import Collector, RunRecord
 
-FAILING = {"failed", "unreachable", "drifted"}
+FAILING = {"failed", "unreachable", "drifted", "interrupted"}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -61,7 +61,7 @@ _STYLE = """
 body{font:14px system-ui,Segoe UI,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}.ok,.compliant{color:#176f2c}
-.changed{color:#8a6100}.failed,.unreachable,.drifted{color:#b00020;font-weight:600}
+.changed{color:#8a6100}.failed,.unreachable,.drifted,.interrupted{color:#b00020;font-weight:600}
 .skipped,.reboot_pending{color:#555}pre{margin:0;white-space:pre-wrap}
 """
 
