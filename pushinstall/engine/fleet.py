@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pushinstall import events
+from pushinstall.display import clean_event
 from pushinstall.engine.host import HostOutcome, HostPipeline, TransportFactory
 from pushinstall.engine.support import Backoff, collect_secrets
 from pushinstall.engine.workers import WorkerPool, auto_workers, available
@@ -145,6 +146,7 @@ class _Bus:
     def _to(self, sinks: list[events.Sink], event: events.Event) -> None:
         if getattr(event, "host", None) in self.dropped:
             return
+        clean_event(event)   # a target's text never reaches a terminal or report raw
         with self.lock:
             for sink in sinks:
                 with contextlib.suppress(Exception):  # a broken sink must not stop the run
