@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from pushinstall import events
+from pushinstall.engine import secret_files
 from pushinstall.engine.support import (
     Backoff,
     Deadline,
@@ -376,6 +377,7 @@ class HostPipeline:
         try:
             states = self._prepare()
             self.transport = self._connect()
+            self._clean_secret_files(reconnect=False)
         except TransportError as error:
             forced = events.UNREACHABLE
             self.outcome.message = self._redact(str(error))
@@ -392,6 +394,7 @@ class HostPipeline:
             except Exception as error:  # a bug must fail this host, not the fleet
                 self.outcome.message = self._redact(internal_error(error))
                 forced = events.FAILED
+            self._clean_secret_files(reconnect=True)
         self.outcome.status = (forced if forced == events.UNREACHABLE
                                else self._finish_status(forced))
         self.outcome.duration = time.monotonic() - started
@@ -400,6 +403,31 @@ class HostPipeline:
             message=self.outcome.message, duration=self.outcome.duration,
         ))
         return self.outcome
+
+    def _clean_secret_files(self, reconnect: bool) -> None:
+        """Remove the secret files a step (now, or in an earlier run) could not remove from
+        this host (engine/secret_files.py); `reconnect` after the work closed the link. One
+        that still cannot be removed is a warning: it stays noted for the next time."""
+        left = secret_files.pending(self.host.name)
+        if not left or self.check:
+            return
+        path = left[0]
+        try:
+            if reconnect:
+                self.transport = self._connect()
+            for path in left:
+                if self.transport is None:
+                    raise TransportError("no connection", host=self.host.name)
+                result_of(self.transport.call(request("remove_file", path=path),
+                                              timeout=self.deadline.bound(60.0)), self.host.name)
+                secret_files.discard(self.host.name, path)
+        except Exception as error:
+            self._emit(events.HostWarning(host=self.host.name, message=self._redact(
+                f"the secret file {path} may still be on the host ({error}); pushinstall "
+                "removes it the next time it reaches this host")))
+        finally:
+            if reconnect and self.transport is not None:
+                self.transport.close()
 
     def _work(self, states: list[_StepState]) -> str | None:
         try:

@@ -19,6 +19,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from pushinstall.engine import secret_files
 from pushinstall.errors import HostError
 from pushinstall.remote.ops import request, result_of
 from pushinstall.secret import Redactor, Secret
@@ -149,8 +150,13 @@ class StepContext:
         """Send one op; return its result; an error answer raises `RemoteOpFailed`."""
         timeout = self._timeout()
         self.sent.append(op)
+        if op == "write_secret":   # noted first: a stall after it must not hide the file
+            secret_files.add(self.host_name, str(args.get("path")))
         answer = self.pipeline.transport.call(request(op, **args), timeout=timeout)
-        return result_of(answer, self.host_name)
+        result = result_of(answer, self.host_name)
+        if op == "remove_file":
+            secret_files.discard(self.host_name, str(args.get("path")))
+        return result
 
     def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
         """Push a controller file (a temp file, sha256 checked, then moved: safe to redo)."""

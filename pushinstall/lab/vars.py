@@ -13,7 +13,7 @@ Installers: `installer_exit_code`, `configurator_exit_code`, `msi_exit_code`,
 `installer_seconds`, `install_running`.
 Services: `service_stops_after_start`, `services_that_wont_start` (names or display names).
 Connection: `latency_ms`, `reboot_seconds`, `unreachable`, `bad_credentials`,
-`refuse_first_connects`, `drop_connection_on` (op names).
+`refuse_first_connects`, `drop_connection_on` and `dark_after` (op names).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class LabVars:
     bad_credentials: bool = False
     refuse_first_connects: int = 0
     drop_connection_on: list[str] = field(default_factory=list)
+    dark_after: list[str] = field(default_factory=list)   # the link stalls after these ops
 
 
 STARTING_STATE_KEYS = frozenset({

@@ -54,6 +54,8 @@ class ConsoleSink:
                 self._line(event.host, "started")
         elif isinstance(event, events.StepResult):
             self._step(event)
+        elif isinstance(event, events.HostWarning):
+            self._line(event.host, f"WARNING: {event.message}")
         elif isinstance(event, events.RebootEvent):
             self._line(event.host, f"rebooted for step '{event.step}' ({event.duration:.1f}s)")
         elif isinstance(event, events.HostFinished):
