@@ -164,3 +164,23 @@ def test_a_bad_utf8_byte_is_located_by_line_and_column(tmp_path: Path) -> None:
     code, err = bounded_run(["inventory", "-i", "inv.yml"], tmp_path)
     assert code == 5
     assert err == "inv.yml:3:6: not UTF-8 text (byte 19) (a UTF-8 YAML file)\n"
+
+
+def test_a_negative_lab_number_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "inv.yml").write_text(
+        "all:\n  vars: {transport: lab}\n  hosts:\n    h1:\n      lab: {disk_free_bytes: -1}\n")
+    code, err = bounded_run(["validate", "-i", "inv.yml", ASR], tmp_path)
+    assert code == 5
+    assert err == ("inv.yml:5:13: lab var 'disk_free_bytes' is '-1' for host 'h1' "
+                   "(an integer of 0 or more)\n")
+
+
+def test_a_command_line_longer_than_windows_takes_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "pb.yml").write_text(
+        "name: long\nhosts: all\nsteps:\n  - name: huge\n    command:\n"
+        "      path: 'C:\\Windows\\System32\\cmd.exe'\n"
+        "      arguments: ['/c', '{{ \"x\" * 40000 }}']\n")
+    code, err = bounded_run(["validate", "-i", LAB, "pb.yml"], tmp_path)
+    assert code == 5
+    assert err == ("pb.yml:7:18: the command line of step 'huge' is 40033 characters long "
+                   "(at most 32767, the Windows limit)\n")

@@ -95,6 +95,10 @@ def _check(name: str, value: Any) -> Any:
         value = float(value)
     if not isinstance(value, kinds):
         raise InputError(f"lab var {name!r} is {_shown(name, value)}", expected=_describe(kinds))
+    if (isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0
+            and not name.endswith("_exit_code")):   # Windows exit codes may be negative
+        raise InputError(f"lab var {name!r} is {_shown(name, value)}",
+                         expected=f"{_describe(kinds)} of 0 or more")
     if isinstance(value, list) and not all(isinstance(item, str) for item in value):
         raise InputError(f"lab var {name!r} holds something else than strings",
                          expected="a list of strings")
