@@ -146,9 +146,10 @@ def inventory(inventories: tuple[str, ...], limit: str | None, host_name: str | 
     elif host_name:
         click.echo(_yaml_text(data))
     else:
-        for name, groups in data["hosts"].items():
-            click.echo(f"{name}  [{', '.join(groups)}]")
-        click.echo(f"{len(data['hosts'])} hosts")
+        # One write: a 100k-host inventory is 100k lines.
+        click.echo("".join(f"{name}  [{', '.join(groups)}]\n"
+                           for name, groups in data["hosts"].items())
+                   + f"{len(data['hosts'])} hosts")
 
 
 def _yaml_text(data: Any) -> str:

@@ -16,6 +16,7 @@ Transports map their library's exceptions into this tree once, at the boundary.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -24,6 +25,8 @@ EXIT_HOST_FAILED = 2
 EXIT_UNREACHABLE = 4
 EXIT_INVALID_INPUT = 5
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143   # SIGTERM (128 + 15), handled as Ctrl-C is
+_TRANSIENT_HTTP = re.compile(r"\bHTTP (?:408|429|502|503|504)\b")
 
 
 @dataclass(frozen=True)
@@ -119,4 +122,20 @@ class RemoteOpFailed(HostError):
         error_type: str = "Exception",
     ):
         self.error_type = error_type
+        # A download the server refused for now (503, 429, a gateway timeout) is transient,
+        # as a WinRM 503 is: retried under the same policy. The agent and the lab both say
+        # `HTTP <status> ...` (docs/ops.md).
+        self.transient = error_type == "DownloadFailed" and bool(_TRANSIENT_HTTP.search(message))
         super().__init__(message, host=host, hint=hint)
+
+
+BUG_HINT = "a bug in pushinstall, not in the host: please report it with this message"
+
+
+def internal_error(error: BaseException) -> str:
+    """The one-line message a host fails with when pushinstall itself broke on it: the
+    exception's type and text (no traceback) and a please-report hint."""
+    import traceback
+
+    detail = traceback.format_exception_only(type(error), error)[-1].strip()
+    return f"internal error: {detail} (hint: {BUG_HINT})"

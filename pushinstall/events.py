@@ -80,6 +80,18 @@ class RebootEvent(Event):
 
 
 @dataclass
+class HostWarning(Event):
+    """Something an admin must act on that did not fail the host (a secret file that could
+    not be removed from it, say)."""
+
+    host: str
+    message: str
+
+    def __post_init__(self) -> None:
+        self.kind = "warning"
+
+
+@dataclass
 class HostFinished(Event):
     """Work on one host ended with a final status and per-status step counts."""
 

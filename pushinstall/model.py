@@ -27,6 +27,7 @@ class Status(str, Enum):
     COMPLIANT = "compliant"            # check mode: nothing to change
     DRIFTED = "drifted"                # check mode: a change is due
     REBOOT_PENDING = "reboot_pending"  # a step: done, but a restart it needs is still due
+    INTERRUPTED = "interrupted"        # Ctrl-C or SIGTERM stopped the host before it was done
 
     def __str__(self) -> str:
         return self.value
@@ -35,7 +36,7 @@ class Status(str, Enum):
 # A host that failed its run: counts toward max_fail_percentage and the exit code.
 FAILED_STATUSES = frozenset({Status.FAILED, Status.UNREACHABLE})
 # What a report puts first and counts as a failure: failed hosts and drifted ones.
-ATTENTION_STATUSES = FAILED_STATUSES | {Status.DRIFTED}
+ATTENTION_STATUSES = FAILED_STATUSES | {Status.DRIFTED, Status.INTERRUPTED}
 
 
 class Decision(str, Enum):

@@ -180,17 +180,18 @@ def _password(options: dict[str, Any]) -> Secret | None:
 def _install_hosts(options: dict[str, Any]) -> list[Host]:
     from pushinstall.inventory.connection import build_connection
     from pushinstall.inventory.limit import COMMAND_LINE
+    from pushinstall.inventory.secrets import MAX_SECRET_BYTES
+    from pushinstall.source import read_text
 
     names = options["host"] if isinstance(options["host"], (list, tuple)) else [options["host"]]
     passphrase_path = Path(options["passphrase_file"])
     try:
-        passphrase = passphrase_path.read_text(encoding="utf-8-sig").strip()
-    except OSError as error:
-        raise InputError(f"--passphrase-file: cannot read {passphrase_path}: {error.strerror}",
-                         COMMAND_LINE, "a readable file holding the passphrase") from None
-    except UnicodeDecodeError:
-        raise InputError(f"--passphrase-file: {passphrase_path} is not UTF-8 text",
-                         COMMAND_LINE, "a UTF-8 text file holding the passphrase") from None
+        passphrase = read_text(passphrase_path, MAX_SECRET_BYTES,
+                               "a regular UTF-8 text file holding the passphrase").strip()
+    except InputError as error:
+        raise InputError(f"--passphrase-file: cannot read {passphrase_path}: "
+                         f"{error.message.split(' (byte')[0]}", COMMAND_LINE,
+                         error.expected) from None
     if not passphrase:
         raise InputError(f"--passphrase-file: {passphrase_path} is empty", COMMAND_LINE,
                          "a file holding the passphrase")

@@ -4,11 +4,18 @@ PyYAML silently keeps the last of two equal keys and forgets positions once it b
 objects. `load_yaml` refuses duplicate keys and returns `LocatedDict` / `LocatedList`, which
 remember where each of their keys, values and items stood, so a later check can say
 `path:line:col: what is wrong (what was expected)`.
+
+Hostile files end as `InputError`s too, in bounded time and memory: only regular files are
+read (a FIFO or `/dev/zero` is refused before it is opened), up to `MAX_YAML_BYTES`; nesting
+deeper than `MAX_DEPTH` and documents that aliases (`&a` / `*a`) expand past `MAX_NODES`
+values (the "billion laughs") are refused before anything walks them.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +23,10 @@ from typing import Any
 import yaml
 
 from pushinstall.errors import InputError, Location
+
+MAX_YAML_BYTES = 64 * 1024 * 1024   # a 100k-host inventory with vars is a few MB
+MAX_DEPTH = 100                     # far past any real inventory; far below Python's stack
+MAX_NODES = 5_000_000               # values after alias expansion
 
 
 class LocatedDict(dict):  # type: ignore[type-arg]
@@ -53,9 +64,31 @@ def _location(path: str, node: yaml.Node) -> Location:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that builds located containers and refuses duplicate keys."""
+    """SafeLoader that builds located containers, refuses duplicate keys, deep nesting and
+    alias bombs."""
 
     source_path = "<string>"
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # The composer and the constructor recurse per level: refuse before Python's stack
+        # ends in a RecursionError.
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise InputError(f"nesting deeper than {MAX_DEPTH} levels",
+                                 Location(self.source_path, mark.line + 1, mark.column + 1),
+                                 f"at most {MAX_DEPTH} nested lists or mappings")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            _check_expanded_size(node, self.source_path)
+        return node
 
     def construct_yaml_map(self, node: yaml.MappingNode) -> Any:  # type: ignore[override]
         data = LocatedDict()
@@ -93,6 +126,41 @@ class _Loader(yaml.SafeLoader):
         data.extend(self.construct_object(item, deep=True) for item in node.value)
 
 
+def _check_expanded_size(root: yaml.Node, path: str) -> None:
+    """Refuse a document whose aliases expand past `MAX_NODES` values, or refer to
+    themselves. Walks the node graph once (each node's expanded size is kept), iteratively."""
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in size:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if children_done:
+            open_nodes.discard(key)
+            size[key] = 1 + sum(size[id(child)] for child in children)
+            if size[key] > MAX_NODES:
+                raise InputError(f"aliases expand this to more than {MAX_NODES} values",
+                                 _location(path, node), "a document without an alias bomb")
+            continue
+        if key in open_nodes:
+            raise InputError("an alias refers to the value that contains it",
+                             _location(path, node), "aliases of finished values only")
+        open_nodes.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise InputError("an alias refers to the value that contains it",
+                                 _location(path, child), "aliases of finished values only")
+            stack.append((child, False))
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_yaml_seq)
 
@@ -114,24 +182,47 @@ def load_yaml_text(text: str, path: str = "<string>") -> Any:
         loader.dispose()
 
 
-def load_yaml(path: str | Path) -> Any:
-    """Read and parse a YAML file; a missing or unreadable file is an `InputError`."""
+def _position(data: bytes, offset: int) -> tuple[int, int]:
+    """The 1-based line and column of byte `offset` in `data`."""
+    before = data[:offset]
+    line = before.count(b"\n") + 1
+    start = before.rfind(b"\n") + 1
+    return line, len(before[start:].decode("utf-8", errors="replace")) + 1
+
+
+def read_text(path: str | Path, limit: int, what: str) -> str:
+    """The UTF-8 text of a regular file of at most `limit` bytes. A FIFO, a device or a
+    directory is refused before it is opened (it could block or never end), a longer file
+    after `limit` bytes; every problem is an `InputError` at the file's 1:1 (a bad UTF-8 byte
+    at its line and column) whose message does not repeat the file's name."""
     name = str(path)
+    top = Location(name, 1, 1)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        mode = os.stat(Path(path).expanduser()).st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError("is a directory", top, what)
+        if not stat.S_ISREG(mode):
+            raise InputError("is not a regular file", top, what)
+        with open(Path(path).expanduser(), "rb") as stream:
+            data = stream.read(limit + 1)
     except FileNotFoundError:
-        raise InputError("file not found", Location(name, 1, 1), "an existing file") from None
-    except IsADirectoryError:
-        raise InputError("is a directory", Location(name, 1, 1), "a YAML file") from None
-    except UnicodeDecodeError as error:
-        raise InputError(
-            f"not UTF-8 text (byte {error.start})", Location(name, 1, 1), "a UTF-8 YAML file"
-        ) from None
+        raise InputError("file not found", top, "an existing file") from None
     except OSError as error:
-        raise InputError(
-            f"cannot read file: {error.strerror}", Location(name, 1, 1), "a readable file"
-        ) from None
-    return load_yaml_text(text, name)
+        raise InputError(f"cannot read file: {error.strerror}", top, "a readable file") from None
+    if len(data) > limit:
+        raise InputError(f"larger than {limit} bytes", top, what)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line, column = _position(data, error.start)
+        raise InputError(f"not UTF-8 text (byte {error.start})", Location(name, line, column),
+                         what) from None
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read and parse a YAML file; a missing, unreadable, special or too large file is an
+    `InputError`."""
+    return load_yaml_text(read_text(path, MAX_YAML_BYTES, "a UTF-8 YAML file"), str(path))
 
 
 # The words a boolean may be written as, in inventories, playbooks and resource arguments

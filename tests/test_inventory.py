@@ -10,6 +10,7 @@ import pytest
 from pushinstall.cli import main
 from pushinstall.errors import InputError, Location
 from pushinstall.inventory import describe_host, load_inventory, select_hosts
+from pushinstall.inventory.connection import NO_VALIDATION_WARNING
 from pushinstall.inventory.loader import expand_range
 from pushinstall.inventory.secrets import (
     SecretRef,
@@ -102,10 +103,11 @@ def test_an_ansible_inventory_loads_unchanged(tmp_path: Path, capsys: pytest.Cap
     assert isinstance(win01.password, Secret) and win01.password.reveal() == "S3cret-Pa55"
     win02 = inv.hosts["win02.example.com"].connection
     assert (win02.transport, win02.auth, win02.tls, win02.port) == ("psrp", "ntlm", False, 5985)
-    # The plaintext password is allowed, with one warning naming the file and line.
-    err = capsys.readouterr().err
-    assert err == (f"{path}:10:27: warning: plaintext password; use {{env: NAME}}, "
-                   "{file: PATH} or {prompt: true}\n")
+    # The plaintext password and `ignore` are allowed, each with one warning at its file:line.
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{path}:10:27: warning: plaintext password; use {{env: NAME}}, "
+                   "{file: PATH} or {prompt: true}",
+                   f"{path}:13:47: {NO_VALIDATION_WARNING}"]
 
 
 def test_our_names_win_over_ansible_aliases(tmp_path: Path) -> None:

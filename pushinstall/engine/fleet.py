@@ -11,11 +11,17 @@
   launched once that is so (without `serial` the fleet is one batch). Hosts that never
   started end `skipped`.
 - Ctrl-C (SIGINT, in the main thread) stops launching hosts; hosts in flight finish their
-  current step and stop; the summary still comes out, exit code 130. A second Ctrl-C aborts.
-- A host past `settings.host_timeout` (+ a grace) is given up on as `failed`.
+  current step and stop (`interrupted`); the summary still comes out, exit code 130. A second
+  Ctrl-C aborts. SIGTERM is handled the same way, exit code 143.
+- A host past `settings.host_timeout` (+ a grace) is given up on as `failed`; whatever its
+  pipeline says later is dropped, so a host has one `host_finished`.
+- A host whose pipeline breaks in an unexpected way fails alone, with a please-report hint.
+- Sinks that say `appends_from_workers` (the JSONL logs) are written by each worker process
+  itself for its hosts, so events already done are on disk even if the parent is killed.
 
-Exit codes: 130 interrupted; 2 a host failed (or drifted, in check); 4 a host unreachable and
-none failed; 0 otherwise (`reboot_pending` is a warning shown in the recap, not a failure).
+Exit codes: 130 interrupted (143 by SIGTERM); 2 a host failed (or drifted, in check); 4 a host
+unreachable and none failed; 0 otherwise (`reboot_pending` is a warning shown in the recap, not
+a failure).
 """
 
 from __future__ import annotations
@@ -33,11 +39,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pushinstall import events
+from pushinstall.display import clean_event
 from pushinstall.engine.host import HostOutcome, HostPipeline, TransportFactory
-from pushinstall.engine.support import Backoff
+from pushinstall.engine.support import Backoff, collect_secrets
 from pushinstall.engine.workers import ProcessHooks, WorkerPool, auto_workers, available
-from pushinstall.errors import EXIT_HOST_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNREACHABLE
+from pushinstall.errors import (
+    BUG_HINT,
+    EXIT_HOST_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_UNREACHABLE,
+    internal_error,
+)
 from pushinstall.model import FAILED_STATUSES, Host, Playbook, Status
+from pushinstall.secret import Redactor
 
 WORKER_QUEUE = 8
 HOST_TIMEOUT_GRACE = 30.0
@@ -124,34 +140,68 @@ class _Bus:
 
     def __init__(self, sinks: list[events.Sink]) -> None:
         self.sinks = sinks
+        self.shared = [s for s in sinks if getattr(s, "appends_from_workers", False)]
+        self.others = [s for s in sinks if s not in self.shared]
         self.lock = threading.Lock()
+        self.dropped: set[str] = set()     # hosts given up on: later events are not theirs
 
-    def emit(self, event: events.Event) -> None:
+    def _to(self, sinks: list[events.Sink], event: events.Event) -> None:
+        if getattr(event, "host", None) in self.dropped:
+            return
+        clean_event(event)   # a target's text never reaches a terminal or report raw
         with self.lock:
-            for sink in self.sinks:
+            for sink in sinks:
                 with contextlib.suppress(Exception):  # a broken sink must not stop the run
                     sink.emit(event)
 
+    def emit(self, event: events.Event) -> None:
+        """To every sink: an event of this process."""
+        self._to(self.sinks, event)
+
+    def relay(self, event: events.Event) -> None:
+        """An event a worker sent, which it already gave the shared sinks itself."""
+        self._to(self.others, event)
+
+    def for_worker(self) -> _Bus:
+        """In a forked worker: a bus of the shared sinks only, with a lock of its own."""
+        return _Bus(self.shared)
+
+    def close(self) -> None:
+        """Nothing: the sinks are the run's to close, once, in the parent."""
+
 
 class _Interrupt:
-    """First SIGINT sets the flag; the previous handler comes back for a second one."""
+    """The first SIGINT or SIGTERM sets the flag (and says which came); the previous handler
+    comes back for a second one."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.flag = threading.Event()
-        self.previous: Any = None
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupt:
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = self.signum or signum
         self.flag.set()
-        signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
+        fallback = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        signal.signal(signum, self.previous.get(signum) or fallback)
+
+    @property
+    def exit_code(self) -> int:
+        """130 for Ctrl-C, 143 for SIGTERM."""
+        return EXIT_TERMINATED if self.signum == signal.SIGTERM else EXIT_INTERRUPTED
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, previous in self.previous.items():
+            if previous is not None:
+                signal.signal(signum, previous)
 
 
 def _default_factory() -> TransportFactory:
@@ -179,13 +229,31 @@ class _Fleet:
 
     def _pipeline(self, host: Host, emit: Callable[[events.Event], None],
                   stop_requested: Callable[[], bool]) -> Callable[[], HostOutcome]:
-        pipeline = HostPipeline(
-            host, self.playbook, check=self.options.changes_nothing,
-            extra_vars=self.options.extra_vars, emit=emit,
-            transport_factory=self.factory, backoff=self.options.backoff,
-            stop_requested=stop_requested,
-        )
-        return pipeline.run
+        def run() -> HostOutcome:
+            try:
+                return HostPipeline(
+                    host, self.playbook, check=self.options.changes_nothing,
+                    extra_vars=self.options.extra_vars, emit=emit,
+                    transport_factory=self.factory, backoff=self.options.backoff,
+                    stop_requested=stop_requested,
+                ).run()
+            except Exception as error:   # a bug fails this host, never the run
+                outcome = HostOutcome(host.name, Status.FAILED, self._bug(host, error))
+                emit(events.HostFinished(host=host.name, status=outcome.status,
+                                         message=outcome.message))
+                return outcome
+        return run
+
+    def _bug(self, host: Host, error: Exception) -> str:
+        """The failed host's message for a bug, its secrets masked (or, when the secrets
+        cannot be read, only the exception's type)."""
+        try:
+            redactor = Redactor()
+            collect_secrets(redactor, host.connection.password, host.vars,
+                            self.options.extra_vars)
+            return redactor.redact(internal_error(error))
+        except Exception:
+            return f"internal error: {type(error).__name__} (hint: {BUG_HINT})"
 
     async def _one(self, host: Host, runner: ThreadPoolExecutor | WorkerPool,
                    gate: asyncio.Semaphore, batch: list[Host]) -> None:
@@ -211,6 +279,9 @@ class _Fleet:
                                       f"gave up after the host deadline ({limit:g}s)")
                 self.bus.emit(events.HostFinished(host=host.name, status=outcome.status,
                                                   message=outcome.message))
+                self.bus.dropped.add(host.name)
+                if isinstance(runner, WorkerPool):
+                    runner.give_up(host)
             if outcome is not None:    # None: a worker had it queued when Ctrl-C came
                 self.outcomes[host.name] = outcome
 
@@ -231,7 +302,8 @@ class _Fleet:
         runner: ThreadPoolExecutor | WorkerPool
         if self.workers > 1:
             runner = WorkerPool(self.workers, self.hosts, self._pipeline, self.forks,
-                                self.bus.emit, self.options.hooks)
+                                self.bus.emit, self.bus.relay, self.bus.for_worker,
+                                self.options.hooks)
             relay = threading.Thread(target=self._relay_stop, args=(runner,), daemon=True)
             relay.start()
         else:
@@ -301,7 +373,8 @@ def run_fleet(
             totals[outcome.status] = totals.get(outcome.status, 0) + 1
         summary = RunSummary(
             run_id=run_id, hosts=outcomes, totals=totals,
-            exit_code=exit_code_for([o.status for o in outcomes.values()], interrupted),
+            exit_code=(interrupt.exit_code if interrupted
+                       else exit_code_for([o.status for o in outcomes.values()])),
             interrupted=interrupted, duration=time.monotonic() - started,
         )
         bus.emit(events.RunFinished(run_id=run_id, totals=totals, exit_code=summary.exit_code,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pushinstall import events
+from pushinstall.engine import secret_files
 from pushinstall.engine.reboot import reboot_host
 from pushinstall.engine.support import (
     Backoff,
@@ -35,7 +36,13 @@ from pushinstall.engine.support import (
     expected_found,
     is_transient,
 )
-from pushinstall.errors import HostError, InputError, PushinstallError, TransportError
+from pushinstall.errors import (
+    HostError,
+    InputError,
+    PushinstallError,
+    TransportError,
+    internal_error,
+)
 from pushinstall.model import Decision, Host, Playbook, Status, Step
 from pushinstall.playbook import host_variables, render_step
 from pushinstall.playbook.conditions import evaluate_when
@@ -297,6 +304,8 @@ class HostPipeline:
 
     def _finish_status(self, forced: Status | None) -> Status:
         statuses = set(self.outcome.steps.values())
+        if forced == Status.INTERRUPTED:
+            return forced
         if forced == Status.FAILED or Status.FAILED in statuses:
             return Status.FAILED
         if self.check:
@@ -324,7 +333,7 @@ class HostPipeline:
         for position, state in enumerate(states):
             if self.stop_requested():
                 self.outcome.message = f"interrupted before step '{state.step.name}'"
-                return Status.FAILED
+                return Status.INTERRUPTED
             if self.deadline.expired:
                 self.outcome.message = (f"host deadline ({self.settings.host_timeout:g}s) passed "
                                         f"before step '{state.step.name}'")
@@ -353,6 +362,7 @@ class HostPipeline:
         try:
             states = self._prepare()
             self.link.connect()
+            self._clean_secret_files(reconnect=False)
         except TransportError as error:
             forced = Status.UNREACHABLE
             self.outcome.message = self._redact(str(error))
@@ -360,13 +370,16 @@ class HostPipeline:
         except PushinstallError as error:
             forced = Status.FAILED
             self.outcome.message = self._redact(str(error))
+        except Exception as error:  # a bug (or an OS refusal) fails this host, not the fleet
+            self.outcome.message = self._redact(internal_error(error))
+            forced = Status.FAILED
         if forced is None:
             try:
                 forced = self._work(states)
             except Exception as error:  # a bug must fail this host, not the fleet
-                detail = traceback.format_exception_only(type(error), error)[-1].strip()
-                self.outcome.message = self._redact(f"internal error: {detail}")
+                self.outcome.message = self._redact(internal_error(error))
                 forced = Status.FAILED
+            self._clean_secret_files(reconnect=True)
         self.outcome.status = (forced if forced == Status.UNREACHABLE
                                else self._finish_status(forced))
         self.outcome.duration = time.monotonic() - started
@@ -375,6 +388,28 @@ class HostPipeline:
             message=self.outcome.message, duration=self.outcome.duration,
         ))
         return self.outcome
+
+    def _clean_secret_files(self, reconnect: bool) -> None:
+        """Remove the secret files a step (now, or in an earlier run) could not remove from
+        this host (engine/secret_files.py); `reconnect` after the work closed the link. One
+        that still cannot be removed is a warning: it stays noted for the next time."""
+        left = secret_files.pending(self.host.name)
+        if not left or self.check:
+            return
+        path = left[0]
+        try:
+            if reconnect:
+                self.link.connect()
+            for path in left:
+                self.link.call(request("remove_file", path=path), 60.0)
+                secret_files.discard(self.host.name, path)
+        except Exception as error:
+            self._emit(events.HostWarning(host=self.host.name, message=self._redact(
+                f"the secret file {path} may still be on the host ({error}); pushinstall "
+                "removes it the next time it reaches this host")))
+        finally:
+            if reconnect:
+                self.link.close()
 
     def _work(self, states: list[_StepState]) -> Status | None:
         try:

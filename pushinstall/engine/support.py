@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_base, retry_if_exception, retry_if_result
 
+from pushinstall.engine import secret_files
 from pushinstall.errors import HostError
 from pushinstall.model import Host, Status
 from pushinstall.remote.ops import request, result_of
@@ -214,7 +215,12 @@ class StepContext:
         """Send one op; return its result; an error answer raises `RemoteOpFailed`."""
         timeout = self._timeout()
         self.sent.append(op)
-        return self.link.call(request(op, **args), timeout)
+        if op == "write_secret":   # noted first: a stall after it must not hide the file
+            secret_files.add(self.host_name, str(args.get("path")))
+        result = self.link.call(request(op, **args), timeout)
+        if op == "remove_file":
+            secret_files.discard(self.host_name, str(args.get("path")))
+        return result
 
     def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
         """Push a controller file (a temp file, sha256 checked, then moved: safe to redo)."""

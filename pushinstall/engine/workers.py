@@ -4,14 +4,17 @@ One CPython process runs Python on one core at a time. Past a few dozen hosts in
 controller's own CPU per op call (templating, JSON, XML and message encryption on the wire
 transports) bounds a run, not the network. With `workers` > 1 the engine forks that many
 processes when the run starts; each runs, in its own thread pool, the host pipelines the
-parent hands it, and sends every event and each host's outcome back over a pipe. The parent
+parent hands it, and sends every event and each host's outcome back over a pipe; the sinks
+that append for themselves (the JSONL logs, `appends_from_workers`) it writes directly, so a
+killed parent loses no event a worker had made. The parent
 keeps the schedule (batches, `forks` in flight, `max_fail_percentage`, the host deadline,
 Ctrl-C) exactly as with one process.
 
 Children are forked, so hosts, playbook and resolved secrets are inherited, never serialized;
 what comes back is events and outcomes, which carry no secrets (messages are redacted before an
-event is made). Children ignore SIGINT: the parent relays a stop. A child that dies fails the
-hosts it had. POSIX only (fork); elsewhere `available()` is False and the run stays in one
+event is made). Children ignore SIGINT and SIGTERM: the parent relays a stop; a child whose
+parent is gone (its command pipe ends) stops its hosts too. A child that dies fails the hosts
+it had. POSIX only (fork); elsewhere `available()` is False and the run stays in one
 process.
 """
 
@@ -33,6 +36,7 @@ from typing import Any
 
 from pushinstall import events
 from pushinstall.engine.host import HostOutcome
+from pushinstall.events import Sink
 from pushinstall.model import Host, Status
 
 HOSTS_PER_WORKER = 50     # `auto`: one worker per this many forks (and hosts), one per CPU
@@ -73,11 +77,14 @@ def auto_workers(forks: int, hosts: int) -> int:
 
 
 def _child_main(hosts: list[Host], make: PipelineMaker, threads: int, hooks: ProcessHooks,
-                commands: Connection, results: Connection, others: list[Connection]) -> None:
+                commands: Connection, results: Connection, others: list[Connection],
+                local: Callable[[], Sink]) -> None:
     """A worker: run the hosts the parent names until it says end; then its exit hook.
     `others`: the parent's ends of every pipe so far, this worker's own included, which are
-    not ours to hold (a copy of the command pipe's write end would hide the parent's death)."""
+    not ours to hold (a copy of the command pipe's write end would hide the parent's death).
+    `local()` gives what this worker writes its hosts' events to itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # and so is SIGTERM (to the whole group)
     for connection in others:
         connection.close()
     # A worker lives for one run. The cyclic collector's passes cost it ~15% of its CPU; its
@@ -91,8 +98,13 @@ def _child_main(hosts: list[Host], make: PipelineMaker, threads: int, hooks: Pro
     sender = threading.Thread(target=_send_all, args=(outbox, results), daemon=True)
     sender.start()
     send = outbox.put
+    own = local()
+    dropped: set[str] = set()    # hosts the parent gave up on (deadline)
 
     def emit(event: events.Event) -> None:
+        if getattr(event, "host", None) in dropped:
+            return
+        own.emit(event)
         send(("event", event))
 
     def job(index: int) -> None:
@@ -101,11 +113,7 @@ def _child_main(hosts: list[Host], make: PipelineMaker, threads: int, hooks: Pro
             send(("done", index, None))
             return
         send(("started", index))
-        try:
-            outcome = make(host, emit, stop.is_set)()
-        except BaseException as error:  # a bug fails this host, never the worker
-            outcome = HostOutcome(host.name, Status.FAILED,
-                                  f"internal error: {type(error).__name__}")
+        outcome = make(host, emit, stop.is_set)()   # fails the host itself on a bug
         send(("done", index, outcome))
         if next(finished) % COLLECT_EVERY == 0:
             gc.collect()
@@ -121,6 +129,8 @@ def _child_main(hosts: list[Host], make: PipelineMaker, threads: int, hooks: Pro
                 pool.submit(job, message[1])
             elif message[0] == "stop":
                 stop.set()
+            elif message[0] == "drop":
+                dropped.add(hosts[message[1]].name)
             else:                  # "end"
                 break
     hooks.at_worker_exit()
@@ -172,10 +182,15 @@ class WorkerPool:
 
     def __init__(self, count: int, hosts: list[Host], make: PipelineMaker, threads: int,
                  emit: Callable[[events.Event], None],
+                 relay: Callable[[events.Event], None] | None = None,
+                 local: Callable[[], Sink] | None = None,
                  hooks: ProcessHooks = ProcessHooks()) -> None:
+        """`emit` takes this process's own events, `relay` the workers' (default `emit`);
+        `local()`, called in each worker, gives the sink it writes its events to itself."""
         self.hosts = hosts
         self.index = {host.name: i for i, host in enumerate(hosts)}
         self.emit = emit
+        self.relay = relay or emit
         self._workers: list[_Worker] = []
         context = multiprocessing.get_context("fork")
         hooks.before_fork()
@@ -193,7 +208,8 @@ class WorkerPool:
                 share = threads // count + (1 if number < threads % count else 0)
                 process = context.Process(
                     target=_child_main, name="pushinstall-worker", daemon=True,
-                    args=(hosts, make, max(1, share), hooks, commands_out, results_in, others))
+                    args=(hosts, make, max(1, share), hooks, commands_out, results_in, others,
+                          local or _NoSink))
                 process.start()
                 commands_out.close()
                 results_in.close()
@@ -237,6 +253,14 @@ class WorkerPool:
             self._fail(worker, index, "the worker process is gone")
         return started, done
 
+    def give_up(self, host: Host) -> None:
+        """The parent ended `host` (deadline): its worker drops what the host says later."""
+        index = self.index[host.name]
+        for worker in self._workers:
+            if index in worker.pending:
+                with contextlib.suppress(OSError):
+                    worker.send(("drop", index))
+
     def stop(self) -> None:
         """Ctrl-C: hosts in flight stop after their current step."""
         for worker in self._workers:
@@ -269,7 +293,7 @@ class WorkerPool:
                 break
             for message in batch:   # in order: a host's events come before its outcome
                 if message[0] == "event":
-                    self.emit(message[1])
+                    self.relay(message[1])
                 elif message[0] == "started":
                     with worker.lock:
                         futures = worker.pending.get(message[1])
@@ -301,6 +325,16 @@ def _failed(name: str, message: str, emit: Callable[[events.Event], None]) -> Ho
     """A host that failed for want of a worker: its HostFinished event and outcome."""
     emit(events.HostFinished(host=name, status=Status.FAILED, message=message))
     return HostOutcome(name, Status.FAILED, message)
+
+
+class _NoSink:
+    """A worker with nothing to write itself."""
+
+    def emit(self, event: events.Event) -> None:
+        """Nothing."""
+
+    def close(self) -> None:
+        """Nothing."""
 
 
 def _settle(future: Future[Any], outcome: Any) -> None:

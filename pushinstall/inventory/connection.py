@@ -8,6 +8,7 @@ Our own name wins over an Ansible alias when both are set. Defaults are safe: ps
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pushinstall.errors import InputError, Location
@@ -76,6 +77,11 @@ DEFAULT_PORTS = {("psrp", True): 5986, ("psrp", False): 5985, ("winrm", True): 5
                  ("winrm", False): 5985, ("ssh", True): 22, ("ssh", False): 22}
 
 Where = Callable[[str], Location | None]
+Warn = Callable[[Location | None, str], None]
+_VALIDATION_ON = ("true", "yes", "validate")
+_VALIDATION_OFF = ("false", "no", "ignore")
+NO_VALIDATION_WARNING = "warning: certificate validation is off; anyone on the path can " \
+    "impersonate the host (set cert_validation to the CA bundle that signed its certificate)"
 
 
 def _bool(name: str, value: Any, where: Where) -> bool:
@@ -105,6 +111,28 @@ def _choice(name: str, value: Any, choices: tuple[str, ...], where: Where) -> st
         raise InputError(f"'{name}' is '{value}'{did_you_mean(text, choices)}", where(name),
                          "one of: " + ", ".join(choices))
     return text
+
+
+def _cert_validation(value: Any, where: Where, warn: Warn | None) -> bool | str:
+    """True, False, or the path of an existing CA bundle (file or directory). Only the words
+    false/no/ignore turn validation off, with a warning; an empty value, any other word, or a
+    CA path that does not exist is refused, because a typo must never turn TLS off silently."""
+    if isinstance(value, bool):
+        enabled = value
+    elif isinstance(value, str) and value.strip().lower() in _VALIDATION_ON + _VALIDATION_OFF:
+        enabled = value.strip().lower() in _VALIDATION_ON
+    elif isinstance(value, str) and value.strip():
+        if not Path(value).exists():
+            raise InputError(f"'cert_validation' is '{value}', not a word for on or off nor "
+                             "an existing CA bundle", where("cert_validation"),
+                             "true, false/ignore, or the path of an existing CA bundle")
+        return value
+    else:
+        raise InputError(f"'cert_validation' is '{value}'", where("cert_validation"),
+                         "true, false/ignore, or the path of an existing CA bundle")
+    if not enabled and warn is not None:
+        warn(where("cert_validation"), NO_VALIDATION_WARNING)
+    return enabled
 
 
 def _password(value: Any, where: Where) -> Secret:
@@ -148,9 +176,10 @@ def settings_from_vars(host_vars: dict[str, Any]) -> dict[str, tuple[Any, str]]:
 
 
 def build_connection(name: str, settings: dict[str, Any], where: Where,
-                     host_location: Location | None) -> Connection:
+                     host_location: Location | None, warn: Warn | None = None) -> Connection:
     """A `Connection` for host `name` from its settings (`settings_from_vars`, merged by
-    precedence); bad values are `InputError`s at the location of the var that set them."""
+    precedence); bad values are `InputError`s at the location of the var that set them;
+    `warn(location, text)` hears of settings that are allowed but unsafe."""
     s = settings
     conn = Connection()
     if "transport" in s:
@@ -161,9 +190,7 @@ def build_connection(name: str, settings: dict[str, Any], where: Where,
         if flag in s:
             setattr(conn, flag, _bool(flag, s[flag], where))
     if "cert_validation" in s:
-        value = s["cert_validation"]
-        conn.cert_validation = value if isinstance(value, str) and boolean_value(
-            value) is None else _bool("cert_validation", value, where)
+        conn.cert_validation = _cert_validation(s["cert_validation"], where, warn)
     if "port" in s:
         conn.port = int(_number("port", s["port"], where, 1, 65535))
     for timeout in ("connect_timeout", "read_timeout", "operation_timeout"):

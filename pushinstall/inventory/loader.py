@@ -21,8 +21,35 @@ MAX_RANGE = 100_000
 PLAINTEXT_WARNING = "warning: plaintext password; use {env: NAME}, {file: PATH} or {prompt: true}"
 
 
+def _range_count(body: str) -> int:
+    """How many names one `[START:END(:STEP)]` gives; 1 for a malformed one (expand_range
+    says what is wrong with it)."""
+    parts = body.split(":")
+    try:
+        step = int(parts[2]) if len(parts) == 3 and parts[2] else 1
+        if parts[0].isdigit() and parts[1].isdigit() and step >= 1:
+            return max(0, (int(parts[1]) - int(parts[0])) // step + 1)
+        if len(parts[0]) == 1 == len(parts[1]) and step >= 1:
+            return max(0, (ord(parts[1]) - ord(parts[0])) // step + 1)
+    except (ValueError, IndexError):
+        pass
+    return 1
+
+
 def expand_range(pattern: str, location: Location) -> list[str]:
-    """`web[01:03]` -> web01, web02, web03; `db[a:c]`; `[01:09:2]` steps; several ranges nest."""
+    """`web[01:03]` -> web01, web02, web03; `db[a:c]`; `[01:09:2]` steps; several ranges nest.
+    One name gives at most `MAX_RANGE` hosts: the product of its ranges is checked before
+    anything is expanded."""
+    total, bodies = 1, _RANGE.findall(pattern)
+    for body in bodies if len(bodies) > 1 else ():   # one range: _expand says it per range
+        total *= _range_count(body)
+        if total > MAX_RANGE:
+            raise InputError(f"host name '{pattern}' expands to more than {MAX_RANGE} hosts",
+                             location, f"at most {MAX_RANGE} hosts from one name")
+    return _expand(pattern, location)
+
+
+def _expand(pattern: str, location: Location) -> list[str]:
     match = _RANGE.search(pattern)
     if match is None:
         if "[" in pattern or "]" in pattern:
@@ -54,7 +81,7 @@ def expand_range(pattern: str, location: Location) -> list[str]:
     else:
         raise InputError(bad, location, "numbers ([01:50]) or single letters ([a:f])")
     head, tail = pattern[:match.start()], pattern[match.end():]
-    return [name for value in values for name in expand_range(head + value + tail, location)]
+    return [name for value in values for name in _expand(head + value + tail, location)]
 
 
 @dataclass
@@ -73,6 +100,7 @@ class _HostDef(_VarsDef):
 class _GroupDef(_VarsDef):
     location: Location | None = None
     hosts: list[str] = field(default_factory=list)
+    host_set: set[str] = field(default_factory=set)   # `hosts` as a set: membership is O(1)
     children: list[str] = field(default_factory=list)
     child_locations: dict[str, Location] = field(default_factory=dict)
 
@@ -85,7 +113,7 @@ class InventoryLoader:
         self.hosts: dict[str, _HostDef] = {}
         self.sources: list[str] = []
         self.warnings: list[str] = []
-        self._warned: set[Location] = set()
+        self._warned: set[tuple[Location | None, str]] = set()
         self._stream = warnings if warnings is not None else sys.stderr
 
     # ---- reading -------------------------------------------------------------------------
@@ -153,9 +181,10 @@ class InventoryLoader:
             host = self.hosts.setdefault(name, _HostDef(location=key_loc))
             if group not in host.groups:
                 host.groups.append(group)
-            members = self.groups[group].hosts
-            if name not in members:
-                members.append(name)
+            members = self.groups[group]
+            if name not in members.host_set:
+                members.host_set.add(name)
+                members.hosts.append(name)
             if host_vars:
                 self._vars(host, host_vars, value_loc, f"host '{name}'")
 
@@ -177,11 +206,13 @@ class InventoryLoader:
             target.values[key] = value
             target.locations[key] = value_loc
 
-    def _warn(self, location: Location) -> None:
-        if location in self._warned:
+    def _warn(self, location: Location | None, text: str = PLAINTEXT_WARNING) -> None:
+        """Print and keep a warning, once per place: a group var read for every host of
+        the group is one warning, not one per host."""
+        if (location, text) in self._warned:
             return
-        self._warned.add(location)
-        line = f"{location}: {PLAINTEXT_WARNING}"
+        self._warned.add((location, text))
+        line = f"{location}: {text}" if location is not None else text
         self.warnings.append(line)
         print(line, file=self._stream)
 
@@ -210,6 +241,29 @@ class InventoryLoader:
         visit("all", 0, [])
         return depth
 
+    def _merge_groups(self, groups: list[str], parents: dict[str, list[str]],
+                      depth: dict[str, int]) -> tuple[list[str], dict[str, Any], dict[str, Any],
+                                                      dict[str, Location]]:
+        """For a host directly in `groups`: every group it is in (by precedence), and those
+        groups' merged vars, connection settings and the locations that set them."""
+        member_of: set[str] = set()
+        stack = list(groups)
+        while stack:
+            group_name = stack.pop()
+            if group_name not in member_of:
+                member_of.add(group_name)
+                stack.extend(parents.get(group_name, []))
+        ordered = sorted(member_of | {"all"}, key=lambda g: (depth.get(g, 1), g))
+        merged: dict[str, Any] = {}
+        settings: dict[str, Any] = {}
+        setters: dict[str, Location] = {}
+        for source in (self.groups[g] for g in ordered):
+            merged.update(source.values)
+            for setting, (value, var) in settings_from_vars(source.values).items():
+                settings[setting] = value
+                setters[setting] = source.locations[var]
+        return ordered, merged, settings, setters
+
     def build(self) -> Inventory:
         """The merged Inventory: vars by precedence, connections checked."""
         self.groups.setdefault("all", _GroupDef(location=Location(
@@ -219,33 +273,30 @@ class InventoryLoader:
         for name, group in self.groups.items():
             for child in group.children:
                 parents.setdefault(child, []).append(name)
-        inventory = Inventory(sources=list(self.sources), warnings=list(self.warnings))
+        inventory = Inventory(sources=list(self.sources), warnings=self.warnings)
         for name, group in self.groups.items():
             inventory.groups[name] = Group(name, dict(group.values), list(group.hosts),
                                            list(group.children), group.location)
+        by_groups: dict[tuple[str, ...], tuple[list[str], dict[str, Any], dict[str, Any],
+                                               dict[str, Location]]] = {}
         for name, host_def in self.hosts.items():
-            member_of: set[str] = set()
-            stack = list(host_def.groups)
-            while stack:
-                group_name = stack.pop()
-                if group_name not in member_of:
-                    member_of.add(group_name)
-                    stack.extend(parents.get(group_name, []))
-            ordered = sorted(member_of | {"all"}, key=lambda g: (depth.get(g, 1), g))
-            merged: dict[str, Any] = {}
-            settings: dict[str, Any] = {}
-            setters: dict[str, Location] = {}
-            for source in [*(self.groups[g] for g in ordered), host_def]:
-                merged.update(source.values)
-                for setting, (value, var) in settings_from_vars(source.values).items():
-                    settings[setting] = value
-                    setters[setting] = source.locations[var]
+            # Hosts of the same groups share the group part of the merge (100k hosts of one
+            # range are one merge, not 100k).
+            key = tuple(host_def.groups)
+            if key not in by_groups:
+                by_groups[key] = self._merge_groups(host_def.groups, parents, depth)
+            ordered, group_vars, group_settings, group_setters = by_groups[key]
+            merged = {**group_vars, **host_def.values}
+            settings, setters = dict(group_settings), dict(group_setters)
+            for setting, (value, var) in settings_from_vars(host_def.values).items():
+                settings[setting] = value
+                setters[setting] = host_def.locations[var]
 
             def where(setting: str, setters: dict[str, Location] = setters,
                       fallback: Location | None = host_def.location) -> Location | None:
                 return setters.get(setting, fallback)
 
-            connection = build_connection(name, settings, where, host_def.location)
+            connection = build_connection(name, settings, where, host_def.location, self._warn)
             inventory.hosts[name] = Host(
                 name, [g for g in ordered if g not in ("all", "ungrouped")], merged,
                 connection, host_def.location,

@@ -16,6 +16,7 @@ from typing import Any
 
 from pushinstall.errors import InputError, Location
 from pushinstall.secret import MASK, Secret
+from pushinstall.source import read_text
 
 SECRET_SOURCES = ("env", "file", "prompt")
 SECRET_REF_FORMS = "{env: NAME}, {file: PATH} or {prompt: true}"
@@ -25,6 +26,7 @@ SECRET_NAME_PARTS = ("password", "passphrase", "passwd", "secret")
 # ...or one of these as a whole `_`-separated word (`ansible_become_pass`, `vault_pass_file`).
 SECRET_NAME_WORDS = ("pass", "pwd")
 
+MAX_SECRET_BYTES = 64 * 1024   # a passphrase or password; /dev/zero must not fill memory
 _PROMPTED: dict[str, str] = {}
 _PROMPT_LOCK = threading.Lock()
 
@@ -49,13 +51,13 @@ class SecretRef(Secret):
                                  "set", self.location, f"export {self.target}=... before the run")
         elif self.kind == "file":
             try:
-                value = Path(self.target).expanduser().read_text(encoding="utf-8-sig")
-            except OSError as error:
-                raise InputError(f"cannot read secret file '{self.target}' for '{self.var}': "
-                                 f"{error.strerror}", self.location, "a readable file") from None
-            except UnicodeDecodeError:
-                raise InputError(f"secret file '{self.target}' for '{self.var}' is not UTF-8 "
-                                 "text", self.location, "a UTF-8 text file") from None
+                value = read_text(self.target, MAX_SECRET_BYTES,
+                                  f"a regular UTF-8 text file of at most {MAX_SECRET_BYTES} bytes")
+            except InputError as error:
+                # At the var that names the file; never the file's line (it is the secret).
+                raise InputError(f"secret file '{self.target}' for '{self.var}': "
+                                 f"{error.message.split(' (byte')[0]}", self.location,
+                                 error.expected) from None
             value = value.rstrip("\r\n")
         else:
             value = _prompt(self.var, self.location)

@@ -92,6 +92,7 @@ class LabHost:
         self.calls: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._http_503_left = self.lab.http_503
+        self._dark = False    # a `dark_after` op ran: refused from now on (per process)
         self._connects = 0
         self._seen: tuple[int, int] | None = None
         self._synced = 0.0
@@ -192,7 +193,8 @@ class LabHost:
 
     def connection_fault(self) -> str | None:
         """`"unreachable"`, `"bad_credentials"` or None: what a connection attempt meets."""
-        if self.lab.unreachable or time.time() < float(self.state.data.get("dark_until", 0)):
+        if self._dark or self.lab.unreachable or time.time() < float(
+                self.state.data.get("dark_until", 0)):
             return "unreachable"
         if self.lab.bad_credentials:
             return "bad_credentials"
@@ -254,6 +256,7 @@ class LabHost:
             before = self.state.changes
             self.last_call = time.monotonic()
             answer = self._dispatch(request, checked)
+            self._dark = self._dark or op in self.lab.dark_after
             if self.state.changes != before:
                 self.state.data["generation"] += 1
             self._touch()

@@ -16,7 +16,7 @@ Installers: `installer_exit_code`, `configurator_exit_code`, `msi_exit_code`,
 `installer_seconds`, `install_running`.
 Services: `service_stops_after_start`, `services_that_wont_start` (names or display names).
 Connection: `latency_ms`, `reboot_seconds`, `unreachable`, `bad_credentials`,
-`refuse_first_connects`, `drop_connection_on` (op names).
+`refuse_first_connects`, `drop_connection_on` and `dark_after` (op names).
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class LabVars:
     bad_credentials: bool = False
     refuse_first_connects: int = 0
     drop_connection_on: list[str] = field(default_factory=list)
+    dark_after: list[str] = field(default_factory=list)   # the link stalls after these ops
 
 
 _SECRET_KEYS = frozenset({"cs_passphrase", "share_password"})
@@ -96,6 +97,10 @@ def _check(name: str, value: Any) -> Any:
         value = float(value)
     if not isinstance(value, kinds):
         raise InputError(f"lab var {name!r} is {_shown(name, value)}", expected=_describe(kinds))
+    if (isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0
+            and not name.endswith("_exit_code")):   # Windows exit codes may be negative
+        raise InputError(f"lab var {name!r} is {_shown(name, value)}",
+                         expected=f"{_describe(kinds)} of 0 or more")
     if isinstance(value, list) and not all(isinstance(item, str) for item in value):
         raise InputError(f"lab var {name!r} holds something else than strings",
                          expected="a list of strings")

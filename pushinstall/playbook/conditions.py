@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from jinja2 import StrictUndefined
 from jinja2.exceptions import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from pushinstall.errors import InputError
+from pushinstall.playbook.sandbox import Sandbox, start_budget
 from pushinstall.secret import Secret
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+_ENV = Sandbox()   # bounded like every template (a `when` comes from the same files)
 
 
 def _unwrap(value: Any) -> Any:
@@ -41,6 +40,7 @@ def evaluate_when(expression: str, variables: dict[str, Any], facts: dict[str, A
         text = text[2:-2].strip()
     context = {k: _unwrap(v) for k, v in variables.items()}
     context["facts"] = facts
+    start_budget()
     try:
         return bool(_ENV.compile_expression(text, undefined_to_none=False)(**context))
     except TemplateError as error:

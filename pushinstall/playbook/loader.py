@@ -35,6 +35,7 @@ from pushinstall.playbook.templating import (
     resolve_variables,
     template_names,
 )
+from pushinstall.remote.winargv import windows_command_line
 from pushinstall.resources import RESOURCE_TYPES, validate_args
 from pushinstall.resources.schema import (
     LIST,
@@ -229,11 +230,36 @@ def _controller_file(step: Step, args: dict[str, Any]) -> None:
     local = Path(value).expanduser()
     if not local.is_absolute() and step.location is not None:
         local = Path(step.location.path).parent / local
-    if not local.is_file():
+    try:
+        found = local.is_file()
+    except OSError as error:   # a name too long, a path through a file ...
+        raise InputError(f"'{key}' of step '{step.name}': {error.strerror}: '{value[:80]}'",
+                         where, "a UNC path, an http(s) URL, or a file on this machine relative "
+                         "to the playbook") from None
+    if not found:
         raise InputError(f"'{key}' of step '{step.name}': file not found: '{value}'", where,
                          "a UNC path, an http(s) URL, or a file on this machine relative to the "
                          "playbook")
     args[key] = str(local)
+
+
+MAX_COMMAND_LINE = 32_767   # CreateProcess refuses a longer command line
+
+
+def _command_line_fits(step: Step, args: dict[str, Any]) -> None:
+    """A program's path and arguments, quoted as Windows will see them, must fit in one
+    command line: refused here rather than by CreateProcess on every host."""
+    arguments = args.get("arguments")
+    if not isinstance(args.get("path"), str) or not isinstance(arguments, list):
+        return
+    if any(not isinstance(a, (str, int, float)) for a in arguments):
+        return   # check_args already said what is wrong with it
+    length = len(windows_command_line(args["path"], [str(a) for a in arguments]))
+    if length > MAX_COMMAND_LINE:
+        where = args.value_location("arguments") if isinstance(args, LocatedDict) \
+            else step.location
+        raise InputError(f"the command line of step '{step.name}' is {length} characters long",
+                         where, f"at most {MAX_COMMAND_LINE}, the Windows limit")
 
 
 def _no_secret_in_lists(schema: tuple[Arg, ...], args: dict[str, Any], step: Step) -> None:
@@ -269,6 +295,7 @@ def render_step(step: Step, variables: dict[str, Any],
         suffix = f", after templating for host '{host}'" if host else ", after templating"
         raise InputError(error.message + suffix, error.location, error.expected) from None
     _no_secret_in_lists(module.ARGS, rendered, step)
+    _command_line_fits(step, rendered)
     _controller_file(step, rendered)
     result = secret_fields(module.ARGS, with_defaults(module.ARGS, rendered))
     if key is not None:

@@ -20,17 +20,17 @@ import functools
 import re
 from typing import Any
 
-from jinja2 import StrictUndefined, Undefined, meta, nodes
-from jinja2.exceptions import TemplateError, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import Undefined, meta, nodes
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
 
 from pushinstall.errors import InputError, Location
+from pushinstall.playbook.sandbox import MAX_OUTPUT, Sandbox, bounded, start_budget
 from pushinstall.resources.common import reveal as reveal_all
 from pushinstall.resources.schema import is_template
 from pushinstall.secret import Secret
 from pushinstall.source import LocatedDict, LocatedList
 
-ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+ENV = Sandbox()
 _WHOLE = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.DOTALL)
 _MAX_DEPTH = 20
 _PLAIN = (str, int, float, bool, type(None))
@@ -58,6 +58,18 @@ def _compiled(text: str) -> Any:
     if match:
         return ENV.compile_expression(match.group("expr"), undefined_to_none=False), True
     return ENV.from_string(text), False
+
+
+def evaluate(compiled: Any, whole: bool, context: dict[str, Any]) -> Any:
+    """Run a compiled template or whole expression within the sandbox's work and size
+    bounds (`playbook/sandbox.py`)."""
+    start_budget()
+    if not whole:
+        return bounded(compiled.generate(**context))
+    result = compiled(**context)
+    if isinstance(result, str) and len(result) > MAX_OUTPUT:
+        raise SecurityError(f"the template renders more than {MAX_OUTPUT} characters")
+    return result
 
 
 def check_syntax(text: str, location: Location | None) -> None:
@@ -115,7 +127,12 @@ class TemplatedSecret(Secret):
             names = _names(self._template)
             context = {k: reveal_all(v) for k, v in self._variables.items() if k in names}
             compiled, whole = _compiled(self._template)
-            value = compiled(**context) if whole else compiled.render(**context)
+            try:
+                value = evaluate(compiled, whole, context)
+            except Exception as error:  # its message may quote a revealed value
+                raise InputError(f"template error in '{_short(self._template)}' with a secret: "
+                                 f"{type(error).__name__}", None,
+                                 "a template that renders") from None
             self._value = str(value)
         return self._value
 
@@ -168,7 +185,7 @@ class Renderer:
         """The values of `names` (resolved) as a hashable key, or None when one is not a
         plain string, number, boolean or secret (a secret stands for itself: the same object,
         which the key keeps alive) or does not resolve; a list or a map is not plain."""
-        key: list[tuple[Any, ...]] = []
+        key: list[tuple[str, type, Any]] = []
         for name in sorted(names):
             if name not in self.variables:
                 continue
@@ -244,7 +261,7 @@ class Renderer:
         used_by = f" (used by variable '{via}')" if via else ""
         compiled, whole = _compiled(text)
         try:
-            result = compiled(**context) if whole else compiled.render(**context)
+            result = evaluate(compiled, whole, context)
             if isinstance(result, Undefined):   # a whole expression evaluates, not raises
                 result._fail_with_undefined_error()
         except UndefinedError as error:

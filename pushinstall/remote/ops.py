@@ -50,7 +50,10 @@ FACT_KINDS: tuple[str, ...] = (
 )
 
 # Ops that may be sent again after a transport error without changing the outcome.
-IDEMPOTENT_OPS = frozenset({"facts", "ensure_directory", "file_chunk", "remove_file"})
+# `download` too: the target writes a temp file and moves it in after the sha256 check, so a
+# second try after a refused one (HTTP 503) cannot double anything.
+IDEMPOTENT_OPS = frozenset({"facts", "ensure_directory", "file_chunk", "remove_file",
+                            "download"})
 
 
 def request(op: str, **args: Any) -> dict[str, Any]:

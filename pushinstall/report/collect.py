@@ -9,6 +9,7 @@ from pushinstall.events import (
     Event,
     HostFinished,
     HostStarted,
+    HostWarning,
     RebootEvent,
     RunFinished,
     RunStarted,
@@ -28,6 +29,7 @@ class HostRecord:
     counts: dict[Status, int] = field(default_factory=dict)
     steps: list[StepResult] = field(default_factory=list)
     reboots: list[RebootEvent] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class RunRecord:
                         {k: v for k, v in r.to_dict().items() if k not in ("kind", "host")}
                         for r in h.reboots
                     ],
+                    "warnings": list(h.warnings),
                 }
                 for h in self.hosts.values()
             ],
@@ -97,6 +100,8 @@ class Collector:
             record.host(event.host).steps.append(event)
         elif isinstance(event, RebootEvent):
             record.host(event.host).reboots.append(event)
+        elif isinstance(event, HostWarning):
+            record.host(event.host).warnings.append(event.message)
         elif isinstance(event, HostFinished):
             host = record.host(event.host)
             host.status, host.message = event.status, event.message

@@ -22,7 +22,8 @@ from pushinstall import events
 from pushinstall.model import Status
 
 QUIET_STEPS = {Status.OK, Status.SKIPPED}
-LOUD_HOSTS = {Status.FAILED, Status.UNREACHABLE, Status.REBOOT_PENDING, Status.DRIFTED}
+LOUD_HOSTS = {Status.FAILED, Status.UNREACHABLE, Status.REBOOT_PENDING, Status.DRIFTED,
+              Status.INTERRUPTED}
 RECAP_COLUMNS = (Status.OK, Status.CHANGED, Status.FAILED, Status.UNREACHABLE, Status.SKIPPED)
 
 
@@ -54,6 +55,8 @@ class ConsoleSink:
                 self._line(event.host, "started")
         elif isinstance(event, events.StepResult):
             self._step(event)
+        elif isinstance(event, events.HostWarning):
+            self._line(event.host, f"WARNING: {event.message}")
         elif isinstance(event, events.RebootEvent):
             self._line(event.host, f"rebooted for step '{event.step}' ({event.duration:.1f}s)")
         elif isinstance(event, events.HostFinished):

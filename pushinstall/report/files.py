@@ -52,6 +52,9 @@ def render_junit(record: RunRecord) -> str:
                 node.text = step.diff or step.message
             elif step.status == Status.SKIPPED:
                 ET.SubElement(case, "skipped", message=step.message or "skipped")
+        if host.warnings:   # JUnit readers show a suite's system-err
+            ET.SubElement(suite, "system-err").text = "\n".join(
+                f"WARNING: {w}" for w in host.warnings)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
 
@@ -60,8 +63,8 @@ _STYLE = """
 body{font:14px system-ui,Segoe UI,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}.ok,.compliant{color:#176f2c}
-.changed{color:#8a6100}.failed,.unreachable,.drifted{color:#b00020;font-weight:600}
-.skipped,.reboot_pending{color:#555}pre{margin:0;white-space:pre-wrap}
+.changed{color:#8a6100}.failed,.unreachable,.drifted,.interrupted{color:#b00020;font-weight:600}
+.skipped,.reboot_pending{color:#555}.warning{color:#8a6100;font-weight:600}pre{margin:0;white-space:pre-wrap}
 """
 
 
@@ -82,6 +85,7 @@ def render_html(record: RunRecord) -> str:
         rows.append(
             f"<h2>{esc(host.name)} <span class='{esc(host.status)}'>{esc(host.status)}</span>"
             f"</h2><p>{esc(host.message)}</p>"
+            + "".join(f"<p class='warning'>WARNING: {esc(w)}</p>" for w in host.warnings)
             + (f"<table><tr><th>step</th><th>status</th><th>diff / message</th><th>time</th>"
                f"</tr>{steps}</table>" if steps else "")
         )

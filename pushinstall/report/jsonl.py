@@ -1,14 +1,17 @@
-"""The JSONL sink: one JSON object per event, one per line, flushed per event.
+"""The JSONL sink: one JSON object per event, one per line, written as it happens.
 
-A killed run keeps every line written before it died. Events hold no secrets (the engine masks
-them); a `Redactor` given here masks the line again, as a second line of defence.
+A killed run keeps every line written before it died: each line is one `write(2)` to a file
+opened with O_APPEND, so the engine's worker processes (which inherit this sink across fork,
+`appends_from_workers`) append their hosts' events to the same file themselves, and lines
+never interleave. Events hold no secrets (the engine masks them); a `Redactor` given here
+masks the line again, as a second line of defence.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import IO
 
 from pushinstall.events import Event
 from pushinstall.secret import Redactor
@@ -17,24 +20,27 @@ from pushinstall.secret import Redactor
 class JsonlSink:
     """Appends events to `path` (parents created) as JSON lines."""
 
+    appends_from_workers = True
+
     def __init__(self, path: str | Path, redactor: Redactor | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.redactor = redactor
-        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def emit(self, event: Event) -> None:
-        """Write one event as one line and flush it."""
-        if self._file is None:
+        """Write one event as one line, in one system call (no buffer to lose)."""
+        if self._fd is None:
             return
         line = json.dumps(event.to_dict(), ensure_ascii=False, default=str)
         if self.redactor is not None:
             line = self.redactor.redact(line)
-        self._file.write(line + "\n")
-        self._file.flush()
+        data = (line + "\n").encode("utf-8")
+        while data:   # a regular file takes it whole unless the disk is full
+            data = data[os.write(self._fd, data):]
 
     def close(self) -> None:
         """Close the file; safe to call twice."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

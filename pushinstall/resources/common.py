@@ -303,7 +303,8 @@ def run_program(ctx: ApplyContext, args: dict[str, Any], default: dict[int, str]
         ctx.call("write_secret", path=secret_path, content=reveal(secret_file["content"]))
         result = ctx.call("run_process", **request)
     except BaseException:
-        # the run's own error is what the user must see: a failed clean-up only gets logged
+        # the run's own error is what the user must see; a failed clean-up stays in the
+        # engine's ledger (engine/secret_files.py): retried on reconnect, a warning if it fails
         try:
             ctx.call("remove_file", path=secret_path)
         except HostError as error:

@@ -71,8 +71,11 @@ def endpoint_of(host: Host) -> Endpoint:
     port = conn.port or (5986 if conn.tls else 5985)
     read_timeout = max(conn.read_timeout, 3.0)
     poll_s = max(1, min(math.floor(conn.operation_timeout), math.floor(read_timeout) - 2))
+    # The loader refuses an empty value; a Connection built in code must not turn it off either
+    # (both libraries read '' as "do not validate").
+    verify = True if conn.cert_validation == "" else conn.cert_validation
     return Endpoint(host.name, conn.address or host.name, port, conn.tls, conn.auth,
-                    conn.cert_validation, poll_s, read_timeout)
+                    verify, poll_s, read_timeout)
 
 
 def _status_code(exc: Exception) -> int | None:
