@@ -97,7 +97,10 @@ def _run_options(func: Any) -> Any:
                           "forks and hosts, at most one per CPU) or a number."),
         _extra_vars_option(),
         click.option("--diff", is_flag=True, help="Show what each change changes."),
-        click.option("-v", "--verbose", count=True, help="More output (-vv for debug)."),
+        click.option("-v", "--verbose", count=True,
+                     help="More output: -v ok/skipped steps and timings, -vv transport detail."),
+        click.option("--no-color", is_flag=True, help="No colour in the live view (NO_COLOR "
+                     "does the same)."),
         click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False),
                      envvar="PUSHINSTALL_JSONL", show_envvar=True,
                      help="Write every event as one JSON line, flushed as it happens."),
@@ -206,6 +209,7 @@ def check(**options: Any) -> None:
 @click.option("--no-cert-validation", is_flag=True, help="Do not validate the HTTPS certificate.")
 @click.option("--check", "check_mode", is_flag=True, help="Plan only; change nothing.")
 @click.option("-v", "--verbose", count=True)
+@click.option("--no-color", is_flag=True, help="No colour in the live view.")
 @click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False))
 def install(**options: Any) -> None:
     """Install and register the Mobility service on one host, no inventory file needed."""

@@ -17,7 +17,7 @@ from pushinstall.errors import InputError
 from pushinstall.events import Sink
 from pushinstall.model import Host, Playbook
 from pushinstall.paths import state_dir
-from pushinstall.report.console import ConsoleSink
+from pushinstall.report.console_live import make_console
 from pushinstall.report.jsonl import JsonlSink
 from pushinstall.secret import Secret
 
@@ -44,7 +44,8 @@ def _sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
 
     state = state_dir()
     sinks: list[Sink] = [
-        ConsoleSink(verbose=int(options.get("verbose") or 0), diff=bool(options.get("diff"))),
+        make_console(verbose=int(options.get("verbose") or 0), diff=bool(options.get("diff")),
+                     color=not options.get("no_color")),
         JsonlSink(state / "runs" / f"{run_id}.jsonl"),
     ]
     if options.get("jsonl_path"):

@@ -109,7 +109,7 @@ class HostPipeline:
         return self.redactor.redact(text)
 
     def _record(self, state: _StepState, status: str, diff: str = "", message: str = "",
-                duration: float = 0.0) -> None:
+                duration: float = 0.0, log_tail: list[str] | None = None) -> None:
         previous = self.outcome.steps.get(state.step.name)
         if previous:
             self.outcome.counts[previous] -= 1
@@ -117,9 +117,11 @@ class HostPipeline:
         self.outcome.counts[status] = self.outcome.counts.get(status, 0) + 1
         if state.step.no_log:
             diff, message = "", NO_LOG if message or diff else ""
+            log_tail = []
         self._emit(events.StepResult(
             host=self.host.name, step=state.step.name, status=status,
             diff=self._redact(diff), message=self._redact(message), duration=duration,
+            log_tail=[self._redact(str(line)) for line in log_tail or []],
         ))
 
     def _connect(self) -> Transport:
@@ -270,6 +272,7 @@ class HostPipeline:
             self._record(state, events.FAILED, plan.diff, plan.reason or "not in desired state")
             return "stop"
         started = time.monotonic()
+        self._emit(events.StepStarted(host=self.host.name, step=state.step.name))
         try:
             applied = self._apply(state)
         except HostError as error:
@@ -282,7 +285,10 @@ class HostPipeline:
             return "stop"
         duration = time.monotonic() - started
         if applied.failed:
-            self._record(state, events.FAILED, plan.diff, applied.message, duration)
+            # the installer's own last lines are what an admin needs to see next to the error
+            tail = [*(applied.details.get("stderr_tail") or []),
+                    *(applied.details.get("stdout_tail") or [])]
+            self._record(state, events.FAILED, plan.diff, applied.message, duration, tail[-20:])
             return "stop"
         if applied.changed:
             self.changed_host = True

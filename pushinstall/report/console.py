@@ -1,6 +1,7 @@
 """The console sink: plain lines while the run goes, then the recap.
 
-Lines (cron-friendly, one event a line, host first):
+Lines (cron-friendly, one event a line, host first; with `timestamps` each line starts with
+its ISO 8601 time, `2026-12-01T02:00:13Z`):
 
     web01  step 'Install Mobility service'  changed
     web01  step 'Service svagents'  failed: service 'svagents': expected Running, found Stopped
@@ -16,6 +17,7 @@ With `diff` a change's diff follows its line, indented. The recap, one line per 
 from __future__ import annotations
 
 import sys
+import time
 from typing import TextIO
 
 from pushinstall import events
@@ -25,11 +27,38 @@ LOUD_HOSTS = {events.FAILED, events.UNREACHABLE, events.REBOOT_PENDING, events.D
 RECAP_COLUMNS = (events.OK, events.CHANGED, events.FAILED, events.UNREACHABLE, events.SKIPPED)
 
 
+def iso_time(epoch: float | None = None) -> str:
+    """`2026-12-01T02:00:13Z`: UTC, to the second (log lines are read, not diffed)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if epoch is None
+                                                          else epoch))
+
+
+class _Stamped:
+    """A text stream that puts the time in front of every line written through it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.at_line_start = True
+
+    def write(self, text: str) -> int:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self.at_line_start and piece.strip():
+                out.append(f"{iso_time()} ")
+            out.append(piece)
+            self.at_line_start = piece.endswith("\n")
+        return self.stream.write("".join(out))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 class ConsoleSink:
     """Writes plain lines to `stream` (stdout by default)."""
 
-    def __init__(self, stream: TextIO | None = None, verbose: int = 0, diff: bool = False) -> None:
-        self.stream = stream or sys.stdout
+    def __init__(self, stream: TextIO | None = None, verbose: int = 0, diff: bool = False,
+                 timestamps: bool = False) -> None:
+        self.stream = _Stamped(stream or sys.stdout) if timestamps else (stream or sys.stdout)
         self.verbose = verbose
         self.diff = diff
         self.mode = "run"
@@ -70,11 +99,16 @@ class ConsoleSink:
         text = f"step '{event.step}'  {event.status}"
         if event.message and (event.status not in QUIET_STEPS or self.verbose > 1):
             text += f": {event.message}"
+        if self.verbose and event.duration:
+            text += f"  ({event.duration:.2f}s)"
         self._line(event.host, text)
         show_diff = self.diff or event.status in (events.FAILED, events.DRIFTED)
+        indent = " " * (self.width + 4)
         if show_diff and event.diff:
             for line in event.diff.splitlines():
-                self.stream.write(f"{' ' * (self.width + 4)}{line}\n")
+                self.stream.write(f"{indent}{line}\n")
+        for line in event.log_tail[-5:] if event.status == events.FAILED else []:
+            self.stream.write(f"{indent}| {line}\n")
 
     def _recap(self, event: events.RunFinished) -> None:
         columns = RECAP_COLUMNS + ((events.DRIFTED,) if self.mode == "check" else ())
