@@ -52,7 +52,7 @@ def _sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
         sinks.append(JsonlSink(options["jsonl_path"]))
     if options.get("report_dir"):
         Path(options["report_dir"]).mkdir(parents=True, exist_ok=True)
-        sinks.append(ReportFiles(options["report_dir"]))
+        sinks.append(ReportFiles(options["report_dir"], history_path(state)))
     state.mkdir(parents=True, exist_ok=True)
     sinks.append(History(history_path(state)))
     return sinks

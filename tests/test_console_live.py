@@ -81,8 +81,11 @@ def test_piped_output_is_plain_timestamped_lines(tmp_path: Path) -> None:
     result = cli("run", "-i", str(inventory), str(PLAYBOOK))
     assert result.returncode == 2
     assert ESCAPE not in result.stdout
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    events, recap = result.stdout.split("\nRECAP\n")
+    lines = [line for line in events.splitlines() if line.strip()]
     assert lines and all(ISO_LINE.match(line) for line in lines), result.stdout
+    assert recap.splitlines()[0].startswith("h-ok ")    # the recap is a table, not a log
+    assert ISO_LINE.match(recap.splitlines()[-1])       # its last line says when the run ended
     assert any("h-fail" in line and "failed" in line for line in lines)
     assert "| Installer finished with forced exit code 14." in result.stdout   # the log tail
     assert "ok=" in result.stdout and "exit 2" in result.stdout

@@ -58,7 +58,10 @@ class ConsoleSink:
 
     def __init__(self, stream: TextIO | None = None, verbose: int = 0, diff: bool = False,
                  timestamps: bool = False) -> None:
-        self.stream = _Stamped(stream or sys.stdout) if timestamps else (stream or sys.stdout)
+        # the recap goes to the bare stream: it is one summary at one time, the last line
+        # of the run says when, and scripts that read it by columns keep working
+        self.bare = stream or sys.stdout
+        self.stream: TextIO = _Stamped(self.bare) if timestamps else self.bare  # type: ignore[assignment]
         self.verbose = verbose
         self.diff = diff
         self.mode = "run"
@@ -112,14 +115,14 @@ class ConsoleSink:
 
     def _recap(self, event: events.RunFinished) -> None:
         columns = RECAP_COLUMNS + ((events.DRIFTED,) if self.mode == "check" else ())
-        self.stream.write("\nRECAP\n")
+        self.bare.write("\nRECAP\n")
         # inventory order, so two runs' recaps line up (hosts finish in any order)
         ordered = [h for h in self.order if h in self.finished]
         ordered += [h for h in self.finished if h not in set(ordered)]
         for host in ordered:
             finished = self.finished[host]
             counts = " ".join(f"{c}={finished.counts.get(c, 0)}" for c in columns)
-            self._line(host, f"{counts}  {finished.status}")
+            self.bare.write(f"{host.ljust(self.width)}  {counts}  {finished.status}\n")
         totals = ", ".join(f"{n} {s}" for s, n in sorted(event.totals.items()))
         tail = "  (interrupted)" if event.interrupted else ""
         self.stream.write(f"{len(self.finished)} host(s): {totals or 'none'} in "
