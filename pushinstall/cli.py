@@ -83,6 +83,19 @@ class _Text(click.ParamType):
 TEXT = _Text()
 
 
+def _wait_lock_option() -> Any:
+    return click.option(
+        "--wait-lock", type=click.FloatRange(0), default=0, metavar="SECONDS",
+        help="When another run on the same inventory and playbook holds the lock, wait this "
+             "long for it (default: exit 3 at once).")
+
+
+def _keep_runs_option() -> Any:
+    return click.option(
+        "--keep-runs", type=click.IntRange(1), default=100, show_default=True, metavar="N",
+        help="Keep the newest N run logs (<state dir>/runs/*.jsonl); older ones are removed.")
+
+
 def _run_options(func: Any) -> Any:
     """Options shared by `run` and `check`."""
     for decorator in reversed([
@@ -106,7 +119,10 @@ def _run_options(func: Any) -> Any:
                      help="Write every event as one JSON line, flushed as it happens."),
         click.option("--report-dir", type=click.Path(file_okay=False),
                      envvar="PUSHINSTALL_REPORT_DIR", show_envvar=True,
-                     help="Write JSON, JUnit XML and HTML reports here at the end."),
+                     help="Write <run_id>.json, .xml (JUnit) and .html here at the end, and "
+                          "point latest.* at them."),
+        _wait_lock_option(),
+        _keep_runs_option(),
     ]):
         func = decorator(func)
     return func
@@ -211,11 +227,41 @@ def check(**options: Any) -> None:
 @click.option("-v", "--verbose", count=True)
 @click.option("--no-color", is_flag=True, help="No colour in the live view.")
 @click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False))
+@_wait_lock_option()
+@_keep_runs_option()
 def install(**options: Any) -> None:
     """Install and register the Mobility service on one host, no inventory file needed."""
     from pushinstall.runner import install_command
 
     sys.exit(install_command(options))
+
+
+@cli.command()
+@click.option("--host", "host_name", help="One host's timeline: status per run and what "
+              "changed, drifted or failed.")
+@click.option("-n", "--last", type=click.IntRange(1), default=20, show_default=True,
+              help="How many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def history(host_name: str | None, last: int, as_json: bool) -> None:
+    """The runs recorded in the history database (state dir), newest first."""
+    from pushinstall.history_view import history_lines
+
+    for line in history_lines(host_name, last, as_json):
+        click.echo(line)
+
+
+@cli.command()
+@click.option("--playbook", help="Only checks of this playbook (as the run named it).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def drift(playbook: str | None, as_json: bool) -> None:
+    """Hosts whose compliance changed since the previous check: newly drifted (exit 2),
+    newly fixed, newly unreachable. The command a monitoring system calls."""
+    from pushinstall.history_view import drift_lines
+
+    lines, code = drift_lines(playbook, as_json)
+    for line in lines:
+        click.echo(line)
+    sys.exit(code)
 
 
 @cli.group()
@@ -265,6 +311,20 @@ def lab_reset(inventories: tuple[str, ...], host_names: tuple[str, ...]) -> None
     click.echo(f"reset {count} lab hosts")
 
 
+def _name_env_vars(command: click.Command) -> None:
+    """Every option reads `PUSHINSTALL_<LONG NAME>` (`--check` -> PUSHINSTALL_CHECK), as the
+    README promises; `--help` shows it. Options that name their variable keep it."""
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.name in ("help", "version"):
+            continue
+        if param.envvar is None:
+            longest = max(param.opts, key=len).lstrip("-")
+            param.envvar = "PUSHINSTALL_" + longest.replace("-", "_").upper()
+        param.show_envvar = True
+    for sub in getattr(command, "commands", {}).values():
+        _name_env_vars(sub)
+
+
 def _usage_location(error: click.ClickException, argv: list[str]) -> str:
     """`<command line>:1:COL` pointing at the offending option when it can be found."""
     line = " ".join(shlex.quote(a) for a in argv)
@@ -287,6 +347,9 @@ def _usage_location(error: click.ClickException, argv: list[str]) -> str:
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(code)
+
+
+_name_env_vars(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

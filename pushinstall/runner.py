@@ -22,6 +22,7 @@ from pushinstall.report.jsonl import JsonlSink
 from pushinstall.secret import Secret
 
 SHIPPED_PLAYBOOK = "asr-mobility.yml"
+DEFAULT_KEEP_RUNS = 100
 
 
 def build_sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
@@ -59,10 +60,30 @@ def _sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
 
 
 def _run(hosts: list[Host], playbook: Playbook, run_options: RunOptions,
-         options: dict[str, Any]) -> int:
+         options: dict[str, Any], lock_key: tuple[list[str], str] | None = None) -> int:
+    """Run under the lock of `lock_key` (inventories, playbook), then prune old run logs."""
+    from pushinstall.lock import RunLock, lock_path
+
     run_options.run_id = run_options.run_id or new_run_id()
-    summary = run_fleet(hosts, playbook, run_options, build_sinks(run_options.run_id, options))
+    inventories, playbook_path = lock_key or ([], playbook.path or playbook.name)
+    lock = RunLock(lock_path(state_dir(), inventories, playbook_path),
+                   float(options.get("wait_lock") or 0), f"run {run_options.run_id}")
+    with lock:
+        summary = run_fleet(hosts, playbook, run_options,
+                            build_sinks(run_options.run_id, options))
+    prune_runs(state_dir() / "runs", options.get("keep_runs"))
     return summary.exit_code
+
+
+def prune_runs(folder: Path, keep: int | None) -> list[Path]:
+    """Remove all but the newest `keep` run logs (run ids sort by time); the removed paths."""
+    if keep is None:
+        keep = DEFAULT_KEEP_RUNS
+    logs = sorted(folder.glob("*.jsonl"))
+    doomed = logs[:-keep] if keep else logs
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
 
 
 def run_command(mode: str, options: dict[str, Any]) -> int:
@@ -74,7 +95,7 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
     extra_vars = parse_extra_vars(list(options.get("extra_vars") or []))
     inventory = load_inventory(list(options["inventories"]))
     playbook = load_playbook(options["playbook"], extra_vars)
-    hosts = select_hosts(inventory, playbook.hosts, options.get("limit"),
+    hosts = select_hosts(inventory, playbook.hosts, last_run_limit(options.get("limit")),
                          pattern_location=getattr(playbook, "hosts_location", None))
     check_hosts(hosts, playbook, extra_vars)
     resolve_run_secrets(hosts, playbook)
@@ -89,7 +110,48 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
         extra_vars=extra_vars,
         limit=options.get("limit"),
     )
-    return _run(hosts, playbook, run_options, options)
+    return _run(hosts, playbook, run_options, options,
+                (list(options["inventories"]), options["playbook"]))
+
+
+LAST_RUN_TERMS = {"@failed": "failed", "@drifted": "drifted", "@unreachable": "unreachable"}
+
+
+def last_run_limit(limit: str | None) -> str | None:
+    """`--limit @failed` (`@drifted`, `@unreachable`): the hosts that ended so in the last
+    recorded run. A file of that name in the working folder wins, as `@file` always meant; a
+    note on stderr says which was used."""
+    if not limit:
+        return limit
+    import sys
+
+    from pushinstall.inventory.limit import COMMAND_LINE, split_terms
+    from pushinstall.report.history import history_path, last_run_hosts
+
+    terms = []
+    for term in split_terms(limit):
+        prefix = term[0] if term[0] in "!&" else ""
+        body = term[len(prefix):]
+        status = LAST_RUN_TERMS.get(body)
+        if status is None:
+            terms.append(term)
+        elif Path(body[1:]).exists():
+            sys.stderr.write(f"note: --limit {body} reads the file ./{body[1:]} (it exists); "
+                             f"the last run's {status} hosts are not used\n")
+            terms.append(term)
+        else:
+            run_id, names = last_run_hosts(history_path(state_dir()), status)
+            if run_id is None:
+                raise InputError(f"--limit {body}: no run is recorded yet", COMMAND_LINE,
+                                 "a run or check before it, or a host pattern")
+            sys.stderr.write(f"note: --limit {body}: {len(names)} {status} host(s) of run "
+                             f"{run_id}\n")
+            if not names and not prefix:
+                raise InputError(f"--limit {body}: run {run_id} had no {status} host",
+                                 COMMAND_LINE, "nothing to re-run; or another host pattern")
+            # '&@failed' with none failed must select nothing: '&!all' does
+            terms += [prefix + name for name in names] or (["!all"] if prefix == "&" else [])
+    return ",".join(terms)
 
 
 def referenced_names(playbook: Playbook) -> set[str]:
@@ -206,4 +268,4 @@ def install_command(options: dict[str, Any]) -> int:
         check_mode=bool(options.get("check_mode")),
         verbose=int(options.get("verbose") or 0),
     )
-    return _run([host], playbook, run_options, options)
+    return _run([host], playbook, run_options, options, ([f"host:{host.name}"], ""))

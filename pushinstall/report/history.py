@@ -168,3 +168,18 @@ def iso_time(epoch: float | None) -> str:
     import time
 
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch else ""
+
+
+def last_run_hosts(path: Path, status: str) -> tuple[str | None, list[str]]:
+    """The newest recorded run's id and its hosts that ended with `status` (inventory order);
+    (None, []) when no run is recorded."""
+    if not path.exists():
+        return None, []
+    with connect(path, create=False) as db:
+        row = db.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
+        if row is None:
+            return None, []
+        names = [name for (name,) in db.execute(
+            "SELECT host FROM host_results WHERE run_id = ? AND status = ? ORDER BY rowid",
+            (row[0], status))]
+    return row[0], names
