@@ -92,3 +92,14 @@ def test_cli_junit_of_a_failed_run(tmp_path: Path) -> None:
     assert by_host["h-ok"].get("failures") == by_host["h-ok"].get("errors") == "0"
     failure = by_host["h-fail"].find("testcase/failure")
     assert "Installer finished with forced exit code 14." in failure.text
+
+
+def test_jsonl_log_has_its_schema_on_the_first_line_and_iso_times(tmp_path: Path,
+                                                                  state_dir: Path) -> None:
+    inventory = write_inventory(tmp_path / "inv", {"h-ok": ""})
+    cli("run", "-i", str(inventory), str(PLAYBOOK), "--check")
+    (log,) = (state_dir / "runs").glob("*.jsonl")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines[0]["schema"] == 1 and lines[0]["kind"] == "run_started"
+    assert all("schema" not in line for line in lines[1:])
+    assert all(line["at"].endswith("Z") and line["at"][10] == "T" for line in lines)
