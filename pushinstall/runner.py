@@ -154,38 +154,13 @@ def last_run_limit(limit: str | None) -> str | None:
     return ",".join(terms)
 
 
-def referenced_names(playbook: Playbook) -> set[str]:
-    """Every variable name the playbook's templates and `when`s use (its own vars' too)."""
-    import jinja2
-    from jinja2 import meta
-
-    environment = jinja2.Environment()
-    names: set[str] = set()
-    stack: list[Any] = [playbook.vars, *(s.args for s in playbook.steps)]
-    stack += ["{{ " + s.when + " }}" for s in playbook.steps if s.when]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, str) and ("{{" in value or "{%" in value):
-            try:
-                names |= meta.find_undeclared_variables(environment.parse(value))
-            except jinja2.TemplateSyntaxError:
-                continue   # validation reports it, with its place
-    return names
-
-
 def resolve_run_secrets(hosts: list[Host], playbook: Playbook) -> None:
     """Read every secret the run will need (passwords, vars the playbook names) before any
     host is contacted: a missing env var or file, or a prompt without a TTY, is exit 5."""
     from pushinstall.inventory.secrets import resolve_secrets
+    from pushinstall.validate import needed_secrets
 
-    names = referenced_names(playbook)
-    for host in hosts:
-        resolve_secrets([host.connection.password,
-                         [value for key, value in host.vars.items() if key in names]])
+    resolve_secrets(needed_secrets(hosts, playbook))
 
 
 def shipped_playbook() -> Path:
