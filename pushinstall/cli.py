@@ -153,12 +153,21 @@ def validate(inventories: tuple[str, ...], playbook: str, limit: str | None,
 @_limit_option()
 @click.option("--host", "host_name", help="Show one host's merged variables (secrets masked).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--graph", is_flag=True, help="The groups as a tree, as ansible-inventory --graph.")
+@click.option("--list", "as_list", is_flag=True,
+              help="Everything as ansible-inventory --list JSON (secrets masked).")
 def inventory(inventories: tuple[str, ...], limit: str | None, host_name: str | None,
-              as_json: bool) -> None:
+              as_json: bool, graph: bool, as_list: bool) -> None:
     """List hosts with their groups, or one host's merged variables."""
     from pushinstall.inventory import describe_host, describe_hosts, load_inventory
 
     inv = load_inventory(list(inventories))
+    if graph or as_list:
+        from pushinstall.inventory.views import ansible_list, graph_lines
+
+        click.echo("\n".join(graph_lines(inv)) if graph else
+                   json.dumps(ansible_list(inv), indent=2, default=str))
+        return
     data = describe_host(inv, host_name) if host_name else describe_hosts(inv, limit)
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
@@ -179,7 +188,11 @@ def _yaml_text(data: Any) -> str:
 @cli.command()
 @_run_options
 @click.option("--check", "check_mode", is_flag=True,
-              help="Gather and plan only; change nothing.")
+              help="Gather and plan only; change nothing (exit 0 unless a host failed).")
+@click.option("--list-hosts", is_flag=True, help="Print the hosts the run would touch; run "
+              "nothing.")
+@click.option("--list-steps", is_flag=True, help="Print the playbook's steps; run nothing.")
+@click.option("--start-at-step", metavar="NAME", help="Skip the steps before this one.")
 def run(**options: Any) -> None:
     """Bring every host of the inventory to the playbook's desired state."""
     from pushinstall.runner import run_command

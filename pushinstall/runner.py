@@ -97,6 +97,9 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
     playbook = load_playbook(options["playbook"], extra_vars)
     hosts = select_hosts(inventory, playbook.hosts, last_run_limit(options.get("limit")),
                          pattern_location=getattr(playbook, "hosts_location", None))
+    start_at_step(playbook, options.get("start_at_step"))
+    if options.get("list_hosts") or options.get("list_steps"):
+        return list_only(hosts, playbook, bool(options.get("list_hosts")))
     check_hosts(hosts, playbook, extra_vars)
     resolve_run_secrets(hosts, playbook)
     run_options = RunOptions(
@@ -112,6 +115,36 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
     )
     return _run(hosts, playbook, run_options, options,
                 (list(options["inventories"]), options["playbook"]))
+
+
+def start_at_step(playbook: Playbook, name: str | None) -> None:
+    """`--start-at-step NAME`: drop the steps before NAME (an unknown name is exit 5)."""
+    if not name:
+        return
+    names = [step.name for step in playbook.steps]
+    if name not in names:
+        from pushinstall.inventory.limit import COMMAND_LINE
+        from pushinstall.source import did_you_mean
+
+        raise InputError(f"--start-at-step: no step '{name}' in {playbook.path}"
+                         f"{did_you_mean(name, names)}", COMMAND_LINE, "a step name from "
+                         "'pushinstall run --list-steps'")
+    playbook.steps = playbook.steps[names.index(name):]
+
+
+def list_only(hosts: list[Host], playbook: Playbook, list_hosts: bool) -> int:
+    """`--list-hosts` / `--list-steps`: print, touch nothing, exit 0."""
+    import sys
+
+    if list_hosts:
+        lines = [f"hosts ({len(hosts)}):", *(f"  {host.name}" for host in hosts)]
+    else:
+        lines = [f"steps of {playbook.path or playbook.name} ({len(playbook.steps)}):"]
+        lines += [f"  {number}. {step.name}  [{step.type}]"
+                  + (f"  when: {step.when}" if step.when else "")
+                  for number, step in enumerate(playbook.steps, start=1)]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
 
 
 LAST_RUN_TERMS = {"@failed": "failed", "@drifted": "drifted", "@unreachable": "unreachable"}
