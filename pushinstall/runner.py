@@ -276,4 +276,6 @@ def install_command(options: dict[str, Any]) -> int:
         check_mode=bool(options.get("check_mode")),
         verbose=int(options.get("verbose") or 0),
     )
-    return _run([host], playbook, run_options, options, ([f"host:{host.name}"], ""))
+    # the same host installed twice at once is what the lock is for: key it by the host
+    return _run([host], playbook, run_options, options,
+                ([f"host:{host.name}"], playbook.path or str(shipped_playbook())))
