@@ -70,9 +70,37 @@ def _run(hosts: list[Host], playbook: Playbook, run_options: RunOptions,
                    float(options.get("wait_lock") or 0), f"run {run_options.run_id}")
     with lock:
         summary = run_fleet(hosts, playbook, run_options,
-                            build_sinks(run_options.run_id, options))
+                            build_sinks(run_options.run_id, options),
+                            _tracing_factory(hosts, playbook, run_options.verbose))
     prune_runs(state_dir() / "runs", options.get("keep_runs"))
     return summary.exit_code
+
+
+def _tracing_factory(hosts: list[Host], playbook: Playbook, verbose: int) -> Any:
+    """At -vv and more, transports that trace every op to stderr (secrets masked); else None,
+    the engine's own factory."""
+    if verbose < 2:
+        return None
+    from pushinstall.secret import Redactor
+    from pushinstall.transports.factory import make_transport
+    from pushinstall.transports.trace import TracingTransport
+    from pushinstall.validate import needed_secrets
+
+    redactor = Redactor()
+    stack: list[Any] = [needed_secrets(hosts, playbook)]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Secret):
+            redactor.add(value)
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+
+    def factory(host: Host) -> Any:
+        return TracingTransport(make_transport(host), host.name, verbose, redactor)
+
+    return factory
 
 
 def prune_runs(folder: Path, keep: int | None) -> list[Path]:

@@ -99,3 +99,16 @@ def test_verbose_adds_ok_steps_and_timings(tmp_path: Path) -> None:
     assert "step 'Staging directory'  ok" in loud.stdout
     assert re.search(r"\(\d+\.\d\ds\)", cli("lab", "reset").stdout
                      + cli("run", "-i", str(inventory), str(PLAYBOOK), "-v").stdout)
+
+
+def test_vv_traces_ops_and_vvv_their_json_secrets_masked(tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path, {"h-ok": ""})
+    plain = cli("run", "-i", str(inventory), str(PLAYBOOK), "--check", "-v")
+    assert " op batch " not in plain.stderr
+    traced = cli("run", "-i", str(inventory), str(PLAYBOOK), "-vv")
+    assert re.search(r"h-ok  op batch  \d+ B -> \d+ B", traced.stderr), traced.stderr
+    assert "request {" not in traced.stderr
+    full = cli("run", "-i", str(inventory), str(PLAYBOOK), "-vvv", "--check")
+    assert 'request {"op": "batch"' in full.stderr and "answer  {" in full.stderr
+    for secret in SECRETS:
+        assert secret not in traced.stderr + full.stderr + traced.stdout + full.stdout

@@ -37,11 +37,13 @@ IN_FLIGHT_ROWS = 12
 
 def make_console(stream: TextIO | None = None, verbose: int = 0, diff: bool = False,
                  color: bool = True) -> Sink:
-    """The live view when `stream` (stdout) is a terminal, else timestamped plain lines.
+    """The live view when `stream` (stdout) is a terminal (and `verbose` below 2), else
+    timestamped plain lines.
 
     Colour is off when `color` is False or `NO_COLOR` is set (https://no-color.org)."""
     stream = stream or sys.stdout
-    if stream.isatty() and os.environ.get("TERM") != "dumb":
+    # -vv traces the wire on stderr, line by line: a redrawn view would tear those lines
+    if stream.isatty() and os.environ.get("TERM") != "dumb" and verbose < 2:
         return LiveConsole(stream, verbose, diff, color and not os.environ.get("NO_COLOR"))
     return ConsoleSink(stream, verbose=verbose, diff=diff, timestamps=True)
 
