@@ -109,6 +109,7 @@ class HostFinished(Event):
     counts: dict[str, int] = field(default_factory=dict)
     message: str = ""
     duration: float = 0.0
+    facts: dict[str, Any] = field(default_factory=dict)   # os, os_version, powershell
 
     def __post_init__(self) -> None:
         self.kind = "host_finished"

@@ -149,6 +149,7 @@ def test_cli_report_dir_keeps_every_run(tmp_path: Path) -> None:
     page = (reports / "latest.html").read_text()
     assert "invalid passphrase or configuration server endpoint" in page
     assert "Installer finished with forced exit code 14." in page        # the log tail
+    assert 'class="os">Microsoft Windows Server' in page                 # the facts summary
     assert page.count('class="cell ') >= 2        # this run and the one before, per host
     everything = "".join(p.read_text() for p in reports.iterdir()) + first.stdout + second.stdout
     assert not any(secret in everything for secret in SECRETS)

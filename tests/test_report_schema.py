@@ -37,6 +37,9 @@ def test_run_and_check_reports_match_the_schema(tmp_path: Path) -> None:
     install = next(s for s in failed["steps"] if s["status"] == "failed")
     assert "invalid passphrase" in install["message"] and install["log_tail"]
     assert report["options"]["extra_vars"] == ["forks_x"]
+    assert failed["facts"]["os"].startswith("Microsoft Windows Server")
+    assert failed["facts"]["powershell"]
+    assert next(h for h in report["hosts"] if h["name"] == "h-down")["facts"] == {}
 
 
 def test_a_killed_run_still_validates_and_junit_is_not_green() -> None:

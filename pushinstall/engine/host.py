@@ -391,9 +391,12 @@ class HostPipeline:
         self.outcome.status = (forced if forced == events.UNREACHABLE
                                else self._finish_status(forced))
         self.outcome.duration = time.monotonic() - started
+        os_fact = self.os_fact   # the report's facts summary: what the gather saw
+        facts = {"os": os_fact.get("caption"), "os_version": os_fact.get("version"),
+                 "powershell": os_fact.get("powershell_version")} if os_fact else {}
         self._emit(events.HostFinished(
             host=self.host.name, status=self.outcome.status, counts=dict(self.outcome.counts),
-            message=self.outcome.message, duration=self.outcome.duration,
+            message=self.outcome.message, duration=self.outcome.duration, facts=facts,
         ))
         return self.outcome
 

@@ -29,6 +29,7 @@ class HostRecord:
     steps: list[StepResult] = field(default_factory=list)
     reboots: list[RebootEvent] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class RunRecord:
                     "message": h.message,
                     "duration": h.duration,
                     "counts": h.counts,
+                    "facts": h.facts,
                     "steps": [_step_dict(s) for s in h.steps],
                     "reboots": [
                         {"step": r.step, "at": iso(r.time), "duration": r.duration,
@@ -126,6 +128,7 @@ class Collector:
             host = record.host(event.host)
             host.status, host.message = event.status, event.message
             host.duration, host.counts = event.duration, dict(event.counts)
+            host.facts = dict(event.facts)
         elif isinstance(event, RunFinished):
             record.finished = event
 

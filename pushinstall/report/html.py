@@ -57,6 +57,7 @@ def _host(host: HostRecord, past: Past) -> dict[str, Any]:
         "counts": sorted(host.counts.items()), "failed_steps": failed,
         "past": [*past, {"run_id": "this run", "started": "", "status": status}],
         "search": " ".join(words).lower(),
+        "os": host.facts.get("os") or "", "powershell": host.facts.get("powershell") or "",
     }
 
 
