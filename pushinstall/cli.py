@@ -83,6 +83,19 @@ class _Text(click.ParamType):
 TEXT = _Text()
 
 
+def _wait_lock_option() -> Any:
+    return click.option(
+        "--wait-lock", type=click.FloatRange(0), default=0, metavar="SECONDS",
+        help="When another run on the same inventory and playbook holds the lock, wait this "
+             "long for it (default: exit 3 at once).")
+
+
+def _keep_runs_option() -> Any:
+    return click.option(
+        "--keep-runs", type=click.IntRange(1), default=100, show_default=True, metavar="N",
+        help="Keep the newest N run logs (<state dir>/runs/*.jsonl); older ones are removed.")
+
+
 def _run_options(func: Any) -> Any:
     """Options shared by `run` and `check`."""
     for decorator in reversed([
@@ -97,13 +110,19 @@ def _run_options(func: Any) -> Any:
                           "forks and hosts, at most one per CPU) or a number."),
         _extra_vars_option(),
         click.option("--diff", is_flag=True, help="Show what each change changes."),
-        click.option("-v", "--verbose", count=True, help="More output (-vv for debug)."),
+        click.option("-v", "--verbose", count=True,
+                     help="More output: -v ok/skipped steps and timings, -vv transport detail."),
+        click.option("--no-color", is_flag=True, help="No colour in the live view (NO_COLOR "
+                     "does the same)."),
         click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False),
                      envvar="PUSHINSTALL_JSONL", show_envvar=True,
                      help="Write every event as one JSON line, flushed as it happens."),
         click.option("--report-dir", type=click.Path(file_okay=False),
                      envvar="PUSHINSTALL_REPORT_DIR", show_envvar=True,
-                     help="Write JSON, JUnit XML and HTML reports here at the end."),
+                     help="Write <run_id>.json, .xml (JUnit) and .html here at the end, and "
+                          "point latest.* at them."),
+        _wait_lock_option(),
+        _keep_runs_option(),
     ]):
         func = decorator(func)
     return func
@@ -134,12 +153,21 @@ def validate(inventories: tuple[str, ...], playbook: str, limit: str | None,
 @_limit_option()
 @click.option("--host", "host_name", help="Show one host's merged variables (secrets masked).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--graph", is_flag=True, help="The groups as a tree, as ansible-inventory --graph.")
+@click.option("--list", "as_list", is_flag=True,
+              help="Everything as ansible-inventory --list JSON (secrets masked).")
 def inventory(inventories: tuple[str, ...], limit: str | None, host_name: str | None,
-              as_json: bool) -> None:
+              as_json: bool, graph: bool, as_list: bool) -> None:
     """List hosts with their groups, or one host's merged variables."""
     from pushinstall.inventory import describe_host, describe_hosts, load_inventory
 
     inv = load_inventory(list(inventories))
+    if graph or as_list:
+        from pushinstall.inventory.views import ansible_list, graph_lines
+
+        click.echo("\n".join(graph_lines(inv)) if graph else
+                   json.dumps(ansible_list(inv), indent=2, default=str))
+        return
     data = describe_host(inv, host_name) if host_name else describe_hosts(inv, limit)
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
@@ -161,7 +189,11 @@ def _yaml_text(data: Any) -> str:
 @cli.command()
 @_run_options
 @click.option("--check", "check_mode", is_flag=True,
-              help="Gather and plan only; change nothing.")
+              help="Gather and plan only; change nothing (exit 0 unless a host failed).")
+@click.option("--list-hosts", is_flag=True, help="Print the hosts the run would touch; run "
+              "nothing.")
+@click.option("--list-steps", is_flag=True, help="Print the playbook's steps; run nothing.")
+@click.option("--start-at-step", metavar="NAME", help="Skip the steps before this one.")
 def run(**options: Any) -> None:
     """Bring every host of the inventory to the playbook's desired state."""
     from pushinstall.runner import run_command
@@ -213,13 +245,44 @@ def check(**options: Any) -> None:
 @click.option("--no-cert-validation", is_flag=True, help="Do not validate the HTTPS certificate.")
 @click.option("--check", "check_mode", is_flag=True, help="Plan only; change nothing.")
 @click.option("-v", "--verbose", count=True)
+@click.option("--no-color", is_flag=True, help="No colour in the live view.")
 @click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False))
+@_wait_lock_option()
+@_keep_runs_option()
 def install(**options: Any) -> None:
     """Install and register the Mobility service on HOST [HOST...], no inventory file
     needed."""
     from pushinstall.runner import install_command
 
     sys.exit(install_command(options))
+
+
+@cli.command()
+@click.option("--host", "host_name", help="One host's timeline: status per run and what "
+              "changed, drifted or failed.")
+@click.option("-n", "--last", type=click.IntRange(1), default=20, show_default=True,
+              help="How many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def history(host_name: str | None, last: int, as_json: bool) -> None:
+    """The runs recorded in the history database (state dir), newest first."""
+    from pushinstall.history_view import history_lines
+
+    for line in history_lines(host_name, last, as_json):
+        click.echo(line)
+
+
+@cli.command()
+@click.option("--playbook", help="Only checks of this playbook (as the run named it).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def drift(playbook: str | None, as_json: bool) -> None:
+    """Hosts whose compliance changed since the previous check: newly drifted (exit 2),
+    newly fixed, newly unreachable. The command a monitoring system calls."""
+    from pushinstall.history_view import drift_lines
+
+    lines, code = drift_lines(playbook, as_json)
+    for line in lines:
+        click.echo(line)
+    sys.exit(code)
 
 
 @cli.group()
@@ -269,6 +332,20 @@ def lab_reset(inventories: tuple[str, ...], host_names: tuple[str, ...]) -> None
     click.echo(f"reset {count} lab hosts")
 
 
+def _name_env_vars(command: click.Command) -> None:
+    """Every option reads `PUSHINSTALL_<LONG NAME>` (`--check` -> PUSHINSTALL_CHECK), as the
+    README promises; `--help` shows it. Options that name their variable keep it."""
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.name in ("help", "version"):
+            continue
+        if param.envvar is None:
+            longest = max(param.opts, key=len).lstrip("-")
+            param.envvar = "PUSHINSTALL_" + longest.replace("-", "_").upper()
+        param.show_envvar = True
+    for sub in getattr(command, "commands", {}).values():
+        _name_env_vars(sub)
+
+
 def _usage_location(error: click.ClickException, argv: list[str]) -> str:
     """`<command line>:1:COL` pointing at the offending option when it can be found."""
     line = " ".join(shlex.quote(a) for a in argv)
@@ -291,6 +368,9 @@ def _usage_location(error: click.ClickException, argv: list[str]) -> str:
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(code)
+
+
+_name_env_vars(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 ```
 PushinstallError            exit 1 (a bug, unless a subclass says otherwise)
 ├── InputError              exit 5: bad inventory, playbook, option; carries a Location
+├── LockHeld                exit 3: another run on the same inventory + playbook is going
 └── HostError               something went wrong with one host; never stops the others
     ├── TransportError      the connection itself failed (base of the next three)
     │   ├── Unreachable         refused, reset, DNS, 503: transient, retried
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_HOST_FAILED = 2
+EXIT_LOCKED = 3
 EXIT_UNREACHABLE = 4
 EXIT_INVALID_INPUT = 5
 EXIT_INTERRUPTED = 130
@@ -65,6 +67,12 @@ class InputError(PushinstallError):
         if self.location is not None:
             text = f"{self.location}: {text}"
         return text
+
+
+class LockHeld(PushinstallError):
+    """Another run holds this inventory + playbook's lock (and --wait-lock ran out); exit 3."""
+
+    exit_code = EXIT_LOCKED
 
 
 class HostError(PushinstallError):

@@ -35,6 +35,8 @@ class RunStarted(Event):
     mode: str                 # "run" | "check"
     playbook: str
     hosts: list[str]
+    groups: dict[str, list[str]] = field(default_factory=dict)   # host -> its groups
+    options: dict[str, Any] = field(default_factory=dict)        # forks, limit, check_mode ...
 
     def __post_init__(self) -> None:
         self.kind = "run_started"
@@ -60,9 +62,21 @@ class StepResult(Event):
     diff: str = ""
     message: str = ""
     duration: float = 0.0
+    log_tail: list[str] = field(default_factory=list)   # last output lines of a failed process
 
     def __post_init__(self) -> None:
         self.kind = "step_result"
+
+
+@dataclass
+class StepStarted(Event):
+    """A step's apply begins on one host (check mode has none): the live console shows it."""
+
+    host: str
+    step: str
+
+    def __post_init__(self) -> None:
+        self.kind = "step_started"
 
 
 @dataclass
@@ -100,6 +114,7 @@ class HostFinished(Event):
     counts: dict[Status, int] = field(default_factory=dict)
     message: str = ""
     duration: float = 0.0
+    facts: dict[str, Any] = field(default_factory=dict)   # os, os_version, powershell
 
     def __post_init__(self) -> None:
         self.kind = "host_finished"

@@ -19,11 +19,12 @@ from pushinstall.errors import InputError
 from pushinstall.events import Sink
 from pushinstall.model import Host, Playbook
 from pushinstall.paths import state_dir
-from pushinstall.report.console import ConsoleSink
+from pushinstall.report.console_live import make_console
 from pushinstall.report.jsonl import JsonlSink
 from pushinstall.secret import Secret
 
 SHIPPED_PLAYBOOK = "asr-mobility.yml"
+DEFAULT_KEEP_RUNS = 100
 
 
 def build_sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
@@ -46,30 +47,80 @@ def _sinks(run_id: str, options: dict[str, Any]) -> list[Sink]:
 
     state = state_dir()
     sinks: list[Sink] = [
-        ConsoleSink(verbose=int(options.get("verbose") or 0), diff=bool(options.get("diff"))),
+        make_console(verbose=int(options.get("verbose") or 0), diff=bool(options.get("diff")),
+                     color=not options.get("no_color")),
         JsonlSink(state / "runs" / f"{run_id}.jsonl"),
     ]
     if options.get("jsonl_path"):
         sinks.append(JsonlSink(options["jsonl_path"]))
     if options.get("report_dir"):
         Path(options["report_dir"]).mkdir(parents=True, exist_ok=True)
-        sinks.append(ReportFiles(options["report_dir"]))
+        sinks.append(ReportFiles(options["report_dir"], history_path(state)))
     state.mkdir(parents=True, exist_ok=True)
     sinks.append(History(history_path(state)))
     return sinks
 
 
 def _run(hosts: list[Host], playbook: Playbook, run_options: RunOptions,
-         options: dict[str, Any]) -> int:
+         options: dict[str, Any], lock_key: tuple[list[str], str] | None = None) -> int:
+    """Run under the lock of `lock_key` (inventories, playbook), then prune old run logs."""
+    from pushinstall.lock import RunLock, lock_path
+
     run_options.run_id = run_options.run_id or new_run_id()
-    sinks = build_sinks(run_options.run_id, options)
+    inventories, playbook_path = lock_key or ([], playbook.path or playbook.name)
+    lock = RunLock(lock_path(state_dir(), inventories, playbook_path),
+                   float(options.get("wait_lock") or 0), f"run {run_options.run_id}")
     factory: TransportFactory | None = None
     if any(host.connection.transport == "lab" for host in hosts):
         # the lab is a place, wired in here: the engine gets its factory and process hooks
         from pushinstall.lab.connect import PROCESS_HOOKS, make_transport
 
         factory, run_options.hooks = make_transport, PROCESS_HOOKS
-    return run_fleet(hosts, playbook, run_options, sinks, factory).exit_code
+    with lock:
+        summary = run_fleet(hosts, playbook, run_options,
+                            build_sinks(run_options.run_id, options),
+                            _tracing_factory(hosts, playbook, run_options.verbose, factory))
+    prune_runs(state_dir() / "runs", options.get("keep_runs"))
+    return summary.exit_code
+
+
+def _tracing_factory(hosts: list[Host], playbook: Playbook, verbose: int,
+                     base: TransportFactory | None) -> TransportFactory | None:
+    """At -vv and more, `base` (None: the engine's own factory) wrapped in transports that
+    trace every op to stderr (secrets masked); else `base` itself."""
+    if verbose < 2:
+        return base
+    from pushinstall.secret import Redactor
+    from pushinstall.transports.factory import make_transport
+    from pushinstall.transports.trace import TracingTransport
+    from pushinstall.validate import needed_secrets
+
+    redactor = Redactor()
+    stack: list[Any] = [needed_secrets(hosts, playbook)]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Secret):
+            redactor.add(value)
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+
+    def factory(host: Host) -> Any:
+        return TracingTransport((base or make_transport)(host), host.name, verbose, redactor)
+
+    return factory
+
+
+def prune_runs(folder: Path, keep: int | None) -> list[Path]:
+    """Remove all but the newest `keep` run logs (run ids sort by time); the removed paths."""
+    if keep is None:
+        keep = DEFAULT_KEEP_RUNS
+    logs = sorted(folder.glob("*.jsonl"))
+    doomed = logs[:-keep] if keep else logs
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
 
 
 def run_command(mode: str, options: dict[str, Any]) -> int:
@@ -81,8 +132,11 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
     extra_vars = parse_extra_vars(list(options.get("extra_vars") or []))
     inventory = load_inventory(list(options["inventories"]))
     playbook = load_playbook(options["playbook"], extra_vars)
-    hosts = select_hosts(inventory, playbook.hosts, options.get("limit"),
+    hosts = select_hosts(inventory, playbook.hosts, last_run_limit(options.get("limit")),
                          pattern_location=getattr(playbook, "hosts_location", None))
+    start_at_step(playbook, options.get("start_at_step"))
+    if options.get("list_hosts") or options.get("list_steps"):
+        return list_only(hosts, playbook, bool(options.get("list_hosts")))
     check_hosts(hosts, playbook, extra_vars)
     resolve_run_secrets(hosts, playbook)
     run_options = RunOptions(
@@ -96,19 +150,87 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
         extra_vars=extra_vars,
         limit=options.get("limit"),
     )
-    return _run(hosts, playbook, run_options, options)
+    return _run(hosts, playbook, run_options, options,
+                (list(options["inventories"]), options["playbook"]))
+
+
+def start_at_step(playbook: Playbook, name: str | None) -> None:
+    """`--start-at-step NAME`: drop the steps before NAME (an unknown name is exit 5)."""
+    if not name:
+        return
+    names = [step.name for step in playbook.steps]
+    if name not in names:
+        from pushinstall.inventory.limit import COMMAND_LINE
+        from pushinstall.source import did_you_mean
+
+        raise InputError(f"--start-at-step: no step '{name}' in {playbook.path}"
+                         f"{did_you_mean(name, names)}", COMMAND_LINE, "a step name from "
+                         "'pushinstall run --list-steps'")
+    playbook.steps = playbook.steps[names.index(name):]
+
+
+def list_only(hosts: list[Host], playbook: Playbook, list_hosts: bool) -> int:
+    """`--list-hosts` / `--list-steps`: print, touch nothing, exit 0."""
+    import sys
+
+    if list_hosts:
+        lines = [f"hosts ({len(hosts)}):", *(f"  {host.name}" for host in hosts)]
+    else:
+        lines = [f"steps of {playbook.path or playbook.name} ({len(playbook.steps)}):"]
+        lines += [f"  {number}. {step.name}  [{step.type}]"
+                  + (f"  when: {step.when}" if step.when else "")
+                  for number, step in enumerate(playbook.steps, start=1)]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+LAST_RUN_TERMS = {"@failed": "failed", "@drifted": "drifted", "@unreachable": "unreachable"}
+
+
+def last_run_limit(limit: str | None) -> str | None:
+    """`--limit @failed` (`@drifted`, `@unreachable`): the hosts that ended so in the last
+    recorded run. A file of that name in the working folder wins, as `@file` always meant; a
+    note on stderr says which was used."""
+    if not limit:
+        return limit
+    import sys
+
+    from pushinstall.inventory.limit import COMMAND_LINE, split_terms
+    from pushinstall.report.history import history_path, last_run_hosts
+
+    terms = []
+    for term in split_terms(limit):
+        prefix = term[0] if term[0] in "!&" else ""
+        body = term[len(prefix):]
+        status = LAST_RUN_TERMS.get(body)
+        if status is None:
+            terms.append(term)
+        elif Path(body[1:]).exists():
+            sys.stderr.write(f"note: --limit {body} reads the file ./{body[1:]} (it exists); "
+                             f"the last run's {status} hosts are not used\n")
+            terms.append(term)
+        else:
+            run_id, names = last_run_hosts(history_path(state_dir()), status)
+            if run_id is None:
+                raise InputError(f"--limit {body}: no run is recorded yet", COMMAND_LINE,
+                                 "a run or check before it, or a host pattern")
+            sys.stderr.write(f"note: --limit {body}: {len(names)} {status} host(s) of run "
+                             f"{run_id}\n")
+            if not names and not prefix:
+                raise InputError(f"--limit {body}: run {run_id} had no {status} host",
+                                 COMMAND_LINE, "nothing to re-run; or another host pattern")
+            # '&@failed' with none failed must select nothing: '&!all' does
+            terms += [prefix + name for name in names] or (["!all"] if prefix == "&" else [])
+    return ",".join(terms)
 
 
 def resolve_run_secrets(hosts: list[Host], playbook: Playbook) -> None:
     """Read every secret the run will need (passwords, vars the playbook names) before any
     host is contacted: a missing env var or file, or a prompt without a TTY, is exit 5."""
     from pushinstall.inventory.secrets import resolve_secrets
-    from pushinstall.playbook import referenced_names
+    from pushinstall.validate import needed_secrets
 
-    names = referenced_names(playbook)
-    for host in hosts:
-        resolve_secrets([host.connection.password,
-                         [value for key, value in host.vars.items() if key in names]])
+    resolve_secrets(needed_secrets(hosts, playbook))
 
 
 def shipped_playbook() -> Path:
@@ -241,4 +363,7 @@ def install_command(options: dict[str, Any]) -> int:
         check_mode=bool(options.get("check_mode")),
         verbose=int(options.get("verbose") or 0),
     )
-    return _run(hosts, playbook, run_options, options)
+    # the same host installed twice at once is what the lock is for: key it by the hosts
+    return _run(hosts, playbook, run_options, options,
+                ([f"host:{host.name}" for host in hosts],
+                 playbook.path or str(shipped_playbook())))

@@ -164,6 +164,17 @@ def _check_expanded_size(root: yaml.Node, path: str) -> None:
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_yaml_seq)
 
+VAULT_ALTERNATIVES = "{file: PATH}, {env: NAME} or {prompt: true} instead"
+
+
+def _refuse_vault(loader: _Loader, node: yaml.Node) -> Any:
+    """Ansible Vault values cannot be decrypted here: say so, and what to use instead."""
+    raise InputError("an Ansible Vault value (!vault) cannot be read by pushinstall",
+                     _location(loader.source_path, node), VAULT_ALTERNATIVES)
+
+
+_Loader.add_constructor("!vault", _refuse_vault)
+
 
 def load_yaml_text(text: str, path: str = "<string>") -> Any:
     """Parse YAML text into located containers; any YAML error becomes an `InputError`."""
@@ -258,9 +269,13 @@ def kind_of(value: Any) -> str:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`"; did you mean 'x'?"` for the closest of `choices`, or `""`."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    """`"; did you mean 'x'?"` for the closest of `choices`, or `""`. A short name of a host's
+    FQDN counts as close (`web01` -> `web01.ams.corp.example`)."""
+    choices = list(choices)
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    if not close:
+        close = sorted(c for c in choices if c.split(".", 1)[0] == str(word))[:3]
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def check_keys(

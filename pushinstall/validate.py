@@ -69,6 +69,12 @@ def check_credentials(host: Any) -> None:
             if path and not Path(path).expanduser().is_file():
                 raise InputError(f"{setting} '{path}' of host '{host.name}' is not a file",
                                  _host_location(host), "a readable PEM file on this machine")
+    bundle = conn.cert_validation
+    if conn.transport in ("psrp", "winrm") and conn.tls and isinstance(bundle, str) and \
+            not Path(bundle).expanduser().is_file():
+        # a CA bundle the nightly job names must exist by day, not fail at 02:00 as exit 4
+        raise InputError(f"cert_validation '{bundle}' of host '{host.name}' is not a file",
+                         _host_location(host), "true, false, or the path of a CA bundle (PEM)")
     if conn.transport == "ssh" and conn.password is None:
         ssh = Path("~", ".ssh").expanduser()
         if not os.environ.get("SSH_AUTH_SOCK") and not any(
@@ -123,6 +129,34 @@ def validate_run(inventory_paths: list[str], playbook_path: str, limit: str | No
     hosts = select_hosts(inventory, playbook.hosts, limit,
                          pattern_location=playbook.hosts_location)
     check_hosts(hosts, playbook, extra)
+    _resolve_without_prompts(needed_secrets(hosts, playbook))
     steps = len(playbook.steps)
     return (f"playbook OK: {steps} step{'s' if steps != 1 else ''}, "
             f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}")
+
+
+def needed_secrets(hosts: list[Any], playbook: Playbook) -> list[Any]:
+    """The secrets a run of `playbook` on `hosts` reads: each password, and each host var
+    the playbook names."""
+    from pushinstall.playbook import referenced_names
+
+    names = referenced_names(playbook)
+    return [[host.connection.password, [value for key, value in host.vars.items()
+                                        if key in names]] for host in hosts]
+
+
+def _resolve_without_prompts(values: Any) -> None:
+    """Read every env and file secret in `values` (exit 5 when one is missing); prompts are
+    left for the run, since `validate` is also what a day-time check of a cron job calls."""
+    from pushinstall.inventory.secrets import SecretRef
+
+    stack = [values]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, SecretRef):
+            if value.kind != "prompt":
+                value.reveal()
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())

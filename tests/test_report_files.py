@@ -40,21 +40,21 @@ def feed(sink: ReportFiles | History, run_id: str = "r1", web_status: str = "cha
 
 def test_report_files(tmp_path: Path) -> None:
     feed(ReportFiles(tmp_path / "out"), web_status="failed")
-    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    data = json.loads((tmp_path / "out" / "latest.json").read_text())
     assert data["exit_code"] == 4
     assert [h["name"] for h in data["hosts"]] == ["web01", "db01"]
     assert data["hosts"][0]["steps"][1]["diff"] == "product: absent -> 9.62"
     assert data["hosts"][0]["reboots"][0]["duration"] == 40.0
 
-    suites = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    suites = ET.parse(tmp_path / "out" / "latest.xml").getroot()
     web, db = suites.findall("testsuite")
     assert (web.get("name"), web.get("tests"), web.get("failures")) == ("web01", "2", "1")
     assert web.findall("testcase")[1].find("failure").text == "product: absent -> 9.62"
     assert db.find("testcase/error").get("message") == "connection refused"
 
-    page = (tmp_path / "out" / "report.html").read_text()
+    page = (tmp_path / "out" / "latest.html").read_text()
     assert "Install &lt;Mobility&gt;" in page       # escaped, not markup
-    assert "<span class='unreachable'>unreachable</span>" in page
+    assert '<td class="unreachable status">unreachable</td>' in page
 
 
 def test_history_records_runs_and_last_status(tmp_path: Path) -> None:

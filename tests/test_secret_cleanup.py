@@ -39,10 +39,10 @@ def test_a_stalled_secret_clean_up_warns_and_the_next_run_removes_it(
     assert _on_target(state_dir), "the stall left the passphrase file on the host"
     assert "lab-passphrase" not in done.stdout + done.stderr
     assert "WARNING: the secret file" in done.stdout
-    report = json.loads((tmp_path / "reports" / "report.json").read_text())
+    report = json.loads((tmp_path / "reports" / "latest.json").read_text())
     assert "may still be on the host" in report["hosts"][0]["warnings"][0]
-    assert "WARNING: the secret file" in (tmp_path / "reports" / "junit.xml").read_text()
-    assert "WARNING: the secret file" in (tmp_path / "reports" / "report.html").read_text()
+    assert "WARNING: the secret file" in (tmp_path / "reports" / "latest.xml").read_text()
+    assert "WARNING: the secret file" in (tmp_path / "reports" / "latest.html").read_text()
     assert '"kind": "warning"' in (tmp_path / "run.jsonl").read_text()
 
     (tmp_path / "inv.yml").write_text(base)          # the link is healthy again

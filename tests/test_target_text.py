@@ -1,7 +1,7 @@
 """Text from a target never reaches a terminal or a report raw: a lab host (over psrp) answers
 a script step with ANSI escapes, a bell, NUL, a bidi override and a lone surrogate in its
-error; the console, the JSONL log, report.json, junit.xml (which must stay valid XML),
-report.html and the history show them escaped."""
+error; the console, the JSONL log, the JSON report, the JUnit XML (which must stay valid XML),
+the HTML report and the history show them escaped."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ def test_control_characters_from_a_target_are_escaped_in_every_report(
     outputs = {
         "console": done.stdout.decode(),
         "jsonl": (tmp_path / "run.jsonl").read_text(),
-        "json": (tmp_path / "reports" / "report.json").read_text(),
-        "junit": (tmp_path / "reports" / "junit.xml").read_text(),
-        "html": (tmp_path / "reports" / "report.html").read_text(),
+        "json": (tmp_path / "reports" / "latest.json").read_text(),
+        "junit": (tmp_path / "reports" / "latest.xml").read_text(),
+        "html": (tmp_path / "reports" / "latest.html").read_text(),
     }
     with sqlite3.connect(state_dir / "history.sqlite3") as db:
         outputs["history"] = "\n".join(row[0] for row in db.execute(

@@ -83,6 +83,12 @@ class RunOptions:
         """True when hosts are only gathered and planned."""
         return (self.mode == "check" or self.check_mode) and not self.remediate
 
+    def described(self) -> dict[str, Any]:
+        """The options a report shows; extra vars by name only (a value may be a secret)."""
+        return {"mode": self.mode, "check_mode": self.check_mode, "remediate": self.remediate,
+                "forks": self.forks, "workers": self.workers, "limit": self.limit,
+                "extra_vars": sorted(self.extra_vars)}
+
 
 @dataclass
 class RunSummary:
@@ -124,11 +130,14 @@ def batch_sizes(serial: list[int | str], total: int) -> list[int]:
     return out
 
 
-def exit_code_for(statuses: list[str], interrupted: bool = False) -> int:
-    """The run's exit code from the hosts' final statuses."""
+def exit_code_for(statuses: list[str], interrupted: bool = False,
+                  drift_fails: bool = True) -> int:
+    """The run's exit code from the hosts' final statuses. `drift_fails` False is `run
+    --check`: pending changes are no failure there (as in Ansible); `check` keeps exit 2."""
     if interrupted:
         return EXIT_INTERRUPTED
-    if any(s in (Status.FAILED, Status.DRIFTED) for s in statuses):
+    failing = (Status.FAILED, Status.DRIFTED) if drift_fails else (Status.FAILED,)
+    if any(s in failing for s in statuses):
         return EXIT_HOST_FAILED
     if Status.UNREACHABLE in statuses:
         return EXIT_UNREACHABLE
@@ -353,7 +362,9 @@ def run_fleet(
     bus = _Bus(sinks)
     mode = "check" if options.mode == "check" or options.check_mode else "run"
     bus.emit(events.RunStarted(run_id=run_id, mode=mode, playbook=playbook.path or playbook.name,
-                               hosts=[h.name for h in hosts]))
+                               hosts=[h.name for h in hosts],
+                               groups={h.name: list(h.groups) for h in hosts},
+                               options=options.described()))
     try:
         with _Interrupt() as interrupt:
             fleet = _Fleet(hosts, playbook, options, bus,
@@ -374,7 +385,8 @@ def run_fleet(
         summary = RunSummary(
             run_id=run_id, hosts=outcomes, totals=totals,
             exit_code=(interrupt.exit_code if interrupted
-                       else exit_code_for([o.status for o in outcomes.values()])),
+                       else exit_code_for([o.status for o in outcomes.values()],
+                                          drift_fails=options.mode == "check")),
             interrupted=interrupted, duration=time.monotonic() - started,
         )
         bus.emit(events.RunFinished(run_id=run_id, totals=totals, exit_code=summary.exit_code,

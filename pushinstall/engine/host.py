@@ -120,7 +120,7 @@ class HostPipeline:
         return self.redactor.redact(text)
 
     def _record(self, state: _StepState, status: Status, diff: str = "", message: str = "",
-                duration: float = 0.0) -> None:
+                duration: float = 0.0, log_tail: list[str] | None = None) -> None:
         previous = self.outcome.steps.get(state.step.name)
         if previous:
             self.outcome.counts[previous] -= 1
@@ -128,9 +128,11 @@ class HostPipeline:
         self.outcome.counts[status] = self.outcome.counts.get(status, 0) + 1
         if state.step.no_log:
             diff, message = "", NO_LOG if message or diff else ""
+            log_tail = []
         self._emit(events.StepResult(
             host=self.host.name, step=state.step.name, status=status,
             diff=self._redact(diff), message=self._redact(message), duration=duration,
+            log_tail=[self._redact(str(line)) for line in log_tail or []],
         ))
 
     # ---- phases ---------------------------------------------------------------------------
@@ -255,6 +257,7 @@ class HostPipeline:
             self._record(state, Status.FAILED, plan.diff, plan.reason or "not in desired state")
             return Flow.STOP
         started = time.monotonic()
+        self._emit(events.StepStarted(host=self.host.name, step=state.step.name))
         try:
             applied = self._apply(state)
         except HostError as error:
@@ -267,7 +270,10 @@ class HostPipeline:
             return Flow.STOP
         duration = time.monotonic() - started
         if applied.failed:
-            self._record(state, Status.FAILED, plan.diff, applied.message, duration)
+            # the installer's own last lines are what an admin needs to see next to the error
+            tail = [*(applied.details.get("stderr_tail") or []),
+                    *(applied.details.get("stdout_tail") or [])]
+            self._record(state, Status.FAILED, plan.diff, applied.message, duration, tail[-20:])
             return Flow.STOP
         if applied.changed:
             self.changed_host = True
@@ -383,9 +389,12 @@ class HostPipeline:
         self.outcome.status = (forced if forced == Status.UNREACHABLE
                                else self._finish_status(forced))
         self.outcome.duration = time.monotonic() - started
+        os_fact = self.os_fact   # the report's facts summary: what the gather saw
+        facts = {"os": os_fact.get("caption"), "os_version": os_fact.get("version"),
+                 "powershell": os_fact.get("powershell_version")} if os_fact else {}
         self._emit(events.HostFinished(
             host=self.host.name, status=self.outcome.status, counts=dict(self.outcome.counts),
-            message=self.outcome.message, duration=self.outcome.duration,
+            message=self.outcome.message, duration=self.outcome.duration, facts=facts,
         ))
         return self.outcome
 

@@ -1,4 +1,4 @@
-"""Build an `Inventory` from Ansible-structured YAML files, keeping every var's location."""
+"""Build an `Inventory` from Ansible-structured YAML or INI files, keeping each var's location."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pushinstall.inventory.connection import build_connection, settings_from_var
 from pushinstall.inventory.secrets import is_secret_name, secret_ref
 from pushinstall.model import Group, Host, Inventory
 from pushinstall.secret import Secret
-from pushinstall.source import LocatedDict, check_keys, kind_of, load_yaml
+from pushinstall.source import LocatedDict, check_keys, kind_of
 
 GROUP_KEYS = ("hosts", "children", "vars")
 _RANGE = re.compile(r"\[([^\[\]]*)\]")
@@ -119,8 +119,10 @@ class InventoryLoader:
     # ---- reading -------------------------------------------------------------------------
 
     def add_file(self, path: str) -> None:
-        """Read one inventory file into the loader."""
-        data = load_yaml(path)
+        """Read one inventory file (YAML, or Ansible INI) into the loader."""
+        from pushinstall.inventory.ini import load_inventory_file
+
+        data = load_inventory_file(path)
         self.sources.append(path)
         top = Location(path, 1, 1)
         if data is None:

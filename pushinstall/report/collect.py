@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ class HostRecord:
     steps: list[StepResult] = field(default_factory=list)
     reboots: list[RebootEvent] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,35 +45,43 @@ class RunRecord:
     started: float = 0.0
     hosts: dict[str, HostRecord] = field(default_factory=dict)
     finished: RunFinished | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def host(self, name: str) -> HostRecord:
         """The record of host `name`, made on first use."""
         return self.hosts.setdefault(name, HostRecord(name))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: run fields, totals, and each host with its steps."""
+        """JSON-ready form (docs/report-schema.json): run fields, totals, and each host with
+        its steps. Times are ISO 8601 UTC; `started_epoch` keeps the number for tools."""
+        finished = self.finished
         return {
+            "schema": REPORT_SCHEMA,
             "run_id": self.run_id,
             "mode": self.mode,
             "playbook": self.playbook,
-            "started": self.started,
-            "exit_code": self.finished.exit_code if self.finished else None,
-            "duration": self.finished.duration if self.finished else None,
-            "interrupted": self.finished.interrupted if self.finished else None,
-            "totals": self.finished.totals if self.finished else {},
+            "started": iso(self.started),
+            "started_epoch": self.started,
+            "finished": iso(finished.time) if finished else None,
+            "exit_code": finished.exit_code if finished else None,
+            "duration": finished.duration if finished else None,
+            "interrupted": finished.interrupted if finished else True,
+            "options": self.options,
+            "totals": finished.totals if finished else {},
             "hosts": [
                 {
                     "name": h.name,
+                    "groups": h.groups,
                     "status": h.status,
                     "message": h.message,
                     "duration": h.duration,
                     "counts": h.counts,
-                    "steps": [
-                        {k: v for k, v in s.to_dict().items() if k not in ("kind", "host")}
-                        for s in h.steps
-                    ],
+                    "facts": h.facts,
+                    "steps": [_step_dict(s) for s in h.steps],
                     "reboots": [
-                        {k: v for k, v in r.to_dict().items() if k not in ("kind", "host")}
+                        {"step": r.step, "at": iso(r.time), "duration": r.duration,
+                         "boot_time_before": r.boot_time_before,
+                         "boot_time_after": r.boot_time_after}
                         for r in h.reboots
                     ],
                     "warnings": list(h.warnings),
@@ -78,6 +89,22 @@ class RunRecord:
                 for h in self.hosts.values()
             ],
         }
+
+
+REPORT_SCHEMA = 1
+
+
+def iso(epoch: float | None) -> str | None:
+    """`2026-12-01T02:00:13.120Z` (UTC), or None."""
+    if not epoch:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
+
+
+def _step_dict(step: StepResult) -> dict[str, Any]:
+    return {"step": step.step, "status": step.status, "diff": step.diff,
+            "message": step.message, "duration": step.duration, "at": iso(step.time),
+            "log_tail": list(step.log_tail)}
 
 
 class Collector:
@@ -92,8 +119,9 @@ class Collector:
         if isinstance(event, RunStarted):
             record.run_id, record.mode = event.run_id, event.mode
             record.playbook, record.started = event.playbook, event.time
+            record.options = dict(event.options)
             for name in event.hosts:
-                record.host(name)
+                record.host(name).groups = list(event.groups.get(name, []))
         elif isinstance(event, HostStarted):
             record.host(event.host)
         elif isinstance(event, StepResult):
@@ -106,6 +134,7 @@ class Collector:
             host = record.host(event.host)
             host.status, host.message = event.status, event.message
             host.duration, host.counts = event.duration, dict(event.counts)
+            host.facts = dict(event.facts)
         elif isinstance(event, RunFinished):
             record.finished = event
 

@@ -1,6 +1,7 @@
 """The console sink: plain lines while the run goes, then the recap.
 
-Lines (cron-friendly, one event a line, host first):
+Lines (cron-friendly, one event a line, host first; with `timestamps` each line starts with
+its ISO 8601 time, `2026-12-01T02:00:13Z`):
 
     web01  step 'Install Mobility service'  changed
     web01  step 'Service svagents'  failed: service 'svagents': expected Running, found Stopped
@@ -16,6 +17,7 @@ With `diff` a change's diff follows its line, indented. The recap, one line per 
 from __future__ import annotations
 
 import sys
+import time
 from typing import TextIO
 
 from pushinstall import events
@@ -27,11 +29,41 @@ LOUD_HOSTS = {Status.FAILED, Status.UNREACHABLE, Status.REBOOT_PENDING, Status.D
 RECAP_COLUMNS = (Status.OK, Status.CHANGED, Status.FAILED, Status.UNREACHABLE, Status.SKIPPED)
 
 
+def iso_time(epoch: float | None = None) -> str:
+    """`2026-12-01T02:00:13Z`: UTC, to the second (log lines are read, not diffed)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if epoch is None
+                                                          else epoch))
+
+
+class _Stamped:
+    """A text stream that puts the time in front of every line written through it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.at_line_start = True
+
+    def write(self, text: str) -> int:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self.at_line_start and piece.strip():
+                out.append(f"{iso_time()} ")
+            out.append(piece)
+            self.at_line_start = piece.endswith("\n")
+        return self.stream.write("".join(out))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 class ConsoleSink:
     """Writes plain lines to `stream` (stdout by default)."""
 
-    def __init__(self, stream: TextIO | None = None, verbose: int = 0, diff: bool = False) -> None:
-        self.stream = stream or sys.stdout
+    def __init__(self, stream: TextIO | None = None, verbose: int = 0, diff: bool = False,
+                 timestamps: bool = False) -> None:
+        # the recap goes to the bare stream: it is one summary at one time, the last line
+        # of the run says when, and scripts that read it by columns keep working
+        self.bare = stream or sys.stdout
+        self.stream: TextIO = _Stamped(self.bare) if timestamps else self.bare  # type: ignore[assignment]
         self.verbose = verbose
         self.diff = diff
         self.mode = "run"
@@ -74,22 +106,27 @@ class ConsoleSink:
         text = f"step '{event.step}'  {event.status}"
         if event.message and (event.status not in QUIET_STEPS or self.verbose > 1):
             text += f": {event.message}"
+        if self.verbose and event.duration:
+            text += f"  ({event.duration:.2f}s)"
         self._line(event.host, text)
         show_diff = self.diff or event.status in (Status.FAILED, Status.DRIFTED)
+        indent = " " * (self.width + 4)
         if show_diff and event.diff:
             for line in event.diff.splitlines():
-                self.stream.write(f"{' ' * (self.width + 4)}{line}\n")
+                self.stream.write(f"{indent}{line}\n")
+        for line in event.log_tail[-5:] if event.status == Status.FAILED else []:
+            self.stream.write(f"{indent}| {line}\n")
 
     def _recap(self, event: events.RunFinished) -> None:
         columns = RECAP_COLUMNS + ((Status.DRIFTED,) if self.mode == "check" else ())
-        self.stream.write("\nRECAP\n")
+        self.bare.write("\nRECAP\n")
         # inventory order, so two runs' recaps line up (hosts finish in any order)
         ordered = [h for h in self.order if h in self.finished]
         ordered += [h for h in self.finished if h not in set(ordered)]
         for host in ordered:
             finished = self.finished[host]
             counts = " ".join(f"{c}={finished.counts.get(c, 0)}" for c in columns)
-            self._line(host, f"{counts}  {finished.status}")
+            self.bare.write(f"{host.ljust(self.width)}  {counts}  {finished.status}\n")
         totals = ", ".join(f"{n} {s}" for s, n in sorted(event.totals.items()))
         tail = "  (interrupted)" if event.interrupted else ""
         self.stream.write(f"{len(self.finished)} host(s): {totals or 'none'} in "

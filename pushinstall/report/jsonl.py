@@ -5,6 +5,9 @@ opened with O_APPEND, so the engine's worker processes (which inherit this sink 
 `appends_from_workers`) append their hosts' events to the same file themselves, and lines
 never interleave. Events hold no secrets (the engine masks them); a `Redactor` given here
 masks the line again, as a second line of defence.
+
+Each line has `at`, its time as ISO 8601 UTC, beside `time` (epoch seconds). The first line of a
+file also carries `"schema": JSONL_SCHEMA`, the version of this line format.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import os
 from pathlib import Path
 
 from pushinstall.events import Event
+from pushinstall.report.collect import iso
 from pushinstall.secret import Redactor
+
+JSONL_SCHEMA = 1
 
 
 class JsonlSink:
@@ -27,17 +33,22 @@ class JsonlSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.redactor = redactor
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._first = os.fstat(self._fd).st_size == 0
 
     def emit(self, event: Event) -> None:
         """Write one event as one line, in one system call (no buffer to lose)."""
         if self._fd is None:
             return
-        line = json.dumps(event.to_dict(), ensure_ascii=False, default=str)
+        data = event.to_dict()
+        data["at"] = iso(event.time)
+        if self._first:
+            data["schema"], self._first = JSONL_SCHEMA, False
+        line = json.dumps(data, ensure_ascii=False, default=str)
         if self.redactor is not None:
             line = self.redactor.redact(line)
-        data = (line + "\n").encode("utf-8")
-        while data:   # a regular file takes it whole unless the disk is full
-            data = data[os.write(self._fd, data):]
+        raw = (line + "\n").encode("utf-8")
+        while raw:   # a regular file takes it whole unless the disk is full
+            raw = raw[os.write(self._fd, raw):]
 
     def close(self) -> None:
         """Close the file; safe to call twice."""
