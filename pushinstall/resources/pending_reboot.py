@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.remote.ops import PENDING_SIGNALS
 from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
 from pushinstall.resources.schema import LIST, Arg
 
-SIGNALS = (
-    "pending_file_rename", "pending_file_rename2", "component_based_servicing",
-    "windows_update", "computer_rename",
-)
+SIGNALS = (*PENDING_SIGNALS, "sccm_client")
 
 ARGS = (
     Arg("on_pending", default="fail", choices=("fail", "warn", "reboot"),
