@@ -565,3 +565,27 @@ def test_script_needs_the_shim(core: AgentHost) -> None:
     answer = core.answer(ops.request("script", source="1"))
     assert answer["error"] == {"type": "Exception",
                                "message": "the script op needs the PowerShell shim"}
+
+
+def test_sealed_secret_fields_open_inside_the_core(core: AgentHost, tmp_path: Path) -> None:
+    from pushinstall.remote import sealing
+
+    key = sealing.public_key_of(sealing.KEY_SENTINEL + json.dumps(core.command("KEY")))
+    assert key is not None
+    path = tmp_path / "p.txt"
+    plain = ops.request("write_secret", path=str(path), content="pässwörd")
+    request = sealing.seal(plain, key)
+    encoded = ops.encode_request(request)
+    assert "pässwörd" not in base64.b64decode(encoded).decode()
+    assert core.line(encoded) == {"ok": True, "result": {"changed": True}}
+    assert path.read_text(encoding="utf-8") == "pässwörd"
+    credential = {"username": "u", "password": "hunter2"}
+    inner = sealing.seal(ops.batch([ops.request("download", source="\\\\s\\h\\x",
+                                                destination=str(tmp_path / "x"),
+                                                credential=credential)]), key)
+    assert "hunter2" not in json.dumps(inner)
+    core.command("SHARE 5")
+    core.line(ops.encode_request(inner))
+    assert core.command("CALLS")[-1] == ["ConnectShare", "\\\\s\\h", "u", "hunter2"]
+    other = sealing.seal(plain, sealing.public_key_of(sealing.KeyPair().key_line()))
+    assert core.answer(other)["error"]["type"] == "InvalidArgument"

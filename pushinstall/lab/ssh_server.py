@@ -62,6 +62,7 @@ import asyncssh
 
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.inventory import Host
+from pushinstall.lab import received
 from pushinstall.lab.common import HostCounters
 from pushinstall.remote import ops
 from pushinstall.secret import Secret
@@ -282,6 +283,7 @@ class SSHLabEndpoint:
 
     async def _answer(self, served: _Served, script: str) -> tuple[str, str]:
         """The host's output for one stdin script and the op it carried ("" if none)."""
+        received.record(script)
         try:
             agent, line = split_stdin_script(script)
         except ValueError as exc:

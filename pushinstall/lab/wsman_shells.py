@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pushinstall.lab import received
 from pushinstall.lab import wsman_soap as soap
 from pushinstall.lab.wsman_soap import NS, SoapRequest
 from pushinstall.remote import ops
@@ -204,6 +205,7 @@ class CmdShell(Shell):
         from pushinstall.transports.ssh import split_stdin_script
 
         stdout, stderr = b"", b""
+        received.record(command.stdin.decode("utf-8", "replace"))
         try:
             agent, line = split_stdin_script(command.stdin.decode("utf-8", "replace"))
         except ValueError as exc:
