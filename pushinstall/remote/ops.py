@@ -1,8 +1,9 @@
 """The op protocol: op names, request encoding, answer decoding. See docs/ops.md.
 
-A request is `{"op": NAME, "args": {...}}`, sent as base64 JSON inside a string literal:
-`Invoke-PushinstallOp -Request '<base64>'`. The answer is one output line
-`PUSHINSTALL-ANSWER:<base64 JSON>`; every other line is ignored.
+A request is `{"op": NAME, "args": {...}}`, sent as base64 JSON: the `-Request` parameter of
+`Invoke-PushinstallOp` over PSRP, or the stdin line `Invoke-PushinstallOp -Request '<base64>'`
+over WinRS/SSH (`invocation`). The answer is one output line `PUSHINSTALL-ANSWER:<base64 JSON>`;
+every other line is ignored. The agent is a C# core (`agent/*.cs`) behind the agent.ps1 shim.
 """
 
 from __future__ import annotations
@@ -353,7 +354,8 @@ def decode_request(encoded: str) -> dict[str, Any]:
 
 
 def invocation(req: dict[str, Any]) -> str:
-    """The PowerShell line that runs `req` in a session where the agent is defined."""
+    """The PowerShell line that runs `req` in a session where the agent is defined (the
+    WinRS/SSH stdin form; psrp passes the encoded request as a parameter instead)."""
     return f"{AGENT_FUNCTION} -Request '{encode_request(req)}'"
 
 
