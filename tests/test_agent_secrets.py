@@ -57,6 +57,14 @@ def test_the_search_finds_a_base64_secret() -> None:
 
 
 def _secret_calls(transport: Transport) -> None:
+    transport.open()
+    try:
+        _calls(transport)
+    finally:
+        transport.close()
+
+
+def _calls(transport: Transport) -> None:
     transport.call(ops.request("write_secret", path="C:\\Temp\\passphrase.txt",
                                content=PASSPHRASE))
     transport.call(ops.batch([ops.request(
@@ -84,12 +92,7 @@ def wire(tmp_path: Path) -> Iterator[Wire]:
 def test_psrp_sends_no_secret_in_script_text_or_parameters(wire: Wire,
                                                            captured: list[str]) -> None:
     wire.serve("web01", {})
-    transport = PSRPTransport(wire.host("web01", transport="psrp"))
-    transport.open()
-    try:
-        _secret_calls(transport)
-    finally:
-        transport.close()
+    _secret_calls(PSRPTransport(wire.host("web01", transport="psrp")))
     assert any("Invoke-PushinstallOp" in text for text in captured)
     assert not shows(captured, PASSPHRASE)
     assert not shows(captured, SHARE_PASSWORD)
@@ -100,12 +103,7 @@ def test_psrp_sends_no_secret_in_script_text_or_parameters(wire: Wire,
                    "script text and no session key outlives the process (docs/ops.md)")
 def test_winrs_sends_no_secret(wire: Wire, captured: list[str]) -> None:
     wire.serve("web01", {})
-    transport = WinRMTransport(wire.host("web01", transport="winrm"))
-    transport.open()
-    try:
-        _secret_calls(transport)
-    finally:
-        transport.close()
+    _secret_calls(WinRMTransport(wire.host("web01", transport="winrm")))
     assert captured and not shows(captured, PASSPHRASE)
 
 
@@ -115,10 +113,5 @@ def test_ssh_sends_no_secret(tmp_path: Path, captured: list[str]) -> None:
     with SSHLabEndpoint(tmp_path / "ssh-lab") as endpoint:
         model: Any = lab_host("web01")
         endpoint.add_host(model, username=USER, password=PASSWORD)
-        transport = SSHTransport(_host(endpoint, "web01"))
-        transport.open()
-        try:
-            _secret_calls(transport)
-        finally:
-            transport.close()
+        _secret_calls(SSHTransport(_host(endpoint, "web01")))
     assert captured and not shows(captured, PASSPHRASE)

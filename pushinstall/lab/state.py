@@ -170,13 +170,24 @@ class HostState:
             self.registry.create_key(CBS_REBOOT)
         elif signal == "windows_update":
             self.registry.create_key(WU_REBOOT)
+        elif signal == "update_exe_volatile":
+            self.registry.set(UPDATES, "UpdateExeVolatile", 1, "DWord")
+        elif signal == "domain_join":
+            self.registry.set(NETLOGON, "JoinDomain", "lab.local", "String")
         elif signal == "computer_rename":
             active = self.registry.value(f"{COMPUTER_NAME}\\ActiveComputerName", "ComputerName")
             self.registry.set(f"{COMPUTER_NAME}\\ComputerName", "ComputerName",
                               f"{active}-NEW"[:15], "String")
 
     def clear_pending(self) -> None:
-        """What a restart does to the signals: renames done, servicing finished, name active."""
+        """What a restart does to the signals: renames done, servicing finished, name active,
+        the domain joined, an uninstalled ASR driver's file gone."""
+        self.registry.delete_value(UPDATES, "UpdateExeVolatile")
+        self.registry.delete_value(NETLOGON, "JoinDomain")
+        self.registry.delete_value(NETLOGON, "AvoidSpnSet")
+        for driver in ("InDskFlt", "involflt"):
+            if not self.registry.key_exists(f"{SERVICES_KEY}\\{driver}"):
+                self.fs.remove(f"{DRIVERS}\\{driver}.sys")
         self.registry.delete_value(SESSION_MANAGER, "PendingFileRenameOperations")
         self.registry.delete_value(SESSION_MANAGER, "PendingFileRenameOperations2")
         self.registry.delete_key(CBS_REBOOT)

@@ -7,7 +7,7 @@ from typing import Any
 from pushinstall.remote.ops import PENDING_SIGNALS
 from pushinstall.resources.base import CHANGE, FAIL, OK, Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
-from pushinstall.resources.schema import LIST, Arg
+from pushinstall.resources.schema import BOOL, LIST, Arg
 
 SIGNALS = (*PENDING_SIGNALS, "sccm_client")
 
@@ -16,6 +16,8 @@ ARGS = (
         doc="What a pending restart does: fail the host, warn and go on, or restart first."),
     Arg("ignore", LIST, default=[], choices=SIGNALS,
         doc="Signals not to count: " + ", ".join(SIGNALS) + "."),
+    Arg("sccm", BOOL, default=False,
+        doc="Also ask the SCCM client (signal sccm_client; needs its WMI classes)."),
 )
 
 
@@ -24,7 +26,10 @@ ARGS = (
 
 def probes(args: dict[str, Any]) -> list[Probe]:
     """The `pending_reboot` fact."""
-    return [Probe("pending", {"kind": "pending_reboot"})]
+    query: dict[str, Any] = {"kind": "pending_reboot"}
+    if args.get("sccm"):
+        query["sccm"] = True
+    return [Probe("pending", query)]
 
 
 def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:
