@@ -115,3 +115,22 @@ def test_ssh_sends_no_secret(tmp_path: Path, captured: list[str]) -> None:
         endpoint.add_host(model, username=USER, password=PASSWORD)
         _secret_calls(SSHTransport(_host(endpoint, "web01")))
     assert captured and not shows(captured, PASSPHRASE)
+
+
+def test_one_key_pair_answers_one_key_to_concurrent_sessions() -> None:
+    import threading
+
+    from pushinstall.remote import sealing
+
+    pair = sealing.KeyPair()
+    lines: list[str] = []
+    threads = [threading.Thread(target=lambda: lines.append(pair.key_line())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(lines)) == 1
+    key = sealing.public_key_of(lines[0])
+    assert key is not None
+    sealed = sealing.seal(ops.request("write_secret", path="C:\\p", content="x"), key)
+    assert pair.open(sealed)["args"]["content"] == "x"

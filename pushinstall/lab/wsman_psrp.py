@@ -129,7 +129,10 @@ class PsrpShell(Shell):
             request = ops.decode_request(encoded)
         except ValueError:
             return ops.AGENT_FUNCTION + " -Request ''"
-        return ops.invocation(self.keys.open(request))
+        try:
+            return ops.invocation(self.keys.open(request))
+        except ValueError:      # sealed to another key: the sealed value fails validation
+            return ops.invocation(request)
 
     # ---- WS-Man actions --------------------------------------------------------------------
 

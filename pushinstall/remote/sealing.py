@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -85,12 +86,15 @@ class KeyPair:
 
     def __init__(self) -> None:
         self._key: rsa.RSAPrivateKey | None = None
+        self._lock = threading.Lock()
 
     @property
     def _private(self) -> rsa.RSAPrivateKey:
-        if self._key is None:
-            self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        return self._key
+        # locked: two sessions asking at once must not each make (and answer) a key
+        with self._lock:
+            if self._key is None:
+                self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            return self._key
 
     def key_line(self) -> str:
         """The line `Get-PushinstallKey` writes."""
