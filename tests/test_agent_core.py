@@ -587,5 +587,7 @@ def test_sealed_secret_fields_open_inside_the_core(core: AgentHost, tmp_path: Pa
     core.command("SHARE 5")
     core.line(ops.encode_request(inner))
     assert core.command("CALLS")[-1] == ["ConnectShare", "\\\\s\\h", "u", "hunter2"]
-    other = sealing.seal(plain, sealing.public_key_of(sealing.KeyPair().key_line()))
+    stranger = sealing.public_key_of(sealing.KeyPair().key_line())
+    assert stranger is not None
+    other = sealing.seal(plain, stranger)
     assert core.answer(other)["error"]["type"] == "InvalidArgument"

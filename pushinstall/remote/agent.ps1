@@ -57,8 +57,8 @@ function Invoke-PiScript {
     } catch {
         [void]$errors.Add((Get-PiInnermostMessage $_))
     }
-    # one object: the caller is C#, which must not see PowerShell's array unrolling
-    return ,@{ output = $output.ToArray(); errors = $errors.ToArray(); success = ($errors.Count -eq 0) }
+    # a hashtable is one pipeline object: the delegate hands C# exactly this
+    return @{ output = $output.ToArray(); errors = $errors.ToArray(); success = ($errors.Count -eq 0) }
 }
 
 # The core calls back on this thread for `script` (also inside a batch).
