@@ -30,6 +30,7 @@ from pushinstall.engine.support import Backoff
 from pushinstall.inventory import load_inventory, select_hosts
 from pushinstall.lab import LabHost, lab_host
 from pushinstall.lab.connect import PROCESS_HOOKS
+from pushinstall.lab.ssh_server import SSHLabEndpoint
 from pushinstall.lab.transport import LabTransport
 from pushinstall.lab.wsman.endpoint import WSManLabEndpoint
 from pushinstall.model import Connection, Host, Playbook
@@ -352,3 +353,27 @@ def run_asr(factory: Callable[[Host], Transport], names: list[str],
     summary = run_fleet(hosts, playbook, RunOptions(backoff=FAST), [sink],
                         transport_factory=factory)
     return summary, sink
+
+
+def ask(host: LabHost, op: str, **args: Any) -> Any:
+    """One op on a lab host through its request line, as an agent would get it."""
+    return ops.result_of(ops.decode_answer(host.handle_line(ops.invocation(
+        ops.request(op, **args)))))
+
+
+SSH_USER, SSH_PASSWORD = "Administrator", "Lab-Passw0rd!"
+
+
+def ssh_host(endpoint: SSHLabEndpoint, name: str, password: str = SSH_PASSWORD,
+             **connection: Any) -> Host:
+    """A Host that reaches `name` on the lab's SSH endpoint."""
+    address, port = endpoint.address(name)
+    options: dict[str, Any] = {"known_hosts": str(endpoint.known_hosts)} | connection
+    return Host(name, connection=Connection(
+        transport="ssh", address=address, port=port, username=SSH_USER,
+        password=Secret(password), **options))
+
+
+# Fact kinds issue 10 added to the contract and the lab that the agent's C# core does not
+# answer yet (the agent issue follows up); the core's answers are compared without them.
+CORE_TODO = frozenset({"ini", "winrm_quota", "installer_running"})

@@ -1,5 +1,6 @@
-"""agent.ps1 checked without Windows: it parses, it is Windows PowerShell 3.0 code, it answers
-exactly the ops and fact kinds of ops.py, and a request only ever arrives as base64 data.
+"""agent.ps1 (the shim, with the C# core in a here-string) checked without Windows: it parses,
+it is Windows PowerShell 3.0 code, the core answers exactly the ops and fact kinds of ops.py,
+and a request only ever arrives as data. tests/test_agent_core.py runs the core under mono.
 
 The lint walks the tree-sitter-pwsh syntax tree (node types), so a forbidden word inside a
 string, a here-string (the C# helper) or a comment is not a hit. The lint is itself tested on
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import tree_sitter_pwsh
+from kit import CORE_TODO
 from tree_sitter import Language, Node, Parser, Tree
 
 from pushinstall.remote import ops
@@ -223,7 +225,7 @@ def test_agent_parses_without_error_or_missing_nodes() -> None:
     bad = [n for n in walk(tree.root_node) if n.type == "ERROR" or n.is_missing]
     assert not tree.root_node.has_error
     assert bad == []
-    assert len(data) > 10_000
+    assert len(data) > 10_000          # the C# core rides along in a here-string
 
 
 def test_agent_is_powershell_3_code() -> None:
@@ -240,58 +242,38 @@ def functions(source: str = AGENT) -> dict[str, Node]:
     return found
 
 
-def dispatch_table(function: str) -> dict[str, str]:
-    """The `'key' = 'Function-Name'` entries of the hashtable `function` returns."""
-    data = AGENT.encode("utf-8")
-    table: dict[str, str] = {}
-    for node in walk(functions()[function]):
-        if node.type == "hash_entry":
-            key = text(node.named_children[0], data).strip("'\"")
-            value = text(node.named_children[1], data).strip("'\"")
-            table[key] = value
-    return table
+SHIM = ops.agent_path().read_text(encoding="utf-8")
+CORE = ops.agent_core_source()
 
 
-def test_agent_answers_exactly_the_op_names() -> None:
-    table = dispatch_table("Get-PiOpTable")
-    assert sorted(table) == sorted(ops.OP_NAMES)
-    defined = functions()
-    missing = {op: handler for op, handler in table.items() if handler not in defined}
-    assert missing == {}
+def csharp_table(name: str) -> set[str]:
+    """The string keys of the C# dictionary initializer `name` (`{ "key", Handler },`)."""
+    match = re.search(name + r" = new Dictionary<string, \w+>\s*\{(.*?)\n\s*\};", CORE,
+                      re.DOTALL)
+    assert match is not None, name
+    return set(re.findall(r'\{ "([a-z_]+)", [A-Za-z.]+ \}', match.group(1)))
 
 
-def test_agent_answers_exactly_the_fact_kinds() -> None:
-    table = dispatch_table("Get-PiFactTable")
-    # issue 10 added these to the contract and the lab; the agent (issue 14) adds them next
-    pending = {"ini", "winrm_quota", "installer_running"}
-    assert sorted(set(table) | pending) == sorted(ops.FACT_KINDS)
-    defined = functions()
-    assert all(handler in defined for handler in table.values())
+def test_shim_is_short_and_loads_the_core_once() -> None:
+    assert len(SHIM.splitlines()) < 150
+    assert AGENT.startswith("$PushinstallAgentCore = @'\n")
+    assert "if (-not ('Pushinstall.Agent.Core' -as [type]))" in SHIM
+    assert "Add-Type -TypeDefinition $PushinstallAgentCore" in SHIM
+    assert CORE in AGENT
 
 
-def test_every_called_pi_function_is_defined() -> None:
-    """A typo in a helper's name would only show on Windows: catch it here."""
-    tree, data = parse(AGENT)
-    defined = {name.lower() for name in functions()}
-    called = {
-        name
-        for node in walk(tree.root_node)
-        if node.type == "command"
-        and (name := command_name(node, data)) is not None
-        and re.fullmatch(r"[a-z]+-pi[a-z0-9]+|invoke-pushinstallop", name)
-    }
-    assert called, "no helper calls found: the walk is broken"
-    assert called - defined == set()
+def test_core_answers_exactly_the_op_names_and_fact_kinds() -> None:
+    assert csharp_table("Ops") == set(ops.OP_NAMES)
+    assert csharp_table("Kinds") | CORE_TODO == set(ops.FACT_KINDS)
 
 
-def test_request_is_only_decoded_from_base64() -> None:
+def test_request_is_data_of_the_entry_function() -> None:
     assert re.search(r"invoke-expression|\biex\b", AGENT, re.IGNORECASE) is None
     data = AGENT.encode("utf-8")
-    entry = functions()["Invoke-PushinstallOp"]
-    assert "[string]$Request" in text(entry, data)
-    decoder = text(functions()["ConvertFrom-PiRequest"], data)
-    assert "[Convert]::FromBase64String($Encoded)" in decoder
-    assert "[Text.Encoding]::UTF8.GetString" in decoder
+    entry = text(functions()["Invoke-PushinstallOp"], data)
+    assert "ValueFromPipeline = $true" in entry and "[string]$Request" in entry
+    assert "[Pushinstall.Agent.Core]::Invoke($Request)" in entry
+    assert "Convert.FromBase64String(encoded.Trim())" in CORE
     # the one place source becomes code is the documented `script` escape hatch
     creators = [
         name for name, node in functions().items()
@@ -302,26 +284,23 @@ def test_request_is_only_decoded_from_base64() -> None:
 
 
 def test_agent_sets_preferences_and_answer_sentinel() -> None:
-    head = AGENT.split("function ", 1)[0]
+    head = SHIM.split("function ", 1)[0]
     assert "$ErrorActionPreference = 'Stop'" in head
     assert "$ProgressPreference = 'SilentlyContinue'" in head
-    assert f"'{ops.SENTINEL}'" in text(functions()["Invoke-PushinstallOp"], AGENT.encode())
+    assert f'Sentinel = "{ops.SENTINEL}"' in CORE
 
 
 def test_every_op_handler_is_guarded_by_try_catch() -> None:
-    """Handlers run through Invoke-PiRequest, whose try/catch turns any error into an answer."""
-    data = AGENT.encode("utf-8")
-    dispatcher = functions()["Invoke-PiRequest"]
-    kinds = {n.type for n in walk(dispatcher)}
-    assert "try_statement" in kinds and "catch_clauses" in kinds
-    assert "Get-PiErrorAnswer $_" in text(dispatcher, data)
+    """Handlers run through Core.Handle, whose catch turns any error into an answer."""
+    handle = CORE[CORE.index("public static Dictionary<string, object> Handle("):]
+    handle = handle[:handle.index("private static object Batch(")]
+    assert "catch (Exception error)" in handle and "return ErrorAnswer(error);" in handle
 
 
 def test_argument_quoting_rules_match_python() -> None:
-    """The agent's quoting function names the same trigger characters as winargv.py."""
-    body = text(functions()["ConvertTo-PiArgument"], AGENT.encode())
-    assert "IndexOfAny([char[]]@(' ', \"`t\", \"`n\", [char]11, '\"'))" in body
-    assert "2 * $backslashes + 1" in body and "2 * $backslashes)" in body
+    """The core's quoting names the same trigger characters as winargv.py."""
+    assert "QuoteTriggers = { ' ', '\\t', '\\n', '\\v', '\"' }" in CORE
+    assert "2 * backslashes + 1 : backslashes" in CORE and "2 * backslashes);" in CORE
 
 
 def test_no_contains_method_on_dictionaries() -> None:

@@ -93,10 +93,9 @@ def test_facts_shapes_match_the_contract() -> None:
                        "status": "Running", "start_mode": "AutomaticDelayed"}
     assert product == {"installed": False, "product_id": None, "name": None, "version": None,
                        "install_location": None, "view": None}
-    assert pending["pending"] is False and set(pending["signals"]) == {
-        "pending_file_rename", "pending_file_rename2", "component_based_servicing",
-        "windows_update", "computer_rename"}
+    assert pending["pending"] is False and set(pending["signals"]) == set(ops.PENDING_SIGNALS)
     assert os_["hostname"] == "WEB01" and os_["build"] == 17763
+    assert os_["boot_finished"] is True
     assert disk["exists"] and disk["free_bytes"] == 50 * 1024**3
     assert tcp["reachable"] is True
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kit import ask
 
 from pushinstall import paths
 from pushinstall.errors import AuthenticationFailed, InputError, Unreachable
@@ -19,11 +20,6 @@ from pushinstall.lab import LabHost, catalog, default_state_dir, flush_all, lab_
 from pushinstall.lab.transport import LabTransport
 from pushinstall.model import Host
 from pushinstall.remote import ops
-
-
-def ask(host: LabHost, op: str, **args: Any) -> Any:
-    return ops.result_of(ops.decode_answer(host.handle_line(ops.invocation(
-        ops.request(op, **args)))))
 
 
 def pending(host: LabHost) -> bool:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import asyncssh
 import pytest
 import tree_sitter_pwsh
+from kit import SSH_PASSWORD, SSH_USER, ssh_host
 from tree_sitter import Language, Node, Parser
 
 from pushinstall.errors import (
@@ -47,7 +48,7 @@ from pushinstall.transports.ssh import (
 )
 
 T = TypeVar("T")
-USER, PASSWORD = "Administrator", "Lab-Passw0rd!"
+USER, PASSWORD = SSH_USER, SSH_PASSWORD
 HOSTILE = "'; Remove-Item C:\\ -Recurse # $(whoami) `n \"q\" \u00e9\u4e2d\nline2"
 
 
@@ -119,20 +120,11 @@ def endpoint(tmp_path: Path) -> Iterator[SSHLabEndpoint]:
         yield lab
 
 
-def _host(endpoint: SSHLabEndpoint, name: str, password: str = PASSWORD,
-          **connection: Any) -> Host:
-    address, port = endpoint.address(name)
-    options: dict[str, Any] = {"known_hosts": str(endpoint.known_hosts)} | connection
-    return Host(name, connection=Connection(
-        transport="ssh", address=address, port=port, username=USER,
-        password=Secret(password), **options))
-
-
 def _serve(endpoint: SSHLabEndpoint, name: str = "web01",
            **kwargs: Any) -> tuple[_StandIn, Host]:
     stand_in = _StandIn(name)
     endpoint.add_host(stand_in, username=USER, password=PASSWORD, **kwargs)
-    return stand_in, _host(endpoint, name)
+    return stand_in, ssh_host(endpoint, name)
 
 
 @pytest.fixture
@@ -329,7 +321,7 @@ def test_wrong_password_is_authentication_failed_with_a_hint(
     endpoint: SSHLabEndpoint, transports: list[SSHTransport]
 ) -> None:
     _serve(endpoint)
-    host = _host(endpoint, "web01", password="Wrong-Passw0rd")
+    host = ssh_host(endpoint, "web01", password="Wrong-Passw0rd")
     with pytest.raises(AuthenticationFailed) as caught:
         _open(host, transports)
     error = caught.value
@@ -353,7 +345,7 @@ def test_an_unreachable_host_refuses_then_comes_back(
     stand_in = _StandIn("db01")
     stand_in.fault = "unreachable"
     endpoint.add_host(stand_in, username=USER, password=PASSWORD)
-    host = _host(endpoint, "db01")
+    host = ssh_host(endpoint, "db01")
     with pytest.raises(Unreachable, match="connection refused") as caught:
         _open(host, transports)
     assert caught.value.transient and "sshd" in (caught.value.hint or "")
@@ -412,12 +404,12 @@ def test_an_unknown_host_key_is_refused_with_a_hint(
     _serve(endpoint)
     empty = tmp_path / "known_hosts"
     empty.write_text("", encoding="utf-8")
-    host = _host(endpoint, "web01", known_hosts=str(empty))
+    host = ssh_host(endpoint, "web01", known_hosts=str(empty))
     with pytest.raises(TransportError) as caught:
         _open(host, transports)
     assert type(caught.value) is TransportError
     assert "host_key_checking: false" in (caught.value.hint or "")
-    unchecked = _host(endpoint, "web01", known_hosts=str(empty), host_key_checking=False)
+    unchecked = ssh_host(endpoint, "web01", known_hosts=str(empty), host_key_checking=False)
     assert ops.result_of(_open(unchecked, transports).call(_echo())) == {"echo": {}}
 
 
@@ -483,7 +475,7 @@ def test_a_silent_network_path_is_a_read_timeout(
 ) -> None:
     stand_in, direct = _serve(endpoint)
     proxy = _StallingProxy(endpoint.address("web01"))
-    host = _host(endpoint, "web01", read_timeout=1.0, connect_timeout=2.0)
+    host = ssh_host(endpoint, "web01", read_timeout=1.0, connect_timeout=2.0)
     host.connection.port = proxy.port
     host.connection.host_key_checking = False
     transport = _open(host, transports)
@@ -508,7 +500,7 @@ def _serve_lab(endpoint: SSHLabEndpoint, state_dir: Path, name: str = "asr01",
                **lab_vars: Any) -> tuple[LabHost, Host]:
     host_model = lab_host(name, {"reboot_seconds": 1, **lab_vars}, state_dir)
     endpoint.add_host(host_model, username=USER, password=PASSWORD)
-    return host_model, _host(endpoint, name)
+    return host_model, ssh_host(endpoint, name)
 
 
 def _results(transport: SSHTransport, req: dict[str, Any]) -> Any:

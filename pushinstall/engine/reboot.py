@@ -43,6 +43,8 @@ def _boot_time(link: HostLink, transport: Any, timeout: float) -> str:
     answer = transport.call(request("facts", queries=[{"id": "os", "kind": "os"}]),
                             timeout=timeout)
     fact = result_of(answer, link.host.name).get("os") or {}
+    if fact.get("boot_finished") is False:
+        return ""       # a new boot, but LogonUI has not recreated AutoLogonChecked yet
     return str(fact.get("last_boot_time", ""))
 
 

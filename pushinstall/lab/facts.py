@@ -9,7 +9,7 @@ from pushinstall.lab.common import fail
 from pushinstall.lab.fresh import OS_RELEASES
 from pushinstall.lab.fs import normalize
 from pushinstall.lab.registry import RegistryError
-from pushinstall.lab.state import HostState
+from pushinstall.lab.state import AUTOLOGON_CHECKED, HostState
 from pushinstall.lab.vars import LabVars
 
 _NO_FILE = {"exists": False, "is_directory": False, "size": None, "sha256": None,
@@ -84,7 +84,8 @@ def _os(state: HostState) -> dict[str, Any]:
     return {"hostname": state.data["hostname"], "caption": release["caption"],
             "version": release["version"], "build": release["build"],
             "architecture": "64-bit", "powershell_version": release["powershell_version"],
-            "last_boot_time": state.data["boot_time"]}
+            "last_boot_time": state.data["boot_time"],
+            "boot_finished": state.registry.key_exists(AUTOLOGON_CHECKED)}
 
 
 def _disk(state: HostState, query: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +150,8 @@ def fact(state: HostState, lab: LabVars, query: dict[str, Any]) -> dict[str, Any
         return found if found is not None else dict(_NO_PRODUCT)
     if kind == "pending_reboot":
         signals = state.pending_signals()
+        if query.get("sccm"):
+            signals["sccm_client"] = False      # the lab has no SCCM client
         return {"pending": any(signals.values()), "signals": signals}
     if kind == "os":
         return _os(state)

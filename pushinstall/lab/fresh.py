@@ -13,7 +13,7 @@ from typing import Any
 
 from pushinstall.lab import catalog, products
 from pushinstall.lab.common import iso
-from pushinstall.lab.state import COMPUTER_NAME, SESSION_MANAGER, HostState
+from pushinstall.lab.state import AUTOLOGON_CHECKED, COMPUTER_NAME, SESSION_MANAGER, HostState
 from pushinstall.lab.vars import LabVars, pending_signals
 
 STATE_FORMAT = 1
@@ -88,6 +88,7 @@ def fresh_state(name: str, lab: LabVars, blob_dir: Path) -> HostState:
     state.registry.set(current, "CurrentVersion",
                        {"2008r2": "6.1", "2012": "6.2"}.get(lab.os, "6.3"), "String")
     state.registry.create_key(SESSION_MANAGER)
+    state.registry.create_key(AUTOLOGON_CHECKED)
     for sub in ("ActiveComputerName", "ComputerName"):
         state.registry.set(f"{COMPUTER_NAME}\\{sub}", "ComputerName", hostname, "String")
     for view in ("64", "32"):

@@ -25,7 +25,7 @@ from pushinstall.lab.installers import Context, duration
 from pushinstall.lab.products import start_service
 from pushinstall.lab.registry import RegistryError
 from pushinstall.lab.script import run_script
-from pushinstall.lab.state import HostState
+from pushinstall.lab.state import AUTOLOGON_CHECKED, HostState
 from pushinstall.lab.vars import LabVars
 from pushinstall.remote.winargv import windows_argv_split, windows_command_line
 
@@ -314,6 +314,7 @@ def set_registry(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
 def reboot(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
     """Answer the boot time, then restart (the host goes dark for `reboot_seconds`)."""
     before = host.state.data["boot_time"]
+    host.state.registry.delete_key(AUTOLOGON_CHECKED)
     host.restart()
     return {"boot_time_before": before}
 

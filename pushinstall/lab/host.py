@@ -35,7 +35,7 @@ from pushinstall.lab.decoded import decoded, valid
 from pushinstall.lab.flusher import FLUSHER
 from pushinstall.lab.fresh import fresh_state
 from pushinstall.lab.handlers import HANDLERS
-from pushinstall.lab.state import HostState
+from pushinstall.lab.state import AUTOLOGON_CHECKED, HostState
 from pushinstall.lab.vars import parse_lab_vars
 from pushinstall.remote import ops
 from pushinstall.secret import MASK
@@ -236,6 +236,7 @@ class LabHost:
         state.put("boot_time", iso(max(new, old + dt.timedelta(seconds=1))))
         state.clear_pending()
         products.after_restart(state)
+        state.registry.create_key(AUTOLOGON_CHECKED)
         for record in state.services.values():
             state.set_status(record, "Stopped")
             if state.start_mode(record["name"]) in ("Automatic", "AutomaticDelayed"):

@@ -56,6 +56,7 @@ from typing import Any, Protocol
 import asyncssh
 
 from pushinstall.errors import RemoteOpFailed
+from pushinstall.lab import received
 from pushinstall.lab.common import HostCounters
 from pushinstall.lab.pools import EndpointPool, Serving
 from pushinstall.model import Host
@@ -271,6 +272,7 @@ class SSHLabEndpoint(Serving):
 
     async def _answer(self, served: _Served, script: str) -> tuple[str, str]:
         """The host's output for one stdin script and the op it carried ("" if none)."""
+        received.record(script)
         try:
             agent, line = split_stdin_script(script)
         except ValueError as exc:

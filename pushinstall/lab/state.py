@@ -23,6 +23,12 @@ from pushinstall.lab.fs import FileSystem
 from pushinstall.lab.registry import Registry, canonical_key
 
 SERVICES_KEY = "HKLM:\\SYSTEM\\CurrentControlSet\\Services"
+UPDATES = "HKLM:\\SOFTWARE\\Microsoft\\Updates"
+NETLOGON = "HKLM:\\SYSTEM\\CurrentControlSet\\Services\\Netlogon"
+DRIVERS = "C:\\Windows\\System32\\drivers"
+# LogonUI recreates this key once a boot has come up; the agent's reboot removes it first
+AUTOLOGON_CHECKED = ("HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Winlogon\\"
+                     "AutoLogonChecked")
 SESSION_MANAGER = "HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Session Manager"
 COMPUTER_NAME = "HKLM:\\SYSTEM\\CurrentControlSet\\Control\\ComputerName"
 CBS_REBOOT = ("HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based Servicing"
@@ -126,7 +132,7 @@ class HostState:
     # ------------------------------------------------------------ pending reboot
 
     def pending_signals(self) -> dict[str, bool]:
-        """The five signals agent.ps1 reads, from the same registry places."""
+        """The signals the agent reads (ops.PENDING_SIGNALS), from the same places."""
         active = self.registry.value(f"{COMPUTER_NAME}\\ActiveComputerName", "ComputerName")
         upcoming = self.registry.value(f"{COMPUTER_NAME}\\ComputerName", "ComputerName")
 
@@ -143,6 +149,14 @@ class HostState:
             "windows_update": self.registry.key_exists(WU_REBOOT),
             "computer_rename": active is not None and upcoming is not None
             and str(active) != str(upcoming),
+            "update_exe_volatile": self.registry.value(UPDATES, "UpdateExeVolatile")
+            not in (None, 0),
+            "domain_join": any(self.registry.value(NETLOGON, name) is not None
+                               for name in ("JoinDomain", "AvoidSpnSet")),
+            "asr_driver_uninstalled": any(
+                self.fs.is_file(f"{DRIVERS}\\{driver}.sys")
+                and not self.registry.key_exists(f"{SERVICES_KEY}\\{driver}")
+                for driver in ("InDskFlt", "involflt")),
         }
 
     def set_pending(self, signal: str, what: str = "C:\\Windows\\Temp\\pushinstall.tmp") -> None:
@@ -156,13 +170,24 @@ class HostState:
             self.registry.create_key(CBS_REBOOT)
         elif signal == "windows_update":
             self.registry.create_key(WU_REBOOT)
+        elif signal == "update_exe_volatile":
+            self.registry.set(UPDATES, "UpdateExeVolatile", 1, "DWord")
+        elif signal == "domain_join":
+            self.registry.set(NETLOGON, "JoinDomain", "lab.local", "String")
         elif signal == "computer_rename":
             active = self.registry.value(f"{COMPUTER_NAME}\\ActiveComputerName", "ComputerName")
             self.registry.set(f"{COMPUTER_NAME}\\ComputerName", "ComputerName",
                               f"{active}-NEW"[:15], "String")
 
     def clear_pending(self) -> None:
-        """What a restart does to the signals: renames done, servicing finished, name active."""
+        """What a restart does to the signals: renames done, servicing finished, name active,
+        the domain joined, an uninstalled ASR driver's file gone."""
+        self.registry.delete_value(UPDATES, "UpdateExeVolatile")
+        self.registry.delete_value(NETLOGON, "JoinDomain")
+        self.registry.delete_value(NETLOGON, "AvoidSpnSet")
+        for driver in ("InDskFlt", "involflt"):
+            if not self.registry.key_exists(f"{SERVICES_KEY}\\{driver}"):
+                self.fs.remove(f"{DRIVERS}\\{driver}.sys")
         self.registry.delete_value(SESSION_MANAGER, "PendingFileRenameOperations")
         self.registry.delete_value(SESSION_MANAGER, "PendingFileRenameOperations2")
         self.registry.delete_key(CBS_REBOOT)

@@ -30,7 +30,7 @@ from pushinstall.source import did_you_mean, kind_of
 OS_RELEASES = ("2008r2", "2012", "2012r2", "2016", "2019", "2022")
 PENDING_SIGNALS = (
     "pending_file_rename", "pending_file_rename2", "component_based_servicing",
-    "windows_update", "computer_rename",
+    "windows_update", "computer_rename", "update_exe_volatile", "domain_join",
 )
 GIB = 1024**3
 

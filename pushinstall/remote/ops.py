@@ -1,8 +1,9 @@
 """The op protocol: op names, request encoding, answer decoding. See docs/ops.md.
 
-A request is `{"op": NAME, "args": {...}}`, sent as base64 JSON inside a string literal:
-`Invoke-PushinstallOp -Request '<base64>'`. The answer is one output line
-`PUSHINSTALL-ANSWER:<base64 JSON>`; every other line is ignored.
+A request is `{"op": NAME, "args": {...}}`, sent as base64 JSON: the `-Request` parameter of
+`Invoke-PushinstallOp` over PSRP, or the stdin line `Invoke-PushinstallOp -Request '<base64>'`
+over WinRS/SSH (`invocation`). The answer is one output line `PUSHINSTALL-ANSWER:<base64 JSON>`;
+every other line is ignored. The agent is a C# core (`agent/*.cs`) behind the agent.ps1 shim.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ OP_NAMES: tuple[str, ...] = (
 FACT_KINDS: tuple[str, ...] = (
     "registry", "file", "service", "product", "pending_reboot", "os", "disk", "tcp", "ini",
     "winrm_quota", "installer_running",
+)
+
+# The pending_reboot fact's signals (docs/ops.md); `sccm_client` only when the query opts in.
+PENDING_SIGNALS: tuple[str, ...] = (
+    "pending_file_rename", "pending_file_rename2", "component_based_servicing", "windows_update",
+    "computer_rename", "update_exe_volatile", "domain_join", "asr_driver_uninstalled",
 )
 
 # Ops that may be sent again after a transport error without changing the outcome.
@@ -170,7 +177,7 @@ FACT_SCHEMAS: Mapping[str, OpSchema] = {
     "file": OpSchema({"path": _PATH}, {"hash": Arg("boolean")}),
     "service": OpSchema({"name": _STR}, {}),
     "product": OpSchema({}, {"product_id": _STR, "name": _STR}),
-    "pending_reboot": OpSchema({}, {}),
+    "pending_reboot": OpSchema({}, {"sccm": Arg("boolean")}),
     "os": OpSchema({}, {}),
     "disk": OpSchema({"drive": Arg("string")}, {}),
     "tcp": OpSchema(
@@ -356,7 +363,8 @@ def decode_request(encoded: str) -> dict[str, Any]:
 
 
 def invocation(req: dict[str, Any]) -> str:
-    """The PowerShell line that runs `req` in a session where the agent is defined."""
+    """The PowerShell line that runs `req` in a session where the agent is defined (the
+    WinRS/SSH stdin form; psrp passes the encoded request as a parameter instead)."""
     return f"{AGENT_FUNCTION} -Request '{encode_request(req)}'"
 
 
@@ -423,10 +431,40 @@ def result_of(answer: dict[str, Any], host: str | None = None) -> Any:
 
 
 def agent_path() -> Path:
-    """Where agent.ps1 lies in the installed package."""
+    """Where agent.ps1 (the PowerShell shim) lies in the installed package."""
     return Path(__file__).with_name("agent.ps1")
 
 
+def agent_core_files() -> list[Path]:
+    """The C# files of the agent's core, in a stable order."""
+    return sorted(Path(__file__).with_name("agent").glob("*.cs"))
+
+
+_USING = re.compile(r"^using [A-Za-z0-9_.]+;$")
+
+
+@functools.lru_cache(maxsize=1)
+def agent_core_source() -> str:
+    """The agent's C# core as ONE compilation unit, as `Add-Type -TypeDefinition` takes it:
+    each file's `using` lines are hoisted to the top (deduplicated), the rest follows."""
+    usings: dict[str, None] = {}
+    bodies: list[str] = []
+    for path in agent_core_files():
+        body: list[str] = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if _USING.match(line.strip()):
+                usings[line.strip()] = None
+            else:
+                body.append(line)
+        bodies.append("\n".join(body).strip("\n"))
+    return "\n".join(usings) + "\n\n" + "\n\n".join(bodies) + "\n"
+
+
+@functools.lru_cache(maxsize=1)
 def agent_source() -> str:
-    """The text of agent.ps1."""
-    return agent_path().read_text(encoding="utf-8")
+    """The agent's text as it is sent: the C# core in a here-string, then the shim."""
+    core = agent_core_source()
+    if "\n'@" in core:
+        raise ValueError("the C# core may not hold a line starting with '@")
+    shim = agent_path().read_text(encoding="utf-8")
+    return f"$PushinstallAgentCore = @'\n{core}'@\n\n{shim}"

@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from pushinstall.model import Decision
+from pushinstall.remote.ops import PENDING_SIGNALS
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
-from pushinstall.resources.schema import LIST, Arg, Rule
+from pushinstall.resources.schema import BOOL, LIST, Arg, Rule
 
-SIGNALS = (
-    "pending_file_rename", "pending_file_rename2", "component_based_servicing",
-    "windows_update", "computer_rename",
-)
+SIGNALS = (*PENDING_SIGNALS, "sccm_client")
 
 ARGS = (
     Arg("on_pending", default="fail", choices=("fail", "warn", "reboot"),
@@ -22,6 +20,8 @@ ARGS = (
             "page anyone for Windows Update), or drift."),
     Arg("ignore", LIST, default=[], choices=SIGNALS,
         doc="Signals not to count: " + ", ".join(SIGNALS) + "."),
+    Arg("sccm", BOOL, default=False,
+        doc="Also ask the SCCM client (signal sccm_client; needs its WMI classes)."),
 )
 RULES: tuple[Rule, ...] = ()
 
@@ -31,7 +31,10 @@ RULES: tuple[Rule, ...] = ()
 
 def probes(args: dict[str, Any]) -> list[Probe]:
     """The `pending_reboot` fact."""
-    return [Probe("pending", {"kind": "pending_reboot"})]
+    query: dict[str, Any] = {"kind": "pending_reboot"}
+    if args.get("sccm"):
+        query["sccm"] = True
+    return [Probe("pending", query)]
 
 
 def plan(args: dict[str, Any], found: dict[str, Any]) -> Plan:

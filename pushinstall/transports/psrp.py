@@ -2,7 +2,10 @@
 
 `open()` connects, authenticates and opens ONE runspace pool for the host (one runspace), then
 runs the agent's text once in it, so its functions stay defined for every later pipeline. Each
-`call` is one `PowerShell` pipeline whose script is the invocation line (docs/ops.md).
+`call` is one `PowerShell` pipeline running the cmdlet `Invoke-PushinstallOp` with the request
+as its `-Request` parameter: data, never script text, so Script Block Logging on the target does
+not record it; its secret fields are sealed to the key the agent answered when it was defined
+(`remote/sealing.py`, docs/ops.md).
 
 Polling, not blocking: a pipeline is started and then polled with Receives that each carry an
 OperationTimeout (`Endpoint.poll_s`) shorter than the HTTP read timeout, so the server answers
@@ -26,13 +29,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pypsrp.complex_objects import PSInvocationState
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
 
 from pushinstall.errors import HostError, TransportTimeout
 from pushinstall.model import Host
-from pushinstall.remote import ops
+from pushinstall.remote import ops, sealing
 from pushinstall.secret import Redactor
 from pushinstall.transports.push import push_file
 from pushinstall.transports.wsman_common import (
@@ -67,6 +71,7 @@ class PSRPTransport:
             self.redactor.add(host.connection.password)
         self._wsman: _WSMan | None = None
         self._pool: RunspacePool | None = None
+        self._key: RSAPublicKey | None = None
 
     # ---- Transport ------------------------------------------------------------------------
 
@@ -81,8 +86,12 @@ class PSRPTransport:
         op = str(request.get("op", "?"))
         if self._pool is None:
             self.open()
-        output = self._guard(lambda: self._run(ops.invocation(request), op, timeout), op,
-                             in_flight=True)
+        if self._key is not None:
+            request = sealing.seal(request, self._key)
+        encoded = ops.encode_request(request)
+        output = self._guard(
+            lambda: self._run(ops.AGENT_FUNCTION, op, timeout, {"Request": encoded}), op,
+            in_flight=True)
         return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
 
     def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
@@ -127,13 +136,21 @@ class PSRPTransport:
         agent = ops.agent_source()
         self._guard(lambda: self._run(agent, "define the agent", None), "define the agent",
                     in_flight=False)
+        key = self._guard(lambda: self._run(sealing.KEY_FUNCTION, "define the agent", None, {}),
+                          "define the agent", in_flight=False)
+        self._key = sealing.public_key_of(key)
 
-    def _run(self, script: str, op: str, timeout: float | None) -> str:
-        """Run `script` as one pipeline, polling until it ends; output then error records."""
+    def _run(self, script: str, op: str, timeout: float | None,
+             parameters: dict[str, str] | None = None) -> str:
+        """Run `script` as one pipeline, polling until it ends; output then error records.
+        With `parameters`, `script` is a command name and they are its parameters."""
         assert self._pool is not None
         deadline = None if timeout is None else time.monotonic() + timeout
         shell = PowerShell(self._pool)
-        shell.add_script(script)
+        if parameters is None:
+            shell.add_script(script)
+        else:
+            shell.add_cmdlet(script).add_parameters(parameters)
         shell.begin_invoke()
         while shell.state == PSInvocationState.RUNNING:
             left = None if deadline is None else deadline - time.monotonic()

@@ -1,4 +1,6 @@
-"""Every op of agent.ps1 against a real Windows host over PSRP (pypsrp).
+"""Every op of the agent (the C# core behind the agent.ps1 shim) against a real Windows host
+over PSRP (pypsrp), the way the psrp transport talks to it: the agent defined once, its session
+key fetched, each request the -Request parameter of Invoke-PushinstallOp, secrets sealed.
 
 Skipped unless PUSHINSTALL_TEST_HOST, PUSHINSTALL_TEST_USER and PUSHINSTALL_TEST_PASSWORD are
 set: no Windows machine exists where CI runs, and PowerShell semantics (registry views, ACLs,
@@ -11,6 +13,9 @@ Server 2012 R2 .. 2025 with an administrator account. Optional:
 - PUSHINSTALL_TEST_DOWNLOAD_URL and PUSHINSTALL_TEST_DOWNLOAD_SHA256: an HTTP(S) file the
   target can reach, for the HTTP download test
 - PUSHINSTALL_TEST_ALLOW_REBOOT=1: schedule a reboot 10 minutes out and cancel it at once
+  (also over an already scheduled shutdown: exit 1190 replaced by ours, then cancelled)
+- PUSHINSTALL_TEST_ALLOW_SEEDING=1: raise each registry pending-reboot signal the core reads
+  (UpdateExeVolatile, Netlogon AvoidSpnSet, an orphan InDskFlt.sys) and remove it again
 
 Everything happens under a fresh directory in the target's %TEMP%, a registry key under
 HKLM\\SOFTWARE\\PushinstallTest-*, and a throwaway service; all are removed at the end.
@@ -22,6 +27,7 @@ import base64
 import hashlib
 import io
 import os
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -30,7 +36,7 @@ from typing import Any
 import pytest
 
 from pushinstall.errors import RemoteOpFailed
-from pushinstall.remote import ops
+from pushinstall.remote import ops, sealing
 
 HOST = os.environ.get("PUSHINSTALL_TEST_HOST")
 USER = os.environ.get("PUSHINSTALL_TEST_USER")
@@ -65,17 +71,26 @@ class Agent:
         )
         self.pool = RunspacePool(wsman)
         self.pool.open()
+        started = time.monotonic()
         self._run(ops.agent_source())
+        self.define_seconds = time.monotonic() - started     # Add-Type (csc) included
+        self.key = sealing.public_key_of(self._run(sealing.KEY_FUNCTION, {}))
+        assert self.key is not None
 
-    def _run(self, script: str) -> str:
+    def _run(self, script: str, parameters: dict[str, str] | None = None) -> str:
         shell = self._powershell(self.pool)
-        shell.add_script(script)
+        if parameters is None:
+            shell.add_script(script)
+        else:
+            shell.add_cmdlet(script).add_parameters(parameters)
         output = shell.invoke()
         return "\n".join(str(item) for item in output)
 
     def answer(self, req: dict[str, Any]) -> dict[str, Any]:
         ops.validate_request(req)
-        return ops.decode_answer(self._run(ops.invocation(req)), host=HOST)
+        assert self.key is not None
+        encoded = ops.encode_request(sealing.seal(req, self.key))
+        return ops.decode_answer(self._run(ops.AGENT_FUNCTION, {"Request": encoded}), host=HOST)
 
     def call(self, op: str, **args: Any) -> Any:
         return ops.result_of(self.answer(ops.request(op, **args)), host=HOST)
@@ -195,9 +210,9 @@ def test_os_pending_reboot_disk_tcp(agent: Agent) -> None:
     assert isinstance(os_fact["build"], int) and os_fact["build"] >= 9200
     assert int(os_fact["powershell_version"].split(".")[0]) >= 3
     assert os_fact["last_boot_time"].endswith("Z")
+    assert os_fact["architecture"] in ("64-bit", "32-bit") and os_fact["boot_finished"] is True
     signals = result["pr"]["signals"]
-    assert set(signals) == {"pending_file_rename", "pending_file_rename2",
-                            "component_based_servicing", "windows_update", "computer_rename"}
+    assert set(signals) == set(ops.PENDING_SIGNALS)
     assert result["pr"]["pending"] == any(signals.values())
     assert result["c"]["exists"] and 0 < result["c"]["free_bytes"] <= result["c"]["total_bytes"]
     assert result["none"]["exists"] is False
@@ -475,3 +490,87 @@ def test_script_output_errors_and_parameters(agent: Agent) -> None:
     failed = agent.call("script", source="'before'; throw 'boom'")
     assert failed["output"] == ["before"] and failed["success"] is False
     assert failed["errors"] == ["boom"]
+
+
+def test_core_is_compiled_once_per_session(agent: Agent) -> None:
+    again = time.monotonic()
+    agent._run(ops.agent_source())          # the type is loaded: no second Add-Type
+    assert time.monotonic() - again < max(1.0, agent.define_seconds)
+    assert agent.call("facts", queries=[]) == {}
+
+
+def test_nested_lists_reach_the_core_whole(agent: Agent) -> None:
+    """The defect that broke every host: facts saw ONE query, run_process ONE argument."""
+    result = agent.call("facts", queries=[{"id": "a", "kind": "disk", "drive": "C:"},
+                                          {"id": "b", "kind": "disk", "drive": "B:"}])
+    assert sorted(result) == ["a", "b"]
+
+
+def test_child_output_is_read_as_utf8(agent: Agent) -> None:
+    line = "Fortschritt: 50 % Überprüfung 名前"
+    result = agent.call("run_process", path="powershell.exe", arguments=[
+        "-NoProfile", "-Command",
+        "[Console]::OutputEncoding = [Text.Encoding]::UTF8; [Console]::Out.WriteLine($args[0])",
+        line])
+    assert result["stdout_tail"] == [line]
+
+
+def test_sealed_secret_is_written_in_plain(agent: Agent, workdir: str) -> None:
+    path = workdir + "\\sealed.txt"
+    assert agent.call("write_secret", path=path, content="sealed-ü") == {"changed": True}
+    assert agent.script("[IO.File]::ReadAllText($Parameters.p)", p=path) == ["sealed-ü"]
+
+
+def test_delayed_auto_is_what_the_service_manager_reports(agent: Agent,
+                                                           dummy_service: str) -> None:
+    agent.call("set_service", name=dummy_service, start_mode="AutomaticDelayed")
+    query = agent.call("run_process", path="sc.exe", arguments=["qc", dummy_service])
+    assert any("DELAYED" in line for line in query["stdout_tail"]), query
+    agent.call("set_service", name=dummy_service, start_mode="Automatic")
+    query = agent.call("run_process", path="sc.exe", arguments=["qc", dummy_service])
+    assert not any("DELAYED" in line for line in query["stdout_tail"]), query
+    assert agent.fact("service", name=dummy_service)["start_mode"] == "Automatic"
+
+
+@pytest.mark.skipif(os.environ.get("PUSHINSTALL_TEST_ALLOW_SEEDING") != "1",
+                    reason="set PUSHINSTALL_TEST_ALLOW_SEEDING=1 (raises and clears signals)")
+def test_each_pending_reboot_signal(agent: Agent) -> None:
+    seeds = {
+        "update_exe_volatile": ("HKLM:\\SOFTWARE\\Microsoft\\Updates", "UpdateExeVolatile"),
+        "domain_join": ("HKLM:\\SYSTEM\\CurrentControlSet\\Services\\Netlogon", "AvoidSpnSet"),
+    }
+    for signal, (key, name) in seeds.items():
+        assert agent.fact("pending_reboot")["signals"][signal] is False, "already pending"
+        agent.call("set_registry", key=key, name=name, value=1, type="DWord")
+        try:
+            assert agent.fact("pending_reboot")["signals"][signal] is True
+        finally:
+            agent.script("Remove-ItemProperty -LiteralPath $Parameters.k -Name $Parameters.n",
+                         k=key, n=name)
+    driver = "C:\\Windows\\System32\\drivers\\InDskFlt.sys"
+    if agent.fact("file", path=driver)["exists"]:
+        pytest.skip("ASR's driver is installed here")
+    agent.call("write_secret", path=driver, content="not a driver")
+    try:
+        assert agent.fact("pending_reboot")["signals"]["asr_driver_uninstalled"] is True
+    finally:
+        agent.call("remove_file", path=driver)
+    sccm = agent.fact("pending_reboot", sccm=True)["signals"]
+    assert isinstance(sccm["sccm_client"], bool)
+
+
+@pytest.mark.skipif(os.environ.get("PUSHINSTALL_TEST_ALLOW_REBOOT") != "1",
+                    reason="set PUSHINSTALL_TEST_ALLOW_REBOOT=1 (schedules and cancels)")
+def test_reboot_replaces_a_scheduled_shutdown_and_clears_boot_finished(agent: Agent) -> None:
+    logon = "HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Winlogon\\AutoLogonChecked"
+    pending = agent.call("run_process", path="shutdown.exe",
+                         arguments=["/s", "/t", "3000", "/c", "pushinstall test"])
+    assert pending["exit_code"] == 0
+    try:
+        agent.call("reboot", delay_s=600, reason="pushinstall test, cancelled")
+        assert agent.fact("os")["boot_finished"] is False   # LogonUI recreates it at boot
+    finally:
+        cancel = agent.call("run_process", path="shutdown.exe", arguments=["/a"])
+        agent.script("New-Item -Path $Parameters.k -Force | Out-Null", k=logon)
+    assert cancel["exit_code"] == 0, "cancel failed: the host restarts in 10 minutes"
+    assert agent.fact("os")["boot_finished"] is True

@@ -27,10 +27,14 @@ from psrpcore import (
 )
 from psrpcore.types import ErrorCategory, ErrorCategoryInfo, NETException, PSInvocationState
 
+from pushinstall.lab import received
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.shells import LabHostLike, Reply, Shell, op_of, run_in_thread
 from pushinstall.lab.wsman.soap import NS, SoapRequest
 from pushinstall.remote import ops
+from pushinstall.remote.sealing import KEY_FUNCTION, KeyPair
+
+LAB_KEYS = KeyPair()
 
 
 class _Pipe:
@@ -53,6 +57,8 @@ class PsrpShell(Shell):
         self.outbox: dict[uuid.UUID | None, bytearray] = {}
         self.pipes: dict[uuid.UUID, _Pipe] = {}
         self.agent_defined = False
+        # the agent makes a key per session; the lab shares one (2048-bit keygen costs ~90 ms)
+        self.keys = LAB_KEYS
         with self.cond:
             self._feed(creation, None)
 
@@ -77,7 +83,11 @@ class PsrpShell(Shell):
 
     def _run(self, pipe: _Pipe) -> None:
         metadata: Any = pipe.pipeline.metadata
-        script = "\n".join(str(c.command_text) for c in metadata.commands) if metadata else ""
+        commands = list(metadata.commands) if metadata else []
+        script = "\n".join(str(c.command_text) for c in commands)
+        received.record(script, *(str(v) for c in commands for _, v in c.parameters))
+        cmdlet = len(commands) == 1 and not commands[0].is_script
+        parameters = {str(k): v for k, v in commands[0].parameters} if cmdlet else {}
         with self.cond:
             # Running is not announced: the client learns the state with the output, one
             # round trip fewer per call.
@@ -88,7 +98,12 @@ class PsrpShell(Shell):
         elif not self.agent_defined:
             error = (f"The term '{ops.AGENT_FUNCTION}' is not recognized as the name of a "
                      "cmdlet, function, script file, or operable program.")
+        elif cmdlet and script == KEY_FUNCTION:
+            output = self.keys.key_line()
         else:
+            if cmdlet and script == ops.AGENT_FUNCTION:
+                # the request came as a parameter, its secrets sealed to this session's key
+                script = self._opened_invocation(str(parameters.get("Request", "")))
             pipe.op = op_of(script)
             if self.host.latency > 0:
                 threading.Event().wait(self.host.latency)
@@ -107,6 +122,17 @@ class PsrpShell(Shell):
             pipe.pipeline.complete()
             pipe.done = True
             self._flush()
+
+    def _opened_invocation(self, encoded: str) -> str:
+        """The invocation line for a request parameter, its sealed fields opened."""
+        try:
+            request = ops.decode_request(encoded)
+        except ValueError:
+            return ops.AGENT_FUNCTION + " -Request ''"
+        try:
+            return ops.invocation(self.keys.open(request))
+        except ValueError:      # sealed to another key: the sealed value fails validation
+            return ops.invocation(request)
 
     # ---- WS-Man actions --------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pushinstall.lab import received
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.soap import NS, SoapRequest
 from pushinstall.remote import ops
@@ -203,6 +204,7 @@ class CmdShell(Shell):
         from pushinstall.transports.ssh import split_stdin_script
 
         stdout, stderr = b"", b""
+        received.record(command.stdin.decode("utf-8", "replace"))
         try:
             agent, line = split_stdin_script(command.stdin.decode("utf-8", "replace"))
         except ValueError as exc:

@@ -1,0 +1,344 @@
+// The seam: every call that needs Windows itself. Tests under mono subclass it (test host).
+using System;
+using System.Diagnostics;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Security.AccessControl;
+using System.Security.Principal;
+using System.ServiceProcess;
+using System.Text;
+using System.Text.RegularExpressions;
+using Microsoft.Win32;
+
+namespace Pushinstall.Agent
+{
+    /// <summary>A system tool's exit code and its output (stdout and stderr, one line).</summary>
+    public class ToolResult
+    {
+        public int ExitCode;
+        public string Output;
+    }
+
+    /// <summary>Windows API calls; virtual so that a test host can stand in for Windows.</summary>
+    public class WindowsApi
+    {
+        private const string SystemSid = "S-1-5-18";
+        private const string AdministratorsSid = "S-1-5-32-544";
+
+        public virtual RegistryKey OpenBaseKey(RegistryHive hive, string view, ref string subKey)
+        {
+            return RegistryKey.OpenBaseKey(hive, view == "32" ? RegistryView.Registry32 : RegistryView.Registry64);
+        }
+
+        /// <summary>Free bytes on the drive of `path`; -1 when it is not a drive path.</summary>
+        public virtual long FreeBytes(string path)
+        {
+            string root = Path.GetPathRoot(path) ?? "";
+            if (!Regex.IsMatch(root, @"^[A-Za-z]:\\$"))
+            {
+                return -1;
+            }
+            DriveInfo drive = new DriveInfo(root);
+            return drive.IsReady ? drive.AvailableFreeSpace : -1;
+        }
+
+        public virtual DriveInfo Drive(string letter)
+        {
+            foreach (DriveInfo info in DriveInfo.GetDrives())
+            {
+                if (string.Equals(info.Name, letter + @":\", StringComparison.OrdinalIgnoreCase))
+                {
+                    return info;
+                }
+            }
+            return null;
+        }
+
+        public virtual string DriversDirectory()
+        {
+            return Path.Combine(Environment.SystemDirectory, "drivers");
+        }
+
+        /// <summary>SYSTEM and BUILTIN\Administrators by SID (names differ by language),
+        /// inheritance off.</summary>
+        public virtual void ProtectSecretFile(string path)
+        {
+            FileSecurity acl = new FileSecurity();
+            acl.SetAccessRuleProtection(true, false);
+            foreach (string sid in new string[] { SystemSid, AdministratorsSid })
+            {
+                acl.AddAccessRule(new FileSystemAccessRule(new SecurityIdentifier(sid),
+                    FileSystemRights.FullControl, AccessControlType.Allow));
+            }
+            File.SetAccessControl(path, acl);
+        }
+
+        public virtual bool IsSecretFileProtected(string path)
+        {
+            FileSecurity acl = File.GetAccessControl(path);
+            if (!acl.AreAccessRulesProtected)
+            {
+                return false;
+            }
+            bool system = false, administrators = false;
+            foreach (FileSystemAccessRule rule in acl.GetAccessRules(true, true, typeof(SecurityIdentifier)))
+            {
+                string sid = rule.IdentityReference.Value;
+                if (sid == SystemSid)
+                {
+                    system = true;
+                }
+                else if (sid == AdministratorsSid)
+                {
+                    administrators = true;
+                }
+                else
+                {
+                    return false;
+                }
+            }
+            return system && administrators;
+        }
+
+        [StructLayout(LayoutKind.Sequential, CharSet = CharSet.Unicode)]
+        private class NetResource
+        {
+            public int Scope;
+            public int Type;
+            public int DisplayType;
+            public int Usage;
+            public string LocalName;
+            public string RemoteName;
+            public string Comment;
+            public string Provider;
+        }
+
+        [DllImport("mpr.dll", CharSet = CharSet.Unicode)]
+        private static extern int WNetAddConnection2(NetResource resource, string password, string username, int flags);
+
+        [DllImport("mpr.dll", CharSet = CharSet.Unicode)]
+        private static extern int WNetCancelConnection2(string name, int flags, bool force);
+
+        public virtual int ConnectShare(string remoteName, string username, string password)
+        {
+            NetResource resource = new NetResource();
+            resource.Type = 1;
+            resource.RemoteName = remoteName;
+            return WNetAddConnection2(resource, password, username, 0);
+        }
+
+        public virtual int DisconnectShare(string remoteName)
+        {
+            return WNetCancelConnection2(remoteName, 0, true);
+        }
+
+        /// <summary>Installers start children (msiexec): end the whole tree, then the process.</summary>
+        public virtual void KillProcessTree(Process process)
+        {
+            RunTool("taskkill.exe", new string[] { "/PID", process.Id.ToString(), "/T", "/F" });
+            try
+            {
+                if (!process.HasExited)
+                {
+                    process.Kill();
+                }
+            }
+            catch (InvalidOperationException)
+            {
+            }
+            catch (System.ComponentModel.Win32Exception)
+            {
+            }
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        private struct TimeOfDay
+        {
+            public long BootTime;
+            public long CurrentTime;
+            public long TimeZoneBias;
+            public uint TimeZoneId;
+            public uint Reserved;
+            public ulong BootTimeBias;
+            public ulong SleepTimeBias;
+        }
+
+        [DllImport("ntdll.dll")]
+        private static extern int NtQuerySystemInformation(int infoClass, ref TimeOfDay info, int size, out int returned);
+
+        /// <summary>The boot time as the kernel keeps it (what Win32_OperatingSystem shows):
+        /// stable between calls, unlike now minus uptime.</summary>
+        public virtual DateTime BootTime()
+        {
+            TimeOfDay info = new TimeOfDay();
+            int returned;
+            int status = NtQuerySystemInformation(3, ref info, Marshal.SizeOf(typeof(TimeOfDay)), out returned);
+            if (status != 0)
+            {
+                throw new OpException("Exception", "NtQuerySystemInformation failed: 0x" + status.ToString("x8"));
+            }
+            return DateTime.FromFileTimeUtc(info.BootTime);
+        }
+
+        /// <summary>The SCCM client's own answer (opt-in: WMI root\ccm\ClientSDK).</summary>
+        public virtual bool SccmRebootPending()
+        {
+            ToolResult result = RunTool("powershell.exe", new string[] {
+                "-NoProfile", "-NonInteractive", "-Command",
+                "$r = Invoke-WmiMethod -Namespace root\\ccm\\ClientSDK -Class CCM_ClientUtilities -Name DetermineIfRebootPending; [int]($r.RebootPending -or $r.IsHardRebootPending)" });
+            return result.ExitCode == 0 && result.Output.Trim().EndsWith("1");
+        }
+
+        public virtual ServiceInfo FindService(string name)
+        {
+            ServiceController[] services = ServiceController.GetServices();
+            ServiceController found = null;
+            foreach (ServiceController service in services)
+            {
+                if (string.Equals(service.ServiceName, name, StringComparison.OrdinalIgnoreCase))
+                {
+                    found = service;
+                    break;
+                }
+            }
+            if (found == null)
+            {
+                foreach (ServiceController service in services)
+                {
+                    if (string.Equals(service.DisplayName, name, StringComparison.OrdinalIgnoreCase))
+                    {
+                        found = service;
+                        break;
+                    }
+                }
+            }
+            if (found == null)
+            {
+                return null;
+            }
+            ServiceInfo info = new ServiceInfo();
+            info.Name = found.ServiceName;
+            info.DisplayName = found.DisplayName;
+            info.Status = found.Status.ToString();
+            return info;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        private struct DelayedAutoStartInfo
+        {
+            public bool DelayedAutostart;
+        }
+
+        [DllImport("advapi32.dll", SetLastError = true)]
+        private static extern IntPtr OpenSCManager(string machine, string database, int access);
+
+        [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+        private static extern IntPtr OpenService(IntPtr manager, string name, int access);
+
+        [DllImport("advapi32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+        private static extern bool ChangeServiceConfig2(IntPtr service, int infoLevel, ref DelayedAutoStartInfo info);
+
+        [DllImport("advapi32.dll")]
+        private static extern bool CloseServiceHandle(IntPtr handle);
+
+        /// <summary>Through the service control manager, so it counts at once (writing the
+        /// registry would only count after a reboot): sc.exe config for the start type, and
+        /// ChangeServiceConfig2 (SERVICE_CONFIG_DELAYED_AUTO_START_INFO) for the delayed flag.</summary>
+        public virtual void SetStartMode(string name, string mode)
+        {
+            string sc = mode == "Automatic" ? "auto" : mode == "AutomaticDelayed" ? "delayed-auto"
+                : mode == "Manual" ? "demand" : "disabled";
+            ToolResult result = RunTool("sc.exe", new string[] { "config", name, "start=", sc });
+            if (result.ExitCode != 0)
+            {
+                throw new OpException("ServiceFailed", "sc.exe config " + name + " failed (" + result.ExitCode + "): " + result.Output);
+            }
+            if (mode != "Automatic")
+            {
+                return;
+            }
+            IntPtr manager = OpenSCManager(null, null, 0x0001);
+            IntPtr service = manager == IntPtr.Zero ? IntPtr.Zero : OpenService(manager, name, 0x0002);
+            try
+            {
+                DelayedAutoStartInfo info = new DelayedAutoStartInfo();
+                info.DelayedAutostart = false;
+                if (service == IntPtr.Zero || !ChangeServiceConfig2(service, 3, ref info))
+                {
+                    throw new OpException("ServiceFailed", "ChangeServiceConfig2 " + name + " failed: "
+                                          + new System.ComponentModel.Win32Exception().Message);
+                }
+            }
+            finally
+            {
+                if (service != IntPtr.Zero)
+                {
+                    CloseServiceHandle(service);
+                }
+                if (manager != IntPtr.Zero)
+                {
+                    CloseServiceHandle(manager);
+                }
+            }
+        }
+
+        public virtual void SetServiceState(string name, bool running, int timeoutS)
+        {
+            using (ServiceController service = new ServiceController(name))
+            {
+                ServiceControllerStatus target = running ? ServiceControllerStatus.Running : ServiceControllerStatus.Stopped;
+                try
+                {
+                    if (running && service.Status == ServiceControllerStatus.Paused)
+                    {
+                        service.Continue();
+                    }
+                    else if (running && service.Status != ServiceControllerStatus.StartPending)
+                    {
+                        service.Start();
+                    }
+                    else if (!running && service.Status != ServiceControllerStatus.StopPending)
+                    {
+                        service.Stop();
+                    }
+                    service.WaitForStatus(target, TimeSpan.FromSeconds(timeoutS));
+                }
+                catch (Exception error)
+                {
+                    Exception inner = error;
+                    while (inner.InnerException != null)
+                    {
+                        inner = inner.InnerException;
+                    }
+                    service.Refresh();
+                    throw new OpException("ServiceFailed", name + " did not reach " + target + " within "
+                                          + timeoutS + " s (status " + service.Status + "): " + inner.Message);
+                }
+            }
+        }
+
+        /// <summary>Runs a system tool with fixed, non-secret arguments.</summary>
+        public virtual ToolResult RunTool(string file, string[] arguments)
+        {
+            ProcessStartInfo info = new ProcessStartInfo(file, ProcessOp.Join(arguments));
+            info.UseShellExecute = false;
+            info.CreateNoWindow = true;
+            info.RedirectStandardOutput = true;
+            info.RedirectStandardError = true;
+            using (Process process = Process.Start(info))
+            {
+                TailReader stdout = new TailReader(process.StandardOutput, 50);
+                TailReader stderr = new TailReader(process.StandardError, 50);
+                process.WaitForExit();
+                stdout.Wait(5000);
+                stderr.Wait(5000);
+                ToolResult result = new ToolResult();
+                result.ExitCode = process.ExitCode;
+                StringBuilder output = new StringBuilder();
+                output.Append(string.Join(" ", stdout.Tail())).Append(' ').Append(string.Join(" ", stderr.Tail()));
+                result.Output = output.ToString().Trim();
+                return result;
+            }
+        }
+    }
+}

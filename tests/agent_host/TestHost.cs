@@ -1,0 +1,274 @@
+// Test-only: drives the agent core under mono, one command line in, one line out, with a
+// stand-in for the Windows calls (WindowsApi) that records every call it receives.
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Text;
+using System.Web.Script.Serialization;
+using Microsoft.Win32;
+using Pushinstall.Agent;
+
+namespace Pushinstall.TestHost
+{
+    public class FakeWindows : WindowsApi
+    {
+        public readonly List<object> Calls = new List<object>();
+        public readonly Queue<int> ToolExits = new Queue<int>();
+        public readonly HashSet<string> Protected = new HashSet<string>();
+        public int ShareCode;
+        public bool Sccm;
+
+        private void Record(params object[] call)
+        {
+            Calls.Add(call);
+        }
+
+        // WOW64 redirection as Windows does it: mono's registry has one view
+        public override RegistryKey OpenBaseKey(RegistryHive hive, string view, ref string subKey)
+        {
+            bool software = subKey.Equals("SOFTWARE", StringComparison.OrdinalIgnoreCase)
+                || subKey.StartsWith("SOFTWARE\\", StringComparison.OrdinalIgnoreCase);
+            bool already = subKey.StartsWith("SOFTWARE\\WOW6432Node", StringComparison.OrdinalIgnoreCase);
+            if (view == "32" && hive == RegistryHive.LocalMachine && software && !already)
+            {
+                subKey = "SOFTWARE\\WOW6432Node" + subKey.Substring("SOFTWARE".Length);
+            }
+            return RegistryKey.OpenBaseKey(hive, RegistryView.Default);
+        }
+
+        public override long FreeBytes(string path)
+        {
+            return new DriveInfo("/").AvailableFreeSpace;
+        }
+
+        public override DriveInfo Drive(string letter)
+        {
+            return letter.ToUpperInvariant() == "C" ? new DriveInfo("/") : null;
+        }
+
+        public override string DriversDirectory()
+        {
+            return Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_DRIVERS") ?? "/nonexistent";
+        }
+
+        public override void ProtectSecretFile(string path)
+        {
+            Record("ProtectSecretFile", Path.GetFileName(path).Split('.')[0]);
+            Protected.Add(Path.GetFileName(path).Split('.')[0]);
+        }
+
+        public override bool IsSecretFileProtected(string path)
+        {
+            return Protected.Contains(Path.GetFileName(path).Split('.')[0]);
+        }
+
+        public override int ConnectShare(string remoteName, string username, string password)
+        {
+            Record("ConnectShare", remoteName, username, password);
+            return ShareCode;
+        }
+
+        public override int DisconnectShare(string remoteName)
+        {
+            Record("DisconnectShare", remoteName);
+            return 0;
+        }
+
+        private static List<int> Children(int pid)
+        {
+            List<int> found = new List<int>();
+            foreach (string dir in Directory.GetDirectories("/proc"))
+            {
+                int child;
+                if (!int.TryParse(Path.GetFileName(dir), out child))
+                {
+                    continue;
+                }
+                try
+                {
+                    string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                    string[] fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
+                    if (int.Parse(fields[1]) == pid)
+                    {
+                        found.Add(child);
+                    }
+                }
+                catch (IOException)
+                {
+                }
+            }
+            return found;
+        }
+
+        private static void KillTree(int pid)
+        {
+            foreach (int child in Children(pid))
+            {
+                KillTree(child);
+            }
+            Process.Start("kill", "-9 " + pid).WaitForExit();
+        }
+
+        // what taskkill /T /F does on Windows
+        public override void KillProcessTree(Process process)
+        {
+            Record("KillProcessTree");
+            KillTree(process.Id);
+        }
+
+        public override DateTime BootTime()
+        {
+            foreach (string line in File.ReadAllLines("/proc/stat"))
+            {
+                if (line.StartsWith("btime "))
+                {
+                    return new DateTime(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc).AddSeconds(long.Parse(line.Substring(6)));
+                }
+            }
+            throw new InvalidOperationException("no btime");
+        }
+
+        public override bool SccmRebootPending()
+        {
+            Record("SccmRebootPending");
+            return Sccm;
+        }
+
+        private const string Services = "HKLM:\\SYSTEM\\CurrentControlSet\\Services";
+
+        // services as registry keys: DisplayName, and the status in a test-only value
+        public override ServiceInfo FindService(string name)
+        {
+            using (RegistryKey root = RegistryOp.Open(Services))
+            {
+                if (root == null)
+                {
+                    return null;
+                }
+                foreach (bool byDisplay in new bool[] { false, true })
+                {
+                    foreach (string sub in root.GetSubKeyNames())
+                    {
+                        using (RegistryKey key = root.OpenSubKey(sub))
+                        {
+                            string display = key.GetValue("DisplayName", "") as string;
+                            string status = key.GetValue("TestStatus", null) as string;
+                            string compared = byDisplay ? display : sub;
+                            if (status != null && string.Equals(compared, name, StringComparison.OrdinalIgnoreCase))
+                            {
+                                ServiceInfo info = new ServiceInfo();
+                                info.Name = sub;
+                                info.DisplayName = display;
+                                info.Status = status;
+                                return info;
+                            }
+                        }
+                    }
+                }
+            }
+            return null;
+        }
+
+        public override void SetStartMode(string name, string mode)
+        {
+            Record("SetStartMode", name, mode);
+            using (RegistryKey key = RegistryOp.Open(Services + "\\" + name, "64", true, false))
+            {
+                int start = mode == "Manual" ? 3 : mode == "Disabled" ? 4 : 2;
+                key.SetValue("Start", start, RegistryValueKind.DWord);
+                key.SetValue("DelayedAutostart", mode == "AutomaticDelayed" ? 1 : 0, RegistryValueKind.DWord);
+            }
+        }
+
+        public override void SetServiceState(string name, bool running, int timeoutS)
+        {
+            Record("SetServiceState", name, running, timeoutS);
+            using (RegistryKey key = RegistryOp.Open(Services + "\\" + name, "64", true, false))
+            {
+                if ((key.GetValue("TestStartFails", 0) as int? ?? 0) == 1 && running)
+                {
+                    throw new OpException("ServiceFailed", name + " did not reach Running within " + timeoutS + " s (status Stopped): test");
+                }
+                key.SetValue("TestStatus", running ? "Running" : "Stopped");
+            }
+        }
+
+        public override ToolResult RunTool(string file, string[] arguments)
+        {
+            Record("RunTool", file, arguments);
+            ToolResult result = new ToolResult();
+            result.ExitCode = ToolExits.Count > 0 ? ToolExits.Dequeue() : 0;
+            result.Output = "";
+            return result;
+        }
+    }
+
+    public static class Program
+    {
+        // Commands, one a line: REQUEST <base64>, KEY, QUOTE <base64 JSON list>, CALLS,
+        // TOOLEXIT <code>..., SHARE <code>, SCCM <0|1>, OPS, KINDS, SCRIPT <0|1>
+        public static int Main(string[] argv)
+        {
+            FakeWindows windows = new FakeWindows();
+            Core.Windows = windows;
+            Core.PowerShellVersion = "5.1.0.0";
+            JavaScriptSerializer json = new JavaScriptSerializer();
+            json.MaxJsonLength = int.MaxValue;
+            TextReader input = new StreamReader(Console.OpenStandardInput(), new UTF8Encoding(false));
+            TextWriter output = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false));
+            string line;
+            while ((line = input.ReadLine()) != null)
+            {
+                int space = line.IndexOf(' ');
+                string command = space < 0 ? line : line.Substring(0, space);
+                string rest = space < 0 ? "" : line.Substring(space + 1);
+                string answer;
+                switch (command)
+                {
+                    case "REQUEST":
+                        answer = Core.Invoke(rest);
+                        break;
+                    case "KEY":
+                        answer = Sealed.PublicKey();
+                        break;
+                    case "QUOTE":
+                        object[] items = (object[])json.DeserializeObject(Encoding.UTF8.GetString(Convert.FromBase64String(rest)));
+                        answer = Json.Write(ProcessOp.Join(Array.ConvertAll(items, item => (string)item)));
+                        break;
+                    case "CALLS":
+                        answer = Json.Write(windows.Calls);
+                        windows.Calls.Clear();
+                        break;
+                    case "TOOLEXIT":
+                        foreach (string code in rest.Split(' '))
+                        {
+                            windows.ToolExits.Enqueue(int.Parse(code));
+                        }
+                        answer = "null";
+                        break;
+                    case "SHARE":
+                        windows.ShareCode = int.Parse(rest);
+                        answer = "null";
+                        break;
+                    case "SCCM":
+                        windows.Sccm = rest == "1";
+                        answer = "null";
+                        break;
+                    case "OPS":
+                        answer = Json.Write(Core.OpNames());
+                        break;
+                    case "KINDS":
+                        answer = Json.Write(Facts.KindNames());
+                        break;
+                    default:
+                        answer = "\"unknown command\"";
+                        break;
+                }
+                output.WriteLine(answer);
+                output.Flush();
+            }
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,129 @@
+"""Run the agent's C# core under mono, compiled exactly as a target compiles it.
+
+`compile_core` is `mcs -langversion:5 -nostdlib` against mono's .NET 4.5 reference assemblies
+(`4.5-api`: the runtime profile would accept 4.6+ APIs a target lacks) with only the assemblies
+a Windows PowerShell 3.0 target references, warnings as errors (Add-Type fails on a warning).
+`AgentHost` runs the core with `TestHost.cs` (a Main and a recorded stand-in for the Windows
+calls) in one mono process, as a session keeps the agent loaded, and speaks the same encoded
+requests the transports send.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pushinstall.remote import ops
+
+REFERENCE = Path("/usr/lib/mono/4.5-api")
+ASSEMBLIES = ("mscorlib", "System", "System.Core", "System.Web.Extensions", "System.ServiceProcess",
+              "System.IO.Compression", "System.IO.Compression.FileSystem")
+TEST_HOST = Path(__file__).with_name("TestHost.cs")
+_BUILT: dict[str, Path] = {}
+
+
+def require_mono() -> None:
+    """Skip when mcs/mono are missing here; fail in CI, where .ci/run installs them."""
+    if shutil.which("mcs") and shutil.which("mono") and REFERENCE.is_dir():
+        return
+    message = "mono (mcs, mono, /usr/lib/mono/4.5-api) is not installed: .ci/run installs it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def mcs_command(sources: list[Path], out: Path, target: str) -> list[str]:
+    """The mcs line that compiles as csc on .NET 4.5 would for Add-Type."""
+    refs = [f"-r:{REFERENCE / (name + '.dll')}" for name in ASSEMBLIES]
+    return ["mcs", "-langversion:5", "-nostdlib", "-noconfig", "-warnaserror", "-warn:4",
+            f"-target:{target}", f"-out:{out}", *refs, *map(str, sources)]
+
+
+def compile_core(workdir: Path, with_host: bool = True) -> tuple[Path, float]:
+    """Compile ops.agent_core_source() (and the test host); `(assembly, seconds)`."""
+    source = workdir / "PushinstallAgentCore.cs"
+    source.write_text(ops.agent_core_source(), encoding="utf-8")
+    sources = [source, TEST_HOST] if with_host else [source]
+    out = workdir / ("TestHost.exe" if with_host else "PushinstallAgentCore.dll")
+    started = time.monotonic()
+    done = subprocess.run(mcs_command(sources, out, "exe" if with_host else "library"),
+                          capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise AssertionError(f"mcs failed:\n{done.stdout}\n{done.stderr}")
+    return out, seconds
+
+
+def built_host() -> Path:
+    """The test host, compiled once per test process (keyed by the sources' hash)."""
+    key = hashlib.sha256((ops.agent_core_source() + TEST_HOST.read_text()).encode()).hexdigest()
+    if key not in _BUILT:
+        workdir = Path(tempfile.mkdtemp(prefix="pushinstall-core-"))
+        _BUILT[key] = compile_core(workdir)[0]
+    return _BUILT[key]
+
+
+class AgentHost:
+    """One mono process holding the core, like one PowerShell session holding the agent."""
+
+    def __init__(self, root: Path) -> None:
+        require_mono()
+        self.root = root
+        registry = root / "registry"
+        registry.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "MONO_REGISTRY_PATH": str(registry),
+               "PUSHINSTALL_TEST_DRIVERS": str(root / "drivers"), "LANG": "C.UTF-8"}
+        self.process = subprocess.Popen(
+            ["mono", str(built_host())], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=env, cwd=root)
+
+    def command(self, line: str) -> Any:
+        """Send one test-host command line; the JSON it answers."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(line.encode("utf-8") + b"\n")
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline().decode("utf-8")
+        if reply.startswith(ops.SENTINEL):
+            return ops.decode_answer(reply)
+        return json.loads(reply)
+
+    def line(self, encoded: str) -> dict[str, Any]:
+        """The answer to an encoded request, exactly as a transport would send it."""
+        answer: dict[str, Any] = self.command("REQUEST " + encoded)
+        return answer
+
+    def answer(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The decoded answer to `req`."""
+        return self.line(ops.encode_request(req))
+
+    def call(self, op: str, **args: Any) -> Any:
+        """The result of op `op`; an error answer fails the test."""
+        answer = self.answer(ops.request(op, **args))
+        assert answer["ok"], answer
+        return answer["result"]
+
+    def fact(self, kind: str, **query: Any) -> Any:
+        """One fact."""
+        return self.call("facts", queries=[{"id": "q", "kind": kind, **query}])["q"]
+
+    def quote(self, arguments: list[str]) -> str:
+        """The core's argv join of `arguments`."""
+        data = base64.b64encode(json.dumps(arguments).encode()).decode()
+        joined: str = self.command("QUOTE " + data)
+        return joined
+
+    def close(self) -> None:
+        """End the mono process."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
