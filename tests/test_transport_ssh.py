@@ -37,14 +37,12 @@ from pushinstall.lab import LabHost, catalog, lab_host
 from pushinstall.lab.ssh_server import SSHLabEndpoint, wire_host
 from pushinstall.model import Connection, Host
 from pushinstall.remote import ops
+from pushinstall.remote.stdin import POWERSHELL_COMMAND, split_stdin_script, stdin_script
 from pushinstall.secret import Secret
 from pushinstall.transports.push import push_file
 from pushinstall.transports.ssh import (
-    POWERSHELL_COMMAND,
     SSHTransport,
     sftp_path,
-    split_stdin_script,
-    stdin_script,
 )
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ What a host serves:
   compared case-insensitively, as Windows does), public key authentication when it was given
   authorized keys;
 - exec of exactly `powershell -NoProfile -NonInteractive -Command -`: stdin is read to EOF,
-  split by `transports.ssh.split_stdin_script` into the agent line (which must carry the exact
+  split by `remote.stdin.split_stdin_script` into the agent line (which must carry the exact
   `ops.agent_source()`) and the invocation line, which goes to `LabHost.handle_line`; its output
   goes to stdout and the process exits 0. Anything else gets the error text cmd.exe or
   PowerShell would print and no answer line;
@@ -61,8 +61,9 @@ from pushinstall.lab.common import HostCounters
 from pushinstall.lab.pools import EndpointPool, Serving
 from pushinstall.model import Host
 from pushinstall.remote import ops
+from pushinstall.remote.loop import LoopThread
+from pushinstall.remote.stdin import POWERSHELL_COMMAND, split_stdin_script
 from pushinstall.secret import Secret
-from pushinstall.transports.ssh import POWERSHELL_COMMAND, LoopThread, split_stdin_script
 
 log = logging.getLogger(__name__)
 

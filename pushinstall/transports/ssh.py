@@ -1,8 +1,8 @@
 """The ssh transport: asyncssh to Windows OpenSSH, PowerShell fed on stdin, SFTP for files.
 
 Each `call` opens one exec channel running `powershell -NoProfile -NonInteractive -Command -`
-and writes the script on stdin (`stdin_script`): one line that defines the agent, one line that
-invokes it. Windows PowerShell reads `-Command -` input statement by statement, like a prompt,
+and writes the script on stdin (`remote.stdin.stdin_script`): one line that defines the agent,
+one line that invokes it. Windows PowerShell reads `-Command -` input statement by statement, like a prompt,
 and a multi-line statement (a function with blank lines in it, a brace on its own line) breaks
 there; so the agent travels as ONE line: its text gzipped (4x fewer bytes per call), base64,
 unpacked with .NET 2.0 classes and dot-sourced into the session via `[ScriptBlock]::Create`.
@@ -10,7 +10,7 @@ The agent is code, so packing it is only about the line shape; request values st
 data inside the invocation line (docs/ops.md).
 
 asyncssh is asynchronous and the engine calls transports from worker threads, so each transport
-owns a private event loop in a background thread (`LoopThread`).
+owns a private event loop in a background thread (`remote.loop.LoopThread`).
 
 Timeouts (from `inventory.Connection`):
 - `connect_timeout` bounds TCP connect, key exchange and authentication;
@@ -24,15 +24,9 @@ Timeouts (from `inventory.Connection`):
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import functools
-import gzip
 import logging
-import re
 import socket
-import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path, PureWindowsPath
@@ -50,57 +44,15 @@ from pushinstall.errors import (
 )
 from pushinstall.model import Host
 from pushinstall.remote import ops
+from pushinstall.remote.loop import LoopThread
+from pushinstall.remote.stdin import POWERSHELL_COMMAND, stdin_script
 from pushinstall.secret import Redactor
 
 log = logging.getLogger(__name__)
 
-POWERSHELL_COMMAND = "powershell -NoProfile -NonInteractive -Command -"
 DEFAULT_PORT = 22
 SFTP_BLOCK_SIZE = 256 * 1024
-# One PowerShell 3.0 line: gunzip the base64 agent text and dot-source it into the session.
-_AGENT_LINE_HEAD = (
-    ". ([ScriptBlock]::Create((New-Object IO.StreamReader((New-Object "
-    "IO.Compression.GZipStream((New-Object IO.MemoryStream(,[Convert]::FromBase64String('"
-)
-_AGENT_LINE_TAIL = (
-    "'))), [IO.Compression.CompressionMode]::Decompress)), [Text.Encoding]::UTF8)).ReadToEnd()))"
-)
-_AGENT_LINE = re.compile(
-    "^" + re.escape(_AGENT_LINE_HEAD) + "([A-Za-z0-9+/=]*)" + re.escape(_AGENT_LINE_TAIL) + "$"
-)
 T = TypeVar("T")
-
-
-@functools.lru_cache(maxsize=4)
-def agent_line(agent_source: str) -> str:
-    """The one PowerShell line that defines the agent (cached: gzip costs ~5 ms)."""
-    packed = gzip.compress(agent_source.encode("utf-8"), compresslevel=9, mtime=0)
-    return _AGENT_LINE_HEAD + base64.b64encode(packed).decode("ascii") + _AGENT_LINE_TAIL
-
-
-def stdin_script(req: dict[str, Any], agent_source: str | None = None) -> str:
-    """What the controller writes on PowerShell's stdin for `req`: agent line, invocation line."""
-    line = agent_line(ops.agent_source() if agent_source is None else agent_source)
-    # The trailing blank line makes sure PowerShell's line reader runs the last statement.
-    return f"{line}\n{ops.invocation(req)}\n\n"
-
-
-def split_stdin_script(text: str) -> tuple[str, str]:
-    """Inverse of `stdin_script` (the lab's side): `(agent_source, invocation_line)`.
-
-    Raises ValueError when `text` is not exactly an agent line followed by one more line.
-    """
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(lines) != 2:
-        raise ValueError(f"expected an agent line and an invocation line, got {len(lines)} lines")
-    match = _AGENT_LINE.match(lines[0])
-    if match is None:
-        raise ValueError("the first line does not define the agent")
-    try:
-        packed = base64.b64decode(match.group(1), validate=True)
-        return gzip.decompress(packed).decode("utf-8"), lines[1]
-    except (binascii.Error, OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ValueError(f"the agent line does not decode: {exc}") from None
 
 
 def sftp_path(windows_path: str) -> str:
@@ -109,27 +61,6 @@ def sftp_path(windows_path: str) -> str:
     if not path.drive or len(path.drive) != 2 or not path.root:
         raise ValueError(f"not an absolute drive path: {windows_path!r}")
     return "/" + path.as_posix()
-
-
-class LoopThread:
-    """An asyncio event loop running in a daemon thread; `run` executes a coroutine on it."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the loop and wait for its result (its exceptions propagate)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def stop(self) -> None:
-        """Stop the loop and join the thread; safe to call twice."""
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
 
 
 class SSHTransport:

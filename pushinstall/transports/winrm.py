@@ -3,7 +3,7 @@
 Each `call` runs `powershell -NoProfile -NonInteractive -Command -` in the shell and writes the
 script on its stdin, because a cmd.exe command line stops at 8191 characters while the agent
 alone is far longer. The stdin script is the same as the ssh transport's
-(`transports.ssh.stdin_script`): the agent as one gzipped line, then the invocation line.
+(`remote.stdin.stdin_script`): the agent as one gzipped line, then the invocation line.
 Stdin goes in Sends of at most `STDIN_BLOCK` bytes, below the server's MaxEnvelopeSize.
 
 Output is polled: each Receive carries an OperationTimeout shorter than the HTTP read timeout
@@ -29,9 +29,9 @@ from winrm.protocol import Protocol
 from pushinstall.errors import HostError, TransportTimeout
 from pushinstall.model import Host
 from pushinstall.remote import ops
+from pushinstall.remote.stdin import stdin_script
 from pushinstall.secret import Redactor
 from pushinstall.transports.push import push_file
-from pushinstall.transports.ssh import stdin_script
 from pushinstall.transports.wsman_common import (
     Endpoint,
     endpoint_of,

@@ -4,7 +4,7 @@ A shell belongs to one simulated host. Ops run in their own thread (a simulated 
 sleep for minutes); a Receive waits for output up to the request's OperationTimeout and answers
 the WS-Man timeout fault when there is none, so clients poll instead of blocking on one HTTP
 read. The cmd shell (what pywinrm uses) runs exactly `powershell -NoProfile -NonInteractive
--Command -`: its stdin is the agent line and the invocation line (`transports.ssh.stdin_script`).
+-Command -`: its stdin is the agent line and the invocation line (`remote.stdin.stdin_script`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pushinstall.lab import received
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.soap import NS, SoapRequest
 from pushinstall.remote import ops
+from pushinstall.remote.stdin import POWERSHELL_COMMAND, split_stdin_script
 
-POWERSHELL_COMMAND = "powershell -NoProfile -NonInteractive -Command -"
 NOT_RECOGNIZED = (
     "'{command}' is not recognized as an internal or external command,\r\n"
     "operable program or batch file.\r\n"
@@ -201,8 +201,6 @@ class CmdShell(Shell):
                                    soap.rsp("SendResponse")))
 
     def _run(self, command: _Command) -> None:
-        from pushinstall.transports.ssh import split_stdin_script
-
         stdout, stderr = b"", b""
         received.record(command.stdin.decode("utf-8", "replace"))
         try:
