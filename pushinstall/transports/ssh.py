@@ -4,8 +4,9 @@ Each `call` opens one exec channel running `powershell -NoProfile -NonInteractiv
 and writes the script on stdin (`remote.stdin.stdin_script`): one line that defines the agent,
 one line that invokes it. Windows PowerShell reads `-Command -` input statement by statement,
 like a prompt, and a multi-line statement (a function with blank lines in it, a brace on its
-own line) breaks there; so the agent travels as ONE line: its text gzipped (4x fewer bytes per call), base64,
-unpacked with .NET 2.0 classes and dot-sourced into the session via `[ScriptBlock]::Create`.
+own line) breaks there; so the agent travels as ONE line: its text gzipped (4x fewer bytes per
+call), base64, unpacked with .NET 2.0 classes and dot-sourced into the session via
+`[ScriptBlock]::Create`.
 The agent is code, so packing it is only about the line shape; request values still travel as
 data inside the invocation line (docs/ops.md).
 
