@@ -4,7 +4,7 @@
                           [--repeat 3] [--profile FILE]
 
 Runs the shipped playbook (`playbooks/asr-mobility.yml`, loaded and templated for real) on N
-fresh lab hosts reached in-process (`transports.lab.LabTransport`: the real op encoding and the
+fresh lab hosts reached in-process (`lab.transport.LabTransport`: the real op encoding and the
 real lab host model; every op call sleeps `latency_ms`, the lab var). For the first run
 (install) and a second run (all ok) it prints wall time, hosts per second, calls per host (from
 the lab hosts' own op logs) and the ratio to the floor `calls per host x latency x
@@ -82,6 +82,7 @@ def one_pass(count: int, forks: int, latency_ms: float, workers: int | None,
     from pushinstall.engine import RunOptions, run_fleet
     from pushinstall.inventory import load_inventory, select_hosts
     from pushinstall.lab import lab_host
+    from pushinstall.lab.connect import PROCESS_HOOKS
     from pushinstall.lab.transport import LabTransport
     from pushinstall.playbook import load_playbook
     from pushinstall.runner import resolve_run_secrets
@@ -109,8 +110,8 @@ def one_pass(count: int, forks: int, latency_ms: float, workers: int | None,
                 profiler = cProfile.Profile()
                 profiler.enable()
             started, cpu = time.monotonic(), cpu_seconds()
-            summary = run_fleet(fleet, playbook, RunOptions(forks=forks, workers=workers), [],
-                                LabTransport)
+            options = RunOptions(forks=forks, workers=workers, hooks=PROCESS_HOOKS)
+            summary = run_fleet(fleet, playbook, options, [], LabTransport)
             wall, cpu = time.monotonic() - started, cpu_seconds() - cpu
             if profiler is not None and profile:
                 profiler.disable()

@@ -26,7 +26,7 @@ import yaml
 
 from pushinstall.engine import RunOptions, run_fleet
 from pushinstall.inventory import load_inventory
-from pushinstall.lab.connect import open_transport
+from pushinstall.lab.connect import PROCESS_HOOKS, make_transport, open_transport
 from pushinstall.lab.serve import LabServer, lab_hosts
 from pushinstall.model import Host, Playbook
 from pushinstall.playbook import load_playbook
@@ -61,10 +61,12 @@ def snapshot(server: LabServer) -> dict[str, dict[str, int]]:
 
 def measure_check(server: LabServer, hosts: list[Host], playbook: Playbook) -> None:
     """Converge, then time the engine's check and print what each host's check cost."""
-    converge = run_fleet(hosts, playbook, RunOptions(mode="run"), [])
+    converge = run_fleet(hosts, playbook, RunOptions(mode="run", hooks=PROCESS_HOOKS), [],
+                         make_transport)
     before = snapshot(server)
     started = time.monotonic()
-    summary = run_fleet(hosts, playbook, RunOptions(mode="check"), [])
+    summary = run_fleet(hosts, playbook, RunOptions(mode="check", hooks=PROCESS_HOOKS), [],
+                        make_transport)
     wall = time.monotonic() - started
     after = snapshot(server)
     print(f"  converge exit {converge.exit_code}, check exit {summary.exit_code} "

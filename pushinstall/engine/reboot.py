@@ -72,7 +72,7 @@ def wait_for_new_boot(link: HostLink, before: str, wait: Deadline) -> str:
     policy = RetryPolicy(0, link.retry.backoff, wait)
     time.sleep(min(link.retry.backoff.delay(1), wait.remaining))   # it is going down now
     try:
-        return policy.run(probe, tries=None, until=bool,
+        return policy.run(probe, until=bool,
                           retry_on=lambda error: isinstance(error, TransportError))
     except (RetryError, TransportError):
         raise HostAbort(Status.FAILED, f"did not come back within {wait.seconds:g}s after "

@@ -8,6 +8,8 @@ an error, never a silent false.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from jinja2.exceptions import TemplateError
@@ -30,6 +32,12 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(text: str) -> Callable[..., Any]:
+    """The expression compiled once (Jinja's compile is ~3 ms; a fleet's hosts share whens)."""
+    return _ENV.compile_expression(text, undefined_to_none=False)
+
+
 def evaluate_when(expression: str, variables: dict[str, Any], facts: dict[str, Any]) -> bool:
     """True when `expression` holds for this host. A bad expression raises `InputError`.
 
@@ -42,6 +50,6 @@ def evaluate_when(expression: str, variables: dict[str, Any], facts: dict[str, A
     context["facts"] = facts
     start_budget()
     try:
-        return bool(_ENV.compile_expression(text, undefined_to_none=False)(**context))
+        return bool(_compiled(text)(**context))
     except TemplateError as error:
         raise InputError(f"when '{expression}': {error}") from None
