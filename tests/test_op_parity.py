@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from agent_host import AgentHost
-from kit import CORE_TODO
 from test_agent_ps1 import csharp_table
 
 from pushinstall.lab import lab_host
@@ -52,7 +51,6 @@ def test_both_sides_answer_exactly_the_op_names() -> None:
 def test_both_sides_answer_exactly_the_fact_kinds() -> None:
     core = csharp_table("Kinds")
     lab = {kind for kind in ops.FACT_KINDS if lab_knows_fact(kind)}
-    core |= CORE_TODO   # not in the core yet (kit.CORE_TODO)
     assert core == lab == set(ops.FACT_KINDS)
     assert not lab_knows_fact("bios_password")     # the check can fail
 
