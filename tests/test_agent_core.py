@@ -279,6 +279,10 @@ elif mode == "talk":
         print(f"line {i} \u00fc\u540d")
     print("oops \u00e9", file=sys.stderr)
     sys.exit(int(sys.argv[2]))
+elif mode == "log":
+    with open(sys.argv[2], "w", encoding="utf-8", newline="\\r\\n") as log:
+        for i in range(int(sys.argv[3])):
+            log.write(f"log {i} \u00fc " + "x" * 100 + "\\n")
 elif mode == "tree":
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     open(sys.argv[2], "w").write(str(child.pid))
@@ -324,6 +328,27 @@ def test_regression_child_output_is_utf8_with_tails(core: AgentHost, child: Path
     assert result["stdout_tail"] == [f"line {i} ü名" for i in (47, 48, 49)]
     assert result["stderr_tail"] == ["oops é"]
     assert result["duration_s"] >= 0
+
+
+def test_log_path_adds_the_log_tail(core: AgentHost, child: Path, tmp_path: Path) -> None:
+    log = tmp_path / "UA_install.log"
+    result = core.call("run_process", path=sys.executable,
+                       arguments=[str(child), "log", str(log), "120"], log_path=str(log))
+    assert result["log_tail"] == [f"log {i} ü " + "x" * 100 for i in range(70, 120)]
+    assert "log_tail" not in core.call("run_process", path=sys.executable,
+                                       arguments=[str(child), "argv"])
+    missing = core.call("run_process", path=sys.executable, arguments=[str(child), "argv"],
+                        log_path=str(tmp_path / "none.log"))
+    assert missing["log_tail"] == []
+
+
+def test_log_tail_of_a_log_larger_than_a_mebibyte(core: AgentHost, child: Path,
+                                                  tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    result = core.call("run_process", path=sys.executable,
+                       arguments=[str(child), "log", str(log), "30000"], log_path=str(log))
+    assert log.stat().st_size > 3 * 1024 * 1024
+    assert result["log_tail"] == [f"log {i} ü " + "x" * 100 for i in range(29950, 30000)]
 
 
 def test_timeout_kills_the_process_tree(core: AgentHost, child: Path, tmp_path: Path) -> None:
