@@ -372,8 +372,3 @@ def ssh_host(endpoint: SSHLabEndpoint, name: str, password: str = SSH_PASSWORD,
     return Host(name, connection=Connection(
         transport="ssh", address=address, port=port, username=SSH_USER,
         password=Secret(password), **options))
-
-
-# Fact kinds issue 10 added to the contract and the lab that the agent's C# core does not
-# answer yet (the agent issue follows up); the core's answers are compared without them.
-CORE_TODO = frozenset({"ini", "winrm_quota", "installer_running"})

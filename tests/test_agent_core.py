@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 from agent_host import AgentHost, compile_core, require_mono
-from kit import CORE_TODO
 
 from pushinstall.remote import ops
 
@@ -44,7 +43,7 @@ def test_core_compiles_alone_as_csharp_5_with_warnings_as_errors(tmp_path: Path)
 
 def test_core_answers_exactly_the_op_names_and_fact_kinds(core: AgentHost) -> None:
     assert sorted(core.command("OPS")) == sorted(ops.OP_NAMES)
-    assert sorted({*core.command("KINDS"), *CORE_TODO}) == sorted(ops.FACT_KINDS)
+    assert sorted(core.command("KINDS")) == sorted(ops.FACT_KINDS)
     assert core.answer({"op": "format_disk", "args": {}})["error"]["type"] == "UnknownOp"
 
 
@@ -280,6 +279,10 @@ elif mode == "talk":
         print(f"line {i} \u00fc\u540d")
     print("oops \u00e9", file=sys.stderr)
     sys.exit(int(sys.argv[2]))
+elif mode == "log":
+    with open(sys.argv[2], "w", encoding="utf-8", newline="\\r\\n") as log:
+        for i in range(int(sys.argv[3])):
+            log.write(f"log {i} \u00fc " + "x" * 100 + "\\n")
 elif mode == "tree":
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     open(sys.argv[2], "w").write(str(child.pid))
@@ -325,6 +328,27 @@ def test_regression_child_output_is_utf8_with_tails(core: AgentHost, child: Path
     assert result["stdout_tail"] == [f"line {i} ü名" for i in (47, 48, 49)]
     assert result["stderr_tail"] == ["oops é"]
     assert result["duration_s"] >= 0
+
+
+def test_log_path_adds_the_log_tail(core: AgentHost, child: Path, tmp_path: Path) -> None:
+    log = tmp_path / "UA_install.log"
+    result = core.call("run_process", path=sys.executable,
+                       arguments=[str(child), "log", str(log), "120"], log_path=str(log))
+    assert result["log_tail"] == [f"log {i} ü " + "x" * 100 for i in range(70, 120)]
+    assert "log_tail" not in core.call("run_process", path=sys.executable,
+                                       arguments=[str(child), "argv"])
+    missing = core.call("run_process", path=sys.executable, arguments=[str(child), "argv"],
+                        log_path=str(tmp_path / "none.log"))
+    assert missing["log_tail"] == []
+
+
+def test_log_tail_of_a_log_larger_than_a_mebibyte(core: AgentHost, child: Path,
+                                                  tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    result = core.call("run_process", path=sys.executable,
+                       arguments=[str(child), "log", str(log), "30000"], log_path=str(log))
+    assert log.stat().st_size > 3 * 1024 * 1024
+    assert result["log_tail"] == [f"log {i} ü " + "x" * 100 for i in range(29950, 30000)]
 
 
 def test_timeout_kills_the_process_tree(core: AgentHost, child: Path, tmp_path: Path) -> None:
@@ -460,6 +484,91 @@ def test_sccm_signal_is_opt_in(core: AgentHost) -> None:
     core.command("SCCM 1")
     fact = core.fact("pending_reboot", sccm=True)
     assert fact["signals"]["sccm_client"] is True and fact["pending"] is True
+
+
+# ---------------------------------------------------------------- ini, installer, winrm quota
+
+DRSCOUT = ("\ufeff[vxagent]\r\nHostname = wrong\r\n"
+           "[ VxAgent.Transport ]\r\n  hostname =  cs01.contoso.local  \r\nPort=443\n"
+           "no equals sign\n[other]\nhostname=other\n")
+
+
+def test_ini_reads_a_key_of_a_section(core: AgentHost, tmp_path: Path) -> None:
+    path = tmp_path / "drscout.conf"
+    path.write_bytes(DRSCOUT.encode("utf-8"))
+    assert core.fact("ini", path=str(path), section="vxagent.transport", key="HOSTNAME") == \
+        {"exists": True, "found": True, "value": "cs01.contoso.local"}
+    assert core.fact("ini", path=str(path), section="vxagent", key="hostname")["value"] == \
+        "wrong"
+    assert core.fact("ini", path=str(path), section="vxagent.transport", key="Missing") == \
+        {"exists": True, "found": False, "value": None}
+    assert core.fact("ini", path=str(path), section="nosuch", key="Port") == \
+        {"exists": True, "found": False, "value": None}
+    assert core.fact("ini", path=str(tmp_path / "none.conf"), section="a", key="b") == \
+        {"exists": False, "found": False, "value": None}
+    assert core.fact("ini", path=str(tmp_path), section="a", key="b")["exists"] is False
+
+
+def test_ini_bad_utf8_and_equals_in_the_value(core: AgentHost, tmp_path: Path) -> None:
+    path = tmp_path / "x.ini"
+    path.write_bytes(b"[s]\nbad\xff=x\nk = a=b \n")
+    assert core.fact("ini", path=str(path), section="S", key="k")["value"] == "a=b"
+    assert core.fact("ini", path=str(path), section="s", key="bad\ufffd")["value"] == "x"
+    # a file the installer holds open for writing is still read
+    with path.open("ab") as held:
+        held.write(b"j=1\n")
+        held.flush()
+        assert core.fact("ini", path=str(path), section="s", key="j")["value"] == "1"
+
+
+def test_ini_query_needs_its_arguments(core: AgentHost) -> None:
+    fact = core.fact("ini", path="x", section="s")
+    assert fact["error"] == {"type": "InvalidArgument", "message": "missing argument 'key'"}
+
+
+def test_installer_running_by_mutex_or_process(core: AgentHost) -> None:
+    assert core.fact("installer_running") == {"running": False, "processes": []}
+    assert core.command("CALLS") == [["NamedMutexExists", "Global\\_MSIExecute"]]
+    core.command("INSTALLER 1 svchost")
+    assert core.fact("installer_running") == {"running": True, "processes": []}
+    core.command("INSTALLER 0 svchost MSIEXEC msiexec unifiedagent.exe notepad")
+    assert core.fact("installer_running") == \
+        {"running": True, "processes": ["msiexec.exe", "UnifiedAgent.exe"]}
+
+
+WSMAN = "HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\WSMAN"
+PACKAGES = ("HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\"
+            "Component Based Servicing\\Packages")
+PLUGIN_XML = ('<PlugInConfiguration xmlns="http://schemas.microsoft.com/wbem/wsman/1/config/'
+              'PluginConfiguration" Name="microsoft.powershell"><Resources><Resource>'
+              '<Quotas MaxIdleTimeoutms="43200000" MaxMemoryPerShellMB="{mb}" '
+              'MaxShells="25"/></Resource></Resources></PlugInConfiguration>')
+
+
+def test_winrm_quota_from_the_registry(core: AgentHost) -> None:
+    core.command("PSVERSION 3.0")
+    assert core.fact("winrm_quota") == \
+        {"max_memory_per_shell_mb": None, "hotfix_kb2842230": False}
+    core.call("set_registry", key=WSMAN + "\\Shell", name="MaxMemoryPerShellMB", value=1024,
+              type="DWord")
+    assert core.fact("winrm_quota")["max_memory_per_shell_mb"] == 1024
+    core.call("set_registry", key=WSMAN + "\\Plugin\\microsoft.powershell", name="ConfigXML",
+              value=PLUGIN_XML.format(mb=150), type="String")
+    assert core.fact("winrm_quota")["max_memory_per_shell_mb"] == 150     # the smaller bites
+    core.call("set_registry", key=WSMAN + "\\Shell", name="MaxMemoryPerShellMB",
+              value="4096", type="String")
+    core.call("set_registry", key=WSMAN + "\\Plugin\\microsoft.powershell", name="ConfigXML",
+              value=PLUGIN_XML.format(mb=2048), type="String")
+    assert core.fact("winrm_quota")["max_memory_per_shell_mb"] == 2048
+    package = PACKAGES + "\\Package_for_KB2842230~31bf3856ad364e35~amd64~~6.2.1.0"
+    core.call("set_registry", key=package, name="CurrentState", value=112, type="DWord")
+    assert core.fact("winrm_quota") == \
+        {"max_memory_per_shell_mb": 2048, "hotfix_kb2842230": True}
+
+
+def test_winrm_quota_hotfix_is_not_needed_on_powershell_4(core: AgentHost) -> None:
+    core.command("PSVERSION 4.0")
+    assert core.fact("winrm_quota")["hotfix_kb2842230"] is True
 
 
 # ---------------------------------------------------------------- os, disk, tcp

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 
 import pytest
 import tree_sitter_pwsh
-from kit import CORE_TODO
 from tree_sitter import Language, Node, Parser, Tree
 
 from pushinstall.remote import ops
@@ -264,7 +263,7 @@ def test_shim_is_short_and_loads_the_core_once() -> None:
 
 def test_core_answers_exactly_the_op_names_and_fact_kinds() -> None:
     assert csharp_table("Ops") == set(ops.OP_NAMES)
-    assert csharp_table("Kinds") | CORE_TODO == set(ops.FACT_KINDS)
+    assert csharp_table("Kinds") == set(ops.FACT_KINDS)
 
 
 def test_request_is_data_of_the_entry_function() -> None:

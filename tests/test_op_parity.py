@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from agent_host import AgentHost
-from kit import CORE_TODO
 from test_agent_ps1 import csharp_table
 
 from pushinstall.lab import lab_host
@@ -52,7 +51,6 @@ def test_both_sides_answer_exactly_the_op_names() -> None:
 def test_both_sides_answer_exactly_the_fact_kinds() -> None:
     core = csharp_table("Kinds")
     lab = {kind for kind in ops.FACT_KINDS if lab_knows_fact(kind)}
-    core |= CORE_TODO   # not in the core yet (kit.CORE_TODO)
     assert core == lab == set(ops.FACT_KINDS)
     assert not lab_knows_fact("bios_password")     # the check can fail
 
@@ -156,10 +154,44 @@ def batch_sequence(root: str) -> list[dict[str, Any]]:
     ]
 
 
+INI = ("\ufeff[vxagent]\r\nHostname = wrong\r\n[ VxAgent.Transport ]\r\n"
+       "  hostname =  cs01.contoso.local  \r\nPort=a=b\nno equals\n[]\n=empty key\n")
+
+
+def ini_sequence(root: str) -> list[dict[str, Any]]:
+    data = INI.encode() + b"bad \xff byte=\xfe\n"
+    digest = hashlib.sha256(data).hexdigest()
+    dest = f"{root}{SEP[root]}drscout.conf"
+
+    def ini(id_: str, path: str, section: str, key: str) -> dict[str, Any]:
+        return {"id": id_, "kind": "ini", "path": path, "section": section, "key": key}
+
+    temp = TEMP_PATH
+    return [
+        ops.request("facts", queries=[ini("missing", dest, "vxagent.transport", "Hostname")]),
+        ops.request("file_begin", destination=dest, size=len(data), sha256=digest),
+        ops.request("file_chunk", temp_path=temp, offset=0, data=base64.b64encode(data).decode()),
+        ops.request("file_end", temp_path=temp, destination=dest, sha256=digest),
+        ops.request("facts", queries=[
+            ini("cs", dest, "VXAGENT.TRANSPORT", "hostname"),
+            ini("first", dest, "vxagent", "HOSTNAME"),
+            ini("equals", dest, "vxagent.transport", "port"),
+            ini("nokey", dest, "vxagent.transport", "Missing"),
+            ini("nosection", dest, "nosuch", "Port"),
+            ini("empty", dest, "", ""),
+            ini("badbyte", dest, "", "bad \ufffd byte"),
+            ini("directory", root, "a", "b"),
+            {"id": "noargs", "kind": "ini", "path": dest},
+        ]),
+        ops.request("remove_file", path=dest),
+    ]
+
+
 SEP: dict[str, str] = {}
+TEMP_PATH = "<temp_path of the last file_begin on this side>"
 SEQUENCES: dict[str, Sequence] = {
     "registry": registry_sequence, "product": product_sequence, "pending": pending_sequence,
-    "files": file_sequence, "batch": batch_sequence,
+    "files": file_sequence, "batch": batch_sequence, "ini": ini_sequence,
 }
 
 
@@ -177,6 +209,13 @@ def comparable(value: Any) -> Any:
     return value
 
 
+def with_temp_path(request: dict[str, Any], temp_path: str) -> dict[str, Any]:
+    """`request` with TEMP_PATH replaced by the temp_path its side's file_begin answered."""
+    if request["args"].get("temp_path") != TEMP_PATH:
+        return request
+    return {**request, "args": {**request["args"], "temp_path": temp_path}}
+
+
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[AgentHost]:
     host = AgentHost(tmp_path)
@@ -190,8 +229,15 @@ def test_lab_and_core_answer_alike(name: str, core: AgentHost, tmp_path: Path) -
     SEP.update({lab_root: "\\", core_root: "/"})
     lab = lab_host(f"parity-{name}")
     sequence = SEQUENCES[name]
+    temp = {"lab": TEMP_PATH, "core": TEMP_PATH}
     for index, (for_lab, for_core) in enumerate(zip(sequence(lab_root), sequence(core_root),
                                                     strict=True)):
+        for_lab, for_core = with_temp_path(for_lab, temp["lab"]), with_temp_path(for_core,
+                                                                                 temp["core"])
         lab_answer = ops.decode_answer(lab.handle_line(ops.invocation(for_lab)))
         core_answer = core.line(ops.encode_request(for_core))
+        for side, answer in (("lab", lab_answer), ("core", core_answer)):
+            if answer["ok"] and isinstance(answer["result"], dict) and \
+                    "temp_path" in answer["result"]:
+                temp[side] = answer["result"]["temp_path"]
         assert comparable(core_answer) == comparable(lab_answer), (index, for_lab["op"])

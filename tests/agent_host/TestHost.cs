@@ -18,6 +18,8 @@ namespace Pushinstall.TestHost
         public readonly HashSet<string> Protected = new HashSet<string>();
         public int ShareCode;
         public bool Sccm;
+        public bool MutexHeld;
+        public readonly List<string> Processes = new List<string>();
 
         private void Record(params object[] call)
         {
@@ -194,6 +196,18 @@ namespace Pushinstall.TestHost
             }
         }
 
+        // the Windows Installer's mutex and the process list, as a test sets them (INSTALLER)
+        public override bool NamedMutexExists(string name)
+        {
+            Record("NamedMutexExists", name);
+            return MutexHeld;
+        }
+
+        public override List<string> OtherProcessNames()
+        {
+            return new List<string>(Processes);
+        }
+
         public override ToolResult RunTool(string file, string[] arguments)
         {
             Record("RunTool", file, arguments);
@@ -207,7 +221,8 @@ namespace Pushinstall.TestHost
     public static class Program
     {
         // Commands, one a line: REQUEST <base64>, KEY, QUOTE <base64 JSON list>, CALLS,
-        // TOOLEXIT <code>..., SHARE <code>, SCCM <0|1>, OPS, KINDS, SCRIPT <0|1>
+        // TOOLEXIT <code>..., SHARE <code>, SCCM <0|1>, OPS, KINDS, SCRIPT <0|1>,
+        // INSTALLER <mutex 0|1> [process name]..., PSVERSION <version>
         public static int Main(string[] argv)
         {
             FakeWindows windows = new FakeWindows();
@@ -253,6 +268,20 @@ namespace Pushinstall.TestHost
                         break;
                     case "SCCM":
                         windows.Sccm = rest == "1";
+                        answer = "null";
+                        break;
+                    case "INSTALLER":
+                        string[] words = rest.Split(new char[] { ' ' }, StringSplitOptions.RemoveEmptyEntries);
+                        windows.MutexHeld = words.Length > 0 && words[0] == "1";
+                        windows.Processes.Clear();
+                        for (int i = 1; i < words.Length; i++)
+                        {
+                            windows.Processes.Add(words[i]);
+                        }
+                        answer = "null";
+                        break;
+                    case "PSVERSION":
+                        Core.PowerShellVersion = rest;
                         answer = "null";
                         break;
                     case "OPS":

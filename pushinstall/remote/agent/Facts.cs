@@ -22,6 +22,9 @@ namespace Pushinstall.Agent
             { "os", Os },
             { "disk", Disk },
             { "tcp", Tcp },
+            { "ini", Probes.Ini },
+            { "installer_running", Probes.InstallerRunning },
+            { "winrm_quota", Probes.WinRmQuota },
         };
 
         private const string Uninstall = @"HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall";

@@ -107,6 +107,41 @@ namespace Pushinstall.Agent
             return string.Join(" ", quoted);
         }
 
+        public const int LogTailLines = 50;
+        private const int LogTailBytes = 1024 * 1024;
+
+        /// <summary>The last `lines` lines of a log (UTF-8, as the lab reads it), read shared
+        /// because the installer or its service may still hold it open; [] when it is not a
+        /// file. Only the last MiB is read: installer logs grow to hundreds of MB.</summary>
+        public static List<string> LogTail(string path, int lines)
+        {
+            if (!File.Exists(path))
+            {
+                return new List<string>();
+            }
+            byte[] bytes;
+            long offset;
+            using (FileStream stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+            {
+                offset = Math.Max(0, stream.Length - LogTailBytes);
+                stream.Seek(offset, SeekOrigin.Begin);
+                using (MemoryStream copy = new MemoryStream())
+                {
+                    stream.CopyTo(copy);
+                    bytes = copy.ToArray();
+                }
+            }
+            int start = 0;
+            if (offset > 0)
+            {
+                // the first line read is a part of one: drop it
+                int newline = Array.IndexOf(bytes, (byte)'\n');
+                start = newline < 0 ? bytes.Length : newline + 1;
+            }
+            List<string> all = Probes.SplitLines(new UTF8Encoding(false, false).GetString(bytes, start, bytes.Length - start));
+            return all.GetRange(Math.Max(0, all.Count - lines), Math.Min(lines, all.Count));
+        }
+
         public static object Run(Args args)
         {
             string path = args.Str("path");
@@ -114,6 +149,7 @@ namespace Pushinstall.Agent
             string workingDirectory = args.Str("working_directory", "");
             long timeoutS = args.Long("timeout_s", 3600);
             int tailLines = args.Int("tail_lines", 20);
+            string logPath = args.Str("log_path", "");
             if (Path.IsPathRooted(path) && !File.Exists(path))
             {
                 throw new OpException("NotFound", "no such executable: " + path);
@@ -174,6 +210,10 @@ namespace Pushinstall.Agent
                 result["stdout_tail"] = stdout.Tail();
                 result["stderr_tail"] = stderr.Tail();
                 result["command_line"] = commandLine;
+                if (logPath != "" && !timedOut)
+                {
+                    result["log_tail"] = LogTail(logPath, LogTailLines);
+                }
                 return result;
             }
         }

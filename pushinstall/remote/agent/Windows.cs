@@ -1,5 +1,6 @@
 // The seam: every call that needs Windows itself. Tests under mono subclass it (test host).
 using System;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Runtime.InteropServices;
@@ -8,6 +9,7 @@ using System.Security.Principal;
 using System.ServiceProcess;
 using System.Text;
 using System.Text.RegularExpressions;
+using System.Threading;
 using Microsoft.Win32;
 
 namespace Pushinstall.Agent
@@ -315,6 +317,54 @@ namespace Pushinstall.Agent
                                           + timeoutS + " s (status " + service.Status + "): " + inner.Message);
                 }
             }
+        }
+
+        /// <summary>True when a named kernel mutex exists (one we may not open exists too).</summary>
+        public virtual bool NamedMutexExists(string name)
+        {
+            Mutex mutex;
+            try
+            {
+                if (!Mutex.TryOpenExisting(name, out mutex))
+                {
+                    return false;
+                }
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return true;
+            }
+            mutex.Dispose();
+            return true;
+        }
+
+        /// <summary>The process names (no ".exe") of every process but this one.</summary>
+        public virtual List<string> OtherProcessNames()
+        {
+            List<string> names = new List<string>();
+            int own;
+            using (Process current = Process.GetCurrentProcess())
+            {
+                own = current.Id;
+            }
+            foreach (Process process in Process.GetProcesses())
+            {
+                using (process)
+                {
+                    try
+                    {
+                        if (process.Id != own)
+                        {
+                            names.Add(process.ProcessName);
+                        }
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        // exited meanwhile
+                    }
+                }
+            }
+            return names;
         }
 
         /// <summary>Runs a system tool with fixed, non-secret arguments.</summary>
