@@ -90,21 +90,14 @@ def _tracing_factory(hosts: list[Host], playbook: Playbook, verbose: int,
     trace every op to stderr (secrets masked); else `base` itself."""
     if verbose < 2:
         return base
+    from pushinstall.engine.support import collect_secrets
     from pushinstall.secret import Redactor
     from pushinstall.transports.factory import make_transport
     from pushinstall.transports.trace import TracingTransport
     from pushinstall.validate import needed_secrets
 
     redactor = Redactor()
-    stack: list[Any] = [needed_secrets(hosts, playbook)]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, Secret):
-            redactor.add(value)
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-        elif isinstance(value, dict):
-            stack.extend(value.values())
+    collect_secrets(redactor, needed_secrets(hosts, playbook))
 
     def factory(host: Host) -> Any:
         return TracingTransport((base or make_transport)(host), host.name, verbose, redactor)
