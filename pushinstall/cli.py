@@ -320,7 +320,8 @@ def lab_serve(inventories: tuple[str, ...], base_port: int | None,
 @click.option("--host", "host_names", multiple=True, help="Reset only these hosts.")
 def lab_reset(inventories: tuple[str, ...], host_names: tuple[str, ...]) -> None:
     """Start lab hosts fresh: forget what earlier runs did to them."""
-    from pushinstall.lab import default_state_dir, reset_lab
+    from pushinstall.lab import reset_lab
+    from pushinstall.paths import state_dir
 
     names = list(host_names) or None
     if inventories and not names:
@@ -328,7 +329,7 @@ def lab_reset(inventories: tuple[str, ...], host_names: tuple[str, ...]) -> None
 
         inv = load_inventory(list(inventories))
         names = [h.name for h in inv.hosts.values() if h.connection.transport == "lab"]
-    count = reset_lab(default_state_dir(), names)
+    count = reset_lab(state_dir(), names)
     click.echo(f"reset {count} lab hosts")
 
 

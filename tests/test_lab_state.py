@@ -7,7 +7,6 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from kit import ask
 
 from pushinstall import paths
 from pushinstall.errors import AuthenticationFailed, InputError, Unreachable
-from pushinstall.lab import LabHost, catalog, default_state_dir, flush_all, lab_host, reset_lab
+from pushinstall.lab import LabHost, catalog, flush_all, lab_host, reset_lab
 from pushinstall.lab.transport import LabTransport
 from pushinstall.model import Host
 from pushinstall.remote import ops
@@ -27,10 +26,9 @@ def pending(host: LabHost) -> bool:
     return bool(facts["p"]["pending"])
 
 
-# the lab's hosts live in the controller's state dir: both follow the same rules
-@pytest.mark.parametrize("where", [default_state_dir, paths.state_dir], ids=["lab", "controller"])
-def test_state_dir_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                         where: Callable[[], Path]) -> None:
+# the lab's hosts live in the controller's state dir (`paths.state_dir`), by its rules
+def test_state_dir_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    where = paths.state_dir
     monkeypatch.setenv("PUSHINSTALL_STATE_DIR", str(tmp_path / "explicit"))
     assert where() == tmp_path / "explicit"
     monkeypatch.delenv("PUSHINSTALL_STATE_DIR")

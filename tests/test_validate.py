@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from kit import run_cli, write_file
 
-from pushinstall.lab import default_state_dir
 from pushinstall.lab.host import state_file
 
 PLAYBOOK = """\
@@ -90,7 +89,7 @@ def test_run_and_check_stop_before_any_host_is_touched(
     code, out, err = run_cli([command, "-i", inventory, playbook], capsys)
     assert code == 5
     assert err.startswith(f"{inventory}:12:9: unknown lab var 'laytency_ms'")
-    assert not state_file(default_state_dir(), "good").exists()
+    assert not state_file(state_dir, "good").exists()
     assert not (state_dir / "runs").exists()
     assert "good" not in out
 

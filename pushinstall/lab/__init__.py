@@ -14,25 +14,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pushinstall import paths
 from pushinstall.lab.flusher import flush_all
 from pushinstall.lab.host import LabHost, state_file
-from pushinstall.paths import state_dir
 
 _HOSTS: dict[tuple[Path, str], LabHost] = {}
 _HOSTS_LOCK = threading.Lock()
 _RESOLVED: dict[Path, Path] = {}
 
 
-def default_state_dir() -> Path:
-    """The controller's state dir (`paths.state_dir`); lab hosts live in its `lab/` folder."""
-    return state_dir()
-
-
 def lab_host(name: str, lab_vars: dict[str, Any] | None = None,
              state_dir: Path | None = None) -> LabHost:
     """The process's one LabHost for (state dir, name); its per-call settings are refreshed
     from `lab_vars`, its starting state is what the state file holds."""
-    given = state_dir or default_state_dir()
+    given = state_dir or paths.state_dir()
     with _HOSTS_LOCK:
         directory = _RESOLVED.get(given)
         if directory is None:
@@ -80,4 +75,4 @@ def _after_fork() -> None:
 
 os.register_at_fork(after_in_child=_after_fork)
 
-__all__ = ["LabHost", "default_state_dir", "flush_all", "lab_host", "reset_lab"]
+__all__ = ["LabHost", "flush_all", "lab_host", "reset_lab"]

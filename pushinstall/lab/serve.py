@@ -1,7 +1,7 @@
 """`pushinstall lab serve`: an inventory's lab hosts on loopback ports, until Ctrl-C.
 
 Every `transport: lab` host of the inventory is served from the SAME state dir as `run`
-(`pushinstall.lab.default_state_dir`), so the served machines are the ones earlier runs left
+(`paths.state_dir`), so the served machines are the ones earlier runs left
 behind, and what is done to them over the wire is kept for later runs. Each host gets three
 ports on 127.0.0.1: WS-Man over HTTP (NTLM/Negotiate with message encryption), WS-Man over
 HTTPS (a certificate made at start; its PEM is what clients trust) and SSH. With `base_port`
@@ -34,11 +34,12 @@ from typing import Any
 import click
 import yaml
 
+from pushinstall import paths
 from pushinstall.errors import InputError
 from pushinstall.inventory import load_inventory
 from pushinstall.inventory.connection import ALIASES, CONNECTION_VARS
 from pushinstall.inventory.limit import COMMAND_LINE
-from pushinstall.lab import default_state_dir, lab_host
+from pushinstall.lab import lab_host
 from pushinstall.lab.ssh_server import SSHLabEndpoint
 from pushinstall.lab.wsman.endpoint import LAB_PASSWORD, LAB_USERNAME, WSManLabEndpoint
 from pushinstall.model import Host, Inventory
@@ -101,7 +102,7 @@ class LabServer:
                  base_port: int | None = None, transport: str | None = None) -> None:
         self.hosts = hosts
         self.work_dir = work_dir
-        self.state_dir = state_dir or default_state_dir()
+        self.state_dir = state_dir or paths.state_dir()
         self.base_port = base_port
         self.transport = transport
         self.wsman = WSManLabEndpoint(work_dir / "wsman")

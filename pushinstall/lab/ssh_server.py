@@ -55,6 +55,7 @@ from typing import Any, Protocol
 
 import asyncssh
 
+from pushinstall import paths
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab import received
 from pushinstall.lab.common import HostCounters
@@ -409,9 +410,9 @@ def wire_host(host: Host, state_dir: Path | None = None) -> Host:
     The simulated machine is `pushinstall.lab.lab_host(host.name, host.vars["lab"], state_dir)`;
     it accepts the inventory's username and password (else LAB_USERNAME / LAB_PASSWORD).
     """
-    from pushinstall.lab import default_state_dir, lab_host
+    from pushinstall.lab import lab_host
 
-    directory = (state_dir or default_state_dir()).resolve()
+    directory = (state_dir or paths.state_dir()).resolve()
     model = lab_host(host.name, host.vars.get("lab"), directory)
     connection = host.connection
     username = connection.username or LAB_USERNAME

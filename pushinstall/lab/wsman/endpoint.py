@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pushinstall import paths
 from pushinstall.lab.pools import EndpointPool, Serving
 from pushinstall.lab.wsman.auth import write_user_file
 from pushinstall.lab.wsman.http import LOOPBACK, HostCounters, HostServer, HostSite, WireFaults
@@ -156,9 +157,7 @@ POOL = EndpointPool("pushinstall-lab-wsman-", WSManLabEndpoint)
 
 def shared_endpoint(state_dir: Path | None = None) -> WSManLabEndpoint:
     """This process's endpoint for `state_dir` (started on first use, stopped at exit)."""
-    from pushinstall.lab import default_state_dir
-
-    directory = (state_dir or default_state_dir()).resolve()
+    directory = (state_dir or paths.state_dir()).resolve()
     with POOL.lock:
         return POOL.get(directory)
 
