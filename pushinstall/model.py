@@ -35,6 +35,8 @@ class Status(str, Enum):
 
 # A host that failed its run: counts toward max_fail_percentage and the exit code.
 FAILED_STATUSES = frozenset({Status.FAILED, Status.UNREACHABLE})
+# A step that is not in its desired state: a failure in a report (JUnit, HTML, drift).
+UNMET_STATUSES = frozenset({Status.FAILED, Status.DRIFTED})
 # What a report puts first and counts as a failure: failed hosts and drifted ones.
 ATTENTION_STATUSES = FAILED_STATUSES | {Status.DRIFTED, Status.INTERRUPTED}
 

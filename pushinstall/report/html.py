@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from pushinstall.model import UNMET_STATUSES
 from pushinstall.report.collect import HostRecord, RunRecord
 
 RANK = {"failed": 0, "unreachable": 1, "drifted": 2, "interrupted": 3, "reboot_pending": 4,
@@ -22,7 +23,6 @@ RANK = {"failed": 0, "unreachable": 1, "drifted": 2, "interrupted": 3, "reboot_p
 COLORS = {"failed": "#d0243c", "drifted": "#d0243c", "unreachable": "#7a0016",
           "changed": "#e0a800", "ok": "#2e9e4a", "compliant": "#2e9e4a"}
 CHART_WIDTH = 360
-SHOWN_STEPS = {"failed", "drifted"}
 
 Past = list[dict[str, str]]
 
@@ -47,7 +47,7 @@ def _chart(totals: list[tuple[str, int]]) -> dict[str, Any]:
 
 
 def _host(host: HostRecord, past: Past) -> dict[str, Any]:
-    failed = [s for s in host.steps if s.status in SHOWN_STEPS]
+    failed = [s for s in host.steps if s.status in UNMET_STATUSES]
     status = host.status or "interrupted"
     words = [host.name, status, host.message, *host.groups,
              *(f"{s.step} {s.message}" for s in failed)]

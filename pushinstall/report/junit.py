@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from pushinstall.model import UNMET_STATUSES, Status
 from pushinstall.report.collect import HostRecord, RunRecord
 
-FAILURE_STATUSES = {"failed", "drifted"}
-ERROR_STATUSES = {"unreachable", "interrupted"}
+ERROR_STATUSES = {Status.UNREACHABLE, Status.INTERRUPTED}
 
 
 def _host_suite(host: HostRecord, interrupted: bool) -> ET.Element:
@@ -20,20 +20,20 @@ def _host_suite(host: HostRecord, interrupted: bool) -> ET.Element:
     for step in host.steps:
         case = ET.SubElement(suite, "testcase", classname=host.name, name=step.step,
                              time=f"{step.duration:.3f}")
-        if step.status in FAILURE_STATUSES:
+        if step.status in UNMET_STATUSES:
             node = ET.SubElement(case, "failure", message=step.message or step.status,
                                  type=step.status)
             node.text = "\n".join(filter(None, [step.diff, step.message, *step.log_tail]))
-        elif step.status == "skipped":
+        elif step.status == Status.SKIPPED:
             ET.SubElement(case, "skipped", message=step.message or "skipped")
-    step_failed = any(s.status in FAILURE_STATUSES for s in host.steps)
+    step_failed = any(s.status in UNMET_STATUSES for s in host.steps)
     unfinished = not host.status or (interrupted and host.message.startswith(
         ("interrupted", "not started")))
     host_error = host.status in ERROR_STATUSES or unfinished or (
-        host.status == "failed" and not step_failed)
+        host.status == Status.FAILED and not step_failed)
     if host_error:
         # the host's own line: the connection, or the run around its steps
-        name = "connect" if host.status == "unreachable" else "host"
+        name = "connect" if host.status == Status.UNREACHABLE else "host"
         case = ET.SubElement(suite, "testcase", classname=host.name, name=name)
         kind = "interrupted" if unfinished or interrupted else (host.status or "interrupted")
         ET.SubElement(case, "error", message=host.message or kind, type=kind).text = \

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pushinstall.model import UNMET_STATUSES, Status
 from pushinstall.report.history import connect, iso_time
 
-GOOD = {"ok", "compliant", "changed"}
-BAD = {"drifted", "failed"}
-MOVED = {"drifted", "failed", "changed"}
+GOOD = {Status.OK, Status.COMPLIANT, Status.CHANGED}
+MOVED = UNMET_STATUSES | {Status.CHANGED}
 
 
 def list_runs(path: Path, limit: int = 20) -> list[dict[str, Any]]:
@@ -95,10 +95,10 @@ def drift(path: Path, playbook: str | None = None) -> Drift:
     result = Drift(run_id=runs[0], previous_run_id=runs[1] if len(runs) > 1 else None)
     for host, status in now.items():
         old = before.get(host)
-        if status in BAD and old not in BAD:
+        if status in UNMET_STATUSES and old not in UNMET_STATUSES:
             result.newly_drifted.append(host)
         elif status in GOOD and old is not None and old not in GOOD:
             result.newly_fixed.append(host)
-        elif status == "unreachable" and old != "unreachable":
+        elif status == Status.UNREACHABLE and old != Status.UNREACHABLE:
             result.newly_unreachable.append(host)
     return result
