@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from pushinstall.argspec import Arg
 from pushinstall.errors import InputError
 from pushinstall.resources import RESOURCE_TYPES, validate_args
 from pushinstall.resources.exit_codes import ASR_UNIFIED_AGENT, MSIEXEC, message_for
 from pushinstall.resources.programs import RUN_ARGS
-from pushinstall.resources.schema import (
-    Arg,
-    check_args,
-    markdown_table,
-    secret_fields,
-    with_defaults,
-)
+from pushinstall.resources.schema import check_args, markdown_table, secret_fields, with_defaults
 from pushinstall.secret import Secret
 from pushinstall.source import load_yaml_text
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pushinstall.argspec import STRING_LIST, Arg
 from pushinstall.errors import InputError, Location
 from pushinstall.model import Playbook, Settings, Step
 from pushinstall.playbook.extra_vars import VAR_NAME
@@ -37,13 +38,7 @@ from pushinstall.playbook.templating import (
 )
 from pushinstall.remote.winargv import windows_command_line
 from pushinstall.resources import RESOURCE_TYPES, validate_args
-from pushinstall.resources.schema import (
-    LIST,
-    Arg,
-    check_args,
-    secret_fields,
-    with_defaults,
-)
+from pushinstall.resources.schema import check_args, secret_fields, with_defaults
 from pushinstall.secret import Secret
 from pushinstall.source import (
     LocatedDict,
@@ -265,7 +260,7 @@ def _command_line_fits(step: Step, args: dict[str, Any]) -> None:
 def _no_secret_in_lists(schema: tuple[Arg, ...], args: dict[str, Any], step: Step) -> None:
     for arg in schema:
         value = args.get(arg.name)
-        if arg.type == LIST and isinstance(value, list) and any(
+        if arg.type == STRING_LIST and isinstance(value, list) and any(
                 isinstance(item, Secret) for item in value):
             where = args.value_location(arg.name) if isinstance(args, LocatedDict) else None
             raise InputError(f"'{arg.name}' of step '{step.name}' holds a secret, which would "

@@ -9,15 +9,30 @@ every other line is ignored. The agent is a C# core (`agent/*.cs`) behind the ag
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pushinstall.argspec import ANY as ANY_VALUE
+from pushinstall.argspec import (
+    BASE64,
+    BOOLEAN,
+    CREDENTIAL,
+    INTEGER,
+    LIST,
+    OBJECT,
+    PATH,
+    SHA256,
+    STRING,
+    STRING_LIST,
+    Arg,
+    by_name,
+    is_base64,
+    json_type_ok,
+)
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.remote.winargv import windows_argv_quote as windows_argv_quote
 from pushinstall.remote.winargv import windows_argv_split as windows_argv_split
@@ -83,167 +98,82 @@ def is_idempotent(req: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------- schemas
 
 
-@dataclass(frozen=True)
-class Arg:
-    """One argument of an op or a fact query: its JSON type and the values it may take.
-
-    `type` is one of `string`, `integer`, `boolean`, `object`, `list`, `string_list`,
-    `sha256` (64 hex digits), `base64`, `credential` (`{"username", "password"}`) or `any`.
-    """
-
-    type: str
-    choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
+def _need(name: str, type_word: str = STRING, **rest: Any) -> Arg:
+    """A required argument."""
+    return Arg(name, type_word, required=True, **rest)
 
 
-@dataclass(frozen=True)
-class OpSchema:
-    """The arguments an op (or a fact kind) takes: required and optional, by name."""
-
-    required: Mapping[str, Arg]
-    optional: Mapping[str, Arg]
-
-    @functools.cached_property
-    def known(self) -> dict[str, Arg]:
-        """Every argument, required or optional."""
-        return {**self.required, **self.optional}
-
-
-_STR = Arg("string")
-_PATH = Arg("string")
-_SECONDS = Arg("integer", minimum=1)
-_VIEW = Arg("string", choices=("64", "32"))
+_TIMEOUT = Arg("timeout_s", INTEGER, minimum=1)
+_VIEW = Arg("view", choices=("64", "32"))
 REGISTRY_TYPES = ("String", "ExpandString", "DWord", "QWord", "MultiString", "Binary")
 START_MODES = ("Automatic", "AutomaticDelayed", "Manual", "Disabled")
 
-OP_SCHEMAS: Mapping[str, OpSchema] = {
-    "batch": OpSchema({"requests": Arg("list")}, {}),
-    "facts": OpSchema({"queries": Arg("list")}, {}),
-    "ensure_directory": OpSchema({"path": _PATH}, {}),
-    "download": OpSchema(
-        {"source": _STR, "destination": _PATH},
-        {"sha256": Arg("sha256"), "credential": Arg("credential"), "timeout_s": _SECONDS,
-     "run_as": Arg("string", choices=("session", "system"))},
-    ),
-    "file_begin": OpSchema(
-        {"destination": _PATH, "size": Arg("integer", minimum=0), "sha256": Arg("sha256")}, {}
-    ),
-    "file_chunk": OpSchema(
-        {"temp_path": _PATH, "offset": Arg("integer", minimum=0), "data": Arg("base64")}, {}
-    ),
-    "file_end": OpSchema(
-        {"temp_path": _PATH, "destination": _PATH, "sha256": Arg("sha256")}, {}
-    ),
-    "expand_archive": OpSchema({"path": _PATH, "destination": _PATH}, {}),
-    "run_process": OpSchema(
-        {"path": _PATH},
-        {
-            "arguments": Arg("string_list"),
-            "working_directory": _PATH,
-            "timeout_s": _SECONDS,
-            "tail_lines": Arg("integer", minimum=0, maximum=10000),
-            "log_path": _PATH,
-        },
-    ),
-    "write_secret": OpSchema({"path": _PATH, "content": _STR}, {}),
-    "remove_file": OpSchema({"path": _PATH}, {}),
-    "set_service": OpSchema(
-        {"name": _STR},
-        {
-            "state": Arg("string", choices=("running", "stopped")),
-            "start_mode": Arg("string", choices=START_MODES),
-            "timeout_s": _SECONDS,
-        },
-    ),
-    "set_registry": OpSchema(
-        {
-            "key": _STR,
-            "name": _STR,
-            "value": Arg("any"),
-            "type": Arg("string", choices=REGISTRY_TYPES),
-        },
-        {"view": _VIEW},
-    ),
-    "reboot": OpSchema(
-        {}, {"delay_s": Arg("integer", minimum=0, maximum=315360000), "reason": _STR}
-    ),
-    "script": OpSchema({"source": _STR}, {"parameters": Arg("object")}),
+# The arguments of each op (argspec.Arg: one mechanism with the resources' schemas).
+OP_SCHEMAS: Mapping[str, tuple[Arg, ...]] = {
+    "batch": (_need("requests", LIST),),
+    "facts": (_need("queries", LIST),),
+    "ensure_directory": (_need("path", PATH),),
+    "download": (_need("source"), _need("destination", PATH), Arg("sha256", SHA256),
+                 Arg("credential", CREDENTIAL, secret=True), _TIMEOUT,
+                 Arg("run_as", choices=("session", "system"))),
+    "file_begin": (_need("destination", PATH), _need("size", INTEGER, minimum=0),
+                   _need("sha256", SHA256)),
+    "file_chunk": (_need("temp_path", PATH), _need("offset", INTEGER, minimum=0),
+                   _need("data", BASE64)),
+    "file_end": (_need("temp_path", PATH), _need("destination", PATH), _need("sha256", SHA256)),
+    "expand_archive": (_need("path", PATH), _need("destination", PATH)),
+    "run_process": (_need("path", PATH), Arg("arguments", STRING_LIST),
+                    Arg("working_directory", PATH), _TIMEOUT,
+                    Arg("tail_lines", INTEGER, minimum=0, maximum=10000), Arg("log_path", PATH)),
+    "write_secret": (_need("path", PATH), _need("content", secret=True)),
+    "remove_file": (_need("path", PATH),),
+    "set_service": (_need("name"), Arg("state", choices=("running", "stopped")),
+                    Arg("start_mode", choices=START_MODES), _TIMEOUT),
+    "set_registry": (_need("key"), _need("name"), _need("value", ANY_VALUE),
+                     _need("type", choices=REGISTRY_TYPES), _VIEW),
+    "reboot": (Arg("delay_s", INTEGER, minimum=0, maximum=315360000), Arg("reason")),
+    "script": (_need("source"), Arg("parameters", OBJECT)),
 }
 
 # Fact queries: every query also has `id` (string) and `kind`.
-FACT_SCHEMAS: Mapping[str, OpSchema] = {
-    "registry": OpSchema({"key": _STR}, {"name": _STR, "view": _VIEW}),
-    "file": OpSchema({"path": _PATH}, {"hash": Arg("boolean")}),
-    "service": OpSchema({"name": _STR}, {}),
-    "product": OpSchema({}, {"product_id": _STR, "name": _STR}),
-    "pending_reboot": OpSchema({}, {"sccm": Arg("boolean")}),
-    "os": OpSchema({}, {}),
-    "disk": OpSchema({"drive": Arg("string")}, {}),
-    "tcp": OpSchema(
-        {"host": _STR, "port": Arg("integer", minimum=1, maximum=65535)},
-        {"timeout_ms": Arg("integer", minimum=1)},
-    ),
-    "ini": OpSchema({"path": _PATH, "section": _STR, "key": _STR}, {}),
-    "winrm_quota": OpSchema({}, {}),
-    "installer_running": OpSchema({}, {}),
+FACT_SCHEMAS: Mapping[str, tuple[Arg, ...]] = {
+    "registry": (_need("key"), Arg("name"), _VIEW),
+    "file": (_need("path", PATH), Arg("hash", BOOLEAN)),
+    "service": (_need("name"),),
+    "product": (Arg("product_id"), Arg("name")),
+    "pending_reboot": (Arg("sccm", BOOLEAN),),
+    "os": (),
+    "disk": (_need("drive"),),
+    "tcp": (_need("host"), _need("port", INTEGER, minimum=1, maximum=65535),
+            Arg("timeout_ms", INTEGER, minimum=1)),
+    "ini": (_need("path", PATH), _need("section"), _need("key")),
+    "winrm_quota": (),
+    "installer_running": (),
 }
+_KNOWN = {name: by_name(schema) for name, schema in (*OP_SCHEMAS.items(),
+                                                     *(("fact " + k, v) for k, v in
+                                                       FACT_SCHEMAS.items()))}
 
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _DRIVE = re.compile(r"[A-Za-z]:?\\?")
 
 
-def _type_ok(arg: Arg, value: Any) -> bool:
-    kind = arg.type
-    if kind == "any":
-        return value is not None
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "object":
-        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
-    if kind == "list":
-        return isinstance(value, list)
-    if kind == "string_list":
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
-    if kind == "sha256":
-        return isinstance(value, str) and _HEX64.fullmatch(value) is not None
-    if kind == "base64":
-        return isinstance(value, str) and _is_base64(value)
-    if kind == "credential":
-        return (
-            isinstance(value, dict)
-            and set(value) == {"username", "password"}
-            and all(isinstance(v, str) for v in value.values())
-        )
-    return isinstance(value, str)
-
-
-def _is_base64(text: str) -> bool:
-    try:
-        base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return True
-
-
-def _check_args(where: str, schema: OpSchema, args: Mapping[str, Any]) -> None:
+def _check_args(where: str, schema_name: str, args: Mapping[str, Any]) -> None:
     """Raise ValueError naming the first bad argument. Values are never quoted: some are
     secrets (write_secret content, a share password)."""
-    for name in schema.required:
-        if args.get(name) is None:
-            raise ValueError(f"{where}: missing required argument {name!r}")
-    known = schema.known
+    known = _KNOWN[schema_name]
+    for arg in known.values():
+        if arg.required and args.get(arg.name) is None:
+            raise ValueError(f"{where}: missing required argument {arg.name!r}")
     for name, value in args.items():
-        arg = known.get(name)
-        if arg is None:
+        if name not in known:
             expected = ", ".join(sorted(known)) or "none"
             raise ValueError(f"{where}: unknown argument {name!r} (expected: {expected})")
-        if value is None and name not in schema.required:
+        arg = known[name]
+        if value is None and not arg.required:
             continue
-        if not _type_ok(arg, value):
-            raise ValueError(f"{where}: argument {name!r} must be {arg.type}")
+        if not json_type_ok(arg.type, value):
+            json_type = STRING if arg.type == PATH else arg.type   # a path is a JSON string
+            raise ValueError(f"{where}: argument {name!r} must be {json_type}")
         if arg.choices and value not in arg.choices:
             raise ValueError(f"{where}: argument {name!r} must be one of {', '.join(arg.choices)}")
         if arg.minimum is not None and value < arg.minimum:
@@ -264,7 +194,7 @@ def _check_registry_value(where: str, args: Mapping[str, Any]) -> None:
     elif kind == "MultiString":
         good = isinstance(value, list) and all(isinstance(v, str) for v in value)
     else:
-        good = isinstance(value, str) and _is_base64(value)
+        good = isinstance(value, str) and is_base64(value)
     if not good:
         expected = {"DWord": "an integer 0..2**32-1", "QWord": "an integer 0..2**64-1",
                     "MultiString": "a list of strings", "Binary": "base64"}.get(kind, "a string")
@@ -304,7 +234,7 @@ def _check_query(query: Any, seen: set[str]) -> None:
         raise _QueryError(f": 'kind' must be one of {', '.join(FACT_KINDS)}")
     rest = {k: v for k, v in query.items() if k != "id" and k != "kind"}
     try:
-        _check_args("", FACT_SCHEMAS[kind], rest)
+        _check_args("", "fact " + kind, rest)
     except ValueError as error:
         raise _QueryError(str(error), kind) from None
     if kind == "product" and not (rest.get("product_id") or rest.get("name")):
@@ -327,7 +257,7 @@ def validate_request(req: Any, where: str = "request") -> None:
     if not isinstance(args, dict):
         raise ValueError(f"{where} ({op}): 'args' must be an object")
     where = f"{where} ({op})"
-    _check_args(where, OP_SCHEMAS[op], args)
+    _check_args(where, op, args)
     if op == "batch":
         for index, inner in enumerate(args["requests"]):
             validate_request(inner, f"{where}.requests[{index}]")

@@ -20,6 +20,9 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from pushinstall.argspec import CREDENTIAL, Arg
+from pushinstall.remote.ops import OP_SCHEMAS
+
 KEY_SENTINEL = "PUSHINSTALL-KEY:"
 KEY_FUNCTION = "Get-PushinstallKey"
 SEALED = "sealed"
@@ -28,11 +31,18 @@ MAX_SECRET_BYTES = 214
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(),
                      label=None)
 
+
+
+def _secret_paths(schema: tuple[Arg, ...]) -> tuple[str, ...]:
+    """The paths inside `args` of the arguments `schema` declares secret (a credential's
+    secret is its nested password)."""
+    return tuple(f"{arg.name}.password" if arg.type == CREDENTIAL else arg.name
+                 for arg in schema if arg.secret)
+
+
 # op -> paths inside `args` that hold a secret string ("credential.password": a nested field)
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {
-    "write_secret": ("content",),
-    "download": ("credential.password",),
-}
+    op: paths for op, schema in OP_SCHEMAS.items() if (paths := _secret_paths(schema))}
 
 
 def public_key_of(output: str) -> rsa.RSAPublicKey | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from pushinstall.argspec import PATH, Arg, Rule
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure, short_hash
-from pushinstall.resources.schema import PATH, Arg, Rule
 
 ARGS = (
     Arg("src", PATH, required=True, doc="Zip file on the target."),

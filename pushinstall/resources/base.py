@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pushinstall.argspec import Arg, Rule
 from pushinstall.model import Decision
-from pushinstall.resources.schema import Arg, Rule
 
 
 @dataclass(frozen=True)

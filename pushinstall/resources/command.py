@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.argspec import ANY, OBJECT, PATH, Arg
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import (
@@ -17,10 +18,10 @@ from pushinstall.resources.common import (
     run_program,
 )
 from pushinstall.resources.programs import MESSAGES_ARG, MESSAGES_RULE, RUN_ARGS, return_codes_arg
-from pushinstall.resources.schema import ANY, MAP, PATH, Arg, exactly_one_of
+from pushinstall.resources.schema import exactly_one_of
 
 CONDITION = (
-    Arg("registry", MAP, fields=(
+    Arg("registry", OBJECT, fields=(
         Arg("key", required=True), Arg("name", required=True),
         Arg("view", default="64", choices=("64", "32")),
     )),
@@ -28,8 +29,8 @@ CONDITION = (
     Arg("file", PATH, doc="A path that must exist."),
     Arg("service", doc="A service that must exist (with status: that status)."),
     Arg("status", doc="With service: Running, Stopped, ..."),
-    Arg("product", MAP, fields=(Arg("product_id"), Arg("name"))),
-    Arg("ini", MAP, fields=(
+    Arg("product", OBJECT, fields=(Arg("product_id"), Arg("name"))),
+    Arg("ini", OBJECT, fields=(
         Arg("path", PATH, required=True), Arg("section", required=True),
         Arg("key", required=True),
     ), doc="With equals: a value in an INI file, e.g. the CS in the agent's drscout.conf."),
@@ -37,7 +38,7 @@ CONDITION = (
 
 ARGS = (
     *RUN_ARGS,
-    Arg("unless", MAP, fields=CONDITION,
+    Arg("unless", OBJECT, fields=CONDITION,
         rules=(exactly_one_of("registry", "file", "service", "product", "ini"),),
         doc="Skip the run while this fact condition holds."),
     return_codes_arg(COMMAND_RETURN_CODES),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.argspec import PATH, Arg, Rule
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
-from pushinstall.resources.schema import PATH, Arg, Rule
 
 ARGS = (Arg("path", PATH, required=True, doc="Directory on the target, parents created."),)
 RULES: tuple[Rule, ...] = ()

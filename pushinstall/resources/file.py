@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pushinstall.argspec import BOOLEAN, OBJECT, PATH, Arg, Rule
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, local_sha256, probe_failure, reveal, short_hash
-from pushinstall.resources.schema import BOOL, MAP, PATH, Arg, Rule
 
 SHA256 = r"[0-9a-fA-F]{64}"
 CREDENTIAL = (
@@ -24,13 +24,13 @@ ARGS = (
         doc="UNC path or http(s) URL the target pulls, or a file on the controller to push."),
     Arg("sha256", pattern=SHA256, pattern_doc="64 hexadecimal characters",
         doc="Expected hash; without it a controller file's own hash is used."),
-    Arg("share_credential", MAP, fields=CREDENTIAL,
+    Arg("share_credential", OBJECT, fields=CREDENTIAL,
         doc="Credential for a share the remote session cannot reach (double hop)."),
     Arg("copy_as", default="session", choices=("session", "system"),
         doc="Who pulls a UNC source: the remote session (its logon cannot reach a share: "
             "the double hop) or the machine account, by a one-shot scheduled task as SYSTEM "
             "(the share must let the computer account read, as DSC's LCM needed)."),
-    Arg("force", BOOL, default=False,
+    Arg("force", BOOLEAN, default=False,
         doc="Without a sha256 to compare: fetch again on every run."),
 )
 RULES: tuple[Rule, ...] = ()

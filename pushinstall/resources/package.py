@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.argspec import Arg
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import (
@@ -14,7 +15,7 @@ from pushinstall.resources.common import (
     version_key,
 )
 from pushinstall.resources.programs import MESSAGES_ARG, MESSAGES_RULE, RUN_ARGS, return_codes_arg
-from pushinstall.resources.schema import Arg, at_least_one_of
+from pushinstall.resources.schema import at_least_one_of
 
 GUID = r"\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.argspec import BOOLEAN, STRING_LIST, Arg, Rule
 from pushinstall.model import Decision
 from pushinstall.remote.ops import PENDING_SIGNALS
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
-from pushinstall.resources.schema import BOOL, LIST, Arg, Rule
 
 SIGNALS = (*PENDING_SIGNALS, "sccm_client")
 
@@ -18,9 +18,9 @@ ARGS = (
     Arg("in_check", default="warn", choices=("warn", "drift"),
         doc="What `check` makes of a pending restart: a warning (a nightly check should not "
             "page anyone for Windows Update), or drift."),
-    Arg("ignore", LIST, default=[], choices=SIGNALS,
+    Arg("ignore", STRING_LIST, default=[], choices=SIGNALS,
         doc="Signals not to count: " + ", ".join(SIGNALS) + "."),
-    Arg("sccm", BOOL, default=False,
+    Arg("sccm", BOOLEAN, default=False,
         doc="Also ask the SCCM client (signal sccm_client; needs its WMI classes)."),
 )
 RULES: tuple[Rule, ...] = ()

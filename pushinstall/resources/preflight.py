@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.argspec import BOOLEAN, INTEGER, PATH, Arg, Rule
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import probe_failure, version_key
-from pushinstall.resources.schema import BOOL, INT, PATH, Arg, Rule
 
 MIB = 1024**2
 # Server 2012 R2 is build 9600; Windows 10 and 11 report 10.0 builds
@@ -32,14 +32,14 @@ ARGS = (
         "configuration server)."),
     Arg("registration_file", PATH, doc="The agent's drscout.conf: an agent registered there to "
         "another configuration server stops the host (the installer would answer 13)."),
-    Arg("require_registered", BOOL, default=False, doc="The agent must already be registered "
+    Arg("require_registered", BOOLEAN, default=False, doc="The agent must already be registered "
         "to cs_endpoint in registration_file (an upgrade keeps a registration, never makes "
         "one)."),
     Arg("mode", choices=("classic", "modernized", "legacy"),
         doc="The installer generation the playbook runs (asr_mode): checked here so a typo "
             "is bad input, not a host that silently runs no registration step."),
     Arg("min_powershell", default="3.0", doc="Lowest PowerShell version on the target."),
-    Arg("min_free_mb", INT, default=2048, minimum=1,
+    Arg("min_free_mb", INTEGER, default=2048, minimum=1,
         doc="Free MB on the system drive for the bundle, its extraction and the install."),
 )
 RULES: tuple[Rule, ...] = ()

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
+from pushinstall.argspec import ANY, CODES, INTEGER, OBJECT, PATH, STRING_LIST, Arg
 from pushinstall.resources.exit_codes import TABLES
-from pushinstall.resources.schema import (
-    ANY,
-    CODES,
-    INT,
-    LIST,
-    MAP,
-    PATH,
-    Arg,
-    known_table_or_mapping,
-)
+from pushinstall.resources.schema import known_table_or_mapping
 
 SECRET_FILE = (
     Arg("path", PATH, required=True, doc="Where the secret file goes on the target."),
@@ -21,12 +13,13 @@ SECRET_FILE = (
 
 RUN_ARGS = (
     Arg("path", PATH, required=True, doc="Executable on the target (msiexec.exe allowed)."),
-    Arg("arguments", LIST, default=[], doc="Argument list; each item arrives as one argv entry."),
+    Arg("arguments", STRING_LIST, default=[],
+        doc="Argument list; each item arrives as one argv entry."),
     Arg("working_directory", PATH, doc="Working directory of the process."),
     Arg("creates", PATH, doc="A path that exists once the program has done its work."),
-    Arg("secret_file", MAP, fields=SECRET_FILE,
+    Arg("secret_file", OBJECT, fields=SECRET_FILE,
         doc="Written (SYSTEM and Administrators only) just before the run, removed after."),
-    Arg("timeout", INT, minimum=1, doc="Seconds before the process is killed."),
+    Arg("timeout", INTEGER, minimum=1, doc="Seconds before the process is killed."),
     Arg("log", PATH, doc="Log the program writes; on a failure its last 50 lines come back "
         "in the step's message (and so in every report)."),
 )

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.argspec import INTEGER, Arg, Rule
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff
-from pushinstall.resources.schema import INT, Arg, Rule
 
 ARGS = (
     Arg("reason", default="pushinstall", doc="Shown in the event log."),
-    Arg("timeout", INT, minimum=1, doc="Seconds to wait for the host (default: the playbook's)."),
+    Arg("timeout", INTEGER, minimum=1,
+        doc="Seconds to wait for the host (default: the playbook's)."),
 )
 RULES: tuple[Rule, ...] = ()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.argspec import ANY, Arg, Rule
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import (
@@ -14,7 +15,6 @@ from pushinstall.resources.common import (
     same_value,
     shown,
 )
-from pushinstall.resources.schema import ANY, Arg, Rule
 
 HIVE_KEY = (
     r"(?i)(HKLM|HKCU|HKU|HKCR|HKEY_LOCAL_MACHINE|HKEY_CURRENT_USER|HKEY_USERS|HKEY_CLASSES_ROOT)"

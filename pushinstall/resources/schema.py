@@ -1,6 +1,6 @@
 """Declarative argument schemas for resource types, and their validation.
 
-Each resource module declares `ARGS: tuple[Arg, ...]` (and optionally `RULES`). Playbook
+Each resource module declares `ARGS: tuple[argspec.Arg, ...]` (and optionally `RULES`). Playbook
 loading calls `validate_args` on the step's located mapping, so every error points at the key
 or value at fault: `path:line:col: what is wrong (what was expected)`. A value that is a Jinja
 template (`{{ ... }}`) is accepted for any type at load time; `render_step` checks the rendered
@@ -11,22 +11,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from pushinstall.argspec import (
+    ANY,
+    BOOLEAN,
+    CODES,
+    EXPECTED,
+    OBJECT,
+    PATH,
+    STRING,
+    STRING_LIST,
+    Arg,
+    Rule,
+    expected,
+    json_type_ok,
+    out_of_range,
+)
 from pushinstall.errors import InputError, Location
 from pushinstall.secret import Secret
 from pushinstall.source import LocatedDict, LocatedList, boolean_value, did_you_mean, kind_of
 
-# Value types an Arg may declare. STR takes a number too (`version: 9.60`, a registry value
-# name `1`); PATH takes only a string.
-STR, INT, BOOL, LIST, MAP, ANY, CODES = "str", "int", "bool", "list", "map", "any", "codes"
-PATH = "path"
-_EXPECTED = {
-    STR: "a string", PATH: "a string", INT: "a whole number", BOOL: "true or false",
-    LIST: "a list of strings",
-    MAP: "a mapping", ANY: "any value", CODES: "a mapping of exit codes to ok, reboot or failed",
-}
 CODE_RESULTS = ("ok", "reboot", "failed")
 
 
@@ -35,36 +40,23 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
-Rule = Callable[[Mapping[str, Any], Location], None]
+# YAML's leniency over the JSON types of `argspec.json_type_ok`: a number is text to a
+# `string` (`version: 9.60`), `yes` is a boolean, a list of strings may hold numbers and
+# secrets; `codes` keys are checked one by one in `_check_codes`.
+_YAML_CHECKS: Mapping[str, Callable[[Any], bool]] = {
+    STRING: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
+    BOOLEAN: lambda v: boolean_value(v) is not None,
+    STRING_LIST: lambda v: isinstance(v, list) and all(
+        isinstance(i, (str, int, float, Secret)) and not isinstance(i, bool) for i in v),
+    OBJECT: lambda v: isinstance(v, dict),
+    ANY: lambda v: True,
+    CODES: lambda v: isinstance(v, dict),
+}
 
 
-@dataclass(frozen=True)
-class Arg:
-    """One argument of a resource type.
-
-    `fields` describes a nested mapping (type MAP); `pattern` is a regex a string must match
-    (`pattern_doc` says it for people); `secret` values become `Secret` after rendering;
-    `minimum` is the smallest number an INT takes (a timeout of 0 or -5 s is a mistake).
-    """
-
-    name: str
-    type: str = STR
-    required: bool = False
-    default: Any = None
-    choices: tuple[Any, ...] = ()
-    secret: bool = False
-    doc: str = ""
-    fields: tuple[Arg, ...] = ()
-    pattern: str = ""
-    pattern_doc: str = ""
-    rules: tuple[Rule, ...] = ()
-    minimum: int | None = None
-
-
-def _expected(arg: Arg) -> str:
-    """What `arg` takes, in words, for an error's `(expected)`."""
-    text = _EXPECTED.get(arg.type, arg.type)
-    return text if arg.minimum is None else f"{text} of at least {arg.minimum}"
+def _type_ok(arg: Arg, value: Any) -> bool:
+    check = _YAML_CHECKS.get(arg.type)
+    return check(value) if check is not None else json_type_ok(arg.type, value)
 
 
 def at_least_one_of(*names: str) -> Rule:
@@ -112,29 +104,18 @@ def _item_where(container: Any, index: int, fallback: Location | None) -> Locati
 def _check_value(arg: Arg, value: Any, location: Location | None, what: str) -> None:
     if value is None or (arg.type == PATH and arg.required and value == ""):
         if arg.required:
-            raise InputError(f"'{arg.name}' of {what} is empty", location, _expected(arg))
+            raise InputError(f"'{arg.name}' of {what} is empty", location, expected(arg))
         return
     if is_template(value) or isinstance(value, Secret):
         return
-    ok = {
-        STR: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
-        PATH: lambda v: isinstance(v, str),
-        INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        BOOL: lambda v: boolean_value(v) is not None,
-        LIST: lambda v: isinstance(v, list)
-        and all(isinstance(i, (str, int, float, Secret)) and not isinstance(i, bool) for i in v),
-        MAP: lambda v: isinstance(v, dict),
-        ANY: lambda v: True,
-        CODES: lambda v: isinstance(v, dict),
-    }[arg.type]
-    if not ok(value):
+    if not _type_ok(arg, value):
         raise InputError(f"'{arg.name}' of {what} is {kind_of(value)}", location,
-                         _EXPECTED.get(arg.type, arg.type))
-    if arg.minimum is not None and value < arg.minimum:
-        raise InputError(f"'{arg.name}' of {what} is {value}", location, _expected(arg))
+                         EXPECTED[arg.type])
+    if out_of_range(arg, value):
+        raise InputError(f"'{arg.name}' of {what} is {value}", location, expected(arg))
     if arg.type == CODES:
         _check_codes(arg, value, location, what)
-    if arg.type == LIST and arg.choices:
+    if arg.type == STRING_LIST and arg.choices:
         for index, item in enumerate(value):
             if item not in arg.choices and not is_template(item):
                 raise InputError(
@@ -151,7 +132,7 @@ def _check_value(arg: Arg, value: Any, location: Location | None, what: str) -> 
     if arg.pattern and isinstance(value, str) and not re.fullmatch(arg.pattern, value):
         raise InputError(f"'{arg.name}' of {what} is '{value}'", location,
                          arg.pattern_doc or f"a value matching {arg.pattern}")
-    if arg.type == MAP and arg.fields:
+    if arg.type == OBJECT and arg.fields:
         check_args(arg.fields, value, f"'{arg.name}' of {what}", location, arg.rules)
 
 
@@ -192,7 +173,7 @@ def check_args(
         if arg.name not in args:
             if arg.required:
                 raise InputError(f"missing required argument '{arg.name}' for {what}",
-                                 location, _expected(arg))
+                                 location, expected(arg))
             continue
         _check_value(arg, args[arg.name], _where(args, arg.name, location), what)
     if location is not None:
@@ -207,9 +188,9 @@ def with_defaults(schema: Iterable[Arg], args: Mapping[str, Any]) -> dict[str, A
     for arg in schema:
         if arg.name not in result and arg.default is not None:
             result[arg.name] = arg.default
-        if arg.type == BOOL and boolean_value(result.get(arg.name)) is not None:
+        if arg.type == BOOLEAN and boolean_value(result.get(arg.name)) is not None:
             result[arg.name] = boolean_value(result[arg.name])
-        if arg.type == MAP and arg.fields and isinstance(result.get(arg.name), Mapping):
+        if arg.type == OBJECT and arg.fields and isinstance(result.get(arg.name), Mapping):
             result[arg.name] = with_defaults(arg.fields, result[arg.name])
     return result
 
@@ -221,7 +202,7 @@ def secret_fields(schema: Iterable[Arg], args: dict[str, Any]) -> dict[str, Any]
         value = result.get(arg.name)
         if arg.secret and value is not None and not isinstance(value, Secret):
             result[arg.name] = Secret(str(value))
-        elif arg.type == MAP and arg.fields and isinstance(value, dict):
+        elif arg.type == OBJECT and arg.fields and isinstance(value, dict):
             result[arg.name] = secret_fields(arg.fields, value)
     return result
 
@@ -276,6 +257,8 @@ def markdown_table(schema: Iterable[Arg]) -> str:
             doc += f" Must be {arg.pattern_doc}."
         if arg.minimum is not None:
             doc += f" At least {arg.minimum}."
+        if arg.maximum is not None:
+            doc += f" At most {arg.maximum}."
         if arg.secret:
             doc += " Secret: never printed."
         doc = doc.strip().replace("|", "\\|")

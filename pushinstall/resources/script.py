@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.argspec import OBJECT, Arg, Rule
 from pushinstall.model import Decision
 from pushinstall.remote.ops import request
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, reveal
-from pushinstall.resources.schema import MAP, Arg, Rule
 
 ARGS = (
     Arg("test", doc="PowerShell that outputs $true when the host is compliant."),
     Arg("set", required=True, doc="PowerShell that makes it compliant."),
-    Arg("parameters", MAP, default={}, doc="Data passed as the hashtable $Parameters."),
+    Arg("parameters", OBJECT, default={}, doc="Data passed as the hashtable $Parameters."),
 )
 RULES: tuple[Rule, ...] = ()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushinstall.argspec import Arg, Rule
 from pushinstall.model import Decision
 from pushinstall.resources.base import Applied, ApplyContext, Plan, Probe
 from pushinstall.resources.common import diff, probe_failure
-from pushinstall.resources.schema import Arg, Rule
 
 ARGS = (
     Arg("name", required=True, doc="Service name or display name."),
