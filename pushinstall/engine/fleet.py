@@ -295,9 +295,11 @@ class _Fleet:
                 self.outcomes[host.name] = outcome
 
     def _batch_failed(self, batch: list[Host]) -> str:
+        settings = self.playbook.settings
+        if not settings.any_errors_fatal and settings.max_fail_percentage is None:
+            return ""   # asked before every launch: no walk over the batch unless it matters
         failed = sum(1 for h in batch
                      if h.name in self.outcomes and self.outcomes[h.name].status in FAILED_STATUSES)
-        settings = self.playbook.settings
         if failed and settings.any_errors_fatal:
             return f"any_errors_fatal: {failed} host(s) failed"
         limit = settings.max_fail_percentage

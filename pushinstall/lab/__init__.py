@@ -33,11 +33,17 @@ def lab_host(name: str, lab_vars: dict[str, Any] | None = None,
         if directory is None:
             directory = _RESOLVED[given] = given.resolve()
         host = _HOSTS.get((directory, name))
-        if host is None:
-            host = _HOSTS[(directory, name)] = LabHost(name, lab_vars, directory)
-        else:
-            host.update_vars(lab_vars)
+    if host is not None:
+        host.update_vars(lab_vars)
         return host
+    # Made outside the lock: loading a state file under it kept 100 connecting threads in
+    # one queue. Two threads that race for one name keep the first one made.
+    made = LabHost(name, lab_vars, directory)
+    with _HOSTS_LOCK:
+        host = _HOSTS.setdefault((directory, name), made)
+    if host is not made:
+        host.update_vars(lab_vars)
+    return host
 
 
 def reset_lab(state_dir: Path, names: list[str] | None = None) -> int:
