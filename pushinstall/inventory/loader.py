@@ -84,6 +84,17 @@ def _expand(pattern: str, location: Location) -> list[str]:
     return [name for value in values for name in _expand(head + value + tail, location)]
 
 
+def _sub_mapping(node: LocatedDict, key: str, group: str, expected: str) -> LocatedDict:
+    """`hosts:` or `children:` of a group: a mapping, empty when absent."""
+    value = node.get(key)
+    if value is None:
+        return LocatedDict()
+    if not isinstance(value, LocatedDict):
+        raise InputError(f"'{key}' of group '{group}' is not a mapping",
+                         node.value_location(key), expected)
+    return value
+
+
 @dataclass
 class _VarsDef:
     values: dict[str, Any] = field(default_factory=dict)
@@ -150,25 +161,17 @@ class InventoryLoader:
             raise InputError(f"group '{name}' is {kind_of(node)}",
                              value_loc, "a mapping with hosts:, children: or vars:")
         check_keys(node, GROUP_KEYS, f"group '{name}'")
-        hosts = node.get("hosts")
-        if hosts is not None:
-            if not isinstance(hosts, LocatedDict):
-                raise InputError(f"'hosts' of group '{name}' is not a mapping",
-                                 node.value_location("hosts"),
-                                 "host names as keys, e.g. 'web01:' or 'web01: {port: 5986}'")
-            for pattern, host_vars in hosts.items():
-                self._hosts(name, "" if pattern is None else str(pattern), host_vars,
-                            hosts.key_location(pattern), hosts.value_location(pattern))
-        children = node.get("children")
-        if children is not None:
-            if not isinstance(children, LocatedDict):
-                raise InputError(f"'children' of group '{name}' is not a mapping",
-                                 node.value_location("children"),
-                                 "child group names as keys, e.g. 'site_ams:'")
-            for child, child_node in children.items():
-                self._link(name, str(child), children.key_location(child))
-                self._group(str(child), child_node, children.key_location(child),
-                            children.value_location(child))
+        hosts = _sub_mapping(node, "hosts", name,
+                             "host names as keys, e.g. 'web01:' or 'web01: {port: 5986}'")
+        for pattern, host_vars in hosts.items():
+            self._hosts(name, "" if pattern is None else str(pattern), host_vars,
+                        hosts.key_location(pattern), hosts.value_location(pattern))
+        children = _sub_mapping(node, "children", name,
+                                "child group names as keys, e.g. 'site_ams:'")
+        for child, child_node in children.items():
+            self._link(name, str(child), children.key_location(child))
+            self._group(str(child), child_node, children.key_location(child),
+                        children.value_location(child))
         if node.get("vars") is not None:
             self._vars(group, node["vars"], node.value_location("vars"), f"group '{name}'")
 
