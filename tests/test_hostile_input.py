@@ -138,6 +138,25 @@ def test_a_100k_host_range_lists_quickly(tmp_path: Path) -> None:
     assert (code, err) == (0, "")
 
 
+@pytest.mark.parametrize("special", ["/dev/zero", "FIFO", "BIG"])
+@pytest.mark.parametrize("command", ["inventory", "run"])
+def test_a_limit_file_that_is_special_or_huge_is_refused(tmp_path: Path, special: str,
+                                                         command: str) -> None:
+    if special == "FIFO":
+        os.mkfifo(tmp_path / "hosts.fifo")
+        special = "hosts.fifo"
+    elif special == "BIG":   # one host name a line, past MAX_LIMIT_BYTES (16 MiB)
+        (tmp_path / "hosts.txt").write_bytes(b"lab-web01\n" * (1_700_000))
+        special = "hosts.txt"
+    argv = ["inventory", "-i", LAB] if command == "inventory" else ["run", "-i", LAB, ASR]
+    code, err = bounded_run([*argv, "--limit", "@" + special], tmp_path)
+    assert code == 5
+    expected = "larger than 16777216 bytes" if special == "hosts.txt" \
+        else "is not a regular file"
+    assert err == (f"{special}:1:1: limit file {expected} (a regular UTF-8 text file of at "
+                   "most 16777216 bytes, one host a line)\n")
+
+
 @pytest.mark.parametrize(("template", "message"), [
     ("{{ 'x' * 2000000000 }}", "the template builds a value over 1000000 long"),
     ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
