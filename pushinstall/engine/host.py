@@ -52,6 +52,7 @@ from pushinstall.resources import RESOURCE_TYPES
 from pushinstall.resources.base import Applied, Plan, Probe, Resource
 from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
+from pushinstall.transports.deadline import io_deadline
 
 TransportFactory = Callable[[Host], Transport]
 NO_LOG = "(output hidden: no_log)"
@@ -361,7 +362,13 @@ class HostPipeline:
         return None
 
     def run(self) -> HostOutcome:
-        """Do everything for this host; return how it ended."""
+        """Do everything for this host; return how it ended. Every transport exchange ends by
+        the host deadline (transports/deadline.py), so a host that stalls its answers cannot
+        hold the run past it."""
+        with io_deadline(self.deadline.at):
+            return self._run_all()
+
+    def _run_all(self) -> HostOutcome:
         started = time.monotonic()
         self._emit(events.HostStarted(host=self.host.name))
         forced: Status | None = None
