@@ -1,7 +1,9 @@
-"""A WS-Man endpoint gone wrong, on 127.0.0.1: it accepts the connection, reads the request,
-sends a status line and then one header line every `interval` seconds, forever. Every read
-a client makes gets a byte well within any read timeout, so only a deadline on the whole
-exchange ends it (issue 13)."""
+"""WS-Man endpoints gone wrong, on 127.0.0.1 (issue 13). `DripServer` accepts the connection,
+reads the request, sends a status line and then one header line every `interval` seconds,
+forever. `DripProxy` passes a real endpoint's traffic through until `dripping` is set, then
+hands the client the server's answers one byte every `interval` seconds: a host that opened
+fine and stalls mid-call. Every read a client makes gets a byte well within any read
+timeout, so only a deadline on the whole exchange ends it."""
 
 from __future__ import annotations
 
@@ -60,6 +62,58 @@ class DripServer:
                 self._open -= 1
 
     def __enter__(self) -> DripServer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+class DripProxy:
+    """`with DripProxy(address, port) as proxy:` -> `proxy.port` forwards to the endpoint;
+    `proxy.dripping.set()` turns every answer from then on into a one-byte-a-while drip."""
+
+    def __init__(self, address: str, port: int, interval: float = 0.5) -> None:
+        self.target = (address, port)
+        self.interval = interval
+        self.dripping = threading.Event()
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
+        try:
+            while not self._stop.is_set():
+                data = source.recv(65536)
+                if not data:
+                    break
+                if answers and self.dripping.is_set():
+                    for byte in data:
+                        sink.sendall(bytes([byte]))
+                        time.sleep(self.interval)
+                else:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+    def __enter__(self) -> DripProxy:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from drip_server import DripServer
+from drip_server import DripProxy, DripServer
+from kit import OS_FACTS, Wire
 
 from pushinstall.errors import TransportTimeout
 from pushinstall.model import Connection, Host
@@ -94,6 +95,33 @@ def test_without_a_host_deadline_one_exchange_ends_after_connect_plus_read_timeo
     assert "connect_timeout + read_timeout" in str(errors[0])
     assert elapsed >= 4.0 - 0.1
     _assert_connections_closed(drip)
+
+
+@pytest.mark.parametrize("kind", sorted(TRANSPORTS))
+def test_a_host_that_stalls_mid_call_ends_at_the_call_deadline(wire: Wire, kind: str) -> None:
+    """Opened fine through a proxy to the lab's endpoint, then every answer drips: the call
+    ends at its timeout (the step's deadline) plus the grace, and the transport can still
+    be closed in bounded time."""
+    wire.serve("lab-web01")
+    served = wire.endpoint.address("lab-web01")
+    with DripProxy(served.address, served.http_port) as proxy:
+        host = wire.host("lab-web01", transport=kind, read_timeout=30.0)
+        host.connection.address, host.connection.port = "127.0.0.1", proxy.port
+        transport = TRANSPORTS[kind](host)
+        transport.open()
+        assert transport.call(OS_FACTS, timeout=10)["ok"]   # the proxy passes answers on
+        proxy.dripping.set()
+        started = time.monotonic()
+        with pytest.raises(TransportTimeout) as raised:
+            transport.call(OS_FACTS, timeout=3.0)
+        elapsed = time.monotonic() - started
+        assert 3.0 <= elapsed < 3.0 + DEADLINE_GRACE + MARGIN, elapsed
+        assert "sent no complete answer in time" in str(raised.value)
+        assert "the step or host deadline" in str(raised.value)
+        with io_deadline(time.monotonic() + 2):   # as the engine closes a host at its end
+            closing = time.monotonic()
+            transport.close()
+        assert time.monotonic() - closing < 2 + DEADLINE_GRACE + MARGIN
 
 
 def _assert_connections_closed(drip: DripServer) -> None:
