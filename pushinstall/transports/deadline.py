@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+COMPACT_MIN = 4096   # alarms kept before the ended ones are swept out of the heap
 _DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("io_deadline",
                                                                  default=math.inf)
 
@@ -83,17 +84,23 @@ class Watchdog:
         self._heap: list[tuple[float, int, Alarm]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
+        self._compact_at = COMPACT_MIN
 
     def arm(self, at: float, cut: Callable[[], None]) -> Alarm:
         """An alarm that calls `cut` at `at` (monotonic) unless disarmed first."""
         alarm = Alarm(cut)
         with self._wake:
+            if len(self._heap) >= self._compact_at:   # most ended long before their time
+                self._heap = [entry for entry in self._heap if not entry[2].disarmed]
+                heapq.heapify(self._heap)
+                self._compact_at = max(COMPACT_MIN, 2 * len(self._heap))
             heapq.heappush(self._heap, (at, next(self._order), alarm))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="pushinstall-watchdog",
                                                 daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            if self._heap[0][2] is alarm:   # the thread sleeps until a later one: wake it
+                self._wake.notify()
         return alarm
 
     def _loop(self) -> None:
