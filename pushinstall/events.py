@@ -114,7 +114,9 @@ class HostFinished(Event):
     counts: dict[Status, int] = field(default_factory=dict)
     message: str = ""
     duration: float = 0.0
-    facts: dict[str, Any] = field(default_factory=dict)   # os, os_version, powershell
+    # os, os_version, powershell, agent_build, configuration_server (None: not installed, not
+    # registered, or not looked at); {} when the host was never reached
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.kind = "host_finished"

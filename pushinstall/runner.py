@@ -181,15 +181,17 @@ LAST_RUN_TERMS = {"@failed": "failed", "@drifted": "drifted", "@unreachable": "u
 
 
 def last_run_limit(limit: str | None) -> str | None:
-    """`--limit @failed` (`@drifted`, `@unreachable`): the hosts that ended so in the last
-    recorded run. A file of that name in the working folder wins, as `@file` always meant; a
-    note on stderr says which was used."""
+    """`--limit @failed` (`@drifted`, `@unreachable`): the hosts that ended so in the newest
+    recorded run whose mode can end a host so (`history.LAST_RUN_KINDS`: an apply for
+    failed, a check for drifted, any run for unreachable); a note on stderr names the run by
+    id, mode and time. A file of that name in the working folder wins, as `@file` always
+    meant; the note then says so."""
     if not limit:
         return limit
     import sys
 
     from pushinstall.inventory.limit import COMMAND_LINE, split_terms
-    from pushinstall.report.history import history_path, last_run_hosts
+    from pushinstall.report.history import LAST_RUN_KINDS, history_path, iso_time, last_run_hosts
 
     terms = []
     for term in split_terms(limit):
@@ -203,14 +205,17 @@ def last_run_limit(limit: str | None) -> str | None:
                              f"the last run's {status} hosts are not used\n")
             terms.append(term)
         else:
-            run_id, names = last_run_hosts(history_path(state_dir()), status)
-            if run_id is None:
-                raise InputError(f"--limit {body}: no run is recorded yet", COMMAND_LINE,
-                                 "a run or check before it, or a host pattern")
-            sys.stderr.write(f"note: --limit {body}: {len(names)} {status} host(s) of run "
-                             f"{run_id}\n")
+            picked = last_run_hosts(history_path(state_dir()), status)
+            if picked is None:
+                raise InputError(f"--limit {body}: no run is recorded yet that can find "
+                                 f"{status} hosts: {body} reads {LAST_RUN_KINDS[status]}",
+                                 COMMAND_LINE, "such a run before it, or a host pattern")
+            names, run = picked.hosts, (f"run {picked.run_id} ({picked.mode}, "
+                                        f"{iso_time(picked.started)})")
+            sys.stderr.write(f"note: --limit {body}: {len(names)} {status} host(s) of {run}, "
+                             f"the newest {LAST_RUN_KINDS[status]}\n")
             if not names and not prefix:
-                raise InputError(f"--limit {body}: run {run_id} had no {status} host",
+                raise InputError(f"--limit {body}: {run} had no {status} host",
                                  COMMAND_LINE, "nothing to re-run; or another host pattern")
             # '&@failed' with none failed must select nothing: '&!all' does
             terms += [prefix + name for name in names] or (["!all"] if prefix == "&" else [])

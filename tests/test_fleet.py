@@ -12,9 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kit import GATE, INSTALL, STEPS, SVAGENTS, asr_playbook, lab, lab_fleet, run_on_lab
+from kit import (
+    FAST,
+    GATE,
+    INSTALL,
+    PROCESS_HOOKS,
+    STEPS,
+    SVAGENTS,
+    ListSink,
+    asr_playbook,
+    lab,
+    lab_fleet,
+    run_on_lab,
+)
 
 from pushinstall import events
+from pushinstall.engine import RunOptions, run_fleet
 from pushinstall.engine.fleet import batch_sizes, exit_code_for
 from pushinstall.lab.transport import LabTransport
 from pushinstall.model import RebootPolicy, Status
@@ -157,12 +170,19 @@ def test_forks_bound_the_hosts_in_flight(tmp_path: Path) -> None:
 def test_ctrl_c_stops_launching_and_still_summarises(tmp_path: Path) -> None:
     fleet = lab_fleet(tmp_path, 30, {i: {"latency_ms": 20} for i in range(30)})
 
-    def interrupt_soon() -> None:
-        time.sleep(0.8)
-        os.kill(os.getpid(), signal.SIGINT)
+    class CtrlCWhenFirstDone(ListSink):
+        """Presses Ctrl-C as the first host's HostFinished comes in: an event, not a sleep,
+        so the moment does not move with the machine's load."""
 
-    threading.Thread(target=interrupt_soon, daemon=True).start()
-    summary, sink = run_on_lab(fleet, asr_playbook(tmp_path), forks=3)
+        def emit(self, event: events.Event) -> None:
+            super().emit(event)
+            if isinstance(event, events.HostFinished) and event.host == fleet[0].name:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    sink = CtrlCWhenFirstDone()
+    summary = run_fleet(fleet, asr_playbook(tmp_path),
+                        RunOptions(forks=3, backoff=FAST, hooks=PROCESS_HOOKS), [sink],
+                        transport_factory=LabTransport)
     assert summary.interrupted and summary.exit_code == 130
     statuses = [summary.hosts[h.name].status for h in fleet]
     assert statuses[0] == Status.CHANGED          # finished before the Ctrl-C

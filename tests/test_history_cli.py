@@ -68,6 +68,41 @@ def test_limit_last_run_failed_and_a_file_that_wins(tmp_path: Path) -> None:
     assert "on 1 host(s)" in by_file.stdout and "h-ok" in by_file.stdout
 
 
+def test_limit_reads_the_newest_run_whose_mode_can_end_a_host_so(tmp_path: Path) -> None:
+    """@failed: the newest apply (a nightly check in between must not hide last night's failed
+    install); @drifted: the newest check; @unreachable: the newest run of any mode. The note
+    names the run picked by id, mode and time."""
+    inventory = write_inventory(tmp_path)
+    assert cli("run", "-i", str(inventory), str(PLAYBOOK)).returncode == 2
+    applied = json.loads(cli("history", "--json").stdout)[0]
+    no_check = cli("run", "-i", str(inventory), str(PLAYBOOK), "-l", "@drifted", "--check")
+    assert no_check.returncode == 5
+    assert no_check.stderr == ("<command line>:1:1: --limit @drifted: no run is recorded yet "
+                               "that can find drifted hosts: @drifted reads a check (check, or "
+                               "run --check) (such a run before it, or a host pattern)\n")
+
+    assert cli("check", "-i", str(inventory), str(PLAYBOOK)).returncode == 2   # cron, 02:00
+    checked = json.loads(cli("history", "--json").stdout)[0]
+    assert checked["mode"] == "check" and checked["run_id"] != applied["run_id"]
+
+    again = cli("run", "-i", str(inventory), str(PLAYBOOK), "-l", "@failed", "--check")
+    assert "on 1 host(s)" in again.stdout and "h-fail" in again.stdout, again.stderr
+    assert (f"note: --limit @failed: 1 failed host(s) of run {applied['run_id']} (run, "
+            f"{applied['started']}), the newest a run that applied changes (run or install, "
+            "not --check)\n") in again.stderr
+    # that dry run (recorded as a check) applied nothing, and is now the newest check
+    dry_run = json.loads(cli("history", "--json").stdout)[0]
+    assert dry_run["mode"] == "check"
+    drifted = cli("run", "-i", str(inventory), str(PLAYBOOK), "-l", "@drifted", "--check")
+    assert f"of run {dry_run['run_id']} (check, {dry_run['started']})" in drifted.stderr
+    # any run can find a host unreachable: the newest, that dry run of h-fail alone, had none
+    unreachable = cli("run", "-i", str(inventory), str(PLAYBOOK), "-l", "@unreachable")
+    newest = json.loads(cli("history", "--json").stdout)[0]
+    assert unreachable.returncode == 5
+    assert (f"run {newest['run_id']} (check, {newest['started']}) had no unreachable host"
+            in unreachable.stderr), unreachable.stderr
+
+
 def test_limit_at_failed_without_history_is_invalid_input(tmp_path: Path) -> None:
     inventory = write_inventory(tmp_path)
     result = cli("run", "-i", str(inventory), str(PLAYBOOK), "-l", "@failed")

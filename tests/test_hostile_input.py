@@ -9,6 +9,7 @@ take the test run with it) and reads the child's peak memory from `wait4`.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -138,6 +139,25 @@ def test_a_100k_host_range_lists_quickly(tmp_path: Path) -> None:
     assert (code, err) == (0, "")
 
 
+@pytest.mark.parametrize("special", ["/dev/zero", "FIFO", "BIG"])
+@pytest.mark.parametrize("command", ["inventory", "run"])
+def test_a_limit_file_that_is_special_or_huge_is_refused(tmp_path: Path, special: str,
+                                                         command: str) -> None:
+    if special == "FIFO":
+        os.mkfifo(tmp_path / "hosts.fifo")
+        special = "hosts.fifo"
+    elif special == "BIG":   # one host name a line, past MAX_LIMIT_BYTES (16 MiB)
+        (tmp_path / "hosts.txt").write_bytes(b"lab-web01\n" * (1_700_000))
+        special = "hosts.txt"
+    argv = ["inventory", "-i", LAB] if command == "inventory" else ["run", "-i", LAB, ASR]
+    code, err = bounded_run([*argv, "--limit", "@" + special], tmp_path)
+    assert code == 5
+    expected = "larger than 16777216 bytes" if special == "hosts.txt" \
+        else "is not a regular file"
+    assert err == (f"{special}:1:1: limit file {expected} (a regular UTF-8 text file of at "
+                   "most 16777216 bytes, one host a line)\n")
+
+
 @pytest.mark.parametrize(("template", "message"), [
     ("{{ 'x' * 2000000000 }}", "the template builds a value over 1000000 long"),
     ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
@@ -147,6 +167,20 @@ def test_a_100k_host_range_lists_quickly(tmp_path: Path) -> None:
     ("{{ 9 ** 9 ** 9 ** 9 }}", "File name too long"),   # a path no file system takes
     ("{% for i in range(90000) %}{{ 'abcdefghijklmnop' }}{% endfor %}",
      "the template renders more than 1000000 characters"),
+    # nested loops over a big string or list: each item a loop takes counts, as range()'s do
+    ("{% set x = 'y' * 900000 %}{% for a in x %}{% for b in x %}{% endfor %}{% endfor %}",
+     "the template loops over more than 1000000 items"),
+    ("{% set x = ['y'] * 900000 %}{% for a in x %}{% for b in x %}{% endfor %}{% endfor %}",
+     "the template loops over more than 1000000 items"),
+    # growth past any bound in one step, refused before the step runs
+    ("{% set a = 'x' * 900000 %}{{ a | replace('x', a) }}",
+     "the template builds a value over 1000000 long"),
+    ("{{ (['x' * 900000] * 3000) | join }}", "the template builds a value over 1000000 long"),
+    ("{% set a = 'x' * 900000 %}{{ (a ~ a ~ a ~ a) | length }}",
+     "the template builds a value over 1000000 long"),
+    ("{{ [[['x' * 1000] * 1000] * 1000] }}", "the template builds a value over 1000000 long"),
+    ("{{ 'x'.ljust(2000000000) }}", "the template builds a value over 1000000 long"),
+    ("{{ '{:2000000000}'.format(1) }}", "the template builds a value over 1000000 long"),
 ])
 def test_a_runaway_template_in_a_host_var_is_refused(tmp_path: Path, template: str,
                                                       message: str) -> None:
@@ -157,6 +191,7 @@ def test_a_runaway_template_in_a_host_var_is_refused(tmp_path: Path, template: s
     code, err = bounded_run(["validate", "-i", "inv.yml", ASR], tmp_path)
     assert code == 5
     assert message in err and err.count("\n") <= 2
+    assert re.search(r"^\S+\.yml:\d+:\d+: ", err.splitlines()[-1]), err   # located
 
 
 def test_a_bad_utf8_byte_is_located_by_line_and_column(tmp_path: Path) -> None:

@@ -42,6 +42,24 @@ def test_run_and_check_reports_match_the_schema(tmp_path: Path) -> None:
     assert next(h for h in report["hosts"] if h["name"] == "h-down")["facts"] == {}
 
 
+def test_the_facts_summary_has_the_agent_build_and_the_registered_cs(tmp_path: Path) -> None:
+    """Through a real run on the lab: the summary shows what the install and register steps
+    left (their verify), and a check afterwards reads the same from the host."""
+    inventory = write_inventory(tmp_path / "inv")
+    reports = tmp_path / "reports"
+    for command in (["run"], ["check"]):
+        cli(*command, "-i", str(inventory), str(PLAYBOOK), "--report-dir", str(reports))
+        report = json.loads((reports / "latest.json").read_text())
+        validate(report)
+        hosts = {h["name"]: h["facts"] for h in report["hosts"]}
+        assert hosts["h-ok"]["agent_build"] == "9.62.7172.1", hosts["h-ok"]
+        assert hosts["h-ok"]["configuration_server"] == "10.0.0.115"
+        # the installer failed (exit 14): nothing installed, nothing registered
+        assert hosts["h-fail"]["agent_build"] is None
+        assert hosts["h-fail"]["configuration_server"] is None
+        assert hosts["h-down"] == {}
+
+
 def test_a_killed_run_still_validates_and_junit_is_not_green() -> None:
     # the run started, one host went half way, then the process died: no RunFinished
     collector = Collector()

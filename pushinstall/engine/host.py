@@ -49,9 +49,11 @@ from pushinstall.playbook.conditions import evaluate_when
 from pushinstall.playbook.templating import Renderer
 from pushinstall.remote.ops import batch, is_idempotent, request, result_of
 from pushinstall.resources import RESOURCE_TYPES
+from pushinstall.resources.asr_facts import SUMMARY_KEYS, summary_of
 from pushinstall.resources.base import Applied, Plan, Probe, Resource
 from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
+from pushinstall.transports.deadline import io_deadline
 
 TransportFactory = Callable[[Host], Transport]
 NO_LOG = "(output hidden: no_log)"
@@ -111,6 +113,8 @@ class HostPipeline:
         self.link = HostLink(host, transport_factory, self.retry, self.redactor)
         self.outcome = HostOutcome(host.name)
         self.os_fact: dict[str, Any] = {}
+        # the facts summary's agent build and registered CS, as the newest gather saw them
+        self.agent_facts: dict[str, str | None] = dict.fromkeys(SUMMARY_KEYS)
         self.variables: dict[str, Any] = {}
         self.changed_host = False
 
@@ -179,6 +183,10 @@ class HostPipeline:
                 probe.id: facts.get(f"{state.index}:{probe.id}")
                 for probe in state.probes if probe.query is not None
             }
+        for state in states:
+            for probe in state.probes:
+                if probe.query is not None:
+                    self.agent_facts.update(summary_of(probe.query, state.found[probe.id]))
         for (state, probe), answer in zip(scripts, answers[1:], strict=True):
             state.found[probe.id] = (
                 answer.get("result") if answer.get("ok") else {"error": answer.get("error")}
@@ -361,7 +369,13 @@ class HostPipeline:
         return None
 
     def run(self) -> HostOutcome:
-        """Do everything for this host; return how it ended."""
+        """Do everything for this host; return how it ended. Every transport exchange ends by
+        the host deadline (transports/deadline.py), so a host that stalls its answers cannot
+        hold the run past it."""
+        with io_deadline(self.deadline.at):
+            return self._run_all()
+
+    def _run_all(self) -> HostOutcome:
         started = time.monotonic()
         self._emit(events.HostStarted(host=self.host.name))
         forced: Status | None = None
@@ -391,7 +405,8 @@ class HostPipeline:
         self.outcome.duration = time.monotonic() - started
         os_fact = self.os_fact   # the report's facts summary: what the gather saw
         facts = {"os": os_fact.get("caption"), "os_version": os_fact.get("version"),
-                 "powershell": os_fact.get("powershell_version")} if os_fact else {}
+                 "powershell": os_fact.get("powershell_version"),
+                 **self.agent_facts} if os_fact else {}
         self._emit(events.HostFinished(
             host=self.host.name, status=self.outcome.status, counts=dict(self.outcome.counts),
             message=self.outcome.message, duration=self.outcome.duration, facts=facts,

@@ -3,18 +3,20 @@
 A pattern is a list of terms split on `,` (or `:` as Ansible also allows): plain terms are
 unioned, then each `&term` intersects, then each `!term` excludes. A term is `all` or `*`, a
 group name, a host name, a glob (`web*`, `db0[1-3]`), a regex `~web\\d+`, or `@file` (one
-host or term a line; `#` comments).
+host or term a line; `#` comments). A limit file is read as secret and var files are: only a
+regular file, up to `MAX_LIMIT_BYTES` (a FIFO would block, `/dev/zero` never ends).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from pathlib import Path
 
 from pushinstall.errors import InputError, Location
+from pushinstall.source import read_text
 
 COMMAND_LINE = Location("<command line>", 1, 1)
+MAX_LIMIT_BYTES = 16 * 1024 * 1024   # 100k host names of ~60 characters, with room to spare
 
 
 def split_terms(pattern: str) -> list[str]:
@@ -24,11 +26,18 @@ def split_terms(pattern: str) -> list[str]:
 
 
 def _read_file_terms(name: str, location: Location) -> list[str]:
+    """The terms of limit file `name`; a missing file is located at the command line (where
+    its name was written), anything wrong with the file itself at the file."""
+    what = f"a regular UTF-8 text file of at most {MAX_LIMIT_BYTES} bytes, one host a line"
     try:
-        lines = Path(name).expanduser().read_text(encoding="utf-8-sig").splitlines()
-    except OSError as error:
-        raise InputError(f"cannot read limit file '{name}': {error.strerror}", location,
-                         "a file with one host a line") from None
+        text = read_text(name, MAX_LIMIT_BYTES, what)
+    except InputError as error:
+        if error.message == "file not found":
+            raise InputError(f"cannot read limit file '{name}': No such file or directory",
+                             location, "a file with one host a line") from None
+        raise InputError(f"limit file {error.message}", error.location, error.expected) \
+            from None
+    lines = text.splitlines()
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 

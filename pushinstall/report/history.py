@@ -22,6 +22,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pushinstall.events import Event, HostFinished, RunFinished, RunStarted
@@ -206,16 +207,55 @@ def iso_time(epoch: float | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch else ""
 
 
-def last_run_hosts(path: Path, status: str) -> tuple[str | None, list[str]]:
-    """The newest recorded run's id and its hosts that ended with `status` (inventory order);
-    (None, []) when no run is recorded."""
+# Which runs a `--limit @STATUS` reads: the newest whose mode can end a host so. A `failed`
+# worth re-running is an apply's (a nightly check must not hide last night's failed
+# installs); drift is what a check finds; any run can find a host unreachable.
+LAST_RUN_KINDS = {"failed": "a run that applied changes (run or install, not --check)",
+                  "drifted": "a check (check, or run --check)",
+                  "unreachable": "a run of any mode"}
+
+
+@dataclass(frozen=True)
+class PickedRun:
+    """The run a `--limit @STATUS` read, and its hosts that ended with that status."""
+
+    run_id: str
+    mode: str
+    started: float
+    hosts: list[str]
+
+
+def _is_check(mode: str, options: str | None) -> bool:
+    try:
+        check_mode = bool(json.loads(options or "{}").get("check_mode"))
+    except (ValueError, AttributeError):
+        check_mode = False
+    return mode == "check" or check_mode
+
+
+def _can_end_so(status: str, mode: str, options: str | None) -> bool:
+    if status == "failed":
+        return not _is_check(mode, options)
+    if status == "drifted":
+        return _is_check(mode, options)
+    return True
+
+
+def last_run_hosts(path: Path, status: str) -> PickedRun | None:
+    """The newest recorded run whose mode can end a host with `status` (`LAST_RUN_KINDS`)
+    and its hosts that ended so (inventory order); None when no such run is recorded."""
     if not path.exists():
-        return None, []
+        return None
     with connect(path, create=False) as db:
-        row = db.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
-        if row is None:
-            return None, []
+        rows = db.execute("SELECT run_id, mode, started, options FROM runs "
+                          "ORDER BY started DESC")
+        picked = next((row for row in rows if _can_end_so(status, row[1], row[3])), None)
+        if picked is None:
+            return None
         names = [name for (name,) in db.execute(
             "SELECT host FROM host_results WHERE run_id = ? AND status = ? ORDER BY rowid",
-            (row[0], status))]
-    return row[0], names
+            (picked[0], status))]
+    run_id, mode, started, options = picked
+    if mode != "check" and _is_check(mode, options):
+        mode = f"{mode} --check"
+    return PickedRun(run_id, mode, started or 0.0, names)

@@ -41,6 +41,7 @@ from pushinstall.secret import Redactor
 from pushinstall.transports.push import push_file
 from pushinstall.transports.wsman_common import (
     Endpoint,
+    ExchangeWatch,
     endpoint_of,
     map_error,
 )
@@ -66,6 +67,7 @@ class PSRPTransport:
     def __init__(self, host: Host, redactor: Redactor | None = None) -> None:
         self.host = host
         self.endpoint: Endpoint = endpoint_of(host)
+        self._watch = ExchangeWatch(self.endpoint)   # every HTTP exchange ends in time
         self.redactor = redactor or Redactor()
         if host.connection.password is not None:
             self.redactor.add(host.connection.password)
@@ -89,9 +91,10 @@ class PSRPTransport:
         if self._key is not None:
             request = sealing.seal(request, self._key)
         encoded = ops.encode_request(request)
-        output = self._guard(
-            lambda: self._run(ops.AGENT_FUNCTION, op, timeout, {"Request": encoded}), op,
-            in_flight=True)
+        with self._watch.call(timeout):
+            output = self._guard(
+                lambda: self._run(ops.AGENT_FUNCTION, op, timeout, {"Request": encoded}), op,
+                in_flight=True)
         return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
 
     def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
@@ -130,6 +133,7 @@ class PSRPTransport:
             encryption="never" if conn.auth in ("basic", "certificate") else "auto",
             reconnection_retries=0, no_proxy=True, **options)
         self._wsman = wsman
+        self._watch.watch_pypsrp(wsman)
         pool = RunspacePool(wsman, min_runspaces=1, max_runspaces=1)
         self._guard(pool.open, "connect", in_flight=False)
         self._pool = pool

@@ -34,6 +34,7 @@ from pushinstall.secret import Redactor
 from pushinstall.transports.push import push_file
 from pushinstall.transports.wsman_common import (
     Endpoint,
+    ExchangeWatch,
     endpoint_of,
     map_error,
 )
@@ -63,6 +64,7 @@ class WinRMTransport:
     def __init__(self, host: Host, redactor: Redactor | None = None) -> None:
         self.host = host
         self.endpoint: Endpoint = endpoint_of(host)
+        self._watch = ExchangeWatch(self.endpoint)   # every HTTP exchange ends in time
         self.redactor = redactor or Redactor()
         if host.connection.password is not None:
             self.redactor.add(host.connection.password)
@@ -84,7 +86,8 @@ class WinRMTransport:
         if self._shell_id is None:
             self.open()
         script = stdin_script(request, self._agent)
-        output = self._guard(lambda: self._run(script, op, timeout), op, in_flight=True)
+        with self._watch.call(timeout):
+            output = self._guard(lambda: self._run(script, op, timeout), op, in_flight=True)
         return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
 
     def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
@@ -122,6 +125,7 @@ class WinRMTransport:
             message_encryption="never" if conn.auth in ("basic", "certificate") else "auto",
             proxy=None, **options)
         self._protocol = protocol
+        self._watch.watch_pywinrm(protocol)
         self._shell_id = self._guard(
             lambda: protocol.open_shell(codepage=UTF8_CODEPAGE, noprofile=True), "connect",
             in_flight=False)

@@ -1,12 +1,19 @@
 """What the two WS-Management transports (psrp, winrm) share: endpoint settings from the
-inventory connection, the poll interval, and the ONE mapping of their libraries' exceptions
-(requests, pypsrp, pywinrm, pyspnego) into errors.py, with a hint a person can act on."""
+inventory connection, the poll interval, the deadline every HTTP exchange ends by
+(`ExchangeWatch`), and the ONE mapping of their libraries' exceptions (requests, pypsrp,
+pywinrm, pyspnego) into errors.py, with a hint a person can act on."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import socket
+import time
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 from spnego.exceptions import SpnegoError
@@ -20,9 +27,13 @@ from pushinstall.errors import (
 )
 from pushinstall.model import Host
 from pushinstall.secret import Redactor
+from pushinstall.transports.deadline import WATCHDOG, io_deadline_at
 
 T = TypeVar("T")
 SHELL_NOT_FOUND = 2150858843
+# An exchange may outlive its call's (or the host's) deadline by this much, so a poll whose
+# OperationTimeout was rounded up still ends normally and a timed-out pipeline can be stopped.
+DEADLINE_GRACE = 2.0
 
 AUTH_HINTS = {
     "negotiate": "401 with Negotiate/NTLM: check the password, that the user is a local "
@@ -52,6 +63,7 @@ class Endpoint:
     verify: bool | str
     poll_s: int          # OperationTimeout of a Receive: the server answers within it
     read_timeout: float  # HTTP read timeout, always above poll_s
+    exchange_timeout: float  # one whole HTTP exchange: connect, send, the complete answer
 
     @property
     def url(self) -> str:
@@ -75,7 +87,123 @@ def endpoint_of(host: Host) -> Endpoint:
     # (both libraries read '' as "do not validate").
     verify = True if conn.cert_validation == "" else conn.cert_validation
     return Endpoint(host.name, conn.address or host.name, port, conn.tls, conn.auth,
-                    verify, poll_s, read_timeout)
+                    verify, poll_s, read_timeout, conn.connect_timeout + read_timeout)
+
+
+class SlowAnswer(Exception):
+    """An HTTP exchange cut (or not started) because its time was up."""
+
+    def __init__(self, seconds: float, bound: str) -> None:
+        super().__init__(f"no complete answer within {seconds:.3g} s ({bound})")
+
+
+class ExchangeWatch:
+    """Ends every HTTP exchange of one transport by its deadline: the sooner of
+    `exchange_timeout` from its start and (plus `DEADLINE_GRACE`) the deadline of the call in
+    progress (`call`) or of the host's work (`deadline.io_deadline`).
+
+    requests' read timeout bounds each `recv`, so a server that drips its answer a byte at a
+    time defeats it; at the deadline the watchdog shuts the sockets of this transport's
+    connections, the blocked read returns, and the exchange raises `SlowAnswer`. The hooks
+    wrap each library's one exchange method on its own objects (as pypsrp itself wraps its
+    pool classes) and change nothing else about how pypsrp or pywinrm is used."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.exchange_timeout = endpoint.exchange_timeout
+        self._call_at = math.inf
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._adapters: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    @contextlib.contextmanager
+    def call(self, timeout: float | None) -> Iterator[None]:
+        """The exchanges inside end within `timeout` seconds (+ grace) from now."""
+        previous = self._call_at
+        self._call_at = math.inf if timeout is None else time.monotonic() + timeout
+        try:
+            yield
+        finally:
+            self._call_at = previous
+
+    def watch_pypsrp(self, wsman: Any) -> None:
+        """Bound the exchanges of a pypsrp `WSMan` (its transport's `_send_request`)."""
+        transport = wsman.transport
+        self._wrap(transport, "_send_request", lambda args: transport.session)
+
+    def watch_pywinrm(self, protocol: Any) -> None:
+        """Bound the exchanges of a pywinrm `Protocol` (its transport's
+        `_send_message_request(session, request)`, which the encryption set-up uses too)."""
+        self._wrap(protocol.transport, "_send_message_request", lambda args: args[0])
+
+    def _wrap(self, owner: Any, name: str, session_of: Callable[[tuple[Any, ...]], Any]) -> None:
+        exchange = getattr(owner, name)
+
+        @functools.wraps(exchange)
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            self._attach(session_of(args))
+            return self._bounded(exchange, args, kwargs)
+        setattr(owner, name, bounded)
+
+    def _bounded(self, exchange: Callable[..., T], args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> T:
+        now = time.monotonic()
+        outer = min(self._call_at, io_deadline_at()) + DEADLINE_GRACE
+        at = min(now + self.exchange_timeout, outer)
+        bound = ("the step or host deadline" if outer < now + self.exchange_timeout else
+                 "connect_timeout + read_timeout, the most one request may take")
+        if at <= now:
+            raise SlowAnswer(0, bound)
+        alarm = WATCHDOG.arm(at, self._cut)
+        try:
+            result = exchange(*args, **kwargs)
+        except Exception as error:
+            if alarm.disarm():
+                raise SlowAnswer(at - now, bound) from error
+            raise
+        if alarm.disarm():   # cut as it ended: the connection is gone, the answer may be short
+            raise SlowAnswer(at - now, bound)
+        return result
+
+    def _cut(self) -> None:
+        """Shut every socket of this transport (the watchdog's thread): a blocked read ends."""
+        for connection in list(self._connections):
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):   # the plain socket's, not TLS's, shutdown
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def _attach(self, session: Any) -> None:
+        """Note every connection `session`'s pools make from now on."""
+        if session is None:
+            return
+        for adapter in list(session.adapters.values()):
+            manager = getattr(adapter, "poolmanager", None)
+            if manager is None or adapter in self._adapters:
+                continue
+            self._adapters.add(adapter)
+            classes = dict(manager.pool_classes_by_scheme)   # this manager's copy only
+            for scheme, make_pool in classes.items():
+                classes[scheme] = self._pool_maker(make_pool)
+            manager.pool_classes_by_scheme = classes
+            for key in list(manager.pools.keys()):
+                with contextlib.suppress(KeyError):
+                    self._watch_pool(manager.pools[key])
+
+    def _pool_maker(self, make_pool: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(make_pool)
+        def make(*args: Any, **kwargs: Any) -> Any:
+            pool = make_pool(*args, **kwargs)
+            self._watch_pool(pool)
+            return pool
+        return make
+
+    def _watch_pool(self, pool: Any) -> None:
+        make_connection = pool.ConnectionCls
+
+        def connection(*args: Any, **kwargs: Any) -> Any:
+            made = make_connection(*args, **kwargs)
+            self._connections.add(made)
+            return made
+        pool.ConnectionCls = connection
 
 
 def _status_code(exc: Exception) -> int | None:
@@ -95,6 +223,12 @@ def map_error(exc: Exception, endpoint: Endpoint, doing: str, in_flight: bool,
     name, where = endpoint.host_name, endpoint.url
     text = redactor.redact(str(exc) or type(exc).__name__)
     code = _status_code(exc)
+    if isinstance(exc, SlowAnswer):
+        return TransportTimeout(
+            f"{where} sent no complete answer in time during {doing}: {text}", host=name,
+            hint="the server answers too slowly or drips its answer (a hung WinRM service, a "
+                 "proxy or middlebox holding the connection); connect_timeout + read_timeout "
+                 "bound one request, the step and host timeouts a whole call")
     if isinstance(exc, requests.exceptions.SSLError):
         return TransportError(
             f"TLS with {where} failed: {text}", host=name,
