@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from h11_lab import PLAYBOOK, REPO, SECRETS, cli, write_inventory
+from cli_kit import PLAYBOOK, REPO, SECRETS, cli, write_inventory
 
 EXAMPLE = str(REPO / "inventories" / "example.yml")
 LAB = str(REPO / "inventories" / "lab.yml")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from h11_lab import PLAYBOOK, REPO, SECRETS, cli, write_inventory
+from cli_kit import PLAYBOOK, REPO, SECRETS, cli, write_inventory
 
 ESCAPE = "\x1b"
 ISO_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import click
-from h11_lab import PLAYBOOK, cli, write_inventory
+from cli_kit import PLAYBOOK, cli, write_inventory
 
 from pushinstall.cli import cli as root
 

@@ -7,7 +7,7 @@ import multiprocessing
 import sqlite3
 from pathlib import Path
 
-from h11_lab import PLAYBOOK, SECRETS, cli, write_inventory
+from cli_kit import PLAYBOOK, SECRETS, cli, write_inventory
 
 from pushinstall.events import HostFinished, RunFinished, RunStarted, StepResult
 from pushinstall.report.history import SCHEMA_VERSION, History, history_path

@@ -11,7 +11,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from h11_lab import PLAYBOOK, REPO, write_inventory
+from cli_kit import PLAYBOOK, REPO, write_inventory
 
 
 def test_ctrl_c_gives_130_and_a_junit_with_errors(tmp_path: Path, state_dir: Path) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from h11_lab import PASSPHRASE, PASSWORD, PLAYBOOK, SECRETS, cli
+from cli_kit import PASSPHRASE, PASSWORD, PLAYBOOK, SECRETS, cli
 
 INI = r"""# the lab, as an Ansible INI inventory
 lab-solo lab='{cs_passphrase: %(passphrase)s}'

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from h11_lab import PLAYBOOK, REPO, cli, write_inventory
+from cli_kit import PLAYBOOK, REPO, cli, write_inventory
 
 from pushinstall.errors import EXIT_LOCKED
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from h11_lab import PLAYBOOK, SECRETS, cli, write_inventory
+from cli_kit import PLAYBOOK, SECRETS, cli, write_inventory
 
 
 def test_no_output_holds_a_secret(tmp_path: Path, state_dir: Path) -> None:

@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 
 import click
-from h11_lab import REPO, SECRETS, cli
+from cli_kit import REPO, SECRETS, cli
 
 from pushinstall.cli import cli as root
 

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from h11_lab import PLAYBOOK, SECRETS, cli, write_inventory
+from cli_kit import PLAYBOOK, SECRETS, cli, write_inventory
 
 from pushinstall.events import (
     HostFinished,

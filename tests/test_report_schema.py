@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
-from h11_lab import PLAYBOOK, REPO, SECRETS, cli, write_inventory
+from cli_kit import PLAYBOOK, REPO, SECRETS, cli, write_inventory
 
 from pushinstall.events import HostFinished, HostStarted, RunStarted, StepResult
 from pushinstall.report.collect import Collector

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from h11_lab import PLAYBOOK, SECRETS, cli, write_inventory
+from cli_kit import PLAYBOOK, SECRETS, cli, write_inventory
 
 
 def test_a_missing_secret_file_is_exit_5_at_its_place(tmp_path: Path) -> None:
@@ -20,13 +20,13 @@ def test_a_missing_secret_file_is_exit_5_at_its_place(tmp_path: Path) -> None:
 
 def test_a_missing_env_secret_but_prompts_are_left_for_the_run(tmp_path: Path) -> None:
     inventory = write_inventory(tmp_path, {"h-a": ""})
-    text = inventory.read_text().replace("{file: passphrase.txt}", "{env: H11_PASSPHRASE}")
+    text = inventory.read_text().replace("{file: passphrase.txt}", "{env: NIGHTLY_PASSPHRASE}")
     inventory.write_text(text)
     result = cli("validate", "-i", str(inventory), str(PLAYBOOK))
-    assert result.returncode == 5 and "'H11_PASSPHRASE'" in result.stderr
+    assert result.returncode == 5 and "'NIGHTLY_PASSPHRASE'" in result.stderr
     assert cli("validate", "-i", str(inventory), str(PLAYBOOK),
-               env={"H11_PASSPHRASE": SECRETS[1]}).returncode == 0
-    inventory.write_text(text.replace("{env: H11_PASSPHRASE}", "{prompt: true}"))
+               env={"NIGHTLY_PASSPHRASE": SECRETS[1]}).returncode == 0
+    inventory.write_text(text.replace("{env: NIGHTLY_PASSPHRASE}", "{prompt: true}"))
     assert cli("validate", "-i", str(inventory), str(PLAYBOOK)).returncode == 0
 
 

@@ -1,4 +1,4 @@
-"""Helpers for the operator-loop tests (issue 11): a small lab inventory and the real CLI.
+"""The real CLI in a subprocess against a small lab inventory (the operator-loop tests).
 
 The inventory holds one host of each outcome; every secret in it is a literal that
 `SECRETS` lists, so a test can grep every output for them.
