@@ -17,6 +17,8 @@ if (-not ('Pushinstall.Agent.Core' -as [type])) {
     Add-Type -TypeDefinition $PushinstallAgentCore -ReferencedAssemblies $references
 }
 [Pushinstall.Agent.Core]::PowerShellVersion = $PSVersionTable.PSVersion.ToString()
+# download run_as: system compiles its SYSTEM task's worker from the same source
+[Pushinstall.Agent.Core]::Source = $PushinstallAgentCore
 
 function ConvertTo-PiText {
     param($Item)

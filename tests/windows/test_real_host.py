@@ -348,6 +348,38 @@ def test_download_from_a_path_and_a_unc_share_with_a_credential(agent: Agent,
     assert missing.error_type == "NotFound"
 
 
+LEFTOVERS = (
+    "$s = New-Object -ComObject Schedule.Service; $s.Connect();"
+    " $tasks = @($s.GetFolder('\\').GetTasks(1) |"
+    " Where-Object { $_.Name -like 'pushinstall-download-*' });"
+    " $dirs = @(Get-ChildItem -LiteralPath $env:ProgramData -Filter 'pushinstall-download-*');"
+    " [string]($tasks.Count + $dirs.Count)"
+)
+
+
+def test_download_as_system_through_a_one_shot_task(agent: Agent, workdir: str) -> None:
+    """run_as: system: the core compiles its worker, registers a SYSTEM task through the Task
+    Scheduler COM API, runs it, reads its result file and deletes task and directory. Over
+    the loopback admin share the machine account may or may not be let in: either the copy
+    or AccessDenied naming HOST$ is the documented answer; nothing may be left behind."""
+    data = b"bundle as system " * 500
+    sha = hashlib.sha256(data).hexdigest()
+    source = workdir + "\\system-source.bin"
+    push(agent, source, data)
+    unc = "\\\\127.0.0.1\\" + source.replace(":", "$", 1)
+    answer = agent.answer(ops.request("download", source=unc, destination=workdir + "\\sys.bin",
+                                      sha256=sha, run_as="system", timeout_s=300))
+    if answer["ok"]:
+        assert answer["result"] == {"changed": True, "sha256": sha, "size": len(data)}
+    else:
+        assert answer["error"]["type"] == "AccessDenied", answer
+        assert answer["error"]["message"].endswith("$)")
+    missing = agent.fails("download", source="\\\\127.0.0.1\\nosuchshare\\x.bin",
+                          destination=workdir + "\\sys2.bin", run_as="system", timeout_s=120)
+    assert missing.error_type in ("NotFound", "AccessDenied")
+    assert agent.script(LEFTOVERS) == ["0"]
+
+
 @pytest.mark.skipif(not os.environ.get("PUSHINSTALL_TEST_DOWNLOAD_URL"),
                     reason="set PUSHINSTALL_TEST_DOWNLOAD_URL and _SHA256")
 def test_download_over_http(agent: Agent, workdir: str) -> None:
