@@ -14,6 +14,8 @@ Server 2012 R2 .. 2025 with an administrator account. Optional:
   target can reach, for the HTTP download test
 - PUSHINSTALL_TEST_ALLOW_REBOOT=1: schedule a reboot 10 minutes out and cancel it at once
   (also over an already scheduled shutdown: exit 1190 replaced by ours, then cancelled)
+- PUSHINSTALL_TEST_SSH_PORT: also run the stdin-loop test over SSH (Windows OpenSSH, the
+  same user and password); the WinRS one runs over the PSRP settings' WinRM listener
 - PUSHINSTALL_TEST_ALLOW_SEEDING=1: raise each registry pending-reboot signal the core reads
   (UpdateExeVolatile, Netlogon AvoidSpnSet, an orphan InDskFlt.sys) and remove it again
 
@@ -606,3 +608,54 @@ def test_reboot_replaces_a_scheduled_shutdown_and_clears_boot_finished(agent: Ag
         agent.script("New-Item -Path $Parameters.k -Force | Out-Null", k=logon)
     assert cancel["exit_code"] == 0, "cancel failed: the host restarts in 10 minutes"
     assert agent.fact("os")["boot_finished"] is True
+
+
+# ---------------------------------------------------------------- the stdin loop (WinRS, SSH)
+
+
+def _stdin_transport(kind: str) -> Any:
+    from pushinstall.model import Connection, Host
+    from pushinstall.secret import Secret
+    from pushinstall.transports.ssh import SSHTransport
+    from pushinstall.transports.winrm import WinRMTransport
+
+    validate = os.environ.get("PUSHINSTALL_TEST_CERT_VALIDATION", "1") == "1"
+    if kind == "ssh":
+        connection = Connection(transport="ssh", address=str(HOST),
+                                port=int(os.environ["PUSHINSTALL_TEST_SSH_PORT"]),
+                                username=USER, password=Secret(str(PASSWORD)),
+                                host_key_checking=validate)
+        return SSHTransport(Host(str(HOST), connection=connection))
+    connection = Connection(transport="winrm", address=str(HOST),
+                            port=int(os.environ.get("PUSHINSTALL_TEST_PORT", "5986")),
+                            auth=os.environ.get("PUSHINSTALL_TEST_AUTH", "negotiate"),
+                            tls=os.environ.get("PUSHINSTALL_TEST_SSL", "1") == "1",
+                            cert_validation=validate, username=USER,
+                            password=Secret(str(PASSWORD)))
+    return WinRMTransport(Host(str(HOST), connection=connection))
+
+
+@pytest.mark.parametrize("kind", ["winrm", "ssh"])
+def test_one_agent_process_reads_request_lines_as_data(kind: str, workdir: str) -> None:
+    """Windows PowerShell's `-Command -` host and the agent's [Console]::In.ReadLine() share
+    stdin: several requests on one process, a sealed secret, a hostile value, all answered."""
+    if kind == "ssh" and not os.environ.get("PUSHINSTALL_TEST_SSH_PORT"):
+        pytest.skip("set PUSHINSTALL_TEST_SSH_PORT for the SSH leg")
+    transport = _stdin_transport(kind)
+    transport.open()
+    try:
+        path = workdir + "\\" + kind + "-secret.txt"
+        hostile = "'; Remove-Item C:\\ -Recurse #"
+        written = transport.call(ops.request("write_secret", path=path, content="pässwörd"))
+        assert written == {"ok": True, "result": {"changed": True}}
+        first = transport.call(ops.request("facts", queries=[
+            {"id": "f", "kind": "file", "path": path},
+            {"id": "h", "kind": "registry", "key": "HKLM:\\SOFTWARE\\" + hostile}]))
+        assert first["ok"] and first["result"]["f"]["exists"] is True
+        assert first["result"]["h"]["key_exists"] is False
+        for _ in range(3):                                  # the same process answers on
+            assert transport.call(ops.request("facts", queries=[]))["ok"] is True
+        pid = transport.call(ops.request("script", source="$PID"))["result"]["output"]
+        assert transport.call(ops.request("script", source="$PID"))["result"]["output"] == pid
+    finally:
+        transport.close()
