@@ -89,6 +89,7 @@ class SSHTransport:
         self._channel_refused = ""
         self._process: asyncssh.SSHClientProcess[bytes] | None = None
         self._stderr = bytearray()
+        self._stderr_task: asyncio.Task[None] | None = None
         self._key: Any = None
 
     # ---- Transport ------------------------------------------------------------------------
@@ -228,7 +229,8 @@ class SSHTransport:
             conn.close()
             return None
         self._process, self._stderr = process, bytearray()
-        asyncio.get_running_loop().create_task(self._drain_stderr(process))
+        # kept: the loop holds tasks only weakly
+        self._stderr_task = asyncio.get_running_loop().create_task(self._drain_stderr(process))
         process.stdin.write(session_script(self._agent_source).encode("utf-8"))
         try:
             output, ended = await asyncio.wait_for(
@@ -287,8 +289,10 @@ class SSHTransport:
         if ended:
             self._process = None
             conn = self._conn
-            if conn is not None and conn.is_closed():
-                raise asyncssh.ConnectionLost("connection lost before the answer")
+            # silence then EOF: the host went away (a restart closes the process before the
+            # connection), so the request may or may not have run; with output, it is quoted
+            if not output.strip() or (conn is not None and conn.is_closed()):
+                raise asyncssh.ConnectionLost("the agent process ended before the answer")
         return output
 
     async def _sftp_put(self, local: Path, temp_path: str) -> None:

@@ -206,6 +206,14 @@ class CmdShell(Shell):
         return Reply(soap.envelope(request, soap.response_action(request),
                                    soap.rsp("SendResponse")))
 
+    def close(self) -> None:
+        """Forget the shell and end its agent processes (they wait for stdin)."""
+        super().close()
+        with self.cond:
+            commands = list(self.commands.values())
+        for command in commands:
+            command.stdin.put(None)
+
     def _run(self, command: _Command) -> None:
         """The agent process: stdin as it comes, one answer per request line, in order."""
         session = StdinSession(self.host.handle_line)
