@@ -60,7 +60,9 @@ def snapshot(server: LabServer) -> dict[str, dict[str, int]]:
 
 
 def measure_check(server: LabServer, hosts: list[Host], playbook: Playbook) -> None:
-    """Converge, then time the engine's check and print what each host's check cost."""
+    """Converge, then time the engine's check and print what each host's check cost (and,
+    as the mean per host, what the converge cost: many calls over one connection)."""
+    initial = snapshot(server)
     converge = run_fleet(hosts, playbook, RunOptions(mode="run", hooks=PROCESS_HOOKS), [],
                          make_transport)
     before = snapshot(server)
@@ -71,6 +73,10 @@ def measure_check(server: LabServer, hosts: list[Host], playbook: Playbook) -> N
     after = snapshot(server)
     print(f"  converge exit {converge.exit_code}, check exit {summary.exit_code} "
           f"{summary.totals}, fleet wall {wall:.2f} s")
+    spent = {k: statistics.mean(before[h.name][k] - initial[h.name][k] for h in hosts)
+             for k in COUNTERS}
+    print(f"  converge per host: {spent['connections']:.1f} conns, {spent['requests']:.1f} reqs, "
+          f"{spent['bytes_in']:,.0f} bytes in, {spent['bytes_out']:,.0f} bytes out")
     print(f"  {'host':<10} {'conns':>5} {'reqs':>5} {'bytes in':>10} {'bytes out':>10} "
           f"{'wall s':>7}")
     rows = []

@@ -266,6 +266,96 @@ def test_download_share_credential_goes_to_the_api(core: AgentHost, tmp_path: Pa
     assert core.command("CALLS") == [["ConnectShare", "\\\\srv\\share", "LAB\\svc", "hunter2"]]
 
 
+def _system_calls(calls: list[Any]) -> dict[str, list[Any]]:
+    """The Task Scheduler calls of one run_as: system download, by method name."""
+    return {call[0]: call[1:] for call in calls if call[0] != "ConnectShare"}
+
+
+def _task_leftovers(root: Path) -> list[str]:
+    return [p.name for p in root.iterdir() if p.name.startswith("pushinstall-download-")]
+
+
+def test_download_as_system_runs_a_one_shot_task(core: AgentHost, tmp_path: Path) -> None:
+    """The copy runs in a SYSTEM task whose worker is this core compiled again (under mono the
+    stand-in Task Scheduler runs it as a child process); its only input is the data file."""
+    share = "\\\\srv\\share\\ua.bin"
+    (tmp_path / share).write_bytes(b"bundle \xff")      # a UNC path is a file name here
+    digest = hashlib.sha256(b"bundle \xff").hexdigest()
+    dest = tmp_path / "dl" / "ua.bin"
+    got = core.call("download", source=share, destination=str(dest), sha256=digest,
+                    run_as="system", timeout_s=120)
+    assert got == {"changed": True, "sha256": digest, "size": 8}
+    assert dest.read_bytes() == b"bundle \xff"
+    calls = _system_calls(core.command("CALLS"))
+    assert list(calls) == ["CreateProtectedDirectory", "RegisterSystemTask", "RunTask",
+                           "DeleteTask"]
+    directory = calls["CreateProtectedDirectory"][0]
+    name, worker, workdir, limit = calls["RegisterSystemTask"]
+    assert Path(directory).name == name and name.startswith("pushinstall-download-")
+    assert worker == str(Path(directory) / "pushinstall-task.exe") and workdir == directory
+    assert limit == 180                                   # timeout_s + 60: the scheduler's own stop
+    data = calls["RunTask"][1]
+    assert data["source"] == share and data["credential"] is None and data["timeout_s"] == 120
+    assert data["temp"].startswith(str(dest) + ".")
+    assert calls["DeleteTask"] == [name]
+    assert _task_leftovers(tmp_path) == [] and sorted(p.name for p in dest.parent.iterdir()) == \
+        ["ua.bin"]
+    again = core.call("download", source=share, destination=str(dest), sha256=digest,
+                      run_as="system")
+    assert again["changed"] is False and core.command("CALLS") == []
+
+
+def test_download_as_system_passes_the_credential_as_data_only(core: AgentHost,
+                                                               tmp_path: Path) -> None:
+    credential = {"username": "LAB\\svc", "password": "hunter2"}
+    answer = core.answer(ops.request("download", source="\\\\srv\\share\\x.msi",
+                                     destination=str(tmp_path / "x.msi"), credential=credential,
+                                     run_as="system"))
+    # the worker connects the share with the real WindowsApi: mpr.dll is Windows only
+    assert not answer["ok"] and "hunter2" not in json.dumps(answer)
+    calls = _system_calls(core.command("CALLS"))
+    assert calls["RunTask"][1]["credential"] == credential
+    assert "hunter2" not in json.dumps(calls["RegisterSystemTask"])   # nor its command line
+    assert calls["DeleteTask"] == [calls["RegisterSystemTask"][0]]
+    assert _task_leftovers(tmp_path) == []
+
+
+def test_download_as_system_refused_names_the_machine_account(core: AgentHost,
+                                                              tmp_path: Path) -> None:
+    (tmp_path / "\\\\srv\\share\\denied.msi").mkdir()   # reading a directory is access denied
+    answer = core.answer(ops.request("download", source="\\\\srv\\share\\denied.msi",
+                                     destination=str(tmp_path / "d.msi"), run_as="system"))
+    assert answer["error"]["type"] == "AccessDenied"
+    assert answer["error"]["message"].endswith(f"(as {socket.gethostname()}$)")
+    assert _task_leftovers(tmp_path) == [] and not (tmp_path / "d.msi").exists()
+
+
+def test_download_as_system_timeout_stops_and_deletes_the_task(core: AgentHost,
+                                                               tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "\\\\srv\\share\\slow.msi")    # opening it blocks: a copy that hangs
+    answer = core.answer(ops.request("download", source="\\\\srv\\share\\slow.msi",
+                                     destination=str(tmp_path / "s.msi"), run_as="system",
+                                     timeout_s=3))
+    assert answer["error"]["type"] == "Timeout"
+    calls = _system_calls(core.command("CALLS"))
+    name = calls["RegisterSystemTask"][0]
+    assert calls["StopTask"] == [name] and calls["DeleteTask"] == [name]
+    assert _task_leftovers(tmp_path) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("s.msi")] == []
+
+
+def test_download_run_as_is_checked_and_ignored_off_shares(core: AgentHost,
+                                                           tmp_path: Path) -> None:
+    source = tmp_path / "local.bin"
+    source.write_bytes(b"x")
+    got = core.call("download", source=str(source), destination=str(tmp_path / "l"),
+                    run_as="system")
+    assert got["changed"] is True and core.command("CALLS") == []
+    bad = core.answer({"op": "download", "args": {"source": str(source), "destination": "d",
+                                                  "run_as": "root"}})
+    assert bad["error"]["type"] == "InvalidArgument" and "run_as" in bad["error"]["message"]
+
+
 # ---------------------------------------------------------------- run_process
 
 

@@ -282,6 +282,26 @@ def test_request_is_data_of_the_entry_function() -> None:
     assert AGENT.lower().count("[scriptblock]::create") == 1
 
 
+def test_the_stdin_loop_reads_requests_as_data() -> None:
+    """WinRS/SSH: the loop takes each request line with ReadLine and hands the string to the
+    core; nothing read from stdin can become code."""
+    data = AGENT.encode("utf-8")
+    loop = text(functions()["Invoke-PushinstallLoop"], data)
+    assert "$line = [Console]::In.ReadLine()" in loop
+    assert "[Pushinstall.Agent.Core]::Invoke($line)" in loop
+    assert "(Get-PushinstallKey)" in loop          # the key line comes first
+    assert "$line" not in loop.replace("$line = [Console]::In.ReadLine()", "").replace(
+        "[Pushinstall.Agent.Core]::Invoke($line)", "").replace(
+        "[string]::IsNullOrEmpty($line)", "")
+
+
+def test_regression_no_convertfrom_json_fallback() -> None:
+    """agent.ps1 fell back to ConvertFrom-Json, which needs the assembly it falls back from:
+    the core decodes with JavaScriptSerializer only."""
+    assert "convertfrom-json" not in AGENT.lower()
+    assert "new JavaScriptSerializer()" in CORE
+
+
 def test_agent_sets_preferences_and_answer_sentinel() -> None:
     head = SHIM.split("function ", 1)[0]
     assert "$ErrorActionPreference = 'Stop'" in head

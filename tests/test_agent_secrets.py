@@ -1,11 +1,10 @@
-"""No secret reaches what a target can log: every script text and parameter value the lab's
-PSRP, WinRS and SSH endpoints receive is captured and searched for the secret, as written and
-base64-decoded (docs/ops.md, "What a target's logs can show").
+"""No secret reaches what a target can log: every script text, parameter value and stdin line
+the lab's PSRP, WinRS and SSH endpoints receive is captured and searched for the secret, as
+written and base64-decoded (docs/ops.md, "What a target's logs can show").
 
-PSRP (the default transport) passes the request as a parameter of `Invoke-PushinstallOp` with
-its secret fields sealed to the agent's session key. WinRS and SSH start a PowerShell process
-per call and feed it script text on stdin: the request is inside that text and there is no
-session key that outlives the process yet, so those two are expected to show the secret.
+PSRP (the default transport) passes the request as a parameter of `Invoke-PushinstallOp`;
+WinRS and SSH run one agent process per connection whose loop reads each request as a stdin
+line of data. On all three the secret fields are sealed to the agent's session key.
 """
 
 from __future__ import annotations
@@ -98,16 +97,12 @@ def test_psrp_sends_no_secret_in_script_text_or_parameters(wire: Wire,
     assert not any("-Request '" in text for text in captured)   # no request in script text
 
 
-@pytest.mark.xfail(strict=True, reason="WinRS: a process per call, the request is stdin "
-                   "script text and no session key outlives the process (docs/ops.md)")
 def test_winrs_sends_no_secret(wire: Wire, captured: list[str]) -> None:
     wire.serve("web01", {})
     _secret_calls(WinRMTransport(wire.host("web01", transport="winrm")))
     assert captured and not shows(captured, PASSPHRASE)
 
 
-@pytest.mark.xfail(strict=True, reason="SSH: a process per call, the request is stdin "
-                   "script text and no session key outlives the process (docs/ops.md)")
 def test_ssh_sends_no_secret(tmp_path: Path, captured: list[str]) -> None:
     with SSHLabEndpoint(tmp_path / "ssh-lab") as endpoint:
         model: Any = lab_host("web01")

@@ -142,6 +142,10 @@ def batch_sequence(root: str) -> list[dict[str, Any]]:
         ops.request("set_registry", key=logon, name="Parity", value=1, type="DWord"),
         ops.request("set_registry", key=current, name="CurrentBuildNumber", value="9600",
                     type="String"),
+        # the lab's winrm_quota comes from its inventory vars (default 1024), not its registry:
+        # the core reads the registry, seeded here with that default
+        ops.request("set_registry", key="HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\"
+                    "WSMAN\\Shell", name="MaxMemoryPerShellMB", value=1024, type="DWord"),
         ops.batch([ops.request("facts", queries=[]), {"op": "nope", "args": {}},
                    {"op": "remove_file", "args": {}}, ops.request("facts", queries=[])]),
         {"op": "nope", "args": {}},
@@ -149,7 +153,9 @@ def batch_sequence(root: str) -> list[dict[str, Any]]:
         ops.request("facts", queries=[{"id": "os", "kind": "os"},
                                       {"id": "disk", "kind": "disk", "drive": "C:"},
                                       {"id": "nodisk", "kind": "disk", "drive": "Q"},
-                                      {"id": "svc", "kind": "service", "name": "NoSuchSvc"}]),
+                                      {"id": "svc", "kind": "service", "name": "NoSuchSvc"},
+                                      {"id": "quota", "kind": "winrm_quota"},
+                                      {"id": "installer", "kind": "installer_running"}]),
         ops.request("set_service", name="NoSuchSvc", state="running"),
     ]
 
@@ -187,11 +193,38 @@ def ini_sequence(root: str) -> list[dict[str, Any]]:
     ]
 
 
+def download_sequence(root: str) -> list[dict[str, Any]]:
+    """download from a local path (run_as ignored there) and from a share that is not there,
+    as the session and as SYSTEM (the core's one-shot task, under mono its stand-in)."""
+    data = "bundle ü".encode()
+    digest = hashlib.sha256(data).hexdigest()
+    source, dest = f"{root}{SEP[root]}src.bin", f"{root}{SEP[root]}dl{SEP[root]}ua.bin"
+    missing = "\\\\nosuchserver\\share\\ua.exe"
+    return [
+        ops.request("file_begin", destination=source, size=len(data), sha256=digest),
+        ops.request("file_chunk", temp_path=TEMP_PATH, offset=0,
+                    data=base64.b64encode(data).decode()),
+        ops.request("file_end", temp_path=TEMP_PATH, destination=source, sha256=digest),
+        ops.request("download", source=source, destination=dest, sha256=digest,
+                    run_as="system"),
+        ops.request("download", source=source, destination=dest, sha256=digest,
+                    run_as="session"),
+        ops.request("download", source=source, destination=dest + "2", sha256="0" * 64,
+                    run_as="system"),
+        ops.request("download", source=missing, destination=dest + "3", run_as="system"),
+        ops.request("download", source=missing, destination=dest + "3"),
+        {"op": "download", "args": {"source": source, "destination": dest, "run_as": "root"}},
+        ops.request("facts", queries=[{"id": "dest", "kind": "file", "path": dest},
+                                      {"id": "none", "kind": "file", "path": dest + "3"}]),
+    ]
+
+
 SEP: dict[str, str] = {}
 TEMP_PATH = "<temp_path of the last file_begin on this side>"
 SEQUENCES: dict[str, Sequence] = {
     "registry": registry_sequence, "product": product_sequence, "pending": pending_sequence,
     "files": file_sequence, "batch": batch_sequence, "ini": ini_sequence,
+    "download": download_sequence,
 }
 
 

@@ -37,7 +37,13 @@ from pushinstall.lab import LabHost, catalog, lab_host
 from pushinstall.lab.ssh_server import SSHLabEndpoint, wire_host
 from pushinstall.model import Connection, Host
 from pushinstall.remote import ops
-from pushinstall.remote.stdin import POWERSHELL_COMMAND, split_stdin_script, stdin_script
+from pushinstall.remote.stdin import (
+    LOOP_FUNCTION,
+    POWERSHELL_COMMAND,
+    agent_of_line,
+    request_line,
+    session_script,
+)
 from pushinstall.secret import Secret
 from pushinstall.transports.push import push_file
 from pushinstall.transports.ssh import (
@@ -162,20 +168,21 @@ def _when_back(attempt: Callable[[], T], within: float = 10.0) -> T:
 # ---- the wire format -----------------------------------------------------------------------
 
 
-def test_stdin_script_is_one_agent_line_and_the_invocation() -> None:
+def test_session_script_is_one_agent_line_and_the_loop_line() -> None:
+    script = session_script()
+    lines = script.splitlines()
+    assert len(lines) == 2 and lines[1] == LOOP_FUNCTION and script.endswith("\n")
+    assert agent_of_line(lines[0]) == ops.agent_source()
     req = ops.request("facts", queries=[{"id": "x", "kind": "file", "path": HOSTILE}])
-    script = stdin_script(req)
-    lines = [line for line in script.splitlines() if line]
-    assert len(lines) == 2 and script.endswith("\n\n")
-    agent, invocation = split_stdin_script(script)
-    assert agent == ops.agent_source()
-    assert invocation == ops.invocation(req)
-    assert HOSTILE not in script  # values only as base64 data
+    line = request_line(ops.encode_request(req))
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert ops.decode_request(line.strip()) == req
+    assert HOSTILE not in line  # values only as base64 data, read by the loop as a line
 
 
-def test_stdin_script_is_valid_powershell() -> None:
+def test_session_script_is_valid_powershell() -> None:
     parser = Parser(Language(tree_sitter_pwsh.language()))
-    script = stdin_script(ops.request("facts", queries=[]))
+    script = session_script()
     tree = parser.parse(script.encode("utf-8"))
 
     def errors(node: Node) -> int:
@@ -188,11 +195,14 @@ def test_stdin_script_is_valid_powershell() -> None:
         assert banned not in text
 
 
-def test_split_stdin_script_refuses_other_shapes() -> None:
+def test_agent_of_line_and_request_line_refuse_other_shapes() -> None:
     with pytest.raises(ValueError):
-        split_stdin_script("Remove-Item C:\\ -Recurse\n" + ops.invocation(ops.request("facts")))
+        agent_of_line("Remove-Item C:\\ -Recurse")
     with pytest.raises(ValueError):
-        split_stdin_script(ops.invocation(ops.request("facts")))
+        agent_of_line(ops.invocation(ops.request("facts")))
+    for bad in ("", "abc\ndef"):
+        with pytest.raises(ValueError):
+            request_line(bad)
 
 
 def test_sftp_path_follows_windows_openssh_names() -> None:
@@ -416,7 +426,8 @@ def test_public_key_authentication(endpoint: SSHLabEndpoint) -> None:
     stand_in = _StandIn("key01")
     endpoint.add_host(stand_in, username=USER, password=PASSWORD, authorized_keys=[key])
     address, port = endpoint.address("key01")
-    script = stdin_script(_echo(via="key"))
+    # the agent, its loop, one request line, the empty line that ends the loop
+    script = session_script() + request_line(ops.encode_request(_echo(via="key"))) + "\n"
 
     async def run(client_key: asyncssh.SSHKey) -> str:
         async with asyncssh.connect(address, port, username=USER, client_keys=[client_key],

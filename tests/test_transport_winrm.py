@@ -4,11 +4,15 @@ test_transport_psrp.py). Mocked: nothing on the wire; the lab host stands in for
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kit import OS_FACTS, Wire
 
+from pushinstall.errors import TransportTimeout
 from pushinstall.lab.connect import make_transport
 from pushinstall.remote import ops
+from pushinstall.remote.stdin import agent_line
 from pushinstall.transports.winrm import STDIN_BLOCK, WinRMTransport, strip_clixml
 
 CMD_LIMIT = 8191  # characters on a cmd.exe command line
@@ -84,3 +88,34 @@ def test_the_factory_puts_a_lab_host_on_the_winrm_wire(monkeypatch: pytest.Monke
     monkeypatch.setenv("PUSHINSTALL_LAB_WIRE", "0")
     assert type(make_transport(Host("lab-w", connection=Connection(transport="lab")))
                 ).__name__ == "LabTransport"
+
+
+def test_one_agent_process_answers_every_call_of_the_connection(wire: Wire) -> None:
+    """The agent goes over once per connection, not once per call."""
+    model = wire.serve("h1")
+    transport = _open(wire, "h1")
+    before = wire.endpoint.counters("h1").bytes_in
+    for _ in range(5):
+        assert transport.call(OS_FACTS)["ok"] is True
+    sent = wire.endpoint.counters("h1").bytes_in - before
+    transport.close()
+    agent_bytes = len(agent_line(ops.agent_source()))
+    # base64 and SOAP add a third, each call a few envelopes; one agent per call was > 5x
+    assert agent_bytes < sent < 3 * agent_bytes
+    assert model.op_log[-5:] == ["facts"] * 5
+
+
+def test_after_a_timeout_the_next_call_gets_a_new_process_and_its_own_answer(
+        wire: Wire) -> None:
+    """The timed-out process may still be running its op: it is ended, never read again."""
+    wire.serve("h1", {"installer_seconds": 3})
+    transport = _open(wire, "h1", read_timeout=3.0)
+    started = time.monotonic()
+    with pytest.raises(TransportTimeout, match="within 1 s"):
+        transport.call(ops.request("run_process", path="C:\\Windows\\System32\\msiexec.exe",
+                                   arguments=["/i", "C:\\Temp\\x.msi", "/qn"]), timeout=1)
+    assert time.monotonic() - started < 5
+    answer = transport.call(ops.request("facts", queries=[{"id": "d", "kind": "disk",
+                                                           "drive": "C:"}]))
+    transport.close()
+    assert answer["ok"] is True and set(answer["result"]) == {"d"}

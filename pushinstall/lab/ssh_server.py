@@ -10,18 +10,20 @@ What a host serves:
 - password authentication for the username and password it was added with (the username is
   compared case-insensitively, as Windows does), public key authentication when it was given
   authorized keys;
-- exec of exactly `powershell -NoProfile -NonInteractive -Command -`: stdin is read to EOF,
-  split by `remote.stdin.split_stdin_script` into the agent line (which must carry the exact
-  `ops.agent_source()`) and the invocation line, which goes to `LabHost.handle_line`; its output
-  goes to stdout and the process exits 0. Anything else gets the error text cmd.exe or
-  PowerShell would print and no answer line;
+- exec of exactly `powershell -NoProfile -NonInteractive -Command -` as one long-lived agent
+  process (`lab.stdin_session`, the stdin protocol of `remote.stdin`): stdin is read as it
+  comes; the agent line must carry the exact `ops.agent_source()`, then the loop line (answered
+  with the lab's key line), then each request line goes, its sealed fields opened, to
+  `LabHost.handle_line`, whose answer line goes to stdout at once; an empty line or EOF ends
+  the process with exit 0. Anything else gets the error text cmd.exe or PowerShell would print
+  and no answer line;
 - SFTP, with Windows OpenSSH's path names (`/C:/Temp/x`). Uploads land in a per-host staging
   directory on the controller and, when the client closes the file, are imported into the
   simulated host's file system at the Windows path; the staged copy is then removed. Only
   writing is served (the transport never reads files back).
 
 Faults (wire level, per host):
-- latency: `LabHost.latency` seconds before each exec answers;
+- latency: `LabHost.latency` seconds before each request is answered;
 - refused connections: while `LabHost.connection_fault()` says `"unreachable"` (the lab var
   `unreachable`, or the dark window after a restart), the port is closed, so a connect is
   refused; it reopens on the same port when the fault clears. After an answer that left the
@@ -57,13 +59,12 @@ import asyncssh
 
 from pushinstall import paths
 from pushinstall.errors import RemoteOpFailed
-from pushinstall.lab import received
 from pushinstall.lab.common import HostCounters
 from pushinstall.lab.pools import EndpointPool, Serving
+from pushinstall.lab.stdin_session import StdinSession
 from pushinstall.model import Host
-from pushinstall.remote import ops
 from pushinstall.remote.loop import LoopThread
-from pushinstall.remote.stdin import POWERSHELL_COMMAND, split_stdin_script
+from pushinstall.remote.stdin import POWERSHELL_COMMAND
 from pushinstall.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -242,58 +243,52 @@ class SSHLabEndpoint(Serving):
 
     async def _session(self, served: _Served, process: asyncssh.SSHServerProcess[bytes]) -> None:
         counters = served.counters
-        counters.requests += 1
         if served.lab_host.connection_fault() == "unreachable":  # restarted meanwhile
             await self._go_dark(served)
             return
         command = process.command or ""
         if command.strip().lower() != POWERSHELL_COMMAND.lower():
+            counters.requests += 1
             message = NOT_POWERSHELL.format(command=command.split(" ")[0]).encode()
             counters.bytes_out += len(message)
             process.stderr.write(message)
             process.exit(1)
             return
-        data = await process.stdin.read()
-        counters.bytes_in += len(data)
-        if served.lab_host.latency > 0:
-            await asyncio.sleep(served.lab_host.latency)
-        output, op = await self._answer(served, data.decode("utf-8", "replace"))
-        encoded = output.encode("utf-8")
-        if op and op in served.lab_host.lab.drop_connection_on:
-            process.stdout.write(encoded[: len(encoded) // 2])
-            counters.bytes_out += len(encoded) // 2
-            await process.stdout.drain()
-            process.channel.get_connection().abort()
-            return
-        counters.bytes_out += len(encoded)
-        process.stdout.write(encoded)
-        process.exit(0)
-        if served.lab_host.connection_fault() == "unreachable":  # a reboot, shutdown /r...
-            await process.channel.wait_closed()
-            await self._go_dark(served)
-
-    async def _answer(self, served: _Served, script: str) -> tuple[str, str]:
-        """The host's output for one stdin script and the op it carried ("" if none)."""
-        received.record(script)
-        try:
-            agent, line = split_stdin_script(script)
-        except ValueError as exc:
-            return f"The agent was not defined: {exc}\r\n", ""
-        if agent != ops.agent_source():
-            return "The agent sent is not this version's agent.ps1\r\n", ""
-        op = _op_of(line)
-        # handle_line may sleep (simulated installers): keep the loop serving other hosts.
-        output = await asyncio.get_running_loop().run_in_executor(
-            self._executor, served.lab_host.handle_line, line)
-        return output, op
-
-
-def _op_of(line: str) -> str:
-    """The op name inside an invocation line, "" when it cannot be read."""
-    try:
-        return ops.decode_request(line.split("'")[1])["op"]
-    except (IndexError, ValueError):
-        return ""
+        # one agent process: stdin as it comes, one answer line per request line
+        session = StdinSession(served.lab_host.handle_line)
+        loop = asyncio.get_running_loop()
+        while not session.ended:
+            data = await process.stdin.read(256 * 1024)
+            if not data:
+                break
+            counters.bytes_in += len(data)
+            # handle_line may sleep (simulated installers): keep the loop serving other hosts
+            replies = await loop.run_in_executor(self._executor, session.feed, data)
+            for op, output in replies:
+                if op:
+                    counters.requests += 1
+                    if served.lab_host.latency > 0:
+                        await asyncio.sleep(served.lab_host.latency)
+                encoded = output.encode("utf-8")
+                if session.failed:
+                    counters.bytes_out += len(encoded)
+                    process.stderr.write(encoded)
+                    continue
+                if op and op in served.lab_host.lab.drop_connection_on:
+                    process.stdout.write(encoded[: len(encoded) // 2])
+                    counters.bytes_out += len(encoded) // 2
+                    await process.stdout.drain()
+                    process.channel.get_connection().abort()
+                    return
+                counters.bytes_out += len(encoded)
+                process.stdout.write(encoded)
+                if op and served.lab_host.connection_fault() == "unreachable":
+                    # a reboot, shutdown /r...: answer, end the process, go dark
+                    process.exit(0)
+                    await process.channel.wait_closed()
+                    await self._go_dark(served)
+                    return
+        process.exit(1 if session.failed else 0)
 
 
 class _Server(asyncssh.SSHServer):

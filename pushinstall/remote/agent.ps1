@@ -17,6 +17,8 @@ if (-not ('Pushinstall.Agent.Core' -as [type])) {
     Add-Type -TypeDefinition $PushinstallAgentCore -ReferencedAssemblies $references
 }
 [Pushinstall.Agent.Core]::PowerShellVersion = $PSVersionTable.PSVersion.ToString()
+# download run_as: system compiles its SYSTEM task's worker from the same source
+[Pushinstall.Agent.Core]::Source = $PushinstallAgentCore
 
 function ConvertTo-PiText {
     param($Item)
@@ -90,4 +92,27 @@ function Get-PushinstallKey {
     Writes this session's public key line: secret request fields are sealed to it.
     #>
     'PUSHINSTALL-KEY:' + [Pushinstall.Agent.Sealed]::PublicKey()
+}
+
+function Invoke-PushinstallLoop {
+    <#
+    .SYNOPSIS
+    One agent process per connection (WinRS, SSH): writes the key line, then answers each
+    request line read from stdin with one answer line, until an empty line or the end.
+    #>
+    # Lines are read as DATA by ReadLine, never parsed as script: the console host reads its
+    # `-Command -` input through the same Console.In, one character at a time, so nothing it
+    # has not executed yet is taken from under it.
+    $out = [Console]::Out
+    $out.WriteLine((Get-PushinstallKey))
+    $out.Flush()
+    while ($true) {
+        $line = [Console]::In.ReadLine()
+        if ([string]::IsNullOrEmpty($line)) {
+            break
+        }
+        $ProgressPreference = 'SilentlyContinue'
+        $out.WriteLine([Pushinstall.Agent.Core]::Invoke($line))
+        $out.Flush()
+    }
 }

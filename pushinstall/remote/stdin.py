@@ -1,10 +1,17 @@
-"""The stdin framing of the transports that start one PowerShell per call (WinRS, SSH), and
-its inverse for the lab's endpoints: the agent as one gzipped line, then the invocation line.
+"""The stdin protocol of the transports that run PowerShell through stdin (WinRS, SSH), and its
+inverse for the lab's endpoints.
 
-`powershell -NoProfile -NonInteractive -Command -` reads its script from stdin; a cmd.exe
-command line would stop at 8191 characters.
+One PowerShell process per connection: `powershell -NoProfile -NonInteractive -Command -`
+(a cmd.exe command line would stop at 8191 characters) reads `session_script` as script text —
+the agent as one gzipped line, then the fixed line `Invoke-PushinstallLoop` — and from then on
+the agent's loop reads stdin itself, one request a line, as data (`[Console]::In.ReadLine()`,
+never parsed as script), and writes one answer line each. The first line it writes is the
+session key line, so secret fields are sealed exactly as over PSRP. An empty line ends it.
+
+Windows PowerShell's console host reads `-Command -` input through `Console.In` a character at
+a time (`ConsoleHostUserInterface.ReadLineFromFile`), so the loop's ReadLine takes exactly the
+lines after the one the host executed.
 """
-
 from __future__ import annotations
 
 import base64
@@ -12,7 +19,6 @@ import binascii
 import functools
 import gzip
 import re
-from typing import Any
 
 from pushinstall.remote import ops
 
@@ -37,26 +43,50 @@ def agent_line(agent_source: str) -> str:
     return _AGENT_LINE_HEAD + base64.b64encode(packed).decode("ascii") + _AGENT_LINE_TAIL
 
 
-def stdin_script(req: dict[str, Any], agent_source: str | None = None) -> str:
-    """What the controller writes on PowerShell's stdin for `req`: agent line, invocation line."""
+LOOP_FUNCTION = "Invoke-PushinstallLoop"
+
+
+def session_script(agent_source: str | None = None) -> str:
+    """What the controller writes first on a new process's stdin: agent line, loop line."""
     line = agent_line(ops.agent_source() if agent_source is None else agent_source)
-    # The trailing blank line makes sure PowerShell's line reader runs the last statement.
-    return f"{line}\n{ops.invocation(req)}\n\n"
+    return f"{line}\n{LOOP_FUNCTION}\n"
 
 
-def split_stdin_script(text: str) -> tuple[str, str]:
-    """Inverse of `stdin_script` (the lab's side): `(agent_source, invocation_line)`.
+def request_line(encoded: str) -> str:
+    """One request for the loop: its base64 (never empty, no newline in it)."""
+    if not encoded or "\n" in encoded:
+        raise ValueError("a request line is the non-empty base64 of one request")
+    return encoded + "\n"
 
-    Raises ValueError when `text` is not exactly an agent line followed by one more line.
+
+def agent_of_line(line: str) -> str:
+    """Inverse of `agent_line` (the lab's side): the agent source the line defines.
+
+    Raises ValueError when `line` is not an agent line.
     """
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(lines) != 2:
-        raise ValueError(f"expected an agent line and an invocation line, got {len(lines)} lines")
-    match = _AGENT_LINE.match(lines[0])
+    match = _AGENT_LINE.match(line.strip())
     if match is None:
         raise ValueError("the first line does not define the agent")
     try:
         packed = base64.b64decode(match.group(1), validate=True)
-        return gzip.decompress(packed).decode("utf-8"), lines[1]
+        return gzip.decompress(packed).decode("utf-8")
     except (binascii.Error, OSError, EOFError, UnicodeDecodeError) as exc:
         raise ValueError(f"the agent line does not decode: {exc}") from None
+
+
+class Lines:
+    """Bytes in, complete lines out (CR LF or LF; decoded as UTF-8)."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines `data` completes, without their line ends."""
+        self._pending += data
+        *complete, rest = self._pending.split(b"\n")
+        self._pending = bytearray(rest)
+        return [line.rstrip(b"\r").decode("utf-8", "replace") for line in complete]
+
+    def rest(self) -> str:
+        """What came after the last line end."""
+        return self._pending.decode("utf-8", "replace")

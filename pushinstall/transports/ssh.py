@@ -1,14 +1,15 @@
 """The ssh transport: asyncssh to Windows OpenSSH, PowerShell fed on stdin, SFTP for files.
 
-Each `call` opens one exec channel running `powershell -NoProfile -NonInteractive -Command -`
-and writes the script on stdin (`remote.stdin.stdin_script`): one line that defines the agent,
-one line that invokes it. Windows PowerShell reads `-Command -` input statement by statement,
-like a prompt, and a multi-line statement (a function with blank lines in it, a brace on its
-own line) breaks there; so the agent travels as ONE line: its text gzipped (4x fewer bytes per
-call), base64, unpacked with .NET 2.0 classes and dot-sourced into the session via
-`[ScriptBlock]::Create`.
-The agent is code, so packing it is only about the line shape; request values still travel as
-data inside the invocation line (docs/ops.md).
+One agent process per connection: the first `call` opens one exec channel running
+`powershell -NoProfile -NonInteractive -Command -` and writes `remote.stdin.session_script` on
+its stdin: one line that defines the agent, then the loop line. Windows PowerShell reads
+`-Command -` input statement by statement, like a prompt, and a multi-line statement (a
+function with blank lines in it, a brace on its own line) breaks there; so the agent travels as
+ONE line: its text gzipped, base64, unpacked with .NET 2.0 classes and dot-sourced into the
+session via `[ScriptBlock]::Create`. The agent's loop answers with its session key line, then
+reads each request line as data and writes one answer line; secret fields are sealed to the
+key. A timeout or a lost connection ends the process (nothing is re-sent); the next call
+starts a new one, reconnecting first when the connection is gone.
 
 asyncssh is asynchronous and the engine calls transports from worker threads, so each transport
 owns a private event loop in a background thread (`remote.loop.LoopThread`).
@@ -44,9 +45,9 @@ from pushinstall.errors import (
     Unreachable,
 )
 from pushinstall.model import Host
-from pushinstall.remote import ops
+from pushinstall.remote import ops, sealing
 from pushinstall.remote.loop import LoopThread
-from pushinstall.remote.stdin import POWERSHELL_COMMAND, stdin_script
+from pushinstall.remote.stdin import POWERSHELL_COMMAND, Lines, request_line, session_script
 from pushinstall.secret import Redactor
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,16 @@ class SSHTransport:
         self._sftp: asyncssh.SFTPClient | None = None
         self._agent_source: str | None = None
         self._channel_refused = ""
+        self._process: asyncssh.SSHClientProcess[bytes] | None = None
+        self._stderr = bytearray()
+        self._stderr_task: asyncio.Task[None] | None = None
+        self._key: Any = None
 
     # ---- Transport ------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Connect and authenticate. The agent is sent with every call (a process per call)."""
+        """Connect and authenticate. The agent is sent by the first call (one process per
+        connection)."""
         if self._agent_source is None:
             self._agent_source = ops.agent_source()
         if self._loop is None:
@@ -99,23 +105,33 @@ class SSHTransport:
             self._conn = self._loop.run(self._guard(self._connect(), "connect"))
 
     def call(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        """Run `request` in a fresh PowerShell process; return its decoded answer."""
+        """Send `request` to this connection's agent process; return its decoded answer."""
         op = str(request.get("op", "?"))
-        script = stdin_script(request, self._agent_source)
-        output: str | None = None
+        started: bool | str | None = True
         for _ in range(2):
             conn = self._connected()
             assert self._loop is not None
-            output = self._loop.run(self._guard(self._run(conn, script, op, timeout), op))
-            if output is not None:
+            if self._process is not None and not self._process.is_closing():
+                break
+            started = self._loop.run(self._guard(self._start(conn), "connect"))
+            if started is not None:
                 break
             # No channel opened, so nothing was sent: connecting again and sending once is
             # not a re-send.
             self._conn = self._sftp = None
-        if output is None:
+        if started is None:
             raise Unreachable(
                 f"{self.address}:{self.port} opened no session twice: {self._channel_refused}",
                 host=self.host.name, hint="check sshd on the host (MaxSessions, its event log)")
+        if isinstance(started, str):        # the process ended without its key line
+            return ops.decode_answer(started, host=self.host.name, redactor=self.redactor)
+        line = request_line(ops.encode_request(sealing.seal(request, self._key)))
+        assert self._loop is not None
+        try:
+            output = self._loop.run(self._guard(self._exchange(line, op, timeout), op))
+        except HostError:
+            self._end_process()
+            raise
         return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
 
     def _connected(self) -> asyncssh.SSHClientConnection:
@@ -165,8 +181,14 @@ class SSHTransport:
         except HostError as exc:
             log.debug("%s: could not remove %s after a failed push: %s", self.host.name, path, exc)
 
+    def _end_process(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.close()
+
     def close(self) -> None:
         """Close the SFTP session, the connection and the loop; safe to call twice."""
+        self._end_process()
         if self._loop is not None:
             if self._conn is not None:
                 conn, self._conn, self._sftp = self._conn, None, None
@@ -195,9 +217,9 @@ class SSHTransport:
                            preferred_auth=["password", "keyboard-interactive"])
         return await asyncssh.connect(self.address, self.port, **options)
 
-    async def _run(self, conn: asyncssh.SSHClientConnection, script: str, op: str,
-                   timeout: float | None) -> str | None:
-        """PowerShell's output for `script`; None when no channel could be opened."""
+    async def _start(self, conn: asyncssh.SSHClientConnection) -> bool | str | None:
+        """Start the agent process and read its key: True; the output when it ended first;
+        None when no channel could be opened."""
         try:
             process = await conn.create_process(POWERSHELL_COMMAND, encoding=None)
         except asyncssh.ChannelOpenError as exc:
@@ -206,25 +228,72 @@ class SSHTransport:
             self._channel_refused = exc.reason
             conn.close()
             return None
+        self._process, self._stderr = process, bytearray()
+        # kept: the loop holds tasks only weakly
+        self._stderr_task = asyncio.get_running_loop().create_task(self._drain_stderr(process))
+        process.stdin.write(session_script(self._agent_source).encode("utf-8"))
         try:
-            process.stdin.write(script.encode("utf-8"))
-            process.stdin.write_eof()
-            # Reading the streams (not just waiting for exit) surfaces why a connection died,
-            # e.g. unanswered keepalives.
-            stdout, stderr = await asyncio.wait_for(
-                asyncio.gather(process.stdout.read(), process.stderr.read()), timeout)
-            await process.wait_closed()
+            output, ended = await asyncio.wait_for(
+                self._read_until(process, sealing.KEY_SENTINEL),
+                max(self.connection.read_timeout, 1.0))
         except asyncio.TimeoutError:
-            process.close()
+            self._end_process()
+            raise TransportTimeout(f"the agent on {self.address}:{self.port} sent no key line",
+                                   host=self.host.name) from None
+        self._key = None if ended else sealing.public_key_of(output)
+        if self._key is None:
+            self._end_process()
+            return output
+        return True
+
+    async def _drain_stderr(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
+        """Keep reading stderr, so a chatty error stream never stalls the channel."""
+        with contextlib.suppress(Exception):
+            while chunk := await process.stderr.read(65536):
+                self._stderr += chunk
+
+    async def _read_until(self, process: asyncssh.SSHClientProcess[bytes],
+                          sentinel: str) -> tuple[str, bool]:
+        """The lines up to the first starting with `sentinel`, and whether the process ended
+        first (then with its stderr appended)."""
+        lines: list[str] = []
+        reader = Lines()
+        while True:
+            chunk = await process.stdout.readline()
+            if not chunk:
+                break
+            lines += reader.feed(chunk)
+            if lines and lines[-1].startswith(sentinel):
+                return "\n".join(lines), False
+        await asyncio.sleep(0)          # let the stderr reader take what is left
+        lines.append(reader.rest())
+        err = _text(bytes(self._stderr))
+        text = "\n".join(lines)
+        return (f"{text}\n{err}" if err.strip() else text), True
+
+    async def _exchange(self, line: str, op: str, timeout: float | None) -> str:
+        """The output up to the answer line for one request line."""
+        process = self._process
+        assert process is not None
+        process.stdin.write(line.encode("utf-8"))
+        try:
+            output, ended = await asyncio.wait_for(self._read_until(process, ops.SENTINEL),
+                                                   timeout)
+        except asyncio.TimeoutError:
+            self._end_process()
             raise TransportTimeout(
                 f"no answer to '{op}' within {timeout:g} s; the target may still be running it",
                 host=self.host.name,
                 hint="raise the step's timeout, or check the target before running again",
             ) from None
-        if process.exit_status is None and conn.is_closed():
-            raise asyncssh.ConnectionLost("connection lost before the process exited")
-        out, err = _text(stdout), _text(stderr)
-        return f"{out}\n{err}" if err.strip() else out
+        if ended:
+            self._process = None
+            conn = self._conn
+            # silence then EOF: the host went away (a restart closes the process before the
+            # connection), so the request may or may not have run; with output, it is quoted
+            if not output.strip() or (conn is not None and conn.is_closed()):
+                raise asyncssh.ConnectionLost("the agent process ended before the answer")
+        return output
 
     async def _sftp_put(self, local: Path, temp_path: str) -> None:
         assert self._conn is not None

@@ -1,10 +1,13 @@
 """The winrm transport: pywinrm's `Protocol`, one WinRS cmd shell per host per run.
 
-Each `call` runs `powershell -NoProfile -NonInteractive -Command -` in the shell and writes the
-script on its stdin, because a cmd.exe command line stops at 8191 characters while the agent
-alone is far longer. The stdin script is the same as the ssh transport's
-(`remote.stdin.stdin_script`): the agent as one gzipped line, then the invocation line.
-Stdin goes in Sends of at most `STDIN_BLOCK` bytes, below the server's MaxEnvelopeSize.
+One agent process per connection: the first `call` runs `powershell -NoProfile -NonInteractive
+-Command -` in the shell and writes `remote.stdin.session_script` on its stdin (a cmd.exe
+command line stops at 8191 characters while the agent alone is far longer): the agent as one
+gzipped line, then the loop line. The agent answers with its session key line; from then on
+each `call` is one request line on the same stdin, its secret fields sealed to that key, read
+by the agent as data, and one answer line back. Stdin goes in Sends of at most `STDIN_BLOCK`
+bytes, below the server's MaxEnvelopeSize. A timeout or a transport error ends that process
+(the request is never re-sent); the next call starts a new one.
 
 Output is polled: each Receive carries an OperationTimeout shorter than the HTTP read timeout
 and the server answers it in time, with output or "nothing yet". PowerShell writes its error
@@ -28,8 +31,8 @@ from winrm.protocol import Protocol
 
 from pushinstall.errors import HostError, TransportTimeout
 from pushinstall.model import Host
-from pushinstall.remote import ops
-from pushinstall.remote.stdin import stdin_script
+from pushinstall.remote import ops, sealing
+from pushinstall.remote.stdin import Lines, request_line, session_script
 from pushinstall.secret import Redactor
 from pushinstall.transports.push import push_file
 from pushinstall.transports.wsman_common import (
@@ -71,6 +74,9 @@ class WinRMTransport:
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
         self._agent: str | None = None
+        self._command_id: str | None = None
+        self._key: Any = None
+        self._lines = Lines()
 
     # ---- Transport ------------------------------------------------------------------------
 
@@ -81,13 +87,18 @@ class WinRMTransport:
             self._open_once()
 
     def call(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        """Run `request` in a fresh PowerShell process; return its decoded answer."""
+        """Send `request` to this connection's agent process; return its decoded answer."""
         op = str(request.get("op", "?"))
         if self._shell_id is None:
             self.open()
-        script = stdin_script(request, self._agent)
+        if self._command_id is None:
+            refused = self._guard(self._start, "connect", in_flight=False)
+            if refused is not None:     # the process ended without its key line
+                return ops.decode_answer(refused, host=self.host.name, redactor=self.redactor)
+        line = request_line(ops.encode_request(sealing.seal(request, self._key)))
         with self._watch.call(timeout):
-            output = self._guard(lambda: self._run(script, op, timeout), op, in_flight=True)
+            output = self._guard(lambda: self._exchange(line, op, timeout), op,
+                                 in_flight=True)
         return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
 
     def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
@@ -101,6 +112,7 @@ class WinRMTransport:
                                                               None, None)
         if protocol is None:
             return
+        self._end_command(protocol, shell_id)
         if shell_id is not None:
             with contextlib.suppress(Exception):  # a host that is gone has nothing to close
                 protocol.close_shell(shell_id, close_session=False)
@@ -131,38 +143,74 @@ class WinRMTransport:
             in_flight=False)
         self._agent = ops.agent_source()
 
-    def _run(self, script: str, op: str, timeout: float | None) -> str:
+    def _start(self) -> str | None:
+        """Start the agent process and read its key line; the output when it ended first."""
         protocol, shell_id = self._protocol, self._shell_id
         assert protocol is not None and shell_id is not None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        command_id = protocol.run_command(
+        self._command_id = protocol.run_command(
             shell_id, "powershell", ["-NoProfile", "-NonInteractive", "-Command", "-"])
-        data = script.encode("utf-8")
-        blocks = range(0, len(data), STDIN_BLOCK)
-        for offset in blocks:
-            protocol.send_command_input(shell_id, command_id, data[offset:offset + STDIN_BLOCK],
-                                        end=offset + STDIN_BLOCK >= len(data))
-        stdout, stderr = bytearray(), bytearray()
+        self._lines = Lines()
+        self._send(session_script(self._agent).encode("utf-8"))
+        deadline = time.monotonic() + max(self.endpoint.read_timeout, 1.0)
+        output, done = self._read_until(sealing.KEY_SENTINEL, deadline, "connect", None)
+        self._key = sealing.public_key_of(output) if not done else None
+        if self._key is None:
+            self._command_id = None
+            return output
+        return None
+
+    def _send(self, data: bytes) -> None:
+        protocol, shell_id = self._protocol, self._shell_id
+        assert protocol is not None and shell_id is not None and self._command_id is not None
+        for offset in range(0, len(data), STDIN_BLOCK):
+            protocol.send_command_input(shell_id, self._command_id,
+                                        data[offset:offset + STDIN_BLOCK], end=False)
+
+    def _exchange(self, line: str, op: str, timeout: float | None) -> str:
+        self._send(line.encode("utf-8"))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        output, done = self._read_until(ops.SENTINEL, deadline, op, timeout)
+        if done:
+            self._command_id = None     # the process ended: the next call starts another
+        return output
+
+    def _read_until(self, sentinel: str, deadline: float | None, op: str,
+                    timeout: float | None) -> tuple[str, bool]:
+        """The process's lines up to the first starting with `sentinel` (stderr appended when
+        there was any), and whether the process ended instead."""
+        protocol, shell_id, command_id = self._protocol, self._shell_id, self._command_id
+        assert protocol is not None and shell_id is not None and command_id is not None
+        lines: list[str] = []
+        stderr = bytearray()
         done = False
         while not done:
             if deadline is not None and time.monotonic() >= deadline:
-                with contextlib.suppress(Exception):
-                    protocol.cleanup_command(shell_id, command_id)
+                self._end_command(protocol, shell_id)
+                limit = f"{timeout:g} s" if timeout is not None else "the read timeout"
                 raise TransportTimeout(
-                    f"no answer to '{op}' within {timeout:g} s; the target may still be "
+                    f"no answer to '{op}' within {limit}; the target may still be "
                     "running it", host=self.host.name,
                     hint="raise the step's timeout, or check the target before running again")
             try:
                 out, err, _code, done = protocol.get_command_output_raw(shell_id, command_id)
             except WinRMOperationTimeoutError:
                 continue  # nothing yet: poll again
-            stdout += out
             stderr += err
-        with contextlib.suppress(Exception):  # the process has ended; this only frees it
-            protocol.cleanup_command(shell_id, command_id)
-        text = stdout.decode("utf-8", "replace")
+            lines += self._lines.feed(out)
+            if any(line.startswith(sentinel) for line in lines):
+                break
+        if done:
+            lines.append(self._lines.rest())
+        text = "\n".join(lines)
         errors = strip_clixml(stderr.decode("utf-8", "replace"))
-        return f"{text}\n{errors}" if errors.strip() else text
+        return (f"{text}\n{errors}" if errors.strip() else text), done
+
+    def _end_command(self, protocol: Protocol, shell_id: str | None) -> None:
+        """Terminate this connection's agent process, if any (it may be busy: never reused)."""
+        command_id, self._command_id = self._command_id, None
+        if command_id is not None and shell_id is not None:
+            with contextlib.suppress(Exception):  # gone already is what we want
+                protocol.cleanup_command(shell_id, command_id)
 
     def _guard(self, func: Any, doing: str, in_flight: bool) -> Any:
         """Run `func`, mapping library exceptions into errors.py once, here; after a
@@ -170,8 +218,8 @@ class WinRMTransport:
         try:
             return func()
         except HostError:
-            self._shell_id = None
+            self._shell_id = self._command_id = None
             raise
         except Exception as exc:  # mapped below; anything unknown stays a TransportError
-            self._shell_id = None
+            self._shell_id = self._command_id = None
             raise map_error(exc, self.endpoint, doing, in_flight, self.redactor) from exc

@@ -208,6 +208,76 @@ namespace Pushinstall.TestHost
             return new List<string>(Processes);
         }
 
+        // ---- the Task Scheduler, a stand-in for Windows: a registered task is recorded, and
+        // RunTask starts its program as a child process of this user under mono where Windows
+        // would start it as SYSTEM in its working directory. It runs in the test root instead,
+        // where a UNC path is a file of that name (a backslash is a name character here).
+        private readonly Dictionary<string, string> tasks = new Dictionary<string, string>();
+        private readonly Dictionary<string, Process> running = new Dictionary<string, Process>();
+
+        public override string TaskRoot()
+        {
+            return Environment.CurrentDirectory;
+        }
+
+        public override void CreateProtectedDirectory(string path)
+        {
+            Record("CreateProtectedDirectory", path);
+            Directory.CreateDirectory(path);
+        }
+
+        public override void RegisterSystemTask(string name, string path, string workingDirectory, long limitS)
+        {
+            Record("RegisterSystemTask", name, path, workingDirectory, limitS);
+            tasks[name] = path;
+        }
+
+        public override void RunTask(string name)
+        {
+            // what the task is given, read as it starts: the data file beside the worker
+            string data = File.ReadAllText(Path.Combine(Path.GetDirectoryName(tasks[name]), SystemTask.RequestFile));
+            Record("RunTask", name, new JavaScriptSerializer().DeserializeObject(data));
+            ProcessStartInfo info = new ProcessStartInfo("mono", "\"" + tasks[name] + "\"");
+            info.UseShellExecute = false;
+            running[name] = Process.Start(info);
+        }
+
+        public override ScheduledTaskStatus GetTaskStatus(string name)
+        {
+            ScheduledTaskStatus status = new ScheduledTaskStatus();
+            Process process;
+            if (!running.TryGetValue(name, out process))
+            {
+                status.State = 3;
+                status.LastResult = 0x41303;
+            }
+            else if (!process.HasExited)
+            {
+                status.State = 4;
+                status.LastResult = 0x41301;
+            }
+            else
+            {
+                status.State = 3;
+                status.LastResult = process.ExitCode;
+            }
+            return status;
+        }
+
+        public override void StopTask(string name)
+        {
+            Record("StopTask", name);
+            KillTree(running[name].Id);
+            running[name].WaitForExit();
+        }
+
+        public override void DeleteTask(string name)
+        {
+            Record("DeleteTask", name);
+            tasks.Remove(name);
+            running.Remove(name);
+        }
+
         public override ToolResult RunTool(string file, string[] arguments)
         {
             Record("RunTool", file, arguments);
@@ -228,6 +298,10 @@ namespace Pushinstall.TestHost
             FakeWindows windows = new FakeWindows();
             Core.Windows = windows;
             Core.PowerShellVersion = "5.1.0.0";
+            // as the shim sets it from $PushinstallAgentCore
+            string source = Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_CORE_SOURCE");
+            Core.Source = source == null ? null : File.ReadAllText(source, Encoding.UTF8);
+            SystemTask.PollMilliseconds = 50;
             JavaScriptSerializer json = new JavaScriptSerializer();
             json.MaxJsonLength = int.MaxValue;
             TextReader input = new StreamReader(Console.OpenStandardInput(), new UTF8Encoding(false));

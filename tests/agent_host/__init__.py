@@ -81,7 +81,10 @@ class AgentHost:
         self.root = root
         registry = root / "registry"
         registry.mkdir(parents=True, exist_ok=True)
+        source = root / "PushinstallAgentCore.cs"
+        source.write_text(ops.agent_core_source(), encoding="utf-8")
         env = {**os.environ, "MONO_REGISTRY_PATH": str(registry),
+               "PUSHINSTALL_TEST_CORE_SOURCE": str(source),
                "PUSHINSTALL_TEST_DRIVERS": str(root / "drivers"), "LANG": "C.UTF-8"}
         self.process = subprocess.Popen(
             ["mono", str(built_host())], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -14,6 +14,8 @@ Server 2012 R2 .. 2025 with an administrator account. Optional:
   target can reach, for the HTTP download test
 - PUSHINSTALL_TEST_ALLOW_REBOOT=1: schedule a reboot 10 minutes out and cancel it at once
   (also over an already scheduled shutdown: exit 1190 replaced by ours, then cancelled)
+- PUSHINSTALL_TEST_SSH_PORT: also run the stdin-loop test over SSH (Windows OpenSSH, the
+  same user and password); the WinRS one runs over the PSRP settings' WinRM listener
 - PUSHINSTALL_TEST_ALLOW_SEEDING=1: raise each registry pending-reboot signal the core reads
   (UpdateExeVolatile, Netlogon AvoidSpnSet, an orphan InDskFlt.sys) and remove it again
 
@@ -348,6 +350,38 @@ def test_download_from_a_path_and_a_unc_share_with_a_credential(agent: Agent,
     assert missing.error_type == "NotFound"
 
 
+LEFTOVERS = (
+    "$s = New-Object -ComObject Schedule.Service; $s.Connect();"
+    " $tasks = @($s.GetFolder('\\').GetTasks(1) |"
+    " Where-Object { $_.Name -like 'pushinstall-download-*' });"
+    " $dirs = @(Get-ChildItem -LiteralPath $env:ProgramData -Filter 'pushinstall-download-*');"
+    " [string]($tasks.Count + $dirs.Count)"
+)
+
+
+def test_download_as_system_through_a_one_shot_task(agent: Agent, workdir: str) -> None:
+    """run_as: system: the core compiles its worker, registers a SYSTEM task through the Task
+    Scheduler COM API, runs it, reads its result file and deletes task and directory. Over
+    the loopback admin share the machine account may or may not be let in: either the copy
+    or AccessDenied naming HOST$ is the documented answer; nothing may be left behind."""
+    data = b"bundle as system " * 500
+    sha = hashlib.sha256(data).hexdigest()
+    source = workdir + "\\system-source.bin"
+    push(agent, source, data)
+    unc = "\\\\127.0.0.1\\" + source.replace(":", "$", 1)
+    answer = agent.answer(ops.request("download", source=unc, destination=workdir + "\\sys.bin",
+                                      sha256=sha, run_as="system", timeout_s=300))
+    if answer["ok"]:
+        assert answer["result"] == {"changed": True, "sha256": sha, "size": len(data)}
+    else:
+        assert answer["error"]["type"] == "AccessDenied", answer
+        assert answer["error"]["message"].endswith("$)")
+    missing = agent.fails("download", source="\\\\127.0.0.1\\nosuchshare\\x.bin",
+                          destination=workdir + "\\sys2.bin", run_as="system", timeout_s=120)
+    assert missing.error_type in ("NotFound", "AccessDenied")
+    assert agent.script(LEFTOVERS) == ["0"]
+
+
 @pytest.mark.skipif(not os.environ.get("PUSHINSTALL_TEST_DOWNLOAD_URL"),
                     reason="set PUSHINSTALL_TEST_DOWNLOAD_URL and _SHA256")
 def test_download_over_http(agent: Agent, workdir: str) -> None:
@@ -574,3 +608,54 @@ def test_reboot_replaces_a_scheduled_shutdown_and_clears_boot_finished(agent: Ag
         agent.script("New-Item -Path $Parameters.k -Force | Out-Null", k=logon)
     assert cancel["exit_code"] == 0, "cancel failed: the host restarts in 10 minutes"
     assert agent.fact("os")["boot_finished"] is True
+
+
+# ---------------------------------------------------------------- the stdin loop (WinRS, SSH)
+
+
+def _stdin_transport(kind: str) -> Any:
+    from pushinstall.model import Connection, Host
+    from pushinstall.secret import Secret
+    from pushinstall.transports.ssh import SSHTransport
+    from pushinstall.transports.winrm import WinRMTransport
+
+    validate = os.environ.get("PUSHINSTALL_TEST_CERT_VALIDATION", "1") == "1"
+    if kind == "ssh":
+        connection = Connection(transport="ssh", address=str(HOST),
+                                port=int(os.environ["PUSHINSTALL_TEST_SSH_PORT"]),
+                                username=USER, password=Secret(str(PASSWORD)),
+                                host_key_checking=validate)
+        return SSHTransport(Host(str(HOST), connection=connection))
+    connection = Connection(transport="winrm", address=str(HOST),
+                            port=int(os.environ.get("PUSHINSTALL_TEST_PORT", "5986")),
+                            auth=os.environ.get("PUSHINSTALL_TEST_AUTH", "negotiate"),
+                            tls=os.environ.get("PUSHINSTALL_TEST_SSL", "1") == "1",
+                            cert_validation=validate, username=USER,
+                            password=Secret(str(PASSWORD)))
+    return WinRMTransport(Host(str(HOST), connection=connection))
+
+
+@pytest.mark.parametrize("kind", ["winrm", "ssh"])
+def test_one_agent_process_reads_request_lines_as_data(kind: str, workdir: str) -> None:
+    """Windows PowerShell's `-Command -` host and the agent's [Console]::In.ReadLine() share
+    stdin: several requests on one process, a sealed secret, a hostile value, all answered."""
+    if kind == "ssh" and not os.environ.get("PUSHINSTALL_TEST_SSH_PORT"):
+        pytest.skip("set PUSHINSTALL_TEST_SSH_PORT for the SSH leg")
+    transport = _stdin_transport(kind)
+    transport.open()
+    try:
+        path = workdir + "\\" + kind + "-secret.txt"
+        hostile = "'; Remove-Item C:\\ -Recurse #"
+        written = transport.call(ops.request("write_secret", path=path, content="pässwörd"))
+        assert written == {"ok": True, "result": {"changed": True}}
+        first = transport.call(ops.request("facts", queries=[
+            {"id": "f", "kind": "file", "path": path},
+            {"id": "h", "kind": "registry", "key": "HKLM:\\SOFTWARE\\" + hostile}]))
+        assert first["ok"] and first["result"]["f"]["exists"] is True
+        assert first["result"]["h"]["key_exists"] is False
+        for _ in range(3):                                  # the same process answers on
+            assert transport.call(ops.request("facts", queries=[]))["ok"] is True
+        pid = transport.call(ops.request("script", source="$PID"))["result"]["output"]
+        assert transport.call(ops.request("script", source="$PID"))["result"]["output"] == pid
+    finally:
+        transport.close()

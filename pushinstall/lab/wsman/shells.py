@@ -4,22 +4,25 @@ A shell belongs to one simulated host. Ops run in their own thread (a simulated 
 sleep for minutes); a Receive waits for output up to the request's OperationTimeout and answers
 the WS-Man timeout fault when there is none, so clients poll instead of blocking on one HTTP
 read. The cmd shell (what pywinrm uses) runs exactly `powershell -NoProfile -NonInteractive
--Command -`: its stdin is the agent line and the invocation line (`remote.stdin.stdin_script`).
+-Command -` as one long-lived agent process: its stdin, fed Send by Send, follows the stdin
+protocol of `remote.stdin` (agent line, loop line, then one request a line, each answered as
+it completes: `lab.stdin_session`).
 """
 
 from __future__ import annotations
 
 import base64
+import queue
 import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pushinstall.lab import received
+from pushinstall.lab.stdin_session import StdinSession
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.soap import NS, SoapRequest
 from pushinstall.remote import ops
-from pushinstall.remote.stdin import POWERSHELL_COMMAND, split_stdin_script
+from pushinstall.remote.stdin import POWERSHELL_COMMAND
 
 NOT_RECOGNIZED = (
     "'{command}' is not recognized as an internal or external command,\r\n"
@@ -152,12 +155,13 @@ class Shell:
 class _Command:
     command_id: str
     is_powershell: bool
-    stdin: bytearray = field(default_factory=bytearray)
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
     exit_code: int | None = None
     op: str = ""
     started: bool = False
+    answered: bool = False
+    stdin: queue.Queue[bytes | None] = field(default_factory=queue.Queue)
 
 
 class CmdShell(Shell):
@@ -191,34 +195,44 @@ class CmdShell(Shell):
                 command = self.commands.get(stream.get("CommandId", ""))
                 if command is None:
                     return Reply(soap.fault(request, soap.SHELL_NOT_FOUND, "no such command"), 500)
-                command.stdin += base64.b64decode(stream.text or "")
-                end = stream.get("End", "").lower() == "true"
-                start = end and command.is_powershell and not command.started
+                start = command.is_powershell and not command.started
                 command.started = command.started or start
             if start:
                 run_in_thread(f"lab-winrs-{self.host.name}", lambda c=command: self._run(c))
+            if command.is_powershell:
+                command.stdin.put(base64.b64decode(stream.text or ""))
+                if stream.get("End", "").lower() == "true":
+                    command.stdin.put(None)
         return Reply(soap.envelope(request, soap.response_action(request),
                                    soap.rsp("SendResponse")))
 
-    def _run(self, command: _Command) -> None:
-        stdout, stderr = b"", b""
-        received.record(command.stdin.decode("utf-8", "replace"))
-        try:
-            agent, line = split_stdin_script(command.stdin.decode("utf-8", "replace"))
-        except ValueError as exc:
-            stderr = f"The agent was not defined: {exc}\r\n".encode()
-        else:
-            if agent != ops.agent_source():
-                stderr = b"The agent sent is not this version's agent.ps1\r\n"
-            else:
-                command.op = op_of(line)
-                if self.host.latency > 0:
-                    threading.Event().wait(self.host.latency)
-                stdout = self.host.handle_line(line).encode("utf-8")
+    def close(self) -> None:
+        """Forget the shell and end its agent processes (they wait for stdin)."""
+        super().close()
         with self.cond:
-            command.stdout += stdout
-            command.stderr += stderr
-            command.exit_code = 0 if not stderr else 1
+            commands = list(self.commands.values())
+        for command in commands:
+            command.stdin.put(None)
+
+    def _run(self, command: _Command) -> None:
+        """The agent process: stdin as it comes, one answer per request line, in order."""
+        session = StdinSession(self.host.handle_line)
+        while not session.ended and not self.closed:
+            data = command.stdin.get()
+            if data is None:
+                break
+            for op, output in session.feed(data):
+                if op and self.host.latency > 0:
+                    threading.Event().wait(self.host.latency)
+                with self.cond:
+                    command.op = op or command.op
+                    if session.failed:
+                        command.stderr += output.encode("utf-8")
+                    else:
+                        command.stdout += output.encode("utf-8")
+                    self.cond.notify_all()
+        with self.cond:
+            command.exit_code = 1 if session.failed else 0
             self.cond.notify_all()
 
     def has_output(self, command_id: str | None) -> bool:
@@ -242,7 +256,7 @@ class CmdShell(Shell):
             streams: list[tuple[str, str | None, bytes]] = [
                 ("stdout", command_id, bytes(command.stdout)),
                        ("stderr", command_id, bytes(command.stderr))]
-            answered = bool(command.stdout)
+            answered = ops.SENTINEL.encode() in command.stdout
             command.stdout.clear()
             command.stderr.clear()
             state = (command_id, soap.DONE if command.exit_code is not None else soap.RUNNING,
@@ -253,6 +267,9 @@ class CmdShell(Shell):
     def do_signal(self, request: SoapRequest) -> Reply:
         signal = request.body.find("rsp:Signal", NS)
         with self.cond:
-            self.commands.pop(signal.get("CommandId", "") if signal is not None else "", None)
+            command = self.commands.pop(signal.get("CommandId", "") if signal is not None
+                                        else "", None)
+        if command is not None:
+            command.stdin.put(None)     # terminate: the agent process reads no more
         return Reply(soap.envelope(request, soap.response_action(request),
                                    soap.rsp("SignalResponse")))

@@ -37,6 +37,10 @@ namespace Pushinstall.Agent
         /// <summary>The `script` op; null where there is no PowerShell.</summary>
         public static ScriptRunner Script;
 
+        /// <summary>This core's C# source as Add-Type compiled it (the shim sets it): the
+        /// SYSTEM task of download run_as: system runs a worker compiled from it.</summary>
+        public static string Source;
+
         /// <summary>$PSVersionTable.PSVersion as the shim reads it.</summary>
         public static string PowerShellVersion = "";
 

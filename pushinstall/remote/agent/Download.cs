@@ -1,5 +1,5 @@
 // download: a UNC path (optionally through a share credential), an HTTP(S) URL or a local path,
-// pulled by the target, sha256 checked.
+// pulled by the target, sha256 checked; a UNC source as SYSTEM with run_as: system (SystemTask.cs).
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -105,6 +105,24 @@ namespace Pushinstall.Agent
             }
         }
 
+        /// <summary>Copies `source` to `temp` as this process's account: HTTP(S), UNC (with the
+        /// share credential when given) or a local path. SystemTask's worker calls it too.</summary>
+        public static void Fetch(string source, string temp, Dictionary<string, object> credential, long timeoutS)
+        {
+            if (Regex.IsMatch(source, "^https?://", RegexOptions.IgnoreCase))
+            {
+                CopyHttp(source, temp, timeoutS);
+            }
+            else if (source.StartsWith(@"\\"))
+            {
+                CopyUnc(source, temp, credential);
+            }
+            else
+            {
+                File.Copy(source, temp, true);
+            }
+        }
+
         public static object Run(Args args)
         {
             string source = args.Str("source");
@@ -112,6 +130,13 @@ namespace Pushinstall.Agent
             string expected = args.Str("sha256", "").ToLowerInvariant();
             Dictionary<string, object> credential = args.Dict("credential");
             long timeoutS = args.Long("timeout_s", 3600);
+            string runAs = args.Str("run_as", "session");
+            if (runAs != "session" && runAs != "system")
+            {
+                throw new OpException("InvalidArgument", "argument 'run_as' must be one of session, system");
+            }
+            // only a share needs the machine account: http(s) and local sources ignore it
+            bool asSystem = runAs == "system";
             string before = null;
             Dictionary<string, object> result = new Dictionary<string, object>();
             if (File.Exists(destination))
@@ -129,19 +154,15 @@ namespace Pushinstall.Agent
             string actual;
             try
             {
-                if (Regex.IsMatch(source, "^https?://", RegexOptions.IgnoreCase))
+                if (asSystem && source.StartsWith(@"\\"))
                 {
-                    CopyHttp(source, temp, timeoutS);
-                }
-                else if (source.StartsWith(@"\\"))
-                {
-                    CopyUnc(source, temp, credential);
+                    actual = SystemTask.Copy(source, temp, credential, timeoutS);
                 }
                 else
                 {
-                    File.Copy(source, temp, true);
+                    Fetch(source, temp, credential, timeoutS);
+                    actual = Files.Sha256(temp);
                 }
-                actual = Files.Sha256(temp);
                 if (expected != "" && actual != expected)
                 {
                     throw new OpException("HashMismatch", Shown(source) + " has sha256 " + actual + ", expected " + expected);

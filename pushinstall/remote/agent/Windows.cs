@@ -2,7 +2,9 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Globalization;
 using System.IO;
+using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Security.AccessControl;
 using System.Security.Principal;
@@ -365,6 +367,109 @@ namespace Pushinstall.Agent
                 }
             }
             return names;
+        }
+
+        /// <summary>Where a SYSTEM task's directory is made (%ProgramData%).</summary>
+        public virtual string TaskRoot()
+        {
+            return Environment.GetFolderPath(Environment.SpecialFolder.CommonApplicationData);
+        }
+
+        /// <summary>A new directory whose ACL, set as it is created, grants only SYSTEM and
+        /// BUILTIN\Administrators (inherited by what is written inside): a SYSTEM task runs
+        /// what is in it, so nobody else may write there, and its data file holds a password.</summary>
+        public virtual void CreateProtectedDirectory(string path)
+        {
+            if (Directory.Exists(path))
+            {
+                throw new OpException("Exception", "the task directory exists already: " + path);
+            }
+            DirectorySecurity acl = new DirectorySecurity();
+            acl.SetAccessRuleProtection(true, false);
+            foreach (string sid in new string[] { SystemSid, AdministratorsSid })
+            {
+                acl.AddAccessRule(new FileSystemAccessRule(new SecurityIdentifier(sid), FileSystemRights.FullControl,
+                    InheritanceFlags.ContainerInherit | InheritanceFlags.ObjectInherit, PropagationFlags.None,
+                    AccessControlType.Allow));
+            }
+            Directory.CreateDirectory(path, acl);
+        }
+
+        // The Task Scheduler 2.0 scripting objects (Schedule.Service, taskschd.dll; Vista and
+        // Server 2008 on), late bound through IDispatch: no interop assembly, no `dynamic`
+        // (Microsoft.CSharp.dll is not referenced). Chosen over schtasks.exe: state and exit code
+        // come as numbers (schtasks /Query prints them localized), the action's path is a
+        // property (no /TR quoting, no 262-character limit), and no /ST start time is needed.
+        // https://learn.microsoft.com/en-us/windows/win32/taskschd/taskfolder-registertaskdefinition
+        private static object Com(object target, string name, BindingFlags kind, params object[] args)
+        {
+            return target.GetType().InvokeMember(name, kind, null, target, args, CultureInfo.InvariantCulture);
+        }
+
+        private static object TaskFolder()
+        {
+            object service = Activator.CreateInstance(Type.GetTypeFromProgID("Schedule.Service", true));
+            Com(service, "Connect", BindingFlags.InvokeMethod);
+            return Com(service, "GetFolder", BindingFlags.InvokeMethod, "\\");
+        }
+
+        private static object Task(string name)
+        {
+            return Com(TaskFolder(), "GetTask", BindingFlags.InvokeMethod, name);
+        }
+
+        /// <summary>Registers task `name` (no trigger: it runs when RunTask says) that runs
+        /// `path` without arguments as SYSTEM (TASK_LOGON_SERVICE_ACCOUNT), stopped by the Task
+        /// Scheduler after `limitS` seconds should the session be gone by then.</summary>
+        public virtual void RegisterSystemTask(string name, string path, string workingDirectory, long limitS)
+        {
+            object service = Activator.CreateInstance(Type.GetTypeFromProgID("Schedule.Service", true));
+            Com(service, "Connect", BindingFlags.InvokeMethod);
+            object folder = Com(service, "GetFolder", BindingFlags.InvokeMethod, "\\");
+            object definition = Com(service, "NewTask", BindingFlags.InvokeMethod, 0);
+            object settings = Com(definition, "Settings", BindingFlags.GetProperty);
+            TimeSpan limit = TimeSpan.FromSeconds(limitS);
+            Com(settings, "ExecutionTimeLimit", BindingFlags.SetProperty, string.Format(CultureInfo.InvariantCulture,
+                "PT{0}H{1}M{2}S", (long)limit.TotalHours, limit.Minutes, limit.Seconds));
+            Com(settings, "DisallowStartIfOnBatteries", BindingFlags.SetProperty, false);
+            Com(settings, "StopIfGoingOnBatteries", BindingFlags.SetProperty, false);
+            Com(settings, "MultipleInstances", BindingFlags.SetProperty, 2);    // TASK_INSTANCES_IGNORE_NEW
+            object principal = Com(definition, "Principal", BindingFlags.GetProperty);
+            Com(principal, "LogonType", BindingFlags.SetProperty, 5);          // TASK_LOGON_SERVICE_ACCOUNT
+            Com(principal, "RunLevel", BindingFlags.SetProperty, 1);           // TASK_RUNLEVEL_HIGHEST
+            object actions = Com(definition, "Actions", BindingFlags.GetProperty);
+            object action = Com(actions, "Create", BindingFlags.InvokeMethod, 0);  // TASK_ACTION_EXEC
+            Com(action, "Path", BindingFlags.SetProperty, path);
+            Com(action, "WorkingDirectory", BindingFlags.SetProperty, workingDirectory);
+            // SYSTEM's name is localized on some systems: from its SID
+            string system = new SecurityIdentifier(SystemSid).Translate(typeof(NTAccount)).Value;
+            Com(folder, "RegisterTaskDefinition", BindingFlags.InvokeMethod, name, definition,
+                2, system, null, 5, null);                                     // TASK_CREATE
+        }
+
+        public virtual void RunTask(string name)
+        {
+            Com(Task(name), "Run", BindingFlags.InvokeMethod, new object[] { null });
+        }
+
+        public virtual ScheduledTaskStatus GetTaskStatus(string name)
+        {
+            object task = Task(name);
+            ScheduledTaskStatus status = new ScheduledTaskStatus();
+            status.State = Convert.ToInt32(Com(task, "State", BindingFlags.GetProperty), CultureInfo.InvariantCulture);
+            // an HRESULT may come as an unsigned number
+            status.LastResult = unchecked((int)Convert.ToInt64(Com(task, "LastTaskResult", BindingFlags.GetProperty), CultureInfo.InvariantCulture));
+            return status;
+        }
+
+        public virtual void StopTask(string name)
+        {
+            Com(Task(name), "Stop", BindingFlags.InvokeMethod, 0);
+        }
+
+        public virtual void DeleteTask(string name)
+        {
+            Com(TaskFolder(), "DeleteTask", BindingFlags.InvokeMethod, name, 0);
         }
 
         /// <summary>Runs a system tool with fixed, non-secret arguments.</summary>

@@ -1,0 +1,75 @@
+"""The lab's side of the stdin protocol (`remote.stdin`): one simulated agent process.
+
+Its stdin is fed as it arrives; the first line must define this version's agent, the second
+must be the loop line (anything else is code the lab does not run, as a real PowerShell would
+run it), and every later line is one request, read as data: sealed fields opened with the
+lab's session key, answered with one answer line. The lab's endpoints (the WinRS cmd shell and
+the SSH server) run it; it records every line it receives (`received`) for the secrets tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pushinstall.lab import received
+from pushinstall.remote import ops
+from pushinstall.remote.sealing import KeyPair
+from pushinstall.remote.stdin import LOOP_FUNCTION, Lines, agent_of_line
+
+LAB_KEYS = KeyPair()
+
+
+class StdinSession:
+    """Feed stdin bytes with `feed`; each complete request line is answered by `answer`."""
+
+    def __init__(self, answer: Callable[[str], str], keys: KeyPair = LAB_KEYS) -> None:
+        self._answer = answer
+        self._keys = keys
+        self._lines = Lines()
+        self._seen = 0
+        self.ended = False
+        self.failed = False
+
+    def feed(self, data: bytes) -> list[tuple[str, str]]:
+        """`(op, output)` for each line `data` completes; output is what the process writes
+        (stdout, or for a refused first line the error text, with `failed` set)."""
+        replies: list[tuple[str, str]] = []
+        for line in self._lines.feed(data):
+            if self.ended:
+                break
+            received.record(line)
+            replies.append(self._line(line))
+        return replies
+
+    def _line(self, line: str) -> tuple[str, str]:
+        self._seen += 1
+        if self._seen == 1:
+            try:
+                agent = agent_of_line(line)
+            except ValueError as exc:
+                return self._fail(f"The agent was not defined: {exc}\r\n")
+            if agent != ops.agent_source():
+                return self._fail("The agent sent is not this version's agent.ps1\r\n")
+            return "", ""
+        if self._seen == 2:
+            if line.strip() != LOOP_FUNCTION:
+                return self._fail(f"the lab runs only {LOOP_FUNCTION} after the agent\r\n")
+            return "", self._keys.key_line() + "\r\n"
+        if not line:
+            self.ended = True
+            return "", ""
+        try:
+            request = ops.decode_request(line)
+        except ValueError:
+            return "", self._answer(ops.AGENT_FUNCTION + " -Request ''")
+        try:
+            opened = self._keys.open(request)
+        except ValueError:      # sealed to another key: the sealed value fails validation
+            opened = request
+        output = self._answer(ops.invocation(opened))
+        # the agent's answer is a whole line (WriteLine), whatever the host model returned
+        return str(opened.get("op", "")), output if output.endswith("\n") else output + "\r\n"
+
+    def _fail(self, text: str) -> tuple[str, str]:
+        self.ended = self.failed = True
+        return "", text
