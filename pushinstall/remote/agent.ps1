@@ -12,9 +12,52 @@
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 
-if (-not ('Pushinstall.Agent.Core' -as [type])) {
+function Import-PiCore {
+    # With $PushinstallCache (set by the bootstrap) the compiled core is kept there as
+    # <sha256 of the source>-<sha256 of the DLL>.dll: the DLL's bytes are hashed, then those very
+    # bytes loaded, so a file changed after the check is never run. A miss compiles to a file
+    # and caches it; where loading an assembly is refused, or without a cache, Add-Type compiles
+    # in memory as before. docs/ops.md "Defining the agent".
     $references = @('System.Core', 'System.Web.Extensions', 'System.ServiceProcess', 'System.IO.Compression', 'System.IO.Compression.FileSystem')
-    Add-Type -TypeDefinition $PushinstallAgentCore -ReferencedAssemblies $references
+    $cache = $PushinstallCache
+    if ($cache) {
+        $sha = New-Object Security.Cryptography.SHA256CryptoServiceProvider
+        $source = ([BitConverter]::ToString($sha.ComputeHash([Text.Encoding]::UTF8.GetBytes($PushinstallAgentCore))) -replace '-', '').ToLowerInvariant()
+        $found = @()
+        if ([IO.Directory]::Exists($cache)) {
+            $found = @([IO.Directory]::GetFiles($cache, "$source-*.dll"))
+        }
+        foreach ($path in $found) {
+            try {
+                $bytes = [IO.File]::ReadAllBytes($path)
+                $name = $source + '-' + ([BitConverter]::ToString($sha.ComputeHash($bytes)) -replace '-', '') + '.dll'
+                if ($name -eq [IO.Path]::GetFileName($path)) {
+                    [void][Reflection.Assembly]::Load($bytes)
+                    return
+                }
+            } catch {
+            }
+        }
+        $temp = Join-Path ([IO.Path]::GetTempPath()) ('pushinstall-' + [guid]::NewGuid().ToString('N') + '.dll')
+        try {
+            Add-Type -TypeDefinition $PushinstallAgentCore -ReferencedAssemblies $references -OutputAssembly $temp -OutputType Library
+            $bytes = [IO.File]::ReadAllBytes($temp)
+            if (-not ('Pushinstall.Agent.Core' -as [type])) {
+                [void][Reflection.Assembly]::Load($bytes)
+            }
+            [void][Pushinstall.Agent.Cache]::StoreAssembly($cache, $source, $bytes)
+        } catch {
+        } finally {
+            Remove-Item -LiteralPath $temp -Force -ErrorAction SilentlyContinue
+        }
+    }
+    if (-not ('Pushinstall.Agent.Core' -as [type])) {
+        Add-Type -TypeDefinition $PushinstallAgentCore -ReferencedAssemblies $references
+    }
+}
+
+if (-not ('Pushinstall.Agent.Core' -as [type])) {
+    Import-PiCore
 }
 [Pushinstall.Agent.Core]::PowerShellVersion = $PSVersionTable.PSVersion.ToString()
 

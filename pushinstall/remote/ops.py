@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pushinstall.errors import RemoteOpFailed
+from pushinstall.remote import compact
 from pushinstall.remote.winargv import windows_argv_quote as windows_argv_quote
 from pushinstall.remote.winargv import windows_argv_split as windows_argv_split
 from pushinstall.remote.winargv import windows_command_line as windows_command_line
@@ -446,7 +447,8 @@ _USING = re.compile(r"^using [A-Za-z0-9_.]+;$")
 @functools.lru_cache(maxsize=1)
 def agent_core_source() -> str:
     """The agent's C# core as ONE compilation unit, as `Add-Type -TypeDefinition` takes it:
-    each file's `using` lines are hoisted to the top (deduplicated), the rest follows."""
+    each file's `using` lines are hoisted to the top (deduplicated), the rest follows, without
+    comments and indentation (`compact.csharp`: this is what crosses the wire)."""
     usings: dict[str, None] = {}
     bodies: list[str] = []
     for path in agent_core_files():
@@ -457,14 +459,15 @@ def agent_core_source() -> str:
             else:
                 body.append(line)
         bodies.append("\n".join(body).strip("\n"))
-    return "\n".join(usings) + "\n\n" + "\n\n".join(bodies) + "\n"
+    return compact.csharp("\n".join(usings) + "\n\n" + "\n\n".join(bodies) + "\n")
 
 
 @functools.lru_cache(maxsize=1)
 def agent_source() -> str:
-    """The agent's text as it is sent: the C# core in a here-string, then the shim."""
+    """The agent's text as it is sent: the C# core in a here-string, then the shim (both
+    compact: no comments, no indentation)."""
     core = agent_core_source()
     if "\n'@" in core:
         raise ValueError("the C# core may not hold a line starting with '@")
-    shim = agent_path().read_text(encoding="utf-8")
+    shim = compact.powershell(agent_path().read_text(encoding="utf-8"))
     return f"$PushinstallAgentCore = @'\n{core}'@\n\n{shim}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pushinstall.lab import received
+from pushinstall.lab.agent_cache import Defined
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.soap import NS, SoapRequest
 from pushinstall.remote import ops
@@ -45,6 +46,8 @@ class LabHostLike(Protocol):
     def latency(self) -> float: ...
 
     def handle_line(self, command: str) -> str: ...
+
+    def define_agent(self, agent_hash: str, packed: str) -> Defined: ...
 
     def connection_fault(self) -> str | None: ...
 
