@@ -228,7 +228,8 @@ namespace Pushinstall.TestHost
         // Commands, one a line: REQUEST <base64>, KEY, QUOTE <base64 JSON list>, CALLS,
         // TOOLEXIT <code>..., SHARE <code>, SCCM <0|1>, OPS, KINDS, SCRIPT <0|1>,
         // INSTALLER <mutex 0|1> [process name]..., PSVERSION <version>,
-        // CACHE <folder> <name> <base64> (Cache.Store), CACHEDLL <folder> <source> <base64>
+        // CACHE <folder> <name> <base64> (Cache.Store), CACHEDLL <folder> <source> <base64>,
+        // GUNZIP <base64> (the bytes bootstrap.ps1's GZipStream gives, as base64)
         public static int Main(string[] argv)
         {
             FakeWindows windows = new FakeWindows();
@@ -297,6 +298,13 @@ namespace Pushinstall.TestHost
                     case "CACHEDLL":
                         string[] dll = rest.Split(' ');
                         answer = Json.Write(Cache.StoreAssembly(dll[0], dll[1], Convert.FromBase64String(dll[2])));
+                        break;
+                    case "GUNZIP":
+                        using (MemoryStream expanded = new MemoryStream())
+                        {
+                            new System.IO.Compression.GZipStream(new MemoryStream(Convert.FromBase64String(rest)), System.IO.Compression.CompressionMode.Decompress).CopyTo(expanded);
+                            answer = Json.Write(Convert.ToBase64String(expanded.ToArray()));
+                        }
                         break;
                     case "OPS":
                         answer = Json.Write(Core.OpNames());
