@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from agent_host import AgentHost
-from kit import OS_FACTS, Wire
+from kit import Wire
 
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab import LabHost, agent_cache, received
