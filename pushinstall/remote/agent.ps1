@@ -22,20 +22,20 @@ function Import-PiCore {
     $cache = $PushinstallCache
     if ($cache) {
         $sha = New-Object Security.Cryptography.SHA256CryptoServiceProvider
-        $source = ([BitConverter]::ToString($sha.ComputeHash([Text.Encoding]::UTF8.GetBytes($PushinstallAgentCore))) -replace '-', '').ToLowerInvariant()
-        $found = @()
+        $hex = { ([BitConverter]::ToString($sha.ComputeHash($args[0])) -replace '-').ToLowerInvariant() }
+        $source = & $hex ([Text.Encoding]::UTF8.GetBytes($PushinstallAgentCore))
         if ([IO.Directory]::Exists($cache)) {
-            $found = @([IO.Directory]::GetFiles($cache, "$source-*.dll"))
-        }
-        foreach ($path in $found) {
-            try {
-                $bytes = [IO.File]::ReadAllBytes($path)
-                $name = $source + '-' + ([BitConverter]::ToString($sha.ComputeHash($bytes)) -replace '-', '') + '.dll'
-                if ($name -eq [IO.Path]::GetFileName($path)) {
-                    [void][Reflection.Assembly]::Load($bytes)
+            foreach ($path in [IO.Directory]::GetFiles($cache, "$source-*.dll")) {
+                try {
+                    $bytes = [IO.File]::ReadAllBytes($path)
+                    if ([IO.Path]::GetFileName($path) -eq "$source-$(& $hex $bytes).dll") {
+                        [void][Reflection.Assembly]::Load($bytes)
+                    }
+                } catch {
+                }
+                if ('Pushinstall.Agent.Core' -as [type]) {
                     return
                 }
-            } catch {
             }
         }
         $temp = Join-Path ([IO.Path]::GetTempPath()) ('pushinstall-' + [guid]::NewGuid().ToString('N') + '.dll')

@@ -10,11 +10,11 @@
 # PUSHINSTALL-AGENT-MISSING (and runs nothing): the controller then sends the agent.
 param([string]$AgentHash, [string]$Agent, [string]$Request)
 $ErrorActionPreference = 'Stop'
-$PushinstallCache = Join-Path $env:ProgramFiles 'pushinstall\cache'
-$PiFile = Join-Path $PushinstallCache "$AgentHash.ps1"
+$PushinstallCache = "$env:ProgramFiles\pushinstall\cache"
+$PiFile = "$PushinstallCache\$AgentHash.ps1"
 $PiBytes = $null
-if ($AgentHash -cnotmatch '^[0-9a-f]{64}$') {
-} elseif ($Agent) {
+# No pattern check of AgentHash: only 64 hex digits can equal a sha256 below.
+if ($Agent) {
     $PiBytes = New-Object IO.MemoryStream
     (New-Object IO.Compression.GZipStream((New-Object IO.MemoryStream(, [Convert]::FromBase64String($Agent))), [IO.Compression.CompressionMode]::Decompress)).CopyTo($PiBytes)
     $PiBytes = $PiBytes.ToArray()
@@ -28,7 +28,7 @@ if ($null -eq $PiBytes -or ([BitConverter]::ToString((New-Object Security.Crypto
 }
 . ([ScriptBlock]::Create([Text.Encoding]::UTF8.GetString($PiBytes)))
 if ($Agent) {
-    [void][Pushinstall.Agent.Cache]::Store($PushinstallCache, "$AgentHash.ps1", $PiBytes)
+    [void][Pushinstall.Agent.Cache]::StoreAgent($PushinstallCache, $PiBytes)
 }
 Get-PushinstallKey
 if ($Request) {

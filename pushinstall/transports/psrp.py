@@ -99,7 +99,7 @@ class PSRPTransport:
                 return ops.decode_answer(carried, host=self.host.name, redactor=self.redactor)
         if self._key is not None:
             request = sealing.seal(request, self._key)
-        encoded = ops.encode_request(request)
+        encoded = ops.encode_request(request, pack=True)
         output = self._guard(
             lambda: self._run(ops.AGENT_FUNCTION, op, timeout, {"Request": encoded}), op,
             in_flight=True)
@@ -151,7 +151,7 @@ class PSRPTransport:
         went along and has been answered, None when it is still to be sent."""
         agent = ops.agent_source()
         sha256 = bootstrap.agent_hash(agent)
-        carried = None if sealing.has_secret(request) else ops.encode_request(request)
+        carried = None if sealing.has_secret(request) else ops.encode_request(request, pack=True)
         doing = "define the agent" if carried is None else str(request.get("op", "?"))
         with_agent = not self._seen.holds(self._where, sha256)
         output = self._bootstrap(with_agent, carried, timeout, doing)

@@ -53,6 +53,12 @@ namespace Pushinstall.Agent
             }
         }
 
+        /// <summary>Store the agent's text as `<its sha256>.ps1`.</summary>
+        public static bool StoreAgent(string folder, byte[] text)
+        {
+            return text != null && Store(folder, Hash(text) + ".ps1", text);
+        }
+
         /// <summary>Store a compiled core as `<source>-<its sha256>.dll`, removing the other
         /// DLLs of that source; the name, or null.</summary>
         public static string StoreAssembly(string folder, string source, byte[] assembly)
