@@ -328,10 +328,11 @@ def test_bootstrap_parses_and_is_powershell_3_code() -> None:
 def test_bootstrap_takes_its_values_as_parameters_and_checks_the_hash_first() -> None:
     """Data is never code: the hash, the packed agent and the request are parameters; the one
     script block it makes is the agent's text, after its sha256 was compared."""
-    assert BOOTSTRAP.startswith("param([string]$AgentHash, [string]$Agent, [string]$Request)\n")
+    assert BOOTSTRAP.startswith("param([string]$Hash, [byte[]]$Agent, [string]$Request); ")
+    assert BOOTSTRAP.count("\n") == 1          # one line: PSRP sends a newline as _x000A_
     assert BOOTSTRAP.lower().count("[scriptblock]::create") == 1
-    checked = BOOTSTRAP.index("-ne $AgentHash")
+    checked = BOOTSTRAP.index("-ne $Hash")
     assert checked < BOOTSTRAP.lower().index("[scriptblock]::create")
     assert "SHA256CryptoServiceProvider" in BOOTSTRAP      # SHA256Managed fails under FIPS
     assert f"'{bootstrap.MISSING}'" in BOOTSTRAP
-    assert len(BOOTSTRAP) < 1200                            # it is sent on every run
+    assert len(BOOTSTRAP) < 1100                            # it is sent on every run

@@ -58,3 +58,12 @@ def test_powershell_drops_whole_line_comments_and_help_blocks() -> None:
 def test_powershell_refuses_a_here_string() -> None:
     with pytest.raises(ValueError, match="here-string"):
         compact.powershell("$a = @'\n  text\n'@\n")
+
+
+def test_powershell_line_joins_statements_and_keeps_blocks_whole() -> None:
+    source = ("param($A)\n$x = 1\nif ($x) {\n    'a'\n} else {\n    'b'\n}\n"
+              "Get-Thing |\n  Out-Null\n")
+    assert compact.powershell_line(source) == (
+        "param($A); $x = 1; if ($x) { 'a' } else { 'b' }; Get-Thing | Out-Null\n")
+    with pytest.raises(ValueError, match="backtick"):
+        compact.powershell_line("Get-Thing `\n  -Name x\n")

@@ -2,9 +2,10 @@
 host's simulated file system, so a second run finds what the first left and a changed file is
 caught by its hash as the target would catch it.
 
-- The agent: `AgentHash` must be 64 lowercase hex digits; with `Agent` the text is what that
-  parameter really expands to (base64, then gzip), else the cached `<hash>.ps1`; either way its
-  sha256 must be `AgentHash`, or the answer is the MISSING line and nothing runs. A lab host
+- The agent: with `Agent` the text is what that parameter (a byte array) really expands to
+  (gzip), else the cached `<hash>.ps1`; either way its sha256 must be `Hash`, or the
+  answer is the MISSING line and nothing runs (an `Hash` that is not 64 lowercase hex
+  digits can match nothing, and names no file). A lab host
   runs only this version's agent (`ops.agent_source()`); a sent agent is stored in the cache.
 - The compiled core: `<sha256 of the core's source>-<sha256 of the DLL>.dll`, loaded when the
   file's bytes hash to its name; otherwise "compiled" anew — a simulated DLL whose bytes differ
@@ -45,17 +46,16 @@ def core_hash() -> str:
     return hashlib.sha256(ops.agent_core_source().encode("utf-8")).hexdigest()
 
 
-def define(fs: FileSystem, agent_hash: str, packed: str) -> Defined:
+def define(fs: FileSystem, agent_hash: str, packed: bytes) -> Defined:
     """Run the bootstrap's definition steps on `fs` (see the module docstring)."""
     data: bytes | None = None
-    if bootstrap.valid_hash(agent_hash):
-        if packed:
-            try:
-                data = bootstrap.expand(packed)
-            except ValueError as exc:
-                return Defined(error=f"Exception calling \"FromBase64String\": {exc}")
-        elif fs.is_file(agent_path(agent_hash)):
-            data = fs.read(agent_path(agent_hash))
+    if packed:
+        try:
+            data = bootstrap.expand(packed)
+        except ValueError as exc:
+            return Defined(error=f"Exception calling \"CopyTo\": {exc}")
+    elif bootstrap.valid_hash(agent_hash) and fs.is_file(agent_path(agent_hash)):
+        data = fs.read(agent_path(agent_hash))
     if data is None or hashlib.sha256(data).hexdigest() != agent_hash:
         return Defined(missing=True)
     if data.decode("utf-8", "replace") != ops.agent_source():

@@ -304,7 +304,7 @@ class LabHost:
         except RemoteOpFailed as exc:
             return {"error": {"type": exc.error_type, "message": exc.message}}
 
-    def define_agent(self, agent_hash: str, packed: str) -> agent_cache.Defined:
+    def define_agent(self, agent_hash: str, packed: bytes) -> agent_cache.Defined:
         """The bootstrap's definition of the agent on this host (lab/agent_cache.py): its
         cache lives in the host's files, so it outlives the session and the process. Not
         counted in `generation` (the machine's configuration did not change)."""

@@ -13,14 +13,14 @@ $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 
 function Import-PiCore {
-    # With $PushinstallCache (set by the bootstrap) the compiled core is kept there as
-    # <sha256 of the source>-<sha256 of the DLL>.dll: the DLL's bytes are hashed, then those very
+    # The compiled core is cached as <sha256 of the source>-<sha256 of the DLL>.dll in the
+    # folder of [Pushinstall.Agent.Cache]::Folder: the DLL's bytes are hashed, then those very
     # bytes loaded, so a file changed after the check is never run. A miss compiles to a file
-    # and caches it; where loading an assembly is refused, or without a cache, Add-Type compiles
-    # in memory as before. docs/ops.md "Defining the agent".
+    # and caches it; where loading an assembly is refused, or anything else fails, Add-Type
+    # compiles in memory as before. docs/ops.md "Defining the agent".
     $references = @('System.Core', 'System.Web.Extensions', 'System.ServiceProcess', 'System.IO.Compression', 'System.IO.Compression.FileSystem')
-    $cache = $PushinstallCache
-    if ($cache) {
+    $cache = "$env:ProgramFiles\pushinstall\cache"
+    if ($env:ProgramFiles) {
         $sha = New-Object Security.Cryptography.SHA256CryptoServiceProvider
         $hex = { ([BitConverter]::ToString($sha.ComputeHash($args[0])) -replace '-').ToLowerInvariant() }
         $source = & $hex ([Text.Encoding]::UTF8.GetBytes($PushinstallAgentCore))
@@ -45,10 +45,12 @@ function Import-PiCore {
             if (-not ('Pushinstall.Agent.Core' -as [type])) {
                 [void][Reflection.Assembly]::Load($bytes)
             }
-            [void][Pushinstall.Agent.Cache]::StoreAssembly($cache, $source, $bytes)
+            [void][Pushinstall.Agent.Cache]::StoreAssembly($source, $bytes)
         } catch {
-        } finally {
-            Remove-Item -LiteralPath $temp -Force -ErrorAction SilentlyContinue
+        }
+        try {
+            [IO.File]::Delete($temp)
+        } catch {
         }
     }
     if (-not ('Pushinstall.Agent.Core' -as [type])) {

@@ -2,33 +2,33 @@
 # the session key line and, when given, runs one request. docs/ops.md "Defining the agent".
 #
 # All three values are data (parameters), never pasted into this text:
-#   AgentHash  sha256 (hex) of the agent's UTF-8 text
-#   Agent      that text, gzipped and base64-encoded; empty: use the cached copy
-#   Request    one encoded request for Invoke-PushinstallOp; empty: none
-# The agent's text is checked against AgentHash before it runs, whether it came with this
+#   Hash     sha256 (hex) of the agent's UTF-8 text
+#   Agent    that text, gzipped (bytes); empty: use the cached copy
+#   Request  one encoded request for Invoke-PushinstallOp; empty: none
+# The agent's text is checked against Hash before it runs, whether it came with this
 # pipeline or from the cache. A cached copy that is gone or differs answers the line
 # PUSHINSTALL-AGENT-MISSING (and runs nothing): the controller then sends the agent.
-param([string]$AgentHash, [string]$Agent, [string]$Request)
-$ErrorActionPreference = 'Stop'
-$PushinstallCache = "$env:ProgramFiles\pushinstall\cache"
-$PiFile = "$PushinstallCache\$AgentHash.ps1"
-$PiBytes = $null
-# No pattern check of AgentHash: only 64 hex digits can equal a sha256 below.
+param([string]$Hash, [byte[]]$Agent, [string]$Request)
+# Errors do not stop it: a text that failed to expand or to be read fails its hash below
+# (the shim sets 'Stop' for everything after).
+$PiFile = "$env:ProgramFiles\pushinstall\cache\$Hash.ps1"
+# No pattern check of Hash, and no reset of $PiText: only the agent hashes to Hash. Lines
+# other than the key and answer lines are ignored (StoreAgent's True or False).
 if ($Agent) {
-    $PiBytes = New-Object IO.MemoryStream
-    (New-Object IO.Compression.GZipStream((New-Object IO.MemoryStream(, [Convert]::FromBase64String($Agent))), [IO.Compression.CompressionMode]::Decompress)).CopyTo($PiBytes)
-    $PiBytes = $PiBytes.ToArray()
+    $PiText = New-Object IO.MemoryStream
+    (New-Object IO.Compression.GZipStream((New-Object IO.MemoryStream(, $Agent)), [IO.Compression.CompressionMode]::Decompress)).CopyTo($PiText)
+    $PiText = $PiText.ToArray()
 } elseif ([IO.File]::Exists($PiFile)) {
-    $PiBytes = [IO.File]::ReadAllBytes($PiFile)
+    $PiText = [IO.File]::ReadAllBytes($PiFile)
 }
 # the CryptoServiceProvider: SHA256Managed is refused under the FIPS policy
-if ($null -eq $PiBytes -or ([BitConverter]::ToString((New-Object Security.Cryptography.SHA256CryptoServiceProvider).ComputeHash($PiBytes)) -replace '-') -ne $AgentHash) {
+if ($null -eq $PiText -or ([BitConverter]::ToString((New-Object Security.Cryptography.SHA256CryptoServiceProvider).ComputeHash($PiText)) -replace '-') -ne $Hash) {
     'PUSHINSTALL-AGENT-MISSING'
     return
 }
-. ([ScriptBlock]::Create([Text.Encoding]::UTF8.GetString($PiBytes)))
+. ([ScriptBlock]::Create([Text.Encoding]::UTF8.GetString($PiText)))
 if ($Agent) {
-    [void][Pushinstall.Agent.Cache]::StoreAgent($PushinstallCache, $PiBytes)
+    [Pushinstall.Agent.Cache]::StoreAgent($PiText)
 }
 Get-PushinstallKey
 if ($Request) {

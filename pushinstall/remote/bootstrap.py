@@ -1,7 +1,7 @@
 """How the agent reaches a target (issue 12): a short bootstrap that defines it from a gzipped
 copy sent with the first request, or from the copy the target cached on an earlier contact.
 
-Transport-neutral: a transport runs `SCRIPT` (bootstrap.ps1) with `parameters(...)` — data,
+Transport-neutral: a transport runs `script()` (bootstrap.ps1) with `parameters(...)` — data,
 never pasted into the script — and reads the output lines: `missing(output)` says the target's
 cached copy is gone or differs (nothing ran; send again `with_agent`), otherwise the key line
 (`sealing.public_key_of`) and, when a request went along, its answer line follow.
@@ -15,8 +15,6 @@ round trip, never a wrong agent.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import gzip
 import hashlib
@@ -39,8 +37,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 @functools.lru_cache(maxsize=1)
 def script() -> str:
-    """The bootstrap's PowerShell, compact (comments and indentation dropped)."""
-    return compact.powershell(Path(__file__).with_name("bootstrap.ps1").read_text("utf-8"))
+    """The bootstrap's PowerShell, compact and on one line (it is sent on every run)."""
+    return compact.powershell_line(Path(__file__).with_name("bootstrap.ps1").read_text("utf-8"))
 
 
 def agent_hash(agent: str | None = None) -> str:
@@ -54,20 +52,21 @@ def _hash(agent: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def packed(agent: str) -> str:
-    """The agent's text gzipped, base64. Zopfli writes the gzip format .NET's GZipStream
-    reads, 4% smaller than zlib's level 9 (~0.1 s, once per process; more iterations gain a
-    few bytes for twice the time); the same bytes every time."""
-    data = zopfli.gzip.compress(agent.encode("utf-8"), numiterations=5)
-    return base64.b64encode(data).decode("ascii")
+def packed(agent: str) -> bytes:
+    """The agent's text gzipped: the `Agent` parameter, a byte array (CLIXML `<BA>`, base64 on
+    the wire once). Zopfli writes the gzip format .NET's GZipStream reads, 4% smaller than
+    zlib's level 9 (~0.1 s, once per process; more iterations gain a few bytes for twice the
+    time); the same bytes every time."""
+    data: bytes = zopfli.gzip.compress(agent.encode("utf-8"), numiterations=5)
+    return data
 
 
 def parameters(with_agent: bool, request: str | None = None,
-               agent: str | None = None) -> dict[str, str]:
+               agent: str | None = None) -> dict[str, str | bytes]:
     """The bootstrap's parameters: the agent's hash, the packed agent when `with_agent`, and
     an encoded request to run when given."""
     text = ops.agent_source() if agent is None else agent
-    values = {"AgentHash": agent_hash(text)}
+    values: dict[str, str | bytes] = {"Hash": agent_hash(text)}
     if with_agent:
         values["Agent"] = packed(text)
     if request is not None:
@@ -80,17 +79,17 @@ def missing(output: str) -> bool:
     return any(line.strip() == MISSING for line in output.splitlines())
 
 
-def expand(packed_agent: str) -> bytes:
+def expand(packed_agent: bytes) -> bytes:
     """The bytes a packed agent expands to, as the bootstrap's GZipStream gives them (the
-    lab's side). ValueError when it is not base64 of gzip."""
+    lab's side). ValueError when it is not gzip."""
     try:
-        return gzip.decompress(base64.b64decode(packed_agent, validate=True))
-    except (binascii.Error, OSError, EOFError) as exc:
+        return gzip.decompress(packed_agent)
+    except (OSError, EOFError) as exc:
         raise ValueError(f"the agent does not expand: {exc}") from None
 
 
 def valid_hash(value: str) -> bool:
-    """True for 64 lowercase hex digits (what the bootstrap accepts as AgentHash)."""
+    """True for 64 lowercase hex digits (what the bootstrap accepts as Hash)."""
     return _HEX64.fullmatch(value) is not None
 
 

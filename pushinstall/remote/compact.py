@@ -8,11 +8,12 @@ compile and parse exactly it (tests/test_agent_core.py, tests/test_agent_ps1.py)
 `//` and `/* */` comments outside them are dropped; a literal over several lines (whose
 whitespace would be content) is refused. `powershell` drops only whole-line
 comments (`# ...` and `<# ... #>` blocks that start a line) and refuses text with a here-string,
-whose lines must stay as they are.
+whose lines must stay as they are; `powershell_line` also joins the lines into one.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 
 _HERE_STRING = re.compile(r"@['\"]\s*$", re.MULTILINE)
@@ -96,6 +97,21 @@ def powershell(source: str) -> str:
             continue
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def powershell_line(source: str) -> str:
+    """`powershell(source)` as ONE line: statements joined by `; `, blocks by a space. Over PSRP
+    a script's newline is serialized as `_x000A_` (7 bytes), so a short script sent on every run
+    (the bootstrap) goes as one line. Refuses a line that continues on the next (a trailing
+    backtick), which a `;` would cut."""
+    lines = powershell(source).rstrip("\n").split("\n")
+    joined = lines[0]
+    for previous, line in itertools.pairwise(lines):
+        if previous.endswith("`"):
+            raise ValueError("a line continued with a backtick cannot be joined")
+        block = previous.endswith(("{", "(", "|", ",")) or line.startswith(("}", ")"))
+        joined += (" " if block else "; ") + line
+    return joined + "\n"
 
 
 def _squeeze(text: str) -> str:

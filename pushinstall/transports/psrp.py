@@ -179,7 +179,7 @@ class PSRPTransport:
             doing, in_flight=carried is not None))
 
     def _run(self, script: str, op: str, timeout: float | None,
-             parameters: dict[str, str] | None = None, cmdlet: bool = True) -> str:
+             parameters: dict[str, str | bytes] | None = None, cmdlet: bool = True) -> str:
         """Run `script` as one pipeline, polling until it ends; output then error records.
         With `parameters` they are the parameters of `script`: a command name (`cmdlet`) or
         a script with a param block."""

@@ -297,7 +297,8 @@ namespace Pushinstall.TestHost
                         break;
                     case "CACHEDLL":
                         string[] dll = rest.Split(' ');
-                        answer = Json.Write(Cache.StoreAssembly(dll[0], dll[1], Convert.FromBase64String(dll[2])));
+                        Cache.Folder = dll[0];
+                        answer = Json.Write(Cache.StoreAssembly(dll[1], Convert.FromBase64String(dll[2])));
                         break;
                     case "GUNZIP":
                         using (MemoryStream expanded = new MemoryStream())

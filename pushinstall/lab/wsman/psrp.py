@@ -41,6 +41,13 @@ from pushinstall.remote.sealing import KEY_FUNCTION, KeyPair
 LAB_KEYS = KeyPair()
 
 
+def _text(value: Any) -> str:
+    """A parameter value as the target's logs could show it (a byte array as base64)."""
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return str(value)
+
+
 def parameters_of(commands: list[Any]) -> list[tuple[str, Any]]:
     """The first command's parameters, `(name, value)`."""
     return [(str(k), v) for k, v in commands[0].parameters] if commands else []
@@ -94,7 +101,7 @@ class PsrpShell(Shell):
         metadata: Any = pipe.pipeline.metadata
         commands = list(metadata.commands) if metadata else []
         script = "\n".join(str(c.command_text) for c in commands)
-        received.record(script, *(str(v) for c in commands for _, v in c.parameters))
+        received.record(script, *(_text(v) for c in commands for _, v in c.parameters))
         cmdlet = len(commands) == 1 and not commands[0].is_script
         parameters = {str(k): v for k, v in commands[0].parameters} if cmdlet else {}
         with self.cond:
@@ -103,7 +110,7 @@ class PsrpShell(Shell):
             pipe.pipeline._change_state(PSInvocationState.Running, emit=False)
         output, error = "", ""
         if not cmdlet and len(commands) == 1 and script == bootstrap.script():
-            output, error = self._bootstrap(pipe, {k: str(v) for k, v in parameters_of(commands)})
+            output, error = self._bootstrap(pipe, dict(parameters_of(commands)))
         elif script == ops.agent_source():
             self.agent_defined = True
         elif not self.agent_defined:
@@ -134,10 +141,12 @@ class PsrpShell(Shell):
             pipe.done = True
             self._flush()
 
-    def _bootstrap(self, pipe: _Pipe, parameters: dict[str, str]) -> tuple[str, str]:
-        """bootstrap.ps1 on this host: `(output, error)`."""
-        defined = self.host.define_agent(parameters.get("AgentHash", ""),
-                                         parameters.get("Agent", ""))
+    def _bootstrap(self, pipe: _Pipe, parameters: dict[str, Any]) -> tuple[str, str]:
+        """bootstrap.ps1 on this host: `(output, error)`. `Agent` binds as [byte[]]: a byte
+        array, else nothing usable (PowerShell would refuse to bind a string)."""
+        agent = parameters.get("Agent")
+        packed = bytes(agent) if isinstance(agent, (bytes, bytearray)) else b""
+        defined = self.host.define_agent(str(parameters.get("Hash", "")), packed)
         if defined.error:
             return "", defined.error
         if defined.missing:
@@ -145,7 +154,7 @@ class PsrpShell(Shell):
         self.agent_defined = True
         output = self.keys.key_line() + "\n"
         if parameters.get("Request"):
-            line = self._opened_invocation(parameters["Request"])
+            line = self._opened_invocation(str(parameters["Request"]))
             pipe.op = op_of(line)
             if self.host.latency > 0:
                 threading.Event().wait(self.host.latency)

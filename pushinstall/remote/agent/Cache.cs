@@ -15,6 +15,11 @@ namespace Pushinstall.Agent
         /// <summary>Entries of one kind (.ps1, .dll) kept besides the one just stored.</summary>
         public const int Keep = 3;
 
+        /// <summary>%ProgramFiles%\pushinstall\cache, as the bootstrap and the shim name it
+        /// ($env:ProgramFiles: the same folder in the same process); tests point it elsewhere.</summary>
+        public static string Folder = Path.Combine(
+            Environment.GetFolderPath(Environment.SpecialFolder.ProgramFiles), "pushinstall\\cache");
+
         // <sha256>.ps1 (the agent's text) or <sha256 of the source>-<sha256 of the DLL>.dll
         private static readonly Regex Name = new Regex("^(?:[0-9a-f]{64}-)?([0-9a-f]{64})\\.(ps1|dll)$");
 
@@ -53,16 +58,17 @@ namespace Pushinstall.Agent
             }
         }
 
-        /// <summary>Store the agent's text as `<its sha256>.ps1`.</summary>
-        public static bool StoreAgent(string folder, byte[] text)
+        /// <summary>Store the agent's text as `<its sha256>.ps1` in `Folder`.</summary>
+        public static bool StoreAgent(byte[] text)
         {
-            return text != null && Store(folder, Hash(text) + ".ps1", text);
+            return text != null && Store(Folder, Hash(text) + ".ps1", text);
         }
 
-        /// <summary>Store a compiled core as `<source>-<its sha256>.dll`, removing the other
+        /// <summary>Store a compiled core as `<source>-<its sha256>.dll` in `Folder`, removing the other
         /// DLLs of that source; the name, or null.</summary>
-        public static string StoreAssembly(string folder, string source, byte[] assembly)
+        public static string StoreAssembly(string source, byte[] assembly)
         {
+            string folder = Folder;
             if (assembly == null)
             {
                 return null;
