@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import types
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from kit import Wire
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab import LabHost, agent_cache, received
 from pushinstall.remote import bootstrap, ops, sealing
+from pushinstall.transports import psrp
 from pushinstall.transports.psrp import PSRPTransport
 
 AGENT = ops.agent_source()
@@ -231,3 +233,22 @@ def test_core_keeps_one_assembly_per_source_and_a_few_agents(tmp_path: Path) -> 
         assert (folder / f"{hashlib.sha256(b'agent 5').hexdigest()}.ps1").exists()
     finally:
         agent.close()
+
+
+def test_an_agent_the_target_will_not_define_is_an_error_that_quotes_it(
+        wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another version's agent on a lab host: the call fails NoAgent with what the target said,
+    and the controller does not remember the target as holding it."""
+    wire.serve("h1")
+    other = AGENT.replace("PUSHINSTALL-KEY:", "PUSHINSTALL-KEY-X:")
+    # the controller's view only: the lab keeps this version's agent
+    controller_ops = types.SimpleNamespace(**vars(ops))
+    controller_ops.agent_source = lambda: other
+    monkeypatch.setattr(psrp, "ops", controller_ops)
+    transport = PSRPTransport(wire.host("h1"))
+    transport.open()
+    with pytest.raises(RemoteOpFailed, match="not this version's agent") as caught:
+        transport.call(GATHER)
+    transport.close()
+    assert caught.value.error_type == "NoAgent"
+    assert not bootstrap.Seen().holds(transport._where, bootstrap.agent_hash(other))

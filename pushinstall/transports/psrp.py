@@ -154,29 +154,30 @@ class PSRPTransport:
         carried = None if sealing.has_secret(request) else ops.encode_request(request, pack=True)
         doing = "define the agent" if carried is None else str(request.get("op", "?"))
         with_agent = not self._seen.holds(self._where, sha256)
-        output = self._bootstrap(with_agent, carried, timeout, doing)
+        output = self._bootstrap(bootstrap.parameters(with_agent, carried, agent), timeout, doing)
         if bootstrap.missing(output) and not with_agent:
             with_agent = True       # the target's copy is gone or differs: nothing ran
-            output = self._bootstrap(True, carried, timeout, doing)
+            output = self._bootstrap(bootstrap.parameters(True, carried, agent), timeout, doing)
         key = None if bootstrap.missing(output) else sealing.public_key_of(output)
         if key is None:
             self._seen.remember(self._where, None)
+            said = next((line.strip() for line in output.splitlines() if line.strip()), "")
             raise RemoteOpFailed(
                 "the agent could not be defined: the target did not accept the text sent "
                 "(its sha256 differed)" if bootstrap.missing(output) else
-                "the agent could not be defined: no session key came back", host=self.host.name,
+                "the agent could not be defined: no session key came back; output began: "
+                + (self.redactor.redact(said)[:300] or "(no output)"), host=self.host.name,
                 hint="is PowerShell 3.0 or later installed, and is the remote shell PowerShell?",
                 error_type="NoAgent")
         self._key, self._defined = key, True
         self._seen.remember(self._where, sha256)
         return None if carried is None else output
 
-    def _bootstrap(self, with_agent: bool, carried: str | None, timeout: float | None,
+    def _bootstrap(self, parameters: dict[str, str | bytes], timeout: float | None,
                    doing: str) -> str:
-        parameters = bootstrap.parameters(with_agent, carried)
         return str(self._guard(
             lambda: self._run(bootstrap.script(), doing, timeout, parameters, cmdlet=False),
-            doing, in_flight=carried is not None))
+            doing, in_flight="Request" in parameters))
 
     def _run(self, script: str, op: str, timeout: float | None,
              parameters: dict[str, str | bytes] | None = None, cmdlet: bool = True) -> str:
