@@ -56,6 +56,19 @@ def test_bad_requests_answer_invalid_argument(core: AgentHost) -> None:
         "InvalidArgument"
 
 
+def test_a_packed_request_is_read_like_a_plain_one(core: AgentHost, tmp_path: Path) -> None:
+    """encode_request(pack=True) gzips a request of some size (issue 12); the core unpacks."""
+    queries = [{"id": f"d{i}", "kind": "file", "path": str(tmp_path / f"nä{i}")}
+               for i in range(12)]
+    req = ops.batch([ops.request("facts", queries=queries)])
+    packed = ops.encode_request(req, pack=True)
+    assert base64.b64decode(packed)[:2] == b"\x1f\x8b"
+    assert len(packed) < len(ops.encode_request(req))
+    assert core.line(packed) == core.line(ops.encode_request(req))
+    broken = base64.b64encode(b"\x1f\x8b" + b"not gzip at all").decode()
+    assert core.line(broken)["error"]["type"] == "InvalidArgument"
+
+
 # ---------------------------------------------------------------- JSON and batch
 
 

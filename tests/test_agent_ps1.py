@@ -17,7 +17,7 @@ import pytest
 import tree_sitter_pwsh
 from tree_sitter import Language, Node, Parser, Tree
 
-from pushinstall.remote import ops
+from pushinstall.remote import bootstrap, ops
 
 PARSER = Parser(Language(tree_sitter_pwsh.language()))
 
@@ -333,3 +333,26 @@ def test_no_contains_method_on_dictionaries() -> None:
         and any(c.type == "member_name" and text(c, data) == "Contains" for c in node.children)
     ]
     assert calls == []
+
+
+BOOTSTRAP = bootstrap.script()
+
+
+def test_bootstrap_parses_and_is_powershell_3_code() -> None:
+    tree, _ = parse(BOOTSTRAP)
+    assert not tree.root_node.has_error
+    assert [n for n in walk(tree.root_node) if n.type == "ERROR" or n.is_missing] == []
+    assert lint(BOOTSTRAP) == []
+
+
+def test_bootstrap_takes_its_values_as_parameters_and_checks_the_hash_first() -> None:
+    """Data is never code: the hash, the packed agent and the request are parameters; the one
+    script block it makes is the agent's text, after its sha256 was compared."""
+    assert BOOTSTRAP.startswith("param([string]$Hash, [byte[]]$Agent, [string]$Request); ")
+    assert BOOTSTRAP.count("\n") == 1          # one line: PSRP sends a newline as _x000A_
+    assert BOOTSTRAP.lower().count("[scriptblock]::create") == 1
+    checked = BOOTSTRAP.index("-ne $Hash")
+    assert checked < BOOTSTRAP.lower().index("[scriptblock]::create")
+    assert "SHA256CryptoServiceProvider" in BOOTSTRAP      # SHA256Managed fails under FIPS
+    assert f"'{bootstrap.MISSING}'" in BOOTSTRAP
+    assert len(BOOTSTRAP) < 1100                            # it is sent on every run

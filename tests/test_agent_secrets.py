@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,8 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 
 
 def shows(texts: list[str], secret: str) -> bool:
-    """True when `secret` is in a text, or in a base64 run inside one (decoded)."""
+    """True when `secret` is in a text, or in a base64 run inside one (decoded, and gunzipped
+    when it is gzip)."""
     for text in texts:
         if secret in text:
             return True
@@ -43,6 +45,11 @@ def shows(texts: list[str], secret: str) -> bool:
                 decoded = base64.b64decode(run + "=" * (-len(run) % 4))
             except (binascii.Error, ValueError):
                 continue
+            if decoded[:2] == b"\x1f\x8b":      # a packed request (or the packed agent)
+                try:
+                    decoded = gzip.decompress(decoded)
+                except (OSError, EOFError):
+                    continue
             if secret.encode() in decoded:
                 return True
     return False

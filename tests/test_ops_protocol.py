@@ -28,6 +28,22 @@ def test_request_round_trips_and_is_quote_free() -> None:
     assert nasty not in line
 
 
+def test_packed_requests_are_gzip_only_where_that_pays() -> None:
+    small = ops.request("facts", queries=[{"id": "os", "kind": "os"}])
+    assert ops.encode_request(small, pack=True) == ops.encode_request(small)
+    gather = ops.request("facts", queries=[{"id": f"r{i}", "kind": "registry",
+                                            "key": f"HKLM:\\SOFTWARE\\Vendor\\Key{i}"}
+                                           for i in range(20)])
+    packed = ops.encode_request(gather, pack=True)
+    assert len(packed) < len(ops.encode_request(gather)) / 2
+    assert ops.decode_request(packed) == gather
+    chunk = ops.request("file_chunk", temp_path="C:\\x.pushinstall-part", offset=0,
+                        data=base64.b64encode(random.randbytes(80_000)).decode())
+    assert ops.encode_request(chunk, pack=True) == ops.encode_request(chunk)  # not worth it
+    with pytest.raises(ValueError, match="does not expand"):
+        ops.decode_request(base64.b64encode(b"\x1f\x8b broken").decode())
+
+
 def test_decode_request_fills_missing_args_and_rejects_non_requests() -> None:
     bare = base64.b64encode(b'{"op":"os"}').decode()
     assert ops.decode_request(bare) == {"op": "os", "args": {}}

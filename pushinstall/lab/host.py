@@ -29,7 +29,7 @@ from typing import Any
 
 from pushinstall import paths
 from pushinstall.errors import RemoteOpFailed
-from pushinstall.lab import facts, products
+from pushinstall.lab import agent_cache, facts, products
 from pushinstall.lab.common import iso, parse_iso
 from pushinstall.lab.decoded import decoded, valid
 from pushinstall.lab.flusher import FLUSHER
@@ -90,6 +90,7 @@ class LabHost:
         self.blob_dir = self.path.with_suffix(".files")
         self.op_log: list[str] = []
         self.calls: list[dict[str, Any]] = []
+        self.compiles = 0     # how often the bootstrap compiled the core (per process)
         self._lock = threading.Lock()
         self._http_503_left = self.lab.http_503
         self._dark = False    # a `dark_after` op ran: refused from now on (per process)
@@ -302,6 +303,20 @@ class LabHost:
             return {"error": {"type": "InvalidArgument", "message": str(exc)}}
         except RemoteOpFailed as exc:
             return {"error": {"type": exc.error_type, "message": exc.message}}
+
+    def define_agent(self, agent_hash: str, packed: bytes) -> agent_cache.Defined:
+        """The bootstrap's definition of the agent on this host (lab/agent_cache.py): its
+        cache lives in the host's files, so it outlives the session and the process. Not
+        counted in `generation` (the machine's configuration did not change)."""
+        with self._lock:
+            if time.monotonic() - self._synced >= SYNC_SECONDS:
+                self._sync()
+            before = self.state.changes
+            defined = agent_cache.define(self.state.fs, agent_hash, packed)
+            self.compiles += defined.compiled
+            if self.state.changes != before:
+                self._touch()   # saved, but not a change of the machine's configuration
+            return defined
 
     def handle_line(self, command: str) -> str:
         """Run the PowerShell line the controller sends, `Invoke-PushinstallOp -Request

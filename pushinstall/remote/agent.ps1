@@ -1,20 +1,52 @@
-# pushinstall agent shim: Windows PowerShell 3.0 and later (no classes, no ::new(), no
-# PowerShell 5/7 syntax or cmdlets). The contract is docs/ops.md.
-#
-# The agent's logic is C# 5 (pushinstall/remote/agent/*.cs), compiled once per session by
-# Add-Type; ops.agent_source() puts that source in $PushinstallAgentCore above this text. This
-# shim loads it, hands requests to it and keeps the `script` op, which must be PowerShell.
-#
-# A request arrives as data: a parameter or pipeline input of Invoke-PushinstallOp, base64 of
-# UTF-8 JSON. Nothing from a request is ever pasted into PowerShell source. The answer is one
-# output line, PUSHINSTALL-ANSWER:<base64 of UTF-8 JSON>; nothing else this file emits matters.
+# pushinstall agent shim, Windows PowerShell 3.0+ (no classes, ::new() or PS 5/7 syntax); the
+# contract is docs/ops.md. The logic is C# 5 (remote/agent/*.cs) in $PushinstallAgentCore,
+# loaded once per session; this shim hands it requests and keeps the `script` op. A request
+# is data (base64 JSON: a parameter, pipeline input or a stdin line), never pasted into source;
+# the answer is one output line, PUSHINSTALL-ANSWER:<base64 JSON>.
 
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 
-if (-not ('Pushinstall.Agent.Core' -as [type])) {
+function Import-PiCore {
+    # A cached DLL is <sha256 of source>-<sha256 of DLL>.dll: the bytes hashed are the bytes
+    # loaded. A miss compiles to a file and caches it; any failure compiles in memory (ops.md).
     $references = @('System.Core', 'System.Web.Extensions', 'System.ServiceProcess', 'System.IO.Compression', 'System.IO.Compression.FileSystem')
-    Add-Type -TypeDefinition $PushinstallAgentCore -ReferencedAssemblies $references
+    $cache = "$env:ProgramFiles\pushinstall\cache"
+    if ($env:ProgramFiles) {
+        $sha = New-Object Security.Cryptography.SHA256CryptoServiceProvider
+        $hex = { ([BitConverter]::ToString($sha.ComputeHash($args[0])) -replace '-').ToLowerInvariant() }
+        $source = & $hex ([Text.Encoding]::UTF8.GetBytes($PushinstallAgentCore))
+        if ([IO.Directory]::Exists($cache)) {
+            foreach ($path in [IO.Directory]::GetFiles($cache, "$source-*.dll")) {
+                try {
+                    $bytes = [IO.File]::ReadAllBytes($path)
+                    if ([IO.Path]::GetFileName($path) -eq "$source-$(& $hex $bytes).dll") {
+                        [void][Reflection.Assembly]::Load($bytes)
+                    }
+                } catch { }
+                if ('Pushinstall.Agent.Core' -as [type]) {
+                    return
+                }
+            }
+        }
+        $temp = Join-Path ([IO.Path]::GetTempPath()) ('pushinstall-' + [guid]::NewGuid().ToString('N') + '.dll')
+        try {
+            Add-Type -TypeDefinition $PushinstallAgentCore -ReferencedAssemblies $references -OutputAssembly $temp -OutputType Library
+            $bytes = [IO.File]::ReadAllBytes($temp)
+            if (-not ('Pushinstall.Agent.Core' -as [type])) {
+                [void][Reflection.Assembly]::Load($bytes)
+            }
+            [void][Pushinstall.Agent.Cache]::StoreAssembly($source, $bytes)
+        } catch { }
+        try { [IO.File]::Delete($temp) } catch { }
+    }
+    if (-not ('Pushinstall.Agent.Core' -as [type])) {
+        Add-Type -TypeDefinition $PushinstallAgentCore -ReferencedAssemblies $references
+    }
+}
+
+if (-not ('Pushinstall.Agent.Core' -as [type])) {
+    Import-PiCore
 }
 [Pushinstall.Agent.Core]::PowerShellVersion = $PSVersionTable.PSVersion.ToString()
 # download run_as: system compiles its SYSTEM task's worker from the same source
@@ -100,9 +132,8 @@ function Invoke-PushinstallLoop {
     One agent process per connection (WinRS, SSH): writes the key line, then answers each
     request line read from stdin with one answer line, until an empty line or the end.
     #>
-    # Lines are read as DATA by ReadLine, never parsed as script: the console host reads its
-    # `-Command -` input through the same Console.In, one character at a time, so nothing it
-    # has not executed yet is taken from under it.
+    # Lines are DATA to ReadLine, never script: the console host reads `-Command -` input from
+    # the same Console.In a character at a time, so it has no line of ours buffered.
     $out = [Console]::Out
     $out.WriteLine((Get-PushinstallKey))
     $out.Flush()

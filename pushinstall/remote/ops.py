@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import gzip
 import json
 import re
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ from pushinstall.argspec import (
     json_type_ok,
 )
 from pushinstall.errors import RemoteOpFailed
+from pushinstall.remote import compact
 from pushinstall.remote.winargv import windows_argv_quote as windows_argv_quote
 from pushinstall.remote.winargv import windows_argv_split as windows_argv_split
 from pushinstall.remote.winargv import windows_command_line as windows_command_line
@@ -278,14 +280,39 @@ def _b64(data: Any) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def encode_request(req: dict[str, Any]) -> str:
-    """The request as base64 of UTF-8 JSON: quote-free, safe inside a string literal."""
-    return _b64(req)
+# Below PACK_MIN bytes of JSON a gzip header costs more than it saves; above PACK_MAX it is a
+# file chunk, base64 of an installer that is compressed already (not worth the CPU).
+PACK_MIN, PACK_MAX = 256, 64 * 1024
+
+
+def encode_request(req: dict[str, Any], pack: bool = False) -> str:
+    """The request as base64 of UTF-8 JSON: quote-free, safe inside a string literal. With
+    `pack`, of its gzip instead when that is shorter and the request not a big chunk (the agent
+    reads both: a gzip stream starts with 1f 8b, JSON never does)."""
+    if not pack:
+        return _b64(req)
+    data = _JSON.encode(req).encode("utf-8")
+    if PACK_MIN <= len(data) <= PACK_MAX:
+        packed = gzip.compress(data, 9, mtime=0)
+        data = packed if len(packed) < len(data) else data
+    return base64.b64encode(data).decode("ascii")
+
+
+def request_bytes(encoded: str) -> bytes:
+    """The UTF-8 JSON an encoded request holds, gunzipped when packed. ValueError when it is
+    not base64 (of gzip)."""
+    data = base64.b64decode(encoded, validate=True)
+    if data[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"the packed request does not expand: {exc}") from None
+    return data
 
 
 def decode_request(encoded: str) -> dict[str, Any]:
     """Inverse of `encode_request` (the lab's side)."""
-    data = json.loads(base64.b64decode(encoded, validate=True).decode("utf-8"))
+    data = json.loads(request_bytes(encoded).decode("utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("op"), str):
         raise ValueError("a request is a JSON object with a string 'op'")
     data.setdefault("args", {})
@@ -376,7 +403,8 @@ _USING = re.compile(r"^using [A-Za-z0-9_.]+;$")
 @functools.lru_cache(maxsize=1)
 def agent_core_source() -> str:
     """The agent's C# core as ONE compilation unit, as `Add-Type -TypeDefinition` takes it:
-    each file's `using` lines are hoisted to the top (deduplicated), the rest follows."""
+    each file's `using` lines are hoisted to the top (deduplicated), the rest follows, without
+    comments and indentation (`compact.csharp`: this is what crosses the wire)."""
     usings: dict[str, None] = {}
     bodies: list[str] = []
     for path in agent_core_files():
@@ -387,14 +415,15 @@ def agent_core_source() -> str:
             else:
                 body.append(line)
         bodies.append("\n".join(body).strip("\n"))
-    return "\n".join(usings) + "\n\n" + "\n\n".join(bodies) + "\n"
+    return compact.csharp("\n".join(usings) + "\n\n" + "\n\n".join(bodies) + "\n")
 
 
 @functools.lru_cache(maxsize=1)
 def agent_source() -> str:
-    """The agent's text as it is sent: the C# core in a here-string, then the shim."""
+    """The agent's text as it is sent: the C# core in a here-string, then the shim (both
+    compact: no comments, no indentation)."""
     core = agent_core_source()
     if "\n'@" in core:
         raise ValueError("the C# core may not hold a line starting with '@")
-    shim = agent_path().read_text(encoding="utf-8")
+    shim = compact.powershell(agent_path().read_text(encoding="utf-8"))
     return f"$PushinstallAgentCore = @'\n{core}'@\n\n{shim}"

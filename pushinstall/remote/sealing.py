@@ -78,6 +78,18 @@ def _walk(request: Any, change: Callable[[Any], Any]) -> Any:
     return {**request, "args": args}
 
 
+def has_secret(request: dict[str, Any]) -> bool:
+    """True when `request` (or a request in its batch) holds a secret field."""
+    found: list[bool] = []
+
+    def note(value: Any) -> Any:
+        found.append(True)
+        return value
+
+    _walk(request, note)
+    return bool(found)
+
+
 def seal(request: dict[str, Any], key: rsa.RSAPublicKey) -> dict[str, Any]:
     """`request` with each secret field encrypted to `key`; ValueError for one too long."""
 

@@ -1,11 +1,15 @@
 """The psrp transport (the default): pypsrp `WSMan` + `RunspacePool`, one pipeline per call.
 
-`open()` connects, authenticates and opens ONE runspace pool for the host (one runspace), then
-runs the agent's text once in it, so its functions stay defined for every later pipeline. Each
-`call` is one `PowerShell` pipeline running the cmdlet `Invoke-PushinstallOp` with the request
-as its `-Request` parameter: data, never script text, so Script Block Logging on the target does
-not record it; its secret fields are sealed to the key the agent answered when it was defined
-(`remote/sealing.py`, docs/ops.md).
+`open()` connects, authenticates and opens ONE runspace pool for the host (one runspace). The
+first `call` defines the agent in it and runs its request in the same pipeline: the bootstrap
+(`remote/bootstrap.py`) with the agent's hash, the gzipped agent unless the target is known to
+hold that copy already, and the request, all as parameters; it answers the session key line and
+the request's answer. A request with a secret field waits for the key: the bootstrap then runs
+alone first. A target whose cached copy is gone or differs says so, and the agent is sent.
+Every later `call` is one `PowerShell` pipeline running the cmdlet `Invoke-PushinstallOp` with
+the request as its `-Request` parameter: data, never script text, so Script Block Logging on the
+target does not record it; its secret fields are sealed to the key the agent answered when it
+was defined (`remote/sealing.py`, docs/ops.md).
 
 Polling, not blocking: a pipeline is started and then polled with Receives that each carry an
 OperationTimeout (`Endpoint.poll_s`) shorter than the HTTP read timeout, so the server answers
@@ -34,9 +38,9 @@ from pypsrp.complex_objects import PSInvocationState
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
 
-from pushinstall.errors import HostError, TransportTimeout
+from pushinstall.errors import HostError, RemoteOpFailed, TransportTimeout
 from pushinstall.model import Host
-from pushinstall.remote import ops, sealing
+from pushinstall.remote import bootstrap, ops, sealing
 from pushinstall.secret import Redactor
 from pushinstall.transports.push import push_file
 from pushinstall.transports.wsman_common import (
@@ -74,12 +78,15 @@ class PSRPTransport:
         self._wsman: _WSMan | None = None
         self._pool: RunspacePool | None = None
         self._key: RSAPublicKey | None = None
+        self._defined = False
+        self._seen = bootstrap.Seen()
+        self._where = f"{self.endpoint.address}:{self.endpoint.port}"
 
     # ---- Transport ------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Connect, open the runspace pool, define the agent: one attempt (the engine retries
-        a transient failure, with backoff)."""
+        """Connect and open the runspace pool: one attempt (the engine retries a transient
+        failure, with backoff). The agent is defined by the first call."""
         if self._pool is None:
             self._open_once()
 
@@ -88,10 +95,15 @@ class PSRPTransport:
         op = str(request.get("op", "?"))
         if self._pool is None:
             self.open()
-        if self._key is not None:
-            request = sealing.seal(request, self._key)
-        encoded = ops.encode_request(request)
         with self._watch.call(timeout):
+            if not self._defined:
+                carried = self._define(request, timeout)
+                if carried is not None:
+                    return ops.decode_answer(carried, host=self.host.name,
+                                             redactor=self.redactor)
+            if self._key is not None:
+                request = sealing.seal(request, self._key)
+            encoded = ops.encode_request(request, pack=True)
             output = self._guard(
                 lambda: self._run(ops.AGENT_FUNCTION, op, timeout, {"Request": encoded}), op,
                 in_flight=True)
@@ -116,6 +128,7 @@ class PSRPTransport:
 
     def _open_once(self) -> None:
         self.close()
+        self._key, self._defined = None, False
         conn, end = self.host.connection, self.endpoint
         # pypsrp takes a CA bundle path for cert_validation and float timeouts (requests
         # does), though its hints say bool and int
@@ -137,24 +150,54 @@ class PSRPTransport:
         pool = RunspacePool(wsman, min_runspaces=1, max_runspaces=1)
         self._guard(pool.open, "connect", in_flight=False)
         self._pool = pool
+
+    def _define(self, request: dict[str, Any], timeout: float | None) -> str | None:
+        """Define the agent (and learn the key); returns the pipeline's output when `request`
+        went along and has been answered, None when it is still to be sent."""
         agent = ops.agent_source()
-        self._guard(lambda: self._run(agent, "define the agent", None), "define the agent",
-                    in_flight=False)
-        key = self._guard(lambda: self._run(sealing.KEY_FUNCTION, "define the agent", None, {}),
-                          "define the agent", in_flight=False)
-        self._key = sealing.public_key_of(key)
+        sha256 = bootstrap.agent_hash(agent)
+        carried = None if sealing.has_secret(request) else ops.encode_request(request, pack=True)
+        doing = "define the agent" if carried is None else str(request.get("op", "?"))
+        with_agent = not self._seen.holds(self._where, sha256)
+        output = self._bootstrap(bootstrap.parameters(with_agent, carried, agent), timeout, doing)
+        if bootstrap.missing(output) and not with_agent:
+            with_agent = True       # the target's copy is gone or differs: nothing ran
+            output = self._bootstrap(bootstrap.parameters(True, carried, agent), timeout, doing)
+        key = None if bootstrap.missing(output) else sealing.public_key_of(output)
+        if key is None:
+            self._seen.remember(self._where, None)
+            said = next((line.strip() for line in output.splitlines() if line.strip()), "")
+            raise RemoteOpFailed(
+                "the agent could not be defined: the target did not accept the text sent "
+                "(its sha256 differed)" if bootstrap.missing(output) else
+                "the agent could not be defined: no session key came back; output began: "
+                + (self.redactor.redact(said)[:300] or "(no output)"), host=self.host.name,
+                hint="is PowerShell 3.0 or later installed, and is the remote shell PowerShell?",
+                error_type="NoAgent")
+        self._key, self._defined = key, True
+        self._seen.remember(self._where, sha256)
+        return None if carried is None else output
+
+    def _bootstrap(self, parameters: dict[str, str | bytes], timeout: float | None,
+                   doing: str) -> str:
+        return str(self._guard(
+            lambda: self._run(bootstrap.script(), doing, timeout, parameters, cmdlet=False),
+            doing, in_flight="Request" in parameters))
 
     def _run(self, script: str, op: str, timeout: float | None,
-             parameters: dict[str, str] | None = None) -> str:
+             parameters: dict[str, str | bytes] | None = None, cmdlet: bool = True) -> str:
         """Run `script` as one pipeline, polling until it ends; output then error records.
-        With `parameters`, `script` is a command name and they are its parameters."""
+        With `parameters` they are the parameters of `script`: a command name (`cmdlet`) or
+        a script with a param block."""
         assert self._pool is not None
         deadline = None if timeout is None else time.monotonic() + timeout
         shell = PowerShell(self._pool)
-        if parameters is None:
+        if parameters is None or not cmdlet:
             shell.add_script(script)
         else:
-            shell.add_cmdlet(script).add_parameters(parameters)
+            shell.add_cmdlet(script)
+        if parameters:
+            shell.add_parameters(parameters)
         shell.begin_invoke()
         while shell.state == PSInvocationState.RUNNING:
             left = None if deadline is None else deadline - time.monotonic()

@@ -60,6 +60,11 @@ namespace Pushinstall.TestHost
             Protected.Add(Path.GetFileName(path).Split('.')[0]);
         }
 
+        public override void ProtectDirectory(string path)
+        {
+            Record("ProtectDirectory", path);
+        }
+
         public override bool IsSecretFileProtected(string path)
         {
             return Protected.Contains(Path.GetFileName(path).Split('.')[0]);
@@ -292,7 +297,9 @@ namespace Pushinstall.TestHost
     {
         // Commands, one a line: REQUEST <base64>, KEY, QUOTE <base64 JSON list>, CALLS,
         // TOOLEXIT <code>..., SHARE <code>, SCCM <0|1>, OPS, KINDS, SCRIPT <0|1>,
-        // INSTALLER <mutex 0|1> [process name]..., PSVERSION <version>
+        // INSTALLER <mutex 0|1> [process name]..., PSVERSION <version>,
+        // CACHE <folder> <name> <base64> (Cache.Store), CACHEDLL <folder> <source> <base64>,
+        // GUNZIP <base64> (the bytes bootstrap.ps1's GZipStream gives, as base64)
         public static int Main(string[] argv)
         {
             FakeWindows windows = new FakeWindows();
@@ -357,6 +364,22 @@ namespace Pushinstall.TestHost
                     case "PSVERSION":
                         Core.PowerShellVersion = rest;
                         answer = "null";
+                        break;
+                    case "CACHE":
+                        string[] store = rest.Split(' ');
+                        answer = Json.Write(Cache.Store(store[0], store[1], Convert.FromBase64String(store[2])));
+                        break;
+                    case "CACHEDLL":
+                        string[] dll = rest.Split(' ');
+                        Cache.Folder = dll[0];
+                        answer = Json.Write(Cache.StoreAssembly(dll[1], Convert.FromBase64String(dll[2])));
+                        break;
+                    case "GUNZIP":
+                        using (MemoryStream expanded = new MemoryStream())
+                        {
+                            new System.IO.Compression.GZipStream(new MemoryStream(Convert.FromBase64String(rest)), System.IO.Compression.CompressionMode.Decompress).CopyTo(expanded);
+                            answer = Json.Write(Convert.ToBase64String(expanded.ToArray()));
+                        }
                         break;
                     case "OPS":
                         answer = Json.Write(Core.OpNames());

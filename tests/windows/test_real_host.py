@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 from pushinstall.errors import RemoteOpFailed
-from pushinstall.remote import ops, sealing
+from pushinstall.remote import bootstrap, ops, sealing
 
 HOST = os.environ.get("PUSHINSTALL_TEST_HOST")
 USER = os.environ.get("PUSHINSTALL_TEST_USER")
@@ -659,3 +659,48 @@ def test_one_agent_process_reads_request_lines_as_data(kind: str, workdir: str) 
         assert transport.call(ops.request("script", source="$PID"))["result"]["output"] == pid
     finally:
         transport.close()
+
+
+def _bootstrap_session(with_agent: bool) -> tuple[str, float]:
+    """A fresh pool running the bootstrap with a gather, as the psrp transport's first call."""
+    from pypsrp.powershell import PowerShell, RunspacePool
+    from pypsrp.wsman import WSMan
+
+    pool = RunspacePool(WSMan(
+        str(HOST), port=int(os.environ.get("PUSHINSTALL_TEST_PORT", "5986")), username=USER,
+        password=PASSWORD, ssl=os.environ.get("PUSHINSTALL_TEST_SSL", "1") == "1",
+        cert_validation=os.environ.get("PUSHINSTALL_TEST_CERT_VALIDATION", "1") == "1",
+        auth=os.environ.get("PUSHINSTALL_TEST_AUTH", "negotiate"), read_timeout=120,
+        operation_timeout=60))
+    pool.open()
+    try:
+        gather = ops.encode_request(ops.request("facts", queries=[{"id": "os", "kind": "os"}]))
+        shell = PowerShell(pool)
+        shell.add_script(bootstrap.script()).add_parameters(bootstrap.parameters(with_agent,
+                                                                                 gather))
+        started = time.monotonic()
+        output = "\n".join(str(item) for item in shell.invoke())
+        return output, time.monotonic() - started
+    finally:
+        pool.close()
+
+
+def test_bootstrap_defines_from_the_sent_agent_then_from_the_cache(agent: Agent) -> None:
+    """Issue 12/14 on Windows: the sent agent is cached under its sha256 with the compiled core
+    beside it; a later session defines it from the hash alone and compiles nothing."""
+    sent, with_compile = _bootstrap_session(True)
+    assert sealing.public_key_of(sent) is not None
+    assert ops.decode_answer(sent)["ok"] is True
+    cached, from_cache = _bootstrap_session(False)
+    assert not bootstrap.missing(cached)
+    assert ops.decode_answer(cached)["ok"] is True
+    copy = agent.fact("file", path=f"{bootstrap.CACHE_DIR}\\{bootstrap.agent_hash()}.ps1")
+    assert copy["exists"] and copy["sha256"] == bootstrap.agent_hash()
+    dlls = agent.script("@(Get-ChildItem -LiteralPath $Parameters.d -Filter '*.dll') | "
+                        "ForEach-Object { $_.Name }", d=bootstrap.CACHE_DIR)
+    assert len(dlls) >= 1
+    acl = agent.script("(Get-Acl -LiteralPath $Parameters.d).Access | ForEach-Object { "
+                       "$_.IdentityReference.Translate([Security.Principal.SecurityIdentifier])"
+                       ".Value } | Sort-Object -Unique", d=bootstrap.CACHE_DIR)
+    assert acl == ["S-1-5-18", "S-1-5-32-544"]
+    print(f"define with csc {with_compile:.2f} s, from the cache {from_cache:.2f} s")

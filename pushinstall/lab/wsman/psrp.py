@@ -5,10 +5,14 @@ Built on psrpcore's server classes. The Create carries the pool's opening messag
 rest in Sends. Outgoing PSRP data is routed by pipeline id: a Receive without a CommandId reads
 the pool's messages, one with a CommandId that pipeline's.
 
-A pipeline whose script is exactly `ops.agent_source()` defines the agent and answers nothing;
-any other script is handed to `LabHost.handle_line` (the invocation line), whose output lines
-become the pipeline's output objects. Before the agent is defined an invocation fails the way
-PowerShell does: an error record saying `Invoke-PushinstallOp` is not recognised.
+A pipeline whose script is exactly the bootstrap (`remote/bootstrap.py`) defines the agent
+from its parameters as the target would (`LabHost.define_agent`: the sent agent really expanded
+and hashed, or the copy cached in the host's files), then answers the key line and, when a
+`Request` went along, its answer; a pipeline whose script is exactly `ops.agent_source()`
+defines it too (what tests/windows sends) and answers nothing. Any other script is handed to
+`LabHost.handle_line` (the invocation line), whose output lines become the pipeline's output
+objects. Before the agent is defined an invocation fails the way PowerShell does: an error
+record saying `Invoke-PushinstallOp` is not recognised.
 """
 
 from __future__ import annotations
@@ -31,10 +35,22 @@ from pushinstall.lab import received
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.shells import LabHostLike, Reply, Shell, op_of, run_in_thread
 from pushinstall.lab.wsman.soap import NS, SoapRequest
-from pushinstall.remote import ops
+from pushinstall.remote import bootstrap, ops
 from pushinstall.remote.sealing import KEY_FUNCTION, KeyPair
 
 LAB_KEYS = KeyPair()
+
+
+def _text(value: Any) -> str:
+    """A parameter value as the target's logs could show it (a byte array as base64)."""
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return str(value)
+
+
+def parameters_of(commands: list[Any]) -> list[tuple[str, Any]]:
+    """The first command's parameters, `(name, value)`."""
+    return [(str(k), v) for k, v in commands[0].parameters] if commands else []
 
 
 class _Pipe:
@@ -85,7 +101,7 @@ class PsrpShell(Shell):
         metadata: Any = pipe.pipeline.metadata
         commands = list(metadata.commands) if metadata else []
         script = "\n".join(str(c.command_text) for c in commands)
-        received.record(script, *(str(v) for c in commands for _, v in c.parameters))
+        received.record(script, *(_text(v) for c in commands for _, v in c.parameters))
         cmdlet = len(commands) == 1 and not commands[0].is_script
         parameters = {str(k): v for k, v in commands[0].parameters} if cmdlet else {}
         with self.cond:
@@ -93,7 +109,9 @@ class PsrpShell(Shell):
             # round trip fewer per call.
             pipe.pipeline._change_state(PSInvocationState.Running, emit=False)
         output, error = "", ""
-        if script == ops.agent_source():
+        if not cmdlet and len(commands) == 1 and script == bootstrap.script():
+            output, error = self._bootstrap(pipe, dict(parameters_of(commands)))
+        elif script == ops.agent_source():
             self.agent_defined = True
         elif not self.agent_defined:
             error = (f"The term '{ops.AGENT_FUNCTION}' is not recognized as the name of a "
@@ -122,6 +140,26 @@ class PsrpShell(Shell):
             pipe.pipeline.complete()
             pipe.done = True
             self._flush()
+
+    def _bootstrap(self, pipe: _Pipe, parameters: dict[str, Any]) -> tuple[str, str]:
+        """bootstrap.ps1 on this host: `(output, error)`. `Agent` binds as [byte[]]: a byte
+        array, else nothing usable (PowerShell would refuse to bind a string)."""
+        agent = parameters.get("Agent")
+        packed = bytes(agent) if isinstance(agent, (bytes, bytearray)) else b""
+        defined = self.host.define_agent(str(parameters.get("Hash", "")), packed)
+        if defined.error:
+            return "", defined.error
+        if defined.missing:
+            return bootstrap.MISSING + "\n", ""
+        self.agent_defined = True
+        output = self.keys.key_line() + "\n"
+        if parameters.get("Request"):
+            line = self._opened_invocation(str(parameters["Request"]))
+            pipe.op = op_of(line)
+            if self.host.latency > 0:
+                threading.Event().wait(self.host.latency)
+            output += self.host.handle_line(line)
+        return output, ""
 
     def _opened_invocation(self, encoded: str) -> str:
         """The invocation line for a request parameter, its sealed fields opened."""

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pushinstall.lab.agent_cache import Defined
 from pushinstall.lab.stdin_session import StdinSession
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.soap import NS, SoapRequest
@@ -48,6 +49,8 @@ class LabHostLike(Protocol):
     def latency(self) -> float: ...
 
     def handle_line(self, command: str) -> str: ...
+
+    def define_agent(self, agent_hash: str, packed: bytes) -> Defined: ...
 
     def connection_fault(self) -> str | None: ...
 

@@ -101,7 +101,7 @@ namespace Pushinstall.Agent
             string text;
             try
             {
-                text = new UTF8Encoding(false, true).GetString(Convert.FromBase64String(encoded.Trim()));
+                text = new UTF8Encoding(false, true).GetString(Unpack(Convert.FromBase64String(encoded.Trim())));
             }
             catch (FormatException)
             {
@@ -125,6 +125,35 @@ namespace Pushinstall.Agent
             catch (InvalidOperationException error)
             {
                 throw new OpException("InvalidArgument", "the request is not JSON: " + error.Message);
+            }
+        }
+
+        /// <summary>A packed request's JSON (gzip: 1f 8b, which JSON never starts with), else
+        /// the bytes as they are.</summary>
+        public static byte[] Unpack(byte[] data)
+        {
+            if (data.Length < 2 || data[0] != 0x1f || data[1] != 0x8b)
+            {
+                return data;
+            }
+            try
+            {
+                using (MemoryStream expanded = new MemoryStream())
+                {
+                    using (System.IO.Compression.GZipStream zip = new System.IO.Compression.GZipStream(new MemoryStream(data), System.IO.Compression.CompressionMode.Decompress))
+                    {
+                        zip.CopyTo(expanded);
+                    }
+                    return expanded.ToArray();
+                }
+            }
+            catch (InvalidDataException)
+            {
+                throw new OpException("InvalidArgument", "the packed request is not gzip");
+            }
+            catch (IOException)
+            {
+                throw new OpException("InvalidArgument", "the packed request is not gzip");
             }
         }
 

@@ -77,6 +77,21 @@ namespace Pushinstall.Agent
             File.SetAccessControl(path, acl);
         }
 
+        /// <summary>The agent cache's folder: SYSTEM and BUILTIN\Administrators by SID, full
+        /// control inherited by what it holds, inheritance from the parent off.</summary>
+        public virtual void ProtectDirectory(string path)
+        {
+            DirectorySecurity acl = new DirectorySecurity();
+            acl.SetAccessRuleProtection(true, false);
+            foreach (string sid in new string[] { SystemSid, AdministratorsSid })
+            {
+                acl.AddAccessRule(new FileSystemAccessRule(new SecurityIdentifier(sid),
+                    FileSystemRights.FullControl, InheritanceFlags.ContainerInherit | InheritanceFlags.ObjectInherit,
+                    PropagationFlags.None, AccessControlType.Allow));
+            }
+            Directory.SetAccessControl(path, acl);
+        }
+
         public virtual bool IsSecretFileProtected(string path)
         {
             FileSecurity acl = File.GetAccessControl(path);
