@@ -129,8 +129,10 @@ OP_SCHEMAS: Mapping[str, OpSchema] = {
     "file_begin": OpSchema(
         {"destination": _PATH, "size": Arg("integer", minimum=0), "sha256": Arg("sha256")}, {}
     ),
+    # `data` in a call; `length` in the push stream's request line (remote/receiver.py)
     "file_chunk": OpSchema(
-        {"temp_path": _PATH, "offset": Arg("integer", minimum=0), "data": Arg("base64")}, {}
+        {"temp_path": _PATH, "offset": Arg("integer", minimum=0)},
+        {"data": Arg("base64"), "length": Arg("integer", minimum=0)},
     ),
     "file_end": OpSchema(
         {"temp_path": _PATH, "destination": _PATH, "sha256": Arg("sha256")}, {}
@@ -335,6 +337,9 @@ def validate_request(req: Any, where: str = "request") -> None:
         _check_queries(where, args["queries"])
     elif op == "set_registry":
         _check_registry_value(where, args)
+    elif op == "file_chunk" and (args.get("data") is None) == (args.get("length") is None):
+        raise ValueError(f"{where}: a chunk has 'data' (a call) or 'length' (the push "
+                         "stream), exactly one")
 
 
 # ---------------------------------------------------------------- encoding

@@ -26,27 +26,22 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
 from typing import Any
 
+import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pypsrp.complex_objects import PSInvocationState
 from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.shell import CommandState, Process, WinRS
 from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
 
 from pushinstall.errors import HostError, TransportTimeout
 from pushinstall.model import Host
-from pushinstall.remote import ops, sealing
+from pushinstall.remote import ops, receiver, sealing
 from pushinstall.secret import Redactor
-from pushinstall.transports.push import push_file
-from pushinstall.transports.wsman_common import (
-    Endpoint,
-    endpoint_of,
-    map_error,
-)
+from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase, map_error
 
-# One call's request string is at most this big (file_chunk); pypsrp fragments it over Sends.
-CHUNK_SIZE = 1024 * 1024
+UTF8_CODEPAGE = 65001
 
 
 class _WSMan(WSMan):
@@ -60,15 +55,36 @@ class _WSMan(WSMan):
         return response.find("s:Body", namespaces=NAMESPACES)
 
 
-class PSRPTransport:
+class _WinRSCommand:
+    """The push receiver as a WinRS command beside the runspace pool, on the same WSMan
+    connection (and its authenticated, encrypted HTTP session); its shell lives as long as
+    the command."""
+
+    def __init__(self, wsman: WSMan, poll_s: int) -> None:
+        self.poll_s = poll_s
+        self.shell = WinRS(wsman, codepage=UTF8_CODEPAGE, no_profile=True)
+        self.shell.open()
+        self.process = Process(self.shell, receiver.EXECUTABLE, list(receiver.arguments()))
+        self.process.begin_invoke()
+
+    def send(self, data: bytes, end: bool) -> None:
+        self.process.send(data, end=end)
+
+    def output(self) -> str:
+        while self.process.state != CommandState.DONE:
+            self.process.poll_invoke(timeout=self.poll_s)
+        stdout = self.process.stdout.decode("utf-8", "replace")
+        return f"{stdout}\n{self.process.stderr.decode('utf-8', 'replace')}"
+
+    def close(self) -> None:
+        self.shell.close()
+
+
+class PSRPTransport(WSManTransportBase):
     """`transports.base.Transport` over PowerShell remoting (see the module docstring)."""
 
     def __init__(self, host: Host, redactor: Redactor | None = None) -> None:
-        self.host = host
-        self.endpoint: Endpoint = endpoint_of(host)
-        self.redactor = redactor or Redactor()
-        if host.connection.password is not None:
-            self.redactor.add(host.connection.password)
+        super().__init__(host, redactor)
         self._wsman: _WSMan | None = None
         self._pool: RunspacePool | None = None
         self._key: RSAPublicKey | None = None
@@ -94,11 +110,6 @@ class PSRPTransport:
             in_flight=True)
         return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
 
-    def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
-        """Push `local` in 1 MiB `file_chunk` calls over the open pool (sha256 checked)."""
-        return push_file(self, local, remote, sha256, host=self.host.name,
-                         chunk_size=CHUNK_SIZE)
-
     def close(self) -> None:
         """Close the pool (deleting the remote shell) and the HTTP session; safe twice."""
         pool, wsman, self._pool, self._wsman = self._pool, self._wsman, None, None
@@ -110,6 +121,15 @@ class PSRPTransport:
             wsman.close()
 
     # ---- internals --------------------------------------------------------------------------
+
+    def _receiver(self) -> GuardedCommand:
+        wsman = self._wsman
+        assert wsman is not None
+        return GuardedCommand(lambda func, doing: self._guard(func, doing, in_flight=True),
+                              lambda: _WinRSCommand(wsman, self.endpoint.poll_s))
+
+    def _session(self) -> requests.Session | None:
+        return self._wsman.transport.session if self._wsman is not None else None
 
     def _open_once(self) -> None:
         self.close()

@@ -20,26 +20,20 @@ import contextlib
 import html
 import re
 import time
-from pathlib import Path
 from typing import Any
 
+import requests
 from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
 from pushinstall.errors import HostError, TransportTimeout
 from pushinstall.model import Host
-from pushinstall.remote import ops
+from pushinstall.remote import ops, receiver
 from pushinstall.remote.stdin import stdin_script
 from pushinstall.secret import Redactor
-from pushinstall.transports.push import push_file
-from pushinstall.transports.wsman_common import (
-    Endpoint,
-    endpoint_of,
-    map_error,
-)
+from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase, map_error
 
 STDIN_BLOCK = 96 * 1024   # base64 of it plus the envelope stays under 150 KiB (Server 2008)
-CHUNK_SIZE = 1024 * 1024
 UTF8_CODEPAGE = 65001
 _AUTH = {"negotiate": "ntlm", "ntlm": "ntlm", "kerberos": "kerberos", "credssp": "credssp",
          "basic": "basic", "certificate": "certificate"}
@@ -57,15 +51,38 @@ def strip_clixml(text: str) -> str:
     return joined
 
 
-class WinRMTransport:
+class _ReceiverCommand:
+    """The push receiver as a second command in the host's WinRS shell."""
+
+    def __init__(self, protocol: Protocol, shell_id: str) -> None:
+        self.protocol, self.shell_id = protocol, shell_id
+        self.command_id = protocol.run_command(shell_id, receiver.EXECUTABLE,
+                                               list(receiver.arguments()))
+
+    def send(self, data: bytes, end: bool) -> None:
+        self.protocol.send_command_input(self.shell_id, self.command_id, data, end=end)
+
+    def output(self) -> str:
+        stdout, stderr, done = bytearray(), bytearray(), False
+        while not done:
+            try:
+                out, err, _code, done = self.protocol.get_command_output_raw(self.shell_id,
+                                                                             self.command_id)
+            except WinRMOperationTimeoutError:
+                continue  # nothing yet: poll again
+            stdout += out
+            stderr += err
+        return f"{stdout.decode('utf-8', 'replace')}\n{stderr.decode('utf-8', 'replace')}"
+
+    def close(self) -> None:
+        self.protocol.cleanup_command(self.shell_id, self.command_id)
+
+
+class WinRMTransport(WSManTransportBase):
     """`transports.base.Transport` over WinRS with pywinrm (see the module docstring)."""
 
     def __init__(self, host: Host, redactor: Redactor | None = None) -> None:
-        self.host = host
-        self.endpoint: Endpoint = endpoint_of(host)
-        self.redactor = redactor or Redactor()
-        if host.connection.password is not None:
-            self.redactor.add(host.connection.password)
+        super().__init__(host, redactor)
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
         self._agent: str | None = None
@@ -87,11 +104,6 @@ class WinRMTransport:
         output = self._guard(lambda: self._run(script, op, timeout), op, in_flight=True)
         return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
 
-    def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
-        """Push `local` in 1 MiB `file_chunk` calls over the open shell (sha256 checked)."""
-        return push_file(self, local, remote, sha256, host=self.host.name,
-                         chunk_size=CHUNK_SIZE)
-
     def close(self) -> None:
         """Close the shell and the HTTP session; safe to call twice."""
         protocol, shell_id, self._protocol, self._shell_id = (self._protocol, self._shell_id,
@@ -104,6 +116,15 @@ class WinRMTransport:
         protocol.transport.close_session()
 
     # ---- internals --------------------------------------------------------------------------
+
+    def _receiver(self) -> GuardedCommand:
+        protocol, shell_id = self._protocol, self._shell_id
+        assert protocol is not None and shell_id is not None
+        return GuardedCommand(lambda func, doing: self._guard(func, doing, in_flight=True),
+                              lambda: _ReceiverCommand(protocol, shell_id))
+
+    def _session(self) -> requests.Session | None:
+        return self._protocol.transport.session if self._protocol is not None else None
 
     def _open_once(self) -> None:
         self.close()

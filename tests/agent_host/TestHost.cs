@@ -222,7 +222,8 @@ namespace Pushinstall.TestHost
     {
         // Commands, one a line: REQUEST <base64>, KEY, QUOTE <base64 JSON list>, CALLS,
         // TOOLEXIT <code>..., SHARE <code>, SCCM <0|1>, OPS, KINDS, SCRIPT <0|1>,
-        // INSTALLER <mutex 0|1> [process name]..., PSVERSION <version>
+        // INSTALLER <mutex 0|1> [process name]..., PSVERSION <version>,
+        // RECEIVE <path> (the push stream: a request line and its bytes, read from the file)
         public static int Main(string[] argv)
         {
             FakeWindows windows = new FakeWindows();
@@ -243,6 +244,13 @@ namespace Pushinstall.TestHost
                 {
                     case "REQUEST":
                         answer = Core.Invoke(rest);
+                        break;
+                    case "RECEIVE":
+                        // the push stream receiver.ps1 hands the core, read from a file here
+                        using (FileStream stream = File.OpenRead(rest))
+                        {
+                            answer = Core.Receive(stream);
+                        }
                         break;
                     case "KEY":
                         answer = Sealed.PublicKey();

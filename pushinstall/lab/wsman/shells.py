@@ -4,7 +4,9 @@ A shell belongs to one simulated host. Ops run in their own thread (a simulated 
 sleep for minutes); a Receive waits for output up to the request's OperationTimeout and answers
 the WS-Man timeout fault when there is none, so clients poll instead of blocking on one HTTP
 read. The cmd shell (what pywinrm uses) runs exactly `powershell -NoProfile -NonInteractive
--Command -`: its stdin is the agent line and the invocation line (`remote.stdin.stdin_script`).
+-Command -`: its stdin is the agent line and the invocation line (`remote.stdin.stdin_script`),
+and the push stream's receiver (`remote.receiver`): its stdin is the agent core, a
+`file_chunk` request line and the chunk's raw bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Protocol
 from pushinstall.lab import received
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.soap import NS, SoapRequest
-from pushinstall.remote import ops
+from pushinstall.remote import ops, receiver
 from pushinstall.remote.stdin import POWERSHELL_COMMAND, split_stdin_script
 
 NOT_RECOGNIZED = (
@@ -45,6 +47,8 @@ class LabHostLike(Protocol):
     def latency(self) -> float: ...
 
     def handle_line(self, command: str) -> str: ...
+
+    def handle_stream(self, request_line: str, streamed: bytes) -> str: ...
 
     def connection_fault(self) -> str | None: ...
 
@@ -158,6 +162,7 @@ class _Command:
     exit_code: int | None = None
     op: str = ""
     started: bool = False
+    is_receiver: bool = False
 
 
 class CmdShell(Shell):
@@ -174,8 +179,10 @@ class CmdShell(Shell):
         words = [(line.findtext("rsp:Command", "", NS) or "").strip()]
         words += [(a.text or "").strip() for a in line.findall("rsp:Arguments", NS)]
         command_line = " ".join(" ".join(words).split())
+        is_receiver = command_line == receiver.command_line()
         command = _Command(line.get("CommandId") or str(uuid.uuid4()).upper(),
-                           command_line.lower() == POWERSHELL_COMMAND.lower())
+                           is_receiver or command_line.lower() == POWERSHELL_COMMAND.lower(),
+                           is_receiver=is_receiver)
         if not command.is_powershell:
             command.stderr += NOT_RECOGNIZED.format(command=words[0]).encode()
             command.exit_code = 1
@@ -201,6 +208,9 @@ class CmdShell(Shell):
                                    soap.rsp("SendResponse")))
 
     def _run(self, command: _Command) -> None:
+        if command.is_receiver:
+            self._receive(command)
+            return
         stdout, stderr = b"", b""
         received.record(command.stdin.decode("utf-8", "replace"))
         try:
@@ -215,6 +225,30 @@ class CmdShell(Shell):
                 if self.host.latency > 0:
                     threading.Event().wait(self.host.latency)
                 stdout = self.host.handle_line(line).encode("utf-8")
+        with self.cond:
+            command.stdout += stdout
+            command.stderr += stderr
+            command.exit_code = 0 if not stderr else 1
+            self.cond.notify_all()
+
+    def _receive(self, command: _Command) -> None:
+        """The push stream receiver: compile the core sent (it must be this version's),
+        then write the chunk."""
+        stdout, stderr = b"", b""
+        try:
+            core, line, payload = receiver.split_stream(bytes(command.stdin))
+        except ValueError as exc:
+            stderr = f"{exc}\r\n".encode()
+        else:
+            received.record(line)
+            command.stdin.clear()
+            if core != ops.agent_core_source():
+                stderr = b"Add-Type: the core sent is not this version's agent core\r\n"
+            else:
+                command.op = "file_chunk"
+                if self.host.latency > 0:
+                    threading.Event().wait(self.host.latency)
+                stdout = self.host.handle_stream(line, payload).encode("utf-8")
         with self.cond:
             command.stdout += stdout
             command.stderr += stderr
