@@ -9,7 +9,9 @@ issue's 90 s installer against 30 s.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import re
 import time
 from pathlib import Path
 
@@ -27,8 +29,10 @@ from pushinstall.errors import (
 )
 from pushinstall.model import Status
 from pushinstall.remote import ops
+from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
 from pushinstall.transports.psrp import PSRPTransport
+from pushinstall.transports.trace import TracingTransport
 from pushinstall.transports.winrm import WinRMTransport
 from pushinstall.transports.wsman_common import GuardedCommand
 
@@ -210,3 +214,18 @@ def test_basic_over_plain_http_is_refused_before_any_connection(wire: Wire) -> N
     with pytest.raises(TransportError, match="Basic credentials over plain HTTP"):
         PSRPTransport(host)
     assert wire.endpoint.counters("h1").connections == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_minus_vv_prints_each_push_with_its_requests_bytes_and_rate(
+        wire: Wire, kind: str, tmp_path: Path) -> None:
+    wire.serve("h1")
+    local = tmp_path / "t.bin"
+    local.write_bytes(os.urandom(1024 * 1024))
+    stream = io.StringIO()
+    traced = TracingTransport(_open(wire, "h1", kind), "h1", 2, Redactor(), stream)
+    traced.put_file(local, "C:\\Temp\\t.bin", hashlib.sha256(local.read_bytes()).hexdigest())
+    traced.close()
+    line = stream.getvalue().splitlines()[-1]
+    assert re.search(r" h1  put_file C:\\Temp\\t\.bin  1,048,576 B in \d+\.\d\ds, "
+                     r"\d+\.\d MB/s, \d+ requests, [\d,]+ B sent \(x1\.\d\d\)$", line), line
