@@ -3,8 +3,9 @@
 `-vv` (level 2): one line per op: host, op name, request and answer sizes, time, and errors
 (a retried open or call shows as one line per try), and per push its size, time and MB/s,
 with the HTTP requests and bytes it sent where the transport counts them (psrp, winrm).
-`-vvv` (level 3): also the request and the answer as JSON. Every line passes through the run's `Redactor`, which knows every secret the
-run resolved, so no secret is printed even at -vvv.
+`-vvv` (level 3): also the request and the answer as JSON. Every line passes through the
+run's `Redactor`, which knows every secret the run resolved, so no secret is printed even at
+-vvv.
 """
 
 from __future__ import annotations
