@@ -49,6 +49,7 @@ class Figures:
     base_rss_mb: float    # this process before the run
     totals: str
     exit_code: int
+    server_cpu: float = 0.0   # the lab server processes, during the run
 
 
 def shard_inventories(directory: Path, count: int, servers: int, latency_ms: float
@@ -82,7 +83,7 @@ class Servers:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.written = [shard.with_name(shard.stem + "-served.yml") for shard in shards]
 
-    def __enter__(self) -> list[Path]:
+    def __enter__(self) -> Servers:
         env = {**os.environ, "PUSHINSTALL_STATE_DIR": str(self.state)}
         env.pop("PUSHINSTALL_LAB_WIRE", None)
         for shard, written in zip(self.shards, self.written, strict=True):
@@ -97,7 +98,16 @@ class Servers:
                 self.__exit__()
                 raise SystemExit("a lab server did not start")
             time.sleep(0.2)
-        return self.written
+        return self
+
+    def cpu_seconds(self) -> float:
+        """CPU the server processes have used so far (Linux /proc)."""
+        total = 0
+        for process in self.processes:
+            with open(f"/proc/{process.pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])   # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
 
     def __exit__(self, *exc: object) -> None:
         for process in self.processes:
@@ -126,7 +136,7 @@ def rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def timed_run(written: list[Path], mode: str, forks: int, workers: int) -> Figures:
+def timed_run(servers: Servers, mode: str, forks: int, workers: int) -> Figures:
     """One fleet run of the shipped playbook on the served hosts, measured."""
     from pushinstall.engine import RunOptions, run_fleet
     from pushinstall.inventory import load_inventory
@@ -134,23 +144,25 @@ def timed_run(written: list[Path], mode: str, forks: int, workers: int) -> Figur
     from pushinstall.runner import resolve_run_secrets
     from pushinstall.transports.factory import make_transport
 
-    inventory = load_inventory([str(path) for path in written])
+    inventory = load_inventory([str(path) for path in servers.written])
     playbook = load_playbook(str(PLAYBOOK))
     hosts = list(inventory.hosts.values())
     resolve_run_secrets(hosts, playbook)
     base = rss_mb()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = time.process_time() + children.ru_utime + children.ru_stime
+    server_cpu = servers.cpu_seconds()
     started = time.monotonic()
     summary = run_fleet(hosts, playbook, RunOptions(mode=mode, forks=forks, workers=workers),
                         [], make_transport)
     wall = time.monotonic() - started
+    server_cpu = servers.cpu_seconds() - server_cpu
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() + children.ru_utime + children.ru_stime - cpu0
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                children.ru_maxrss) / 1000  # kB -> MB
     totals = " ".join(f"{count} {status}" for status, count in sorted(summary.totals.items()))
-    return Figures(wall, cpu, peak, base, totals, summary.exit_code)
+    return Figures(wall, cpu, peak, base, totals, summary.exit_code, server_cpu)
 
 
 def sweep(count: int, servers: int, forks: int, workers: int, latency_ms: float,
@@ -162,11 +174,11 @@ def sweep(count: int, servers: int, forks: int, workers: int, latency_ms: float,
     os.environ["PUSHINSTALL_STATE_DIR"] = str(state)  # the engine's reboot waits, history
     shards = shard_inventories(directory, count, servers, latency_ms)
     names = [f"sweep{i:04d}" for i in range(count)]
-    with Servers(shards, state) as written:
-        install = timed_run(written, "run", forks, workers)
+    with Servers(shards, state) as served:
+        install = timed_run(served, "run", forks, workers)
     install_calls = op_calls(state, names) / count
-    with Servers(shards, state) as written:
-        check = timed_run(written, "check", forks, workers)
+    with Servers(shards, state) as served:
+        check = timed_run(served, "check", forks, workers)
     check_calls = op_calls(state, names) / count - install_calls
     return install, install_calls, check, check_calls
 
@@ -178,8 +190,10 @@ def describe(label: str, runs: list[Figures], calls: float, count: int, in_fligh
     peak = statistics.median(r.peak_rss_mb for r in runs)
     per_host = statistics.median(max(r.peak_rss_mb - r.base_rss_mb, 0) for r in runs) / in_flight
     walls = " ".join(f"{r.wall:.1f}" for r in runs)
+    server = statistics.median(r.server_cpu for r in runs) * 1000 / count
     return (f"  {label:<8} wall {wall:6.1f} s (runs {walls})  {calls:5.1f} calls/host  "
-            f"controller CPU {cpu:5.1f} ms/host  peak RSS {peak:4.0f} MB, "
+            f"controller CPU {cpu:5.1f} ms/host (lab servers {server:.0f})  "
+            f"peak RSS {peak:4.0f} MB, "
             f"{per_host:.2f} MB/host in flight  exit {runs[-1].exit_code} ({runs[-1].totals})")
 
 

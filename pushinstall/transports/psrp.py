@@ -153,6 +153,7 @@ class PSRPTransport(WSManTransportBase):
         pool = RunspacePool(wsman, min_runspaces=1, max_runspaces=1)
         self._guard(pool.open, "connect", in_flight=False)
         self._pool = pool
+        self._connected()
         agent = ops.agent_source()
         self._guard(lambda: self._run(agent, "define the agent", None), "define the agent",
                     in_flight=False)

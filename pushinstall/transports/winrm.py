@@ -146,6 +146,7 @@ class WinRMTransport(WSManTransportBase):
         self._shell_id = self._guard(
             lambda: protocol.open_shell(codepage=UTF8_CODEPAGE, noprofile=True), "connect",
             in_flight=False)
+        self._connected()
         self._agent = ops.agent_source()
 
     def _run(self, script: str, op: str, timeout: float | None) -> str:
