@@ -9,8 +9,10 @@ a share of the inventory, on its own loopback ports), so what this process and i
 workers spend is the controller's cost alone. The shipped ASR playbook first converges the
 fresh hosts (`run`, the full install: wall and op calls per host), then `check` runs on them
 (the nightly compliance sweep: wall, controller CPU per host, peak RSS and RSS per host in
-flight). Calls per host come from the served hosts' op logs, saved when their servers stop;
-the in-process figure to compare with is `bench/fleet.py` (no sockets, no crypto).
+flight); `--no-install` checks the fresh hosts instead. The lab servers' own CPU is printed
+beside the controller's: on one machine they share its cores. Calls per host come from the
+served hosts' op logs, saved when their servers stop; the in-process figure to compare with
+is `bench/fleet.py` (no sockets, no crypto).
 
 `--big` adds N = 3000. The machine is shared: run big N rarely, and read every figure as
 "on this machine, at that moment".
@@ -166,21 +168,24 @@ def timed_run(servers: Servers, mode: str, forks: int, workers: int) -> Figures:
 
 
 def sweep(count: int, servers: int, forks: int, workers: int, latency_ms: float,
-          directory: Path) -> tuple[Figures, float, Figures, float]:
+          directory: Path, install: bool = True) -> tuple[Figures | None, float, Figures, float]:
     """Serve `count` fresh hosts, converge them (the install), then the check: the figures of
-    both and the calls per host of each."""
+    both and the calls per host of each. Without `install` the check sees fresh (drifted)
+    hosts: the same one gather per host, half the wait."""
     directory.mkdir(parents=True)
     state = directory / "state"
     os.environ["PUSHINSTALL_STATE_DIR"] = str(state)  # the engine's reboot waits, history
     shards = shard_inventories(directory, count, servers, latency_ms)
     names = [f"sweep{i:04d}" for i in range(count)]
-    with Servers(shards, state) as served:
-        install = timed_run(served, "run", forks, workers)
-    install_calls = op_calls(state, names) / count
+    installed, install_calls = None, 0.0
+    if install:
+        with Servers(shards, state) as served:
+            installed = timed_run(served, "run", forks, workers)
+        install_calls = op_calls(state, names) / count
     with Servers(shards, state) as served:
         check = timed_run(served, "check", forks, workers)
     check_calls = op_calls(state, names) / count - install_calls
-    return install, install_calls, check, check_calls
+    return installed, install_calls, check, check_calls
 
 
 def describe(label: str, runs: list[Figures], calls: float, count: int, in_flight: int) -> str:
@@ -208,6 +213,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="every op answers this much later (the lab's latency knob)")
     parser.add_argument("--repeat", type=int, default=1, help="sweeps per N (medians)")
+    parser.add_argument("--no-install", action="store_true",
+                        help="check fresh hosts, without the install run before")
     args = parser.parse_args()
 
     from pushinstall.engine.workers import auto_workers
@@ -223,9 +230,12 @@ def main() -> None:
                   f"forks {args.forks}, {workers} engine process(es), latency "
                   f"{args.latency_ms:g} ms, {os.cpu_count()} CPUs (shared machine)", flush=True)
             results = [sweep(count, args.servers, args.forks, workers, args.latency_ms,
-                             work / f"n{count}-{index}") for index in range(max(args.repeat, 1))]
+                             work / f"n{count}-{index}", not args.no_install)
+                       for index in range(max(args.repeat, 1))]
             in_flight = min(args.forks, count)
-            print(describe("install", [r[0] for r in results], results[-1][1], count, in_flight))
+            installs = [r[0] for r in results if r[0] is not None]
+            if installs:
+                print(describe("install", installs, results[-1][1], count, in_flight))
             print(describe("check", [r[2] for r in results], results[-1][3], count, in_flight),
                   flush=True)
     finally:

@@ -10,6 +10,7 @@ Running the ops themselves needs a real Windows host: tests/windows/test_real_ho
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ import pytest
 import tree_sitter_pwsh
 from tree_sitter import Language, Node, Parser, Tree
 
-from pushinstall.remote import ops
+from pushinstall.remote import ops, receiver
 
 PARSER = Parser(Language(tree_sitter_pwsh.language()))
 
@@ -313,3 +314,16 @@ def test_no_contains_method_on_dictionaries() -> None:
         and any(c.type == "member_name" and text(c, data) == "Contains" for c in node.children)
     ]
     assert calls == []
+
+
+def test_the_push_receiver_parses_is_powershell_3_and_fits_a_command_line() -> None:
+    """receiver.ps1 goes as `-EncodedCommand`: parsed and linted like the agent, and the
+    whole WinRS command line stays under cmd.exe's 8191 characters."""
+    script = receiver.receiver_script()
+    tree, _ = parse(script)
+    assert not tree.root_node.has_error
+    assert lint(script) == []
+    assert len(receiver.command_line()) < 8191
+    assert "OpenStandardInput" in script and "[Pushinstall.Agent.Core]::Receive(" in script
+    decoded = base64.b64decode(receiver.arguments()[-1]).decode("utf-16-le")
+    assert decoded == script
