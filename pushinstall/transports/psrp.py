@@ -35,11 +35,11 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.shell import CommandState, Process, WinRS
 from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
 
-from pushinstall.errors import HostError, TransportTimeout
+from pushinstall.errors import TransportTimeout
 from pushinstall.model import Host
 from pushinstall.remote import ops, receiver, sealing
 from pushinstall.secret import Redactor
-from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase, map_error
+from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
 
 UTF8_CODEPAGE = 65001
 
@@ -189,14 +189,6 @@ class PSRPTransport(WSManTransportBase):
         lines += [str(record) for record in shell.streams.error]
         return "\n".join(lines)
 
-    def _guard(self, func: Any, doing: str, in_flight: bool) -> Any:
-        """Run `func`, mapping library exceptions into errors.py once, here; after a
-        transport error the pool is dropped, to be rebuilt by the next call."""
-        try:
-            return func()
-        except HostError:
-            self._pool = None
-            raise
-        except Exception as exc:  # mapped below; anything unknown stays a TransportError
-            self._pool = None
-            raise map_error(exc, self.endpoint, doing, in_flight, self.redactor) from exc
+    def _drop(self) -> None:
+        """After a transport error: the pool is rebuilt by the next call."""
+        self._pool = None

@@ -26,12 +26,12 @@ import requests
 from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
-from pushinstall.errors import HostError, TransportTimeout
+from pushinstall.errors import TransportTimeout
 from pushinstall.model import Host
 from pushinstall.remote import ops, receiver
 from pushinstall.remote.stdin import stdin_script
 from pushinstall.secret import Redactor
-from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase, map_error
+from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
 
 STDIN_BLOCK = 96 * 1024   # base64 of it plus the envelope stays under 150 KiB (Server 2008)
 UTF8_CODEPAGE = 65001
@@ -182,14 +182,6 @@ class WinRMTransport(WSManTransportBase):
         errors = strip_clixml(stderr.decode("utf-8", "replace"))
         return f"{text}\n{errors}" if errors.strip() else text
 
-    def _guard(self, func: Any, doing: str, in_flight: bool) -> Any:
-        """Run `func`, mapping library exceptions into errors.py once, here; after a
-        transport error the shell is dropped, to be reopened by the next call."""
-        try:
-            return func()
-        except HostError:
-            self._shell_id = None
-            raise
-        except Exception as exc:  # mapped below; anything unknown stays a TransportError
-            self._shell_id = None
-            raise map_error(exc, self.endpoint, doing, in_flight, self.redactor) from exc
+    def _drop(self) -> None:
+        """After a transport error: the shell is rebuilt by the next call."""
+        self._shell_id = None

@@ -200,6 +200,22 @@ class WSManTransportBase(abc.ABC):
     def _session(self) -> requests.Session | None:
         """The open HTTP session, for the wire counter (each transport's own)."""
 
+    @abc.abstractmethod
+    def _drop(self) -> None:
+        """Forget the session after a transport error (each transport's own)."""
+
+    def _guard(self, func: Callable[[], T], doing: str, in_flight: bool) -> T:
+        """Run `func`, mapping library exceptions into errors.py once, here; after a
+        transport error the session is dropped (`_drop`), to be rebuilt by the next call."""
+        try:
+            return func()
+        except HostError:
+            self._drop()
+            raise
+        except Exception as exc:  # mapped below; anything unknown stays a TransportError
+            self._drop()
+            raise map_error(exc, self.endpoint, doing, in_flight, self.redactor) from exc
+
     def _connected(self) -> None:
         """Called once the HTTP session exists (after the connect): count its traffic, and
         stop requests from reading the proxy environment again on EVERY request (the
