@@ -53,3 +53,15 @@ def test_an_interrupted_run_leaves_no_session_open(wire: Wire, kind: str) -> Non
     assert summary.exit_code == 130
     assert all(wire.endpoint.counters(n).connections >= 1 for n in NAMES)
     assert _left_open(wire) == {name: (0, 0) for name in NAMES}
+
+
+@pytest.mark.parametrize("kind", ["psrp", "winrm"])
+def test_connections_dropped_mid_run_leave_no_abandoned_shell(wire: Wire, kind: str) -> None:
+    # the endpoint cuts the connection each time it answers ensure_directory: the transport
+    # reconnects with a new shell for each retry until the step gives up; every shell it lost
+    # is closed too, not left to the server's idle timeout (MaxShellsPerUser counts them)
+    summary, _ = run_asr(wire.factory(kind, "ntlm", False), NAMES,
+                         {name: {"drop_connection_on": ["ensure_directory"]} for name in NAMES})
+    assert {summary.hosts[n].status for n in NAMES} <= {Status.FAILED, Status.UNREACHABLE}
+    assert all(wire.endpoint.counters(n).connections >= 3 for n in NAMES)
+    assert _left_open(wire) == {name: (0, 0) for name in NAMES}

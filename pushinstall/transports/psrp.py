@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pypsrp.complex_objects import PSInvocationState
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.shell import CommandState, Process, WinRS
-from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
+from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan, WSManAction
 
 from pushinstall.errors import TransportTimeout
 from pushinstall.model import Host
@@ -42,6 +42,7 @@ from pushinstall.secret import Redactor
 from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
 
 UTF8_CODEPAGE = 65001
+LOST_CONNECT_S = 5.0   # connect timeout of the clean-up connection close() may open
 
 
 class _WSMan(WSMan):
@@ -87,6 +88,7 @@ class PSRPTransport(WSManTransportBase):
         super().__init__(host, redactor)
         self._wsman: _WSMan | None = None
         self._pool: RunspacePool | None = None
+        self._lost: list[tuple[str, str]] = []   # (resource URI, shell id) after an error
         self._key: RSAPublicKey | None = None
 
     # ---- Transport ------------------------------------------------------------------------
@@ -119,6 +121,10 @@ class PSRPTransport(WSManTransportBase):
                 pool.close()
         if wsman is not None:
             wsman.close()
+        if self._lost:  # shells lost to errors: a short-lived connection deletes them
+            with contextlib.suppress(Exception), self._new_wsman(LOST_CONNECT_S) as cleanup:
+                self._delete_lost(cleanup)
+            self._lost = []
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -131,29 +137,43 @@ class PSRPTransport(WSManTransportBase):
     def _session(self) -> requests.Session | None:
         return self._wsman.transport.session if self._wsman is not None else None
 
-    def _open_once(self) -> None:
-        self.close()
+    def _new_wsman(self, connect_timeout: float | None = None) -> _WSMan:
         conn, end = self.host.connection, self.endpoint
         # pypsrp takes a CA bundle path for cert_validation and float timeouts (requests
         # does), though its hints say bool and int
         options: dict[str, Any] = {"cert_validation": end.verify,
-                                   "connection_timeout": conn.connect_timeout,
+                                   "connection_timeout": connect_timeout or conn.connect_timeout,
                                    "read_timeout": end.read_timeout}
         if conn.auth == "certificate":
             options.update(certificate_pem=conn.certificate_pem,
                            certificate_key_pem=conn.certificate_key_pem)
-        wsman = _WSMan(
+        return _WSMan(
             end.address, port=end.port, ssl=end.tls, auth=conn.auth,
             username=conn.username,
             password=conn.password.reveal() if conn.password is not None else None,
             operation_timeout=end.poll_s,
             encryption="never" if conn.auth in ("basic", "certificate") else "auto",
             reconnection_retries=0, no_proxy=True, **options)
+
+    def _delete_lost(self, wsman: WSMan) -> None:
+        """Delete the shells of pools lost to a transport error, over `wsman` (a new,
+        authenticated connection: the lost one's encryption context died with its socket)."""
+        lost, self._lost = self._lost, []
+        for resource_uri, shell_id in lost:
+            selectors = SelectorSet()
+            selectors.add_option("ShellId", shell_id)
+            with contextlib.suppress(Exception):  # a host that restarted has none left
+                wsman.delete(resource_uri, selector_set=selectors)
+
+    def _open_once(self) -> None:
+        self.close()
+        wsman = self._new_wsman()
         self._wsman = wsman
         pool = RunspacePool(wsman, min_runspaces=1, max_runspaces=1)
         self._guard(pool.open, "connect", in_flight=False)
         self._pool = pool
         self._connected()
+        self._delete_lost(wsman)
         agent = ops.agent_source()
         self._guard(lambda: self._run(agent, "define the agent", None), "define the agent",
                     in_flight=False)
@@ -190,5 +210,8 @@ class PSRPTransport(WSManTransportBase):
         return "\n".join(lines)
 
     def _drop(self) -> None:
-        """After a transport error: the pool is rebuilt by the next call."""
+        """After a transport error: the pool is rebuilt by the next call, and this one is
+        deleted over the next connection (`_open_once`, or close()) when it still can be."""
+        if self._pool is not None and self._pool.shell.id is not None:
+            self._lost.append((self._pool.shell.resource_uri, self._pool.shell.id))
         self._pool = None

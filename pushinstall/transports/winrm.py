@@ -85,6 +85,7 @@ class WinRMTransport(WSManTransportBase):
         super().__init__(host, redactor)
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
+        self._lost: list[str] = []   # shells dropped after an error, closed by close()
         self._agent: str | None = None
 
     # ---- Transport ------------------------------------------------------------------------
@@ -108,12 +109,19 @@ class WinRMTransport(WSManTransportBase):
         """Close the shell and the HTTP session; safe to call twice."""
         protocol, shell_id, self._protocol, self._shell_id = (self._protocol, self._shell_id,
                                                               None, None)
-        if protocol is None:
-            return
-        if shell_id is not None:
-            with contextlib.suppress(Exception):  # a host that is gone has nothing to close
-                protocol.close_shell(shell_id, close_session=False)
-        protocol.transport.close_session()
+        if protocol is not None:
+            if shell_id is not None:
+                with contextlib.suppress(Exception):  # a host that is gone has nothing to close
+                    protocol.close_shell(shell_id, close_session=False)
+            protocol.transport.close_session()
+        if self._lost:  # shells lost to errors: a short-lived connection closes them
+            with contextlib.suppress(Exception):
+                cleanup = self._new_protocol()
+                try:
+                    self._close_lost(cleanup)
+                finally:
+                    cleanup.transport.close_session()
+            self._lost = []
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -126,15 +134,14 @@ class WinRMTransport(WSManTransportBase):
     def _session(self) -> requests.Session | None:
         return self._protocol.transport.session if self._protocol is not None else None
 
-    def _open_once(self) -> None:
-        self.close()
+    def _new_protocol(self) -> Protocol:
         conn, end = self.host.connection, self.endpoint
         verify = end.verify
         # pywinrm takes float timeouts and no CA path (None), though its hints say otherwise
         options: dict[str, Any] = {"transport": _AUTH[conn.auth],
                                    "ca_trust_path": verify if isinstance(verify, str) else None,
                                    "read_timeout_sec": end.read_timeout}
-        protocol = Protocol(
+        return Protocol(
             end.url, username=conn.username,
             password=conn.password.reveal() if conn.password is not None else None,
             server_cert_validation="validate" if verify is not False else "ignore",
@@ -142,11 +149,24 @@ class WinRMTransport(WSManTransportBase):
             operation_timeout_sec=end.poll_s,
             message_encryption="never" if conn.auth in ("basic", "certificate") else "auto",
             proxy=None, **options)
+
+    def _close_lost(self, protocol: Protocol) -> None:
+        """Close the shells lost to a transport error, over `protocol` (a new, authenticated
+        connection: the lost one's encryption context died with its socket)."""
+        lost, self._lost = self._lost, []
+        for shell_id in lost:
+            with contextlib.suppress(Exception):  # a host that restarted has none left
+                protocol.close_shell(shell_id, close_session=False)
+
+    def _open_once(self) -> None:
+        self.close()
+        protocol = self._new_protocol()
         self._protocol = protocol
         self._shell_id = self._guard(
             lambda: protocol.open_shell(codepage=UTF8_CODEPAGE, noprofile=True), "connect",
             in_flight=False)
         self._connected()
+        self._close_lost(protocol)
         self._agent = ops.agent_source()
 
     def _run(self, script: str, op: str, timeout: float | None) -> str:
@@ -183,5 +203,8 @@ class WinRMTransport(WSManTransportBase):
         return f"{text}\n{errors}" if errors.strip() else text
 
     def _drop(self) -> None:
-        """After a transport error: the shell is rebuilt by the next call."""
+        """After a transport error: the shell is rebuilt by the next call, and this one is
+        closed over the next connection (`_open_once`, or close()) when it still can be."""
+        if self._shell_id is not None:
+            self._lost.append(self._shell_id)
         self._shell_id = None
