@@ -32,6 +32,7 @@ from pushinstall.remote import ops
 from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
 from pushinstall.transports.psrp import PSRPTransport
+from pushinstall.transports.push import STREAM_BLOCK, stream_blocks
 from pushinstall.transports.trace import TracingTransport
 from pushinstall.transports.winrm import WinRMTransport
 from pushinstall.transports.wsman_common import GuardedCommand
@@ -229,3 +230,12 @@ def test_minus_vv_prints_each_push_with_its_requests_bytes_and_rate(
     line = stream.getvalue().splitlines()[-1]
     assert re.search(r" h1  put_file C:\\Temp\\t\.bin  1,048,576 B in \d+\.\d\ds, "
                      r"\d+\.\d MB/s, \d+ requests, [\d,]+ B sent \(x1\.\d\d\)$", line), line
+
+
+@pytest.mark.parametrize("size", [0, 1, STREAM_BLOCK - 1, STREAM_BLOCK, 3 * STREAM_BLOCK + 5])
+def test_the_push_stream_cuts_head_and_file_into_blocks_under_the_envelope(size: int) -> None:
+    data = os.urandom(size)
+    blocks = list(stream_blocks(b"H" * 1000, io.BytesIO(data)))
+    assert b"".join(block for block, _ in blocks) == b"H" * 1000 + data
+    assert all(len(block) <= STREAM_BLOCK for block, _ in blocks)
+    assert [last for _, last in blocks] == [False] * (len(blocks) - 1) + [True]

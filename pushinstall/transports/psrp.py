@@ -66,7 +66,12 @@ class _WinRSCommand:
         self.shell = WinRS(wsman, codepage=UTF8_CODEPAGE, no_profile=True)
         self.shell.open()
         self.process = Process(self.shell, receiver.EXECUTABLE, list(receiver.arguments()))
-        self.process.begin_invoke()
+        try:
+            self.process.begin_invoke()
+        except BaseException:
+            with contextlib.suppress(Exception):   # no command: the shell goes at once
+                self.shell.close()
+            raise
 
     def send(self, data: bytes, end: bool) -> None:
         self.process.send(data, end=end)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from pushinstall.errors import HostError, RemoteOpFailed
 from pushinstall.remote import ops, receiver
@@ -119,16 +119,10 @@ def _stream(start: Callable[[], StdinCommand], local: Path, temp_path: str, size
             host: str | None) -> None:
     command = start()
     try:
-        pending = receiver.prefix() + receiver.header(temp_path, 0, size)
         with local.open("rb") as source:
-            while True:
-                block = source.read(STREAM_BLOCK - len(pending))
-                pending += block
-                last = not block or len(pending) < STREAM_BLOCK
-                command.send(pending, end=last)
-                pending = b""
-                if last:
-                    break
+            for block, last in stream_blocks(receiver.prefix() + receiver.header(temp_path, 0, size),
+                                       source):
+                command.send(block, end=last)
         output = command.output()
     finally:
         command.close()
@@ -136,6 +130,23 @@ def _stream(start: Callable[[], StdinCommand], local: Path, temp_path: str, size
     if written.get("size") != size:
         raise RemoteOpFailed(f"the receiver wrote {written.get('size')} of {size} bytes",
                              host=host, error_type="Exception")
+
+
+def stream_blocks(head: bytes, source: BinaryIO) -> Iterator[tuple[bytes, bool]]:
+    """`head` then all of `source` in pieces of at most STREAM_BLOCK, each with "is last"."""
+    pending, done = bytearray(head), False
+    while True:
+        if not done and len(pending) < STREAM_BLOCK:
+            more = source.read(STREAM_BLOCK - len(pending))
+            done = not more
+            pending += more
+            continue
+        block = bytes(pending[:STREAM_BLOCK])
+        del pending[:STREAM_BLOCK]
+        last = done and not pending
+        yield block, last
+        if last:
+            return
 
 
 def _remove_quietly(caller: Caller, path: str, host: str | None) -> None:
