@@ -119,9 +119,9 @@ def _stream(start: Callable[[], StdinCommand], local: Path, temp_path: str, size
             host: str | None) -> None:
     command = start()
     try:
+        head = receiver.prefix() + receiver.header(temp_path, 0, size)
         with local.open("rb") as source:
-            for block, last in stream_blocks(receiver.prefix() + receiver.header(temp_path, 0, size),
-                                       source):
+            for block, last in stream_blocks(head, source):
                 command.send(block, end=last)
         output = command.output()
     finally:
