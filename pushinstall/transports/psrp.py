@@ -12,6 +12,10 @@ OperationTimeout (`Endpoint.poll_s`) shorter than the HTTP read timeout, so the 
 every poll in time, with output or with "nothing yet"; a 90-minute installer never meets the
 read timeout. The step's deadline (`timeout` of `call`) bounds the whole call.
 
+`put_file` (wsman_common.WSManTransportBase) pushes the bytes once-encoded on the stdin of a
+WinRS receiver command, in a cmd shell opened beside the pool on the same connection for the
+push only (remote/receiver.py, docs/ops.md).
+
 `had_errors` is only True for a Failed pipeline, so the error stream is read too: its records
 follow the output when the answer line is looked for.
 

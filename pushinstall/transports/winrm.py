@@ -6,6 +6,9 @@ alone is far longer. The stdin script is the same as the ssh transport's
 (`remote.stdin.stdin_script`): the agent as one gzipped line, then the invocation line.
 Stdin goes in Sends of at most `STDIN_BLOCK` bytes, below the server's MaxEnvelopeSize.
 
+`put_file` (wsman_common.WSManTransportBase) runs the push receiver as a second command in
+the shell and writes the file's raw bytes on its stdin (remote/receiver.py, docs/ops.md).
+
 Output is polled: each Receive carries an OperationTimeout shorter than the HTTP read timeout
 and the server answers it in time, with output or "nothing yet". PowerShell writes its error
 stream to stderr as CLIXML (`#< CLIXML`); it is turned back into text.
