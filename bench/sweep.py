@@ -219,6 +219,9 @@ def main() -> None:
 
     from pushinstall.engine.workers import auto_workers
 
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C: the lab servers are stopped, the work
+    # directory removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     counts = [int(n) for n in args.hosts.split(",") if n.strip()] + ([3000] if args.big else [])
     work = Path(tempfile.mkdtemp(prefix="pushinstall-bench-sweep-",
                                  dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
