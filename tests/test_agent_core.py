@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from agent_host import AgentHost, compile_core, require_mono
 
-from pushinstall.remote import ops
+from pushinstall.remote import ops, receiver
 
 
 @pytest.fixture
@@ -154,6 +154,51 @@ def test_file_push_with_wrong_hash_is_refused_and_cleaned(core: AgentHost,
                                    data=""))["error"]["type"] == "InvalidArgument"
     assert core.answer(ops.request("file_chunk", temp_path=temp, offset=0,
                                    data=""))["error"]["type"] == "NotFound"
+
+
+def test_push_stream_writes_raw_bytes_and_a_corrupted_one_fails_the_hash(
+        core: AgentHost, tmp_path: Path) -> None:
+    """The receiver's half in the core (receiver.ps1 hands it stdin): a request line, then
+    raw bytes, written at the offset; file_end still checks the sha256 of what arrived."""
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    digest = hashlib.sha256(data).hexdigest()
+    dest = tmp_path / "streamed.bin"
+    temp = core.call("file_begin", destination=str(dest), size=len(data), sha256=digest)[
+        "temp_path"]
+    stream = tmp_path / "stdin.bin"
+    stream.write_bytes(receiver.header(temp, 0, len(data)) + data + b"ignored tail")
+    assert core.command(f"RECEIVE {stream}") == {"ok": True, "result": {"size": len(data)}}
+    assert core.call("file_end", temp_path=temp, destination=str(dest), sha256=digest) == \
+        {"changed": True, "sha256": digest, "size": len(data)}
+    assert dest.read_bytes() == data
+
+    temp = core.call("file_begin", destination=str(dest), size=4, sha256=digest)["temp_path"]
+    stream.write_bytes(receiver.header(temp, 0, 4) + b"\x00bad")  # one byte flipped in transit
+    assert core.command(f"RECEIVE {stream}")["ok"]
+    failed = core.answer(ops.request("file_end", temp_path=temp, destination=str(dest),
+                                     sha256=hashlib.sha256(b"xbad").hexdigest()))
+    assert failed["error"]["type"] == "HashMismatch"
+    assert not Path(temp).exists() and dest.read_bytes() == data
+
+
+def test_push_stream_refuses_a_short_stream_and_foreign_requests(core: AgentHost,
+                                                                tmp_path: Path) -> None:
+    dest = tmp_path / "x.bin"
+    temp = core.call("file_begin", destination=str(dest), size=10, sha256="0" * 64)["temp_path"]
+    stream = tmp_path / "stdin.bin"
+    stream.write_bytes(receiver.header(temp, 0, 10) + b"12345")
+    short = core.command(f"RECEIVE {stream}")["error"]
+    assert short == {"type": "InvalidArgument",
+                     "message": "the push stream ended after 5 of 10 bytes"}
+    stream.write_bytes(receiver.header(str(dest), 0, 1) + b"x")
+    assert core.command(f"RECEIVE {stream}")["error"]["type"] == "InvalidArgument"
+    stream.write_bytes(ops.encode_request(ops.request("remove_file", path=temp)).encode()
+                       + b"\n")
+    assert core.command(f"RECEIVE {stream}")["error"]["message"] == \
+        "the push stream carries one file_chunk request"
+    assert Path(temp).exists()
+    stream.write_bytes(b"no newline at all")
+    assert core.command(f"RECEIVE {stream}")["error"]["type"] == "InvalidArgument"
 
 
 def test_same_content_is_unchanged(core: AgentHost, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ Running the ops themselves needs a real Windows host: tests/windows/test_real_ho
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ import pytest
 import tree_sitter_pwsh
 from tree_sitter import Language, Node, Parser, Tree
 
-from pushinstall.remote import bootstrap, ops
+from pushinstall.remote import bootstrap, ops, receiver
 
 PARSER = Parser(Language(tree_sitter_pwsh.language()))
 
@@ -356,3 +357,15 @@ def test_bootstrap_takes_its_values_as_parameters_and_checks_the_hash_first() ->
     assert "SHA256CryptoServiceProvider" in BOOTSTRAP      # SHA256Managed fails under FIPS
     assert f"'{bootstrap.MISSING}'" in BOOTSTRAP
     assert len(BOOTSTRAP) < 1100                            # it is sent on every run
+
+def test_the_push_receiver_parses_is_powershell_3_and_fits_a_command_line() -> None:
+    """receiver.ps1 goes as `-EncodedCommand`: parsed and linted like the agent, and the
+    whole WinRS command line stays under cmd.exe's 8191 characters."""
+    script = receiver.receiver_script()
+    tree, _ = parse(script)
+    assert not tree.root_node.has_error
+    assert lint(script) == []
+    assert len(receiver.command_line()) < 8191
+    assert "OpenStandardInput" in script and "[Pushinstall.Agent.Core]::Receive(" in script
+    decoded = base64.b64decode(receiver.arguments()[-1]).decode("utf-16-le")
+    assert decoded == script

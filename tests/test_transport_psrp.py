@@ -9,8 +9,9 @@ issue's 90 s installer against 30 s.
 from __future__ import annotations
 
 import hashlib
-import logging
+import io
 import os
+import re
 import time
 from pathlib import Path
 
@@ -19,12 +20,22 @@ from kit import OS_FACTS, Wire, run_asr
 
 from pushinstall import events
 from pushinstall.engine.support import Backoff, Deadline, RetryPolicy
-from pushinstall.errors import AuthenticationFailed, TransportError, TransportTimeout, Unreachable
+from pushinstall.errors import (
+    AuthenticationFailed,
+    RemoteOpFailed,
+    TransportError,
+    TransportTimeout,
+    Unreachable,
+)
 from pushinstall.model import Status
 from pushinstall.remote import ops
+from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
 from pushinstall.transports.psrp import PSRPTransport
+from pushinstall.transports.push import STREAM_BLOCK, stream_blocks
+from pushinstall.transports.trace import TracingTransport
 from pushinstall.transports.winrm import WinRMTransport
+from pushinstall.transports.wsman_common import GuardedCommand
 
 KINDS = ["psrp", "winrm"]
 HOSTS = ["lab-web01", "lab-app02"]  # app02 starts with a pending reboot: the run restarts it
@@ -132,19 +143,45 @@ def test_a_hung_server_is_a_read_timeout_and_the_step_deadline_bounds_a_call(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_20_mb_push_arrives_with_its_sha256(wire: Wire, kind: str, tmp_path: Path,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_a_20_mb_push_arrives_with_its_sha256(wire: Wire, kind: str, tmp_path: Path) -> None:
     model = wire.serve("h1")
     local = tmp_path / "big.bin"
     local.write_bytes(os.urandom(20 * 1024 * 1024))
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
     transport = _open(wire, "h1", kind)
-    caplog.set_level(logging.DEBUG, logger="pushinstall.transports.push")
     result = transport.put_file(local, "C:\\Temp\\big.bin", digest)
     transport.close()
     assert result == {"changed": True, "sha256": digest, "size": 20 * 1024 * 1024}
     assert hashlib.sha256(model.file_content("C:\\Temp\\big.bin")).hexdigest() == digest
-    assert "MB/s" in caplog.text
+    # the bytes went once-encoded on the receiver's stdin: one file_chunk, not 20
+    assert model.op_log[-3:] == ["file_begin", "file_chunk", "file_end"]
+    stats = transport.last_push  # type: ignore[attr-defined]
+    assert stats.size == 20 * 1024 * 1024 and stats.requests > 20
+    assert 1.3 < stats.bytes_sent / stats.size < 1.4
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_chunk_corrupted_on_the_way_fails_the_sha256_and_leaves_nothing(
+        wire: Wire, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = wire.serve("h1")
+    local = tmp_path / "x.bin"
+    local.write_bytes(os.urandom(1024 * 1024))
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    transport = _open(wire, "h1", kind)
+    real_send = GuardedCommand.send
+
+    def flip_last_byte(self: GuardedCommand, data: bytes, end: bool) -> None:
+        # the line between controller and target damages one byte of the last Send
+        real_send(self, data[:-1] + bytes([data[-1] ^ 1]) if end else data, end)
+
+    monkeypatch.setattr(GuardedCommand, "send", flip_last_byte)
+    with pytest.raises(RemoteOpFailed) as failed:
+        transport.put_file(local, "C:\\Temp\\x.bin", digest)
+    transport.close()
+    assert failed.value.error_type == "HashMismatch"
+    assert model.op_log[-3:] == ["file_begin", "file_chunk", "file_end"]
+    assert not any(path.lower().startswith("c:\\temp\\x.bin")
+                   for path in model.state.fs.files)
 
 
 def test_the_agent_is_defined_once_per_pool(wire: Wire) -> None:
@@ -178,3 +215,27 @@ def test_basic_over_plain_http_is_refused_before_any_connection(wire: Wire) -> N
     with pytest.raises(TransportError, match="Basic credentials over plain HTTP"):
         PSRPTransport(host)
     assert wire.endpoint.counters("h1").connections == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_minus_vv_prints_each_push_with_its_requests_bytes_and_rate(
+        wire: Wire, kind: str, tmp_path: Path) -> None:
+    wire.serve("h1")
+    local = tmp_path / "t.bin"
+    local.write_bytes(os.urandom(1024 * 1024))
+    stream = io.StringIO()
+    traced = TracingTransport(_open(wire, "h1", kind), "h1", 2, Redactor(), stream)
+    traced.put_file(local, "C:\\Temp\\t.bin", hashlib.sha256(local.read_bytes()).hexdigest())
+    traced.close()
+    line = stream.getvalue().splitlines()[-1]
+    assert re.search(r" h1  put_file C:\\Temp\\t\.bin  1,048,576 B in \d+\.\d\ds, "
+                     r"\d+\.\d MB/s, \d+ requests, [\d,]+ B sent \(x1\.\d\d\)$", line), line
+
+
+@pytest.mark.parametrize("size", [0, 1, STREAM_BLOCK - 1, STREAM_BLOCK, 3 * STREAM_BLOCK + 5])
+def test_the_push_stream_cuts_head_and_file_into_blocks_under_the_envelope(size: int) -> None:
+    data = os.urandom(size)
+    blocks = list(stream_blocks(b"H" * 1000, io.BytesIO(data)))
+    assert b"".join(block for block, _ in blocks) == b"H" * 1000 + data
+    assert all(len(block) <= STREAM_BLOCK for block, _ in blocks)
+    assert [last for _, last in blocks] == [False] * (len(blocks) - 1) + [True]

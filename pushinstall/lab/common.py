@@ -47,3 +47,4 @@ class HostCounters:
     requests: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    open_connections: int = 0  # now, not a total: a run that closed its sessions leaves 0

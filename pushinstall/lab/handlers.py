@@ -137,10 +137,21 @@ def file_begin(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
     return {"temp_path": temp}
 
 
-def file_chunk(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
-    """Write one chunk at its offset."""
+def file_chunk(host: Machine, args: dict[str, Any], streamed: bytes | None = None
+               ) -> dict[str, Any]:
+    """Write one chunk at its offset: a call's base64 `data`, or the push stream's `length`
+    raw bytes (`streamed`, what followed the request line; the core's `Files.ChunkFrom`)."""
+    if (streamed is None) != ("length" not in args):
+        fail("InvalidArgument", "a streamed chunk has a length and no data" if streamed
+             is not None else "argument 'length' is for the push stream; a call has 'data'")
     _check_part(host, args["temp_path"])
-    data = base64.b64decode(args["data"])
+    if streamed is None:
+        data = base64.b64decode(args["data"])
+    elif len(streamed) < args["length"]:
+        fail("InvalidArgument", f"the push stream ended after {len(streamed)} of "
+                                f"{args['length']} bytes")
+    else:
+        data = streamed[:args["length"]]
     return {"size": host.state.fs.write_at(args["temp_path"], args["offset"], data)}
 
 

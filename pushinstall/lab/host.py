@@ -34,7 +34,7 @@ from pushinstall.lab.common import iso, parse_iso
 from pushinstall.lab.decoded import decoded, valid
 from pushinstall.lab.flusher import FLUSHER
 from pushinstall.lab.fresh import fresh_state
-from pushinstall.lab.handlers import HANDLERS
+from pushinstall.lab.handlers import HANDLERS, file_chunk
 from pushinstall.lab.state import AUTOLOGON_CHECKED, HostState
 from pushinstall.lab.vars import parse_lab_vars
 from pushinstall.remote import ops
@@ -245,9 +245,11 @@ class LabHost:
 
     # ------------------------------------------------------------ the protocol
 
-    def handle(self, request: dict[str, Any], checked: bool = False) -> dict[str, Any]:
+    def handle(self, request: dict[str, Any], checked: bool = False,
+               streamed: bytes | None = None) -> dict[str, Any]:
         """Answer one request dict with an answer dict; the host is saved soon after.
-        `checked`: the request is known to pass `ops.validate_request` as a whole."""
+        `checked`: the request is known to pass `ops.validate_request` as a whole;
+        `streamed`: the push stream's bytes after a `file_chunk` request line."""
         with self._lock:
             if time.monotonic() - self._synced >= SYNC_SECONDS:
                 self._sync()
@@ -257,14 +259,15 @@ class LabHost:
             self._history.append(str(op))
             before = self.state.changes
             self.last_call = time.monotonic()
-            answer = self._dispatch(request, checked)
+            answer = self._dispatch(request, checked, streamed)
             self._dark = self._dark or op in self.lab.dark_after
             if self.state.changes != before:
                 self.state.data["generation"] += 1
             self._touch()
             return answer
 
-    def _dispatch(self, request: Any, checked: bool = False) -> dict[str, Any]:
+    def _dispatch(self, request: Any, checked: bool = False, streamed: bytes | None = None
+                  ) -> dict[str, Any]:
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
             return ops.error("InvalidArgument", 'a request is a JSON object with a string "op"')
         op = request["op"]
@@ -287,6 +290,8 @@ class LabHost:
             if op == "facts":
                 return ops.ok({str(q.get("id")) if isinstance(q, dict) else "":
                                self._fact(q, checked=whole) for q in args["queries"]})
+            if streamed is not None:
+                return ops.ok(file_chunk(self, args, streamed))
             return ops.ok(HANDLERS[op](self, args))
         except RemoteOpFailed as exc:
             return ops.error(exc.error_type, exc.message)
@@ -332,6 +337,20 @@ class LabHost:
                 answer = ops.error("InvalidArgument", f"the request is not base64 JSON: {exc}")
             else:
                 answer = self.handle(request, checked=whole)
+        return ops.encode_answer(answer) + "\n"
+
+    def handle_stream(self, request_line: str, streamed: bytes) -> str:
+        """The push stream receiver (remote/receiver.py): the `file_chunk` request line and
+        the bytes after it; returns the output text with the answer line."""
+        try:
+            request, _ = decoded(request_line)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            request = None
+        if not isinstance(request, dict) or request.get("op") != "file_chunk":
+            answer = ops.error("InvalidArgument", "the push stream carries one file_chunk "
+                               "request")
+        else:
+            answer = self.handle(request, streamed=streamed)
         return ops.encode_answer(answer) + "\n"
 
     def import_file(self, path: str, data: bytes) -> None:

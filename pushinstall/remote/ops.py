@@ -120,8 +120,9 @@ OP_SCHEMAS: Mapping[str, tuple[Arg, ...]] = {
                  Arg("run_as", choices=("session", "system"))),
     "file_begin": (_need("destination", PATH), _need("size", INTEGER, minimum=0),
                    _need("sha256", SHA256)),
+    # `data` in a call; `length` in the push stream's request line (remote/receiver.py)
     "file_chunk": (_need("temp_path", PATH), _need("offset", INTEGER, minimum=0),
-                   _need("data", BASE64)),
+                   Arg("data", BASE64), Arg("length", INTEGER, minimum=0)),
     "file_end": (_need("temp_path", PATH), _need("destination", PATH), _need("sha256", SHA256)),
     "expand_archive": (_need("path", PATH), _need("destination", PATH)),
     "run_process": (_need("path", PATH), Arg("arguments", STRING_LIST),
@@ -267,6 +268,9 @@ def validate_request(req: Any, where: str = "request") -> None:
         _check_queries(where, args["queries"])
     elif op == "set_registry":
         _check_registry_value(where, args)
+    elif op == "file_chunk" and (args.get("data") is None) == (args.get("length") is None):
+        raise ValueError(f"{where}: a chunk has 'data' (a call) or 'length' (the push "
+                         "stream), exactly one")
 
 
 # ---------------------------------------------------------------- encoding

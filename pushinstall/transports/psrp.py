@@ -16,6 +16,10 @@ OperationTimeout (`Endpoint.poll_s`) shorter than the HTTP read timeout, so the 
 every poll in time, with output or with "nothing yet"; a 90-minute installer never meets the
 read timeout. The step's deadline (`timeout` of `call`) bounds the whole call.
 
+`put_file` (wsman_common.WSManTransportBase) pushes the bytes once-encoded on the stdin of a
+WinRS receiver command, in a cmd shell opened beside the pool on the same connection for the
+push only (remote/receiver.py, docs/ops.md).
+
 `had_errors` is only True for a Failed pipeline, so the error stream is read too: its records
 follow the output when the answer line is looked for.
 
@@ -30,28 +34,23 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
 from typing import Any
 
+import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pypsrp.complex_objects import PSInvocationState
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
+from pypsrp.shell import CommandState, Process, WinRS
+from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan, WSManAction
 
-from pushinstall.errors import HostError, RemoteOpFailed, TransportTimeout
+from pushinstall.errors import RemoteOpFailed, TransportTimeout
 from pushinstall.model import Host
-from pushinstall.remote import bootstrap, ops, sealing
+from pushinstall.remote import bootstrap, ops, receiver, sealing
 from pushinstall.secret import Redactor
-from pushinstall.transports.push import push_file
-from pushinstall.transports.wsman_common import (
-    Endpoint,
-    ExchangeWatch,
-    endpoint_of,
-    map_error,
-)
+from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
 
-# One call's request string is at most this big (file_chunk); pypsrp fragments it over Sends.
-CHUNK_SIZE = 1024 * 1024
+UTF8_CODEPAGE = 65001
+LOST_CONNECT_S = 5.0   # connect timeout of the clean-up connection close() may open
 
 
 class _WSMan(WSMan):
@@ -65,18 +64,44 @@ class _WSMan(WSMan):
         return response.find("s:Body", namespaces=NAMESPACES)
 
 
-class PSRPTransport:
+class _WinRSCommand:
+    """The push receiver as a WinRS command beside the runspace pool, on the same WSMan
+    connection (and its authenticated, encrypted HTTP session); its shell lives as long as
+    the command."""
+
+    def __init__(self, wsman: WSMan, poll_s: int) -> None:
+        self.poll_s = poll_s
+        self.shell = WinRS(wsman, codepage=UTF8_CODEPAGE, no_profile=True)
+        self.shell.open()
+        self.process = Process(self.shell, receiver.EXECUTABLE, list(receiver.arguments()))
+        try:
+            self.process.begin_invoke()
+        except BaseException:
+            with contextlib.suppress(Exception):   # no command: the shell goes at once
+                self.shell.close()
+            raise
+
+    def send(self, data: bytes, end: bool) -> None:
+        self.process.send(data, end=end)
+
+    def output(self) -> str:
+        while self.process.state != CommandState.DONE:
+            self.process.poll_invoke(timeout=self.poll_s)
+        stdout = self.process.stdout.decode("utf-8", "replace")
+        return f"{stdout}\n{self.process.stderr.decode('utf-8', 'replace')}"
+
+    def close(self) -> None:
+        self.shell.close()
+
+
+class PSRPTransport(WSManTransportBase):
     """`transports.base.Transport` over PowerShell remoting (see the module docstring)."""
 
     def __init__(self, host: Host, redactor: Redactor | None = None) -> None:
-        self.host = host
-        self.endpoint: Endpoint = endpoint_of(host)
-        self._watch = ExchangeWatch(self.endpoint)   # every HTTP exchange ends in time
-        self.redactor = redactor or Redactor()
-        if host.connection.password is not None:
-            self.redactor.add(host.connection.password)
+        super().__init__(host, redactor)
         self._wsman: _WSMan | None = None
         self._pool: RunspacePool | None = None
+        self._lost: list[tuple[str, str]] = []   # (resource URI, shell id) after an error
         self._key: RSAPublicKey | None = None
         self._defined = False
         self._seen = bootstrap.Seen()
@@ -109,11 +134,6 @@ class PSRPTransport:
                 in_flight=True)
         return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
 
-    def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
-        """Push `local` in 1 MiB `file_chunk` calls over the open pool (sha256 checked)."""
-        return push_file(self, local, remote, sha256, host=self.host.name,
-                         chunk_size=CHUNK_SIZE)
-
     def close(self) -> None:
         """Close the pool (deleting the remote shell) and the HTTP session; safe twice."""
         pool, wsman, self._pool, self._wsman = self._pool, self._wsman, None, None
@@ -123,33 +143,61 @@ class PSRPTransport:
                 pool.close()
         if wsman is not None:
             wsman.close()
+        if self._lost:  # shells lost to errors: a short-lived connection deletes them
+            with contextlib.suppress(Exception), self._new_wsman(LOST_CONNECT_S) as cleanup:
+                self._delete_lost(cleanup)
+            self._lost = []
 
     # ---- internals --------------------------------------------------------------------------
 
-    def _open_once(self) -> None:
-        self.close()
-        self._key, self._defined = None, False
+    def _receiver(self) -> GuardedCommand:
+        wsman = self._wsman
+        assert wsman is not None
+        return GuardedCommand(lambda func, doing: self._guard(func, doing, in_flight=True),
+                              lambda: _WinRSCommand(wsman, self.endpoint.poll_s))
+
+    def _session(self) -> requests.Session | None:
+        return self._wsman.transport.session if self._wsman is not None else None
+
+    def _new_wsman(self, connect_timeout: float | None = None) -> _WSMan:
         conn, end = self.host.connection, self.endpoint
         # pypsrp takes a CA bundle path for cert_validation and float timeouts (requests
         # does), though its hints say bool and int
         options: dict[str, Any] = {"cert_validation": end.verify,
-                                   "connection_timeout": conn.connect_timeout,
+                                   "connection_timeout": connect_timeout or conn.connect_timeout,
                                    "read_timeout": end.read_timeout}
         if conn.auth == "certificate":
             options.update(certificate_pem=conn.certificate_pem,
                            certificate_key_pem=conn.certificate_key_pem)
-        wsman = _WSMan(
+        return _WSMan(
             end.address, port=end.port, ssl=end.tls, auth=conn.auth,
             username=conn.username,
             password=conn.password.reveal() if conn.password is not None else None,
             operation_timeout=end.poll_s,
             encryption="never" if conn.auth in ("basic", "certificate") else "auto",
             reconnection_retries=0, no_proxy=True, **options)
+
+    def _delete_lost(self, wsman: WSMan) -> None:
+        """Delete the shells of pools lost to a transport error, over `wsman` (a new,
+        authenticated connection: the lost one's encryption context died with its socket)."""
+        lost, self._lost = self._lost, []
+        for resource_uri, shell_id in lost:
+            selectors = SelectorSet()
+            selectors.add_option("ShellId", shell_id)
+            with contextlib.suppress(Exception):  # a host that restarted has none left
+                wsman.delete(resource_uri, selector_set=selectors)
+
+    def _open_once(self) -> None:
+        self.close()
+        self._key, self._defined = None, False
+        wsman = self._new_wsman()
         self._wsman = wsman
         self._watch.watch_pypsrp(wsman)
         pool = RunspacePool(wsman, min_runspaces=1, max_runspaces=1)
         self._guard(pool.open, "connect", in_flight=False)
         self._pool = pool
+        self._connected()
+        self._delete_lost(wsman)
 
     def _define(self, request: dict[str, Any], timeout: float | None) -> str | None:
         """Define the agent (and learn the key); returns the pipeline's output when `request`
@@ -215,14 +263,9 @@ class PSRPTransport:
         lines += [str(record) for record in shell.streams.error]
         return "\n".join(lines)
 
-    def _guard(self, func: Any, doing: str, in_flight: bool) -> Any:
-        """Run `func`, mapping library exceptions into errors.py once, here; after a
-        transport error the pool is dropped, to be rebuilt by the next call."""
-        try:
-            return func()
-        except HostError:
-            self._pool = None
-            raise
-        except Exception as exc:  # mapped below; anything unknown stays a TransportError
-            self._pool = None
-            raise map_error(exc, self.endpoint, doing, in_flight, self.redactor) from exc
+    def _drop(self) -> None:
+        """After a transport error: the pool is rebuilt by the next call, and this one is
+        deleted over the next connection (`_open_once`, or close()) when it still can be."""
+        if self._pool is not None and self._pool.shell.id is not None:
+            self._lost.append((self._pool.shell.resource_uri, self._pool.shell.id))
+        self._pool = None

@@ -1,9 +1,11 @@
 """`-vv` and `-vvv`: a transport wrapper that writes what goes over the wire to stderr.
 
 `-vv` (level 2): one line per op: host, op name, request and answer sizes, time, and errors
-(a retried open or call shows as one line per try). `-vvv` (level 3): also the request and the
-answer as JSON. Every line passes through the run's `Redactor`, which knows every secret the
-run resolved, so no secret is printed even at -vvv.
+(a retried open or call shows as one line per try), and per push its size, time and MB/s,
+with the HTTP requests and bytes it sent where the transport counts them (psrp, winrm).
+`-vvv` (level 3): also the request and the answer as JSON. Every line passes through the
+run's `Redactor`, which knows every secret the run resolved, so no secret is printed even at
+-vvv.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, TextIO
 
 from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
+from pushinstall.transports.push import PushStats
 
 
 class TracingTransport:
@@ -63,8 +66,13 @@ class TracingTransport:
         """Push through the inner transport, tracing size and time."""
         started = time.monotonic()
         result = self.inner.put_file(local, remote, sha256)
-        self._line(f"put_file {remote}  {local.stat().st_size} B  "
-                   f"{time.monotonic() - started:.2f}s")
+        stats = getattr(self.inner, "last_push", None)
+        if isinstance(stats, PushStats):
+            self._line(f"put_file {remote}  {stats.describe()}")
+        else:
+            seconds = time.monotonic() - started
+            self._line(f"put_file {remote}  "
+                       f"{PushStats(local.stat().st_size, seconds).describe()}")
         return result
 
     def close(self) -> None:

@@ -9,6 +9,9 @@ by the agent as data, and one answer line back. Stdin goes in Sends of at most `
 bytes, below the server's MaxEnvelopeSize. A timeout or a transport error ends that process
 (the request is never re-sent); the next call starts a new one.
 
+`put_file` (wsman_common.WSManTransportBase) runs the push receiver as a second command in
+the shell and writes the file's raw bytes on its stdin (remote/receiver.py, docs/ops.md).
+
 Output is polled: each Receive carries an OperationTimeout shorter than the HTTP read timeout
 and the server answers it in time, with output or "nothing yet". PowerShell writes its error
 stream to stderr as CLIXML (`#< CLIXML`); it is turned back into text.
@@ -23,27 +26,20 @@ import contextlib
 import html
 import re
 import time
-from pathlib import Path
 from typing import Any
 
+import requests
 from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
-from pushinstall.errors import HostError, TransportTimeout
+from pushinstall.errors import TransportTimeout
 from pushinstall.model import Host
-from pushinstall.remote import ops, sealing
+from pushinstall.remote import ops, receiver, sealing
 from pushinstall.remote.stdin import Lines, request_line, session_script
 from pushinstall.secret import Redactor
-from pushinstall.transports.push import push_file
-from pushinstall.transports.wsman_common import (
-    Endpoint,
-    ExchangeWatch,
-    endpoint_of,
-    map_error,
-)
+from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
 
 STDIN_BLOCK = 96 * 1024   # base64 of it plus the envelope stays under 150 KiB (Server 2008)
-CHUNK_SIZE = 1024 * 1024
 UTF8_CODEPAGE = 65001
 _AUTH = {"negotiate": "ntlm", "ntlm": "ntlm", "kerberos": "kerberos", "credssp": "credssp",
          "basic": "basic", "certificate": "certificate"}
@@ -61,18 +57,41 @@ def strip_clixml(text: str) -> str:
     return joined
 
 
-class WinRMTransport:
+class _ReceiverCommand:
+    """The push receiver as a second command in the host's WinRS shell."""
+
+    def __init__(self, protocol: Protocol, shell_id: str) -> None:
+        self.protocol, self.shell_id = protocol, shell_id
+        self.command_id = protocol.run_command(shell_id, receiver.EXECUTABLE,
+                                               list(receiver.arguments()))
+
+    def send(self, data: bytes, end: bool) -> None:
+        self.protocol.send_command_input(self.shell_id, self.command_id, data, end=end)
+
+    def output(self) -> str:
+        stdout, stderr, done = bytearray(), bytearray(), False
+        while not done:
+            try:
+                out, err, _code, done = self.protocol.get_command_output_raw(self.shell_id,
+                                                                             self.command_id)
+            except WinRMOperationTimeoutError:
+                continue  # nothing yet: poll again
+            stdout += out
+            stderr += err
+        return f"{stdout.decode('utf-8', 'replace')}\n{stderr.decode('utf-8', 'replace')}"
+
+    def close(self) -> None:
+        self.protocol.cleanup_command(self.shell_id, self.command_id)
+
+
+class WinRMTransport(WSManTransportBase):
     """`transports.base.Transport` over WinRS with pywinrm (see the module docstring)."""
 
     def __init__(self, host: Host, redactor: Redactor | None = None) -> None:
-        self.host = host
-        self.endpoint: Endpoint = endpoint_of(host)
-        self._watch = ExchangeWatch(self.endpoint)   # every HTTP exchange ends in time
-        self.redactor = redactor or Redactor()
-        if host.connection.password is not None:
-            self.redactor.add(host.connection.password)
+        super().__init__(host, redactor)
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
+        self._lost: list[str] = []   # shells dropped after an error, closed by close()
         self._agent: str | None = None
         self._command_id: str | None = None
         self._key: Any = None
@@ -101,34 +120,44 @@ class WinRMTransport:
                                  in_flight=True)
         return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
 
-    def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
-        """Push `local` in 1 MiB `file_chunk` calls over the open shell (sha256 checked)."""
-        return push_file(self, local, remote, sha256, host=self.host.name,
-                         chunk_size=CHUNK_SIZE)
-
     def close(self) -> None:
         """Close the shell and the HTTP session; safe to call twice."""
         protocol, shell_id, self._protocol, self._shell_id = (self._protocol, self._shell_id,
                                                               None, None)
-        if protocol is None:
-            return
-        self._end_command(protocol, shell_id)
-        if shell_id is not None:
-            with contextlib.suppress(Exception):  # a host that is gone has nothing to close
-                protocol.close_shell(shell_id, close_session=False)
-        protocol.transport.close_session()
+        if protocol is not None:
+            self._end_command(protocol, shell_id)
+            if shell_id is not None:
+                with contextlib.suppress(Exception):  # a host that is gone has nothing to close
+                    protocol.close_shell(shell_id, close_session=False)
+            protocol.transport.close_session()
+        if self._lost:  # shells lost to errors: a short-lived connection closes them
+            with contextlib.suppress(Exception):
+                cleanup = self._new_protocol()
+                try:
+                    self._close_lost(cleanup)
+                finally:
+                    cleanup.transport.close_session()
+            self._lost = []
 
     # ---- internals --------------------------------------------------------------------------
 
-    def _open_once(self) -> None:
-        self.close()
+    def _receiver(self) -> GuardedCommand:
+        protocol, shell_id = self._protocol, self._shell_id
+        assert protocol is not None and shell_id is not None
+        return GuardedCommand(lambda func, doing: self._guard(func, doing, in_flight=True),
+                              lambda: _ReceiverCommand(protocol, shell_id))
+
+    def _session(self) -> requests.Session | None:
+        return self._protocol.transport.session if self._protocol is not None else None
+
+    def _new_protocol(self) -> Protocol:
         conn, end = self.host.connection, self.endpoint
         verify = end.verify
         # pywinrm takes float timeouts and no CA path (None), though its hints say otherwise
         options: dict[str, Any] = {"transport": _AUTH[conn.auth],
                                    "ca_trust_path": verify if isinstance(verify, str) else None,
                                    "read_timeout_sec": end.read_timeout}
-        protocol = Protocol(
+        return Protocol(
             end.url, username=conn.username,
             password=conn.password.reveal() if conn.password is not None else None,
             server_cert_validation="validate" if verify is not False else "ignore",
@@ -136,11 +165,25 @@ class WinRMTransport:
             operation_timeout_sec=end.poll_s,
             message_encryption="never" if conn.auth in ("basic", "certificate") else "auto",
             proxy=None, **options)
+
+    def _close_lost(self, protocol: Protocol) -> None:
+        """Close the shells lost to a transport error, over `protocol` (a new, authenticated
+        connection: the lost one's encryption context died with its socket)."""
+        lost, self._lost = self._lost, []
+        for shell_id in lost:
+            with contextlib.suppress(Exception):  # a host that restarted has none left
+                protocol.close_shell(shell_id, close_session=False)
+
+    def _open_once(self) -> None:
+        self.close()
+        protocol = self._new_protocol()
         self._protocol = protocol
         self._watch.watch_pywinrm(protocol)
         self._shell_id = self._guard(
             lambda: protocol.open_shell(codepage=UTF8_CODEPAGE, noprofile=True), "connect",
             in_flight=False)
+        self._connected()
+        self._close_lost(protocol)
         self._agent = ops.agent_source()
 
     def _start(self) -> str | None:
@@ -212,14 +255,10 @@ class WinRMTransport:
             with contextlib.suppress(Exception):  # gone already is what we want
                 protocol.cleanup_command(shell_id, command_id)
 
-    def _guard(self, func: Any, doing: str, in_flight: bool) -> Any:
-        """Run `func`, mapping library exceptions into errors.py once, here; after a
-        transport error the shell is dropped, to be reopened by the next call."""
-        try:
-            return func()
-        except HostError:
-            self._shell_id = self._command_id = None
-            raise
-        except Exception as exc:  # mapped below; anything unknown stays a TransportError
-            self._shell_id = self._command_id = None
-            raise map_error(exc, self.endpoint, doing, in_flight, self.redactor) from exc
+    def _drop(self) -> None:
+        """After a transport error: the shell is rebuilt by the next call (its agent process
+        with it), and this one is closed over the next connection (`_open_once`, or close())
+        when it still can be."""
+        if self._shell_id is not None:
+            self._lost.append(self._shell_id)
+        self._shell_id = self._command_id = None

@@ -1,10 +1,13 @@
 """What the two WS-Management transports (psrp, winrm) share: endpoint settings from the
 inventory connection, the poll interval, the deadline every HTTP exchange ends by
-(`ExchangeWatch`), and the ONE mapping of their libraries' exceptions (requests, pypsrp,
-pywinrm, pyspnego) into errors.py, with a hint a person can act on."""
+(`ExchangeWatch`), the ONE mapping of their libraries' exceptions (requests, pypsrp, pywinrm,
+pyspnego) into errors.py, with a hint a person can act on, and `WSManTransportBase`: the
+common construction, `put_file` over the push stream (a WinRS command's stdin,
+`remote/receiver.py`) and the HTTP traffic counter its figures come from."""
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import functools
 import math
@@ -13,6 +16,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
@@ -28,6 +32,7 @@ from pushinstall.errors import (
 from pushinstall.model import Host
 from pushinstall.secret import Redactor
 from pushinstall.transports.deadline import WATCHDOG, io_deadline_at
+from pushinstall.transports.push import PushStats, StdinCommand, push_file
 
 T = TypeVar("T")
 SHELL_NOT_FOUND = 2150858843
@@ -271,3 +276,121 @@ def map_error(exc: Exception, endpoint: Endpoint, doing: str, in_flight: bool,
                               host=name, hint=AUTH_HINTS.get(endpoint.auth))
     return TransportError(f"WS-Man with {where} failed during {doing}: {text}", host=name,
                           hint="see the message; the connection is reopened on the next call")
+
+
+class WireCounter:
+    """Counts one `requests.Session`'s HTTP requests and the bytes of their bodies as sent
+    (after message encryption): a response hook, so every request the library makes counts."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes_sent = 0
+        self._hooked: set[int] = set()
+
+    def attach(self, session: requests.Session | None) -> None:
+        """Count `session`'s requests from now on (once per session)."""
+        if session is None or id(session) in self._hooked:
+            return
+        self._hooked.add(id(session))
+        session.hooks["response"].append(self._count)
+
+    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        body = response.request.body
+        self.requests += 1
+        self.bytes_sent += len(body) if isinstance(body, bytes | str) else 0
+
+
+class WSManTransportBase(abc.ABC):
+    """What psrp and winrm share: the host, its endpoint and redactor, and `put_file` as ONE
+    `file_chunk` whose raw bytes go on the stdin of the receiver (a WinRS command started by
+    `_receiver`, which each transport makes with its library). `last_push` holds the figures
+    of the latest push (-vv prints them)."""
+
+    def __init__(self, host: Host, redactor: Redactor | None = None) -> None:
+        self.host = host
+        self.endpoint: Endpoint = endpoint_of(host)
+        self.redactor = redactor or Redactor()
+        if host.connection.password is not None:
+            self.redactor.add(host.connection.password)
+        self.wire = WireCounter()
+        self.last_push: PushStats | None = None
+        self._watch = ExchangeWatch(self.endpoint)   # every HTTP exchange ends in time
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Connect (each transport's own)."""
+
+    @abc.abstractmethod
+    def call(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send one request; return its answer (each transport's own)."""
+
+    @abc.abstractmethod
+    def _receiver(self) -> StdinCommand:
+        """Start the push receiver on the host (each transport's own)."""
+
+    @abc.abstractmethod
+    def _session(self) -> requests.Session | None:
+        """The open HTTP session, for the wire counter (each transport's own)."""
+
+    @abc.abstractmethod
+    def _drop(self) -> None:
+        """Forget the session after a transport error (each transport's own)."""
+
+    def _guard(self, func: Callable[[], T], doing: str, in_flight: bool) -> T:
+        """Run `func`, mapping library exceptions into errors.py once, here; after a
+        transport error the session is dropped (`_drop`), to be rebuilt by the next call."""
+        try:
+            return func()
+        except HostError:
+            self._drop()
+            raise
+        except Exception as exc:  # mapped below; anything unknown stays a TransportError
+            self._drop()
+            raise map_error(exc, self.endpoint, doing, in_flight, self.redactor) from exc
+
+    def _connected(self) -> None:
+        """Called once the HTTP session exists (after the connect): count its traffic, and
+        stop requests from reading the proxy environment again on EVERY request (the
+        libraries merged it when they built the session; the per-request re-read was 5-7 %
+        of the controller's CPU in bench/sweep.py)."""
+        session = self._session()
+        if session is not None:
+            session.trust_env = False
+            self.wire.attach(session)
+
+    def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
+        """Push `local` to `remote`: file_begin, its bytes once-encoded on the receiver's
+        stdin, file_end (sha256 checked on the target)."""
+        self.open()
+        requests_before, sent_before = self.wire.requests, self.wire.bytes_sent
+        started = time.monotonic()
+        result = push_file(self, local, remote, sha256, host=self.host.name,
+                           stream=self._receiver)
+        self.last_push = PushStats(local.stat().st_size, time.monotonic() - started,
+                                   self.wire.requests - requests_before,
+                                   self.wire.bytes_sent - sent_before)
+        return result
+
+
+class GuardedCommand:
+    """A `StdinCommand` whose library errors are mapped by the transport's `guard` (errors.py
+    once, at the boundary); `close` never raises."""
+
+    def __init__(self, guard: Callable[[Callable[[], Any], str], Any],
+                 start: Callable[[], StdinCommand]) -> None:
+        self._guard = guard
+        self._command: StdinCommand = guard(start, "start the push receiver")
+
+    def send(self, data: bytes, end: bool) -> None:
+        """Write to the receiver's stdin."""
+        self._guard(lambda: self._command.send(data, end), "push")
+
+    def output(self) -> str:
+        """Wait for the receiver's answer."""
+        text: str = self._guard(self._command.output, "push")
+        return text
+
+    def close(self) -> None:
+        """Free the receiver's command and shell."""
+        with contextlib.suppress(Exception):
+            self._command.close()

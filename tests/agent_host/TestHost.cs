@@ -300,6 +300,7 @@ namespace Pushinstall.TestHost
         // INSTALLER <mutex 0|1> [process name]..., PSVERSION <version>,
         // CACHE <folder> <name> <base64> (Cache.Store), CACHEDLL <folder> <source> <base64>,
         // GUNZIP <base64> (the bytes bootstrap.ps1's GZipStream gives, as base64)
+        // RECEIVE <path> (the push stream: a request line and its bytes, read from the file)
         public static int Main(string[] argv)
         {
             FakeWindows windows = new FakeWindows();
@@ -324,6 +325,13 @@ namespace Pushinstall.TestHost
                 {
                     case "REQUEST":
                         answer = Core.Invoke(rest);
+                        break;
+                    case "RECEIVE":
+                        // the push stream receiver.ps1 hands the core, read from a file here
+                        using (FileStream stream = File.OpenRead(rest))
+                        {
+                            answer = Core.Receive(stream);
+                        }
                         break;
                     case "KEY":
                         answer = Sealed.PublicKey();

@@ -704,3 +704,36 @@ def test_bootstrap_defines_from_the_sent_agent_then_from_the_cache(agent: Agent)
                        ".Value } | Sort-Object -Unique", d=bootstrap.CACHE_DIR)
     assert acl == ["S-1-5-18", "S-1-5-32-544"]
     print(f"define with csc {with_compile:.2f} s, from the cache {from_cache:.2f} s")
+
+@pytest.mark.parametrize("kind", ["psrp", "winrm"])
+def test_the_transports_push_stream_lands_with_its_sha256(agent: Agent, workdir: str,
+                                                           kind: str, tmp_path: Any) -> None:
+    """The product's put_file on a real host: receiver.ps1 under -EncodedCommand reads the raw
+    bytes from stdin ([Console]::OpenStandardInput()) and the core writes them; file_end
+    checks the sha256 (docs/ops.md, "file_chunk over a stream")."""
+    from pushinstall.model import Connection, Host
+    from pushinstall.secret import Secret
+    from pushinstall.transports.psrp import PSRPTransport
+    from pushinstall.transports.winrm import WinRMTransport
+
+    connection = Connection(
+        transport=kind, address=str(HOST), port=int(os.environ.get("PUSHINSTALL_TEST_PORT",
+                                                                    "5986")),
+        auth=os.environ.get("PUSHINSTALL_TEST_AUTH", "negotiate"),
+        tls=os.environ.get("PUSHINSTALL_TEST_SSL", "1") == "1",
+        cert_validation=os.environ.get("PUSHINSTALL_TEST_CERT_VALIDATION", "1") == "1",
+        username=USER, password=Secret(str(PASSWORD)), read_timeout=120)
+    host = Host(str(HOST), connection=connection)
+    transport = PSRPTransport(host) if kind == "psrp" else WinRMTransport(host)
+    local = tmp_path / "push.bin"
+    local.write_bytes(os.urandom(5 * 1024 * 1024 + 3))
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    destination = workdir + f"\\pushed-{kind}.bin"
+    transport.open()
+    try:
+        result = transport.put_file(local, destination, digest)
+    finally:
+        transport.close()
+    assert result == {"changed": True, "sha256": digest, "size": 5 * 1024 * 1024 + 3}
+    fact = agent.fact("file", path=destination)
+    assert fact["sha256"] == digest

@@ -147,6 +147,10 @@ class WSManLabEndpoint(Serving):
         """The live traffic counters of host `name` (both ports)."""
         return self._sites[name][0].counters
 
+    def open_shells(self, name: str) -> int:
+        """How many shells (runspace pools, WinRS shells) host `name` holds now."""
+        return len(self._sites[name][0].service.shells)
+
     def faults(self, name: str) -> WireFaults:
         """The endpoint-level wire faults of host `name`, to change at will."""
         return self._sites[name][0].faults

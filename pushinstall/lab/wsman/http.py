@@ -81,7 +81,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.site = self.server.site
         self.auth = ConnectionAuth(self.site.username, self.site.password,
                                    self.site.user_file)
-        self.site.count(connections=1)
+        self.site.count(connections=1, open_connections=1)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.site.count(open_connections=-1)
 
     def handle(self) -> None:
         host = self.site.host

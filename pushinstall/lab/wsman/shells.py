@@ -6,7 +6,9 @@ the WS-Man timeout fault when there is none, so clients poll instead of blocking
 read. The cmd shell (what pywinrm uses) runs exactly `powershell -NoProfile -NonInteractive
 -Command -` as one long-lived agent process: its stdin, fed Send by Send, follows the stdin
 protocol of `remote.stdin` (agent line, loop line, then one request a line, each answered as
-it completes: `lab.stdin_session`).
+it completes: `lab.stdin_session`). The push stream's receiver (`remote.receiver`) is the
+other command it runs: its stdin is the agent core, a `file_chunk` request line and the
+chunk's raw bytes.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pushinstall.lab import received
 from pushinstall.lab.agent_cache import Defined
 from pushinstall.lab.stdin_session import StdinSession
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.soap import NS, SoapRequest
-from pushinstall.remote import ops
+from pushinstall.remote import ops, receiver
 from pushinstall.remote.stdin import POWERSHELL_COMMAND
 
 NOT_RECOGNIZED = (
@@ -51,6 +54,8 @@ class LabHostLike(Protocol):
     def handle_line(self, command: str) -> str: ...
 
     def define_agent(self, agent_hash: str, packed: bytes) -> Defined: ...
+
+    def handle_stream(self, request_line: str, streamed: bytes) -> str: ...
 
     def connection_fault(self) -> str | None: ...
 
@@ -165,6 +170,7 @@ class _Command:
     started: bool = False
     answered: bool = False
     stdin: queue.Queue[bytes | None] = field(default_factory=queue.Queue)
+    is_receiver: bool = False
 
 
 class CmdShell(Shell):
@@ -181,8 +187,10 @@ class CmdShell(Shell):
         words = [(line.findtext("rsp:Command", "", NS) or "").strip()]
         words += [(a.text or "").strip() for a in line.findall("rsp:Arguments", NS)]
         command_line = " ".join(" ".join(words).split())
+        is_receiver = command_line == receiver.command_line()
         command = _Command(line.get("CommandId") or str(uuid.uuid4()).upper(),
-                           command_line.lower() == POWERSHELL_COMMAND.lower())
+                           is_receiver or command_line.lower() == POWERSHELL_COMMAND.lower(),
+                           is_receiver=is_receiver)
         if not command.is_powershell:
             command.stderr += NOT_RECOGNIZED.format(command=words[0]).encode()
             command.exit_code = 1
@@ -219,6 +227,9 @@ class CmdShell(Shell):
 
     def _run(self, command: _Command) -> None:
         """The agent process: stdin as it comes, one answer per request line, in order."""
+        if command.is_receiver:
+            self._receive(command)
+            return
         session = StdinSession(self.host.handle_line)
         while not session.ended and not self.closed:
             data = command.stdin.get()
@@ -236,6 +247,31 @@ class CmdShell(Shell):
                     self.cond.notify_all()
         with self.cond:
             command.exit_code = 1 if session.failed else 0
+            self.cond.notify_all()
+
+    def _receive(self, command: _Command) -> None:
+        """The push stream receiver: compile the core sent (it must be this version's),
+        then write the chunk."""
+        stdout, stderr, sent = b"", b"", []
+        while (data := command.stdin.get()) is not None:   # the stream ends with End
+            sent.append(data)
+        try:
+            core, line, payload = receiver.split_stream(b"".join(sent))
+        except ValueError as exc:
+            stderr = f"{exc}\r\n".encode()
+        else:
+            received.record(line)
+            if core != ops.agent_core_source():
+                stderr = b"Add-Type: the core sent is not this version's agent core\r\n"
+            else:
+                command.op = "file_chunk"
+                if self.host.latency > 0:
+                    threading.Event().wait(self.host.latency)
+                stdout = self.host.handle_stream(line, payload).encode("utf-8")
+        with self.cond:
+            command.stdout += stdout
+            command.stderr += stderr
+            command.exit_code = 0 if not stderr else 1
             self.cond.notify_all()
 
     def has_output(self, command_id: str | None) -> bool:

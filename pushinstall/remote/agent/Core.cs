@@ -83,6 +83,55 @@ namespace Pushinstall.Agent
             {
                 answer = ErrorAnswer(error);
             }
+            return AnswerLine(answer);
+        }
+
+        /// <summary>The push stream (receiver.ps1, docs/ops.md): one line holding a base64
+        /// file_chunk request with `length`, then that many bytes, written at `offset` of the
+        /// temporary file. Returns the answer line; never throws.</summary>
+        public static string Receive(Stream input)
+        {
+            Dictionary<string, object> answer;
+            try
+            {
+                Dictionary<string, object> request = Decode(ReadLine(input, 256 * 1024)) as Dictionary<string, object>;
+                object args = request != null && request.ContainsKey("args") ? request["args"] : null;
+                if (request == null || !"file_chunk".Equals(request["op"]) || !(args is Dictionary<string, object>))
+                {
+                    throw new OpException("InvalidArgument", "the push stream carries one file_chunk request");
+                }
+                answer = new Dictionary<string, object>();
+                answer["ok"] = true;
+                answer["result"] = Files.ChunkFrom(new Args((Dictionary<string, object>)args), input);
+            }
+            catch (Exception error)
+            {
+                answer = ErrorAnswer(error);
+            }
+            return AnswerLine(answer);
+        }
+
+        /// <summary>The bytes up to the first newline, as ASCII; at most `limit` of them.</summary>
+        private static string ReadLine(Stream input, int limit)
+        {
+            MemoryStream line = new MemoryStream();
+            while (true)
+            {
+                int next = input.ReadByte();
+                if (next == '\n')
+                {
+                    return Encoding.ASCII.GetString(line.ToArray());
+                }
+                if (next < 0 || line.Length >= limit)
+                {
+                    throw new OpException("InvalidArgument", "the push stream has no request line");
+                }
+                line.WriteByte((byte)next);
+            }
+        }
+
+        private static string AnswerLine(Dictionary<string, object> answer)
+        {
             string json;
             try
             {

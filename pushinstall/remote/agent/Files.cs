@@ -144,6 +144,37 @@ namespace Pushinstall.Agent
             }
         }
 
+        /// <summary>The push stream's chunk: exactly `length` bytes of `input` at `offset`.</summary>
+        public static object ChunkFrom(Args args, Stream input)
+        {
+            string temp = args.Str("temp_path");
+            long offset = args.Long("offset");
+            long length = args.Long("length");
+            if (args.Has("data") || offset < 0 || length < 0)
+            {
+                throw new OpException("InvalidArgument", "a streamed chunk has a length and no data");
+            }
+            CheckPart(temp);
+            using (FileStream stream = new FileStream(temp, FileMode.Open, FileAccess.Write, FileShare.None))
+            {
+                stream.Seek(offset, SeekOrigin.Begin);
+                byte[] buffer = new byte[1024 * 1024];
+                long left = length;
+                while (left > 0)
+                {
+                    int read = input.Read(buffer, 0, (int)Math.Min(buffer.Length, left));
+                    if (read <= 0)
+                    {
+                        throw new OpException("InvalidArgument", "the push stream ended after "
+                                              + (length - left) + " of " + length + " bytes");
+                    }
+                    stream.Write(buffer, 0, read);
+                    left -= read;
+                }
+                return Result("size", stream.Length);
+            }
+        }
+
         public static object End(Args args)
         {
             string temp = args.Str("temp_path");

@@ -1,0 +1,93 @@
+"""The push stream: a file's bytes carried ONCE-encoded on a WinRS command's stdin.
+
+A `file_chunk` call carries its bytes as base64 inside the JSON request, which the transport
+base64s again (and WS-Man a third time for a Send): 2.4x the file on the wire. The stream
+receiver is one WinRS command per push instead, `powershell -NoProfile -NonInteractive
+-EncodedCommand <receiver.ps1>`, whose stdin carries the raw bytes; WS-Man base64s a Send's
+stream once, so the wire holds about 1.34x the file (docs/ops.md, "file_chunk over a
+stream"). Its stdin is, in order:
+
+1. `prefix()`: 12 ASCII digits N and N bytes of the gzipped C# core, which the receiver
+   compiles (`Add-Type`, as agent.ps1 does) — a fresh process has no agent defined;
+2. `header(temp_path, offset, length)`: one line, a base64 `file_chunk` request whose `length`
+   replaces `data`;
+3. the `length` bytes.
+
+The receiver answers one `PUSHINSTALL-ANSWER:` line, like every op. `split_stream` is the
+inverse, for the lab's endpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+from pathlib import Path
+
+from pushinstall.remote import ops
+
+EXECUTABLE = "powershell"
+_DIGITS = 12
+# one header line at most this long (a temp path of 32,767 UTF-16 characters, base64'd, fits)
+HEADER_LIMIT = 256 * 1024
+
+
+def receiver_path() -> Path:
+    """Where receiver.ps1 lies in the installed package."""
+    return Path(__file__).with_name("receiver.ps1")
+
+
+@functools.lru_cache(maxsize=1)
+def receiver_script() -> str:
+    """receiver.ps1 without its comment and blank lines (the command line is 8191 chars)."""
+    lines = receiver_path().read_text(encoding="utf-8").splitlines()
+    return "\n".join(line for line in lines if line.strip() and not line.startswith("#"))
+
+
+@functools.lru_cache(maxsize=1)
+def arguments() -> tuple[str, ...]:
+    """powershell's arguments: the receiver as `-EncodedCommand` (UTF-16LE, base64)."""
+    encoded = base64.b64encode(receiver_script().encode("utf-16-le")).decode("ascii")
+    return ("-NoProfile", "-NonInteractive", "-EncodedCommand", encoded)
+
+
+def command_line() -> str:
+    """The whole command line, as the lab's WinRS shell compares it."""
+    return " ".join((EXECUTABLE, *arguments()))
+
+
+@functools.lru_cache(maxsize=4)
+def _packed(core: str) -> bytes:
+    return gzip.compress(core.encode("utf-8"), compresslevel=9, mtime=0)
+
+
+def prefix(core: str | None = None) -> bytes:
+    """The stream's first part: the gzipped C# core with its length."""
+    packed = _packed(ops.agent_core_source() if core is None else core)
+    return f"{len(packed):0{_DIGITS}d}".encode("ascii") + packed
+
+
+def header(temp_path: str, offset: int, length: int) -> bytes:
+    """The request line for `length` bytes written at `offset` of `temp_path`."""
+    request = ops.request("file_chunk", temp_path=temp_path, offset=offset, length=length)
+    ops.validate_request(request)
+    return ops.encode_request(request).encode("ascii") + b"\n"
+
+
+def split_stream(data: bytes) -> tuple[str, str, bytes]:
+    """Inverse of `prefix() + header() + payload` (the lab's side): `(core source, request
+    line, payload)`. Raises ValueError when `data` is not of that form."""
+    digits = data[:_DIGITS]
+    if len(digits) != _DIGITS or not digits.isdigit():
+        raise ValueError("the stream does not start with the core's length")
+    end = _DIGITS + int(digits)
+    if len(data) < end:
+        raise ValueError("standard input ended inside the agent core")
+    try:
+        core = gzip.decompress(data[_DIGITS:end]).decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ValueError(f"the agent core does not decode: {exc}") from None
+    newline = data.find(b"\n", end, end + HEADER_LIMIT)
+    if newline < 0:
+        raise ValueError("no request line after the agent core")
+    return core, data[end:newline].decode("ascii", "replace"), data[newline + 1:]
