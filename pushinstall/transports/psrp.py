@@ -169,13 +169,15 @@ class PSRPTransport(WSManTransportBase):
         if conn.auth == "certificate":
             options.update(certificate_pem=conn.certificate_pem,
                            certificate_key_pem=conn.certificate_key_pem)
-        return _WSMan(
+        wsman = _WSMan(
             end.address, port=end.port, ssl=end.tls, auth=conn.auth,
             username=conn.username,
             password=conn.password.reveal() if conn.password is not None else None,
             operation_timeout=end.poll_s,
             encryption="never" if conn.auth in ("basic", "certificate") else "auto",
             reconnection_retries=0, no_proxy=True, **options)
+        self._watch.watch_pypsrp(wsman)   # every connection's exchanges end in time
+        return wsman
 
     def _delete_lost(self, wsman: WSMan) -> None:
         """Delete the shells of pools lost to a transport error, over `wsman` (a new,
@@ -192,7 +194,6 @@ class PSRPTransport(WSManTransportBase):
         self._key, self._defined = None, False
         wsman = self._new_wsman()
         self._wsman = wsman
-        self._watch.watch_pypsrp(wsman)
         pool = RunspacePool(wsman, min_runspaces=1, max_runspaces=1)
         self._guard(pool.open, "connect", in_flight=False)
         self._pool = pool

@@ -157,7 +157,7 @@ class WinRMTransport(WSManTransportBase):
         options: dict[str, Any] = {"transport": _AUTH[conn.auth],
                                    "ca_trust_path": verify if isinstance(verify, str) else None,
                                    "read_timeout_sec": end.read_timeout}
-        return Protocol(
+        protocol = Protocol(
             end.url, username=conn.username,
             password=conn.password.reveal() if conn.password is not None else None,
             server_cert_validation="validate" if verify is not False else "ignore",
@@ -165,6 +165,8 @@ class WinRMTransport(WSManTransportBase):
             operation_timeout_sec=end.poll_s,
             message_encryption="never" if conn.auth in ("basic", "certificate") else "auto",
             proxy=None, **options)
+        self._watch.watch_pywinrm(protocol)   # every connection's exchanges end in time
+        return protocol
 
     def _close_lost(self, protocol: Protocol) -> None:
         """Close the shells lost to a transport error, over `protocol` (a new, authenticated
@@ -178,7 +180,6 @@ class WinRMTransport(WSManTransportBase):
         self.close()
         protocol = self._new_protocol()
         self._protocol = protocol
-        self._watch.watch_pywinrm(protocol)
         self._shell_id = self._guard(
             lambda: protocol.open_shell(codepage=UTF8_CODEPAGE, noprofile=True), "connect",
             in_flight=False)
