@@ -60,6 +60,7 @@ import asyncssh
 from pushinstall import paths
 from pushinstall.errors import RemoteOpFailed
 from pushinstall.lab.common import HostCounters
+from pushinstall.lab.endpoint_host import EndpointHost
 from pushinstall.lab.pools import EndpointPool, Serving
 from pushinstall.lab.stdin_session import StdinSession
 from pushinstall.model import Host
@@ -80,28 +81,8 @@ NOT_POWERSHELL = (
 )
 
 
-class WireFaults(Protocol):
-    """The lab vars the endpoint reads (`pushinstall.lab.vars.LabVars`)."""
-
-    drop_connection_on: list[str]
-
-
-class LabHostLike(Protocol):
-    """What the endpoint needs from a `pushinstall.lab.LabHost`."""
-
-    name: str
-
-    @property
-    def lab(self) -> WireFaults: ...
-
-    @property
-    def latency(self) -> float: ...
-
-    def handle_line(self, command: str) -> str: ...
-
-    def connection_fault(self) -> str | None: ...
-
-    def refuses_connect(self) -> bool: ...
+class LabHostLike(EndpointHost, Protocol):
+    """What the SSH endpoint needs from a `pushinstall.lab.LabHost`."""
 
     def import_file(self, path: str, data: bytes) -> None: ...
 

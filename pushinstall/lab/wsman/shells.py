@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from pushinstall.lab import received
 from pushinstall.lab.agent_cache import Defined
+from pushinstall.lab.endpoint_host import EndpointHost
 from pushinstall.lab.stdin_session import StdinSession
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.soap import NS, SoapRequest
@@ -34,32 +35,12 @@ NOT_RECOGNIZED = (
 )
 
 
-class WireFaultVars(Protocol):
-    """The lab vars the endpoint reads (`pushinstall.lab.vars.LabVars`)."""
-
-    drop_connection_on: list[str]
-
-
-class LabHostLike(Protocol):
-    """What the endpoint needs from a `pushinstall.lab.LabHost`."""
-
-    name: str
-
-    @property
-    def lab(self) -> WireFaultVars: ...
-
-    @property
-    def latency(self) -> float: ...
-
-    def handle_line(self, command: str) -> str: ...
+class LabHostLike(EndpointHost, Protocol):
+    """What the WS-Man endpoint needs from a `pushinstall.lab.LabHost`."""
 
     def define_agent(self, agent_hash: str, packed: bytes) -> Defined: ...
 
     def handle_stream(self, request_line: str, streamed: bytes) -> str: ...
-
-    def connection_fault(self) -> str | None: ...
-
-    def refuses_connect(self) -> bool: ...
 
     def take_http_503(self) -> bool: ...
 

@@ -1,0 +1,32 @@
+"""What the lab's network endpoints (the WS-Man service and the SSH server) need from a
+simulated host (`pushinstall.lab.LabHost`); each endpoint's own Protocol adds what only it
+uses."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class WireFaultVars(Protocol):
+    """The lab vars an endpoint reads (`pushinstall.lab.vars.LabVars`)."""
+
+    drop_connection_on: list[str]
+
+
+class EndpointHost(Protocol):
+    """A simulated host as every endpoint sees it: its name, wire faults and latency, and
+    `handle_line`, which answers one agent invocation line."""
+
+    name: str
+
+    @property
+    def lab(self) -> WireFaultVars: ...
+
+    @property
+    def latency(self) -> float: ...
+
+    def handle_line(self, command: str) -> str: ...
+
+    def connection_fault(self) -> str | None: ...
+
+    def refuses_connect(self) -> bool: ...
