@@ -15,10 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 
-from pushinstall.paths import state_dir
+from pushinstall.paths import state_dir, write_atomic
 
 
 def _ledger(host: str) -> Path:
@@ -42,10 +41,7 @@ def _save(host: str, paths: list[str]) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"host": host, "paths": paths}), encoding="utf-8")
-    os.replace(temporary, path)   # never a half-written ledger
+    write_atomic(path, json.dumps({"host": host, "paths": paths}))   # never half a ledger
 
 
 def add(host: str, remote_path: str) -> None:

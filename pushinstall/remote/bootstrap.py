@@ -15,12 +15,11 @@ round trip, never a wrong agent.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
-import os
 import re
-import threading
 from pathlib import Path
 
 import zopfli.gzip
@@ -98,7 +97,6 @@ class Seen:
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory or paths.state_dir() / "agents"
-        self._lock = threading.Lock()
 
     def _file(self, endpoint: str) -> Path:
         safe = re.sub(r"[^A-Za-z0-9._-]", lambda m: f"%{ord(m.group()):02X}", endpoint)
@@ -115,14 +113,8 @@ class Seen:
         """Record that `endpoint` holds `sha256` (None: forget it). Never raises: the memory
         only saves bytes."""
         path = self._file(endpoint)
-        try:
-            with self._lock:
-                if sha256 is None:
-                    path.unlink(missing_ok=True)
-                    return
-                path.parent.mkdir(parents=True, exist_ok=True)
-                temp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                temp.write_text(sha256 + "\n", encoding="ascii")
-                os.replace(temp, path)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            if sha256 is None:
+                path.unlink(missing_ok=True)
+            else:
+                paths.write_atomic(path, sha256 + "\n")

@@ -11,9 +11,9 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from pushinstall.paths import write_atomic
 from pushinstall.report.collect import Collector, RunRecord
 from pushinstall.report.html import render_html
 from pushinstall.report.junit import render_junit
@@ -22,14 +22,6 @@ __all__ = ["ReportFiles", "render_html", "render_json", "render_junit"]
 
 EXTENSIONS = ("json", "xml", "html")
 HISTORY_STRIP = 20
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temp, path)
 
 
 def _point_latest(target: Path, link: Path) -> None:
@@ -72,5 +64,5 @@ class ReportFiles(Collector):
         texts = (render_json(record), render_junit(record), render_html(record, past))
         for extension, text in zip(EXTENSIONS, texts, strict=True):
             path = self.directory / f"{name}.{extension}"
-            _write_atomic(path, text)
+            write_atomic(path, text)
             _point_latest(path, self.directory / f"latest.{extension}")
