@@ -52,8 +52,9 @@ def _hash(agent: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def packed(agent: str) -> bytes:
-    """The agent's text gzipped: the `Agent` parameter, a byte array (CLIXML `<BA>`, base64 on
-    the wire once). Zopfli writes the gzip format .NET's GZipStream reads, 4% smaller than
+    """Agent text gzipped, the one way it is packed: the bootstrap's `Agent` parameter (a byte
+    array: CLIXML `<BA>`, base64 on the wire once), the WinRS/SSH agent line and the push
+    receiver's core. Zopfli writes the gzip format .NET's GZipStream reads, 4% smaller than
     zlib's level 9 (~0.1 s, once per process; more iterations gain a few bytes for twice the
     time); the same bytes every time."""
     data: bytes = zopfli.gzip.compress(agent.encode("utf-8"), numiterations=5)

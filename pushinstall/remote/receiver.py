@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import base64
 import functools
-import gzip
 from pathlib import Path
 
-from pushinstall.remote import ops
+from pushinstall.remote import bootstrap, compact, ops
 
 EXECUTABLE = "powershell"
 _DIGITS = 12
@@ -39,9 +38,8 @@ def receiver_path() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def receiver_script() -> str:
-    """receiver.ps1 without its comment and blank lines (the command line is 8191 chars)."""
-    lines = receiver_path().read_text(encoding="utf-8").splitlines()
-    return "\n".join(line for line in lines if line.strip() and not line.startswith("#"))
+    """receiver.ps1 compact (the command line is 8191 chars)."""
+    return compact.powershell(receiver_path().read_text(encoding="utf-8"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,14 +54,9 @@ def command_line() -> str:
     return " ".join((EXECUTABLE, *arguments()))
 
 
-@functools.lru_cache(maxsize=4)
-def _packed(core: str) -> bytes:
-    return gzip.compress(core.encode("utf-8"), compresslevel=9, mtime=0)
-
-
 def prefix(core: str | None = None) -> bytes:
     """The stream's first part: the gzipped C# core with its length."""
-    packed = _packed(ops.agent_core_source() if core is None else core)
+    packed = bootstrap.packed(ops.agent_core_source() if core is None else core)
     return f"{len(packed):0{_DIGITS}d}".encode("ascii") + packed
 
 
@@ -84,8 +77,8 @@ def split_stream(data: bytes) -> tuple[str, str, bytes]:
     if len(data) < end:
         raise ValueError("standard input ended inside the agent core")
     try:
-        core = gzip.decompress(data[_DIGITS:end]).decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        core = bootstrap.expand(data[_DIGITS:end]).decode("utf-8")
+    except ValueError as exc:   # not gzip, or not UTF-8
         raise ValueError(f"the agent core does not decode: {exc}") from None
     newline = data.find(b"\n", end, end + HEADER_LIMIT)
     if newline < 0:

@@ -17,10 +17,9 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import gzip
 import re
 
-from pushinstall.remote import ops
+from pushinstall.remote import bootstrap, ops
 
 POWERSHELL_COMMAND = "powershell -NoProfile -NonInteractive -Command -"
 # One PowerShell 3.0 line: gunzip the base64 agent text and dot-source it into the session.
@@ -38,8 +37,9 @@ _AGENT_LINE = re.compile(
 
 @functools.lru_cache(maxsize=4)
 def agent_line(agent_source: str) -> str:
-    """The one PowerShell line that defines the agent (cached: gzip costs ~5 ms)."""
-    packed = gzip.compress(agent_source.encode("utf-8"), compresslevel=9, mtime=0)
+    """The one PowerShell line that defines the agent: its text packed as PSRP's bootstrap
+    packs it (`bootstrap.packed`), base64."""
+    packed = bootstrap.packed(agent_source)
     return _AGENT_LINE_HEAD + base64.b64encode(packed).decode("ascii") + _AGENT_LINE_TAIL
 
 
@@ -68,9 +68,8 @@ def agent_of_line(line: str) -> str:
     if match is None:
         raise ValueError("the first line does not define the agent")
     try:
-        packed = base64.b64decode(match.group(1), validate=True)
-        return gzip.decompress(packed).decode("utf-8")
-    except (binascii.Error, OSError, EOFError, UnicodeDecodeError) as exc:
+        return bootstrap.expand(base64.b64decode(match.group(1), validate=True)).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:   # UnicodeDecodeError is a ValueError
         raise ValueError(f"the agent line does not decode: {exc}") from None
 
 
