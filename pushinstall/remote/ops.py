@@ -153,17 +153,16 @@ FACT_SCHEMAS: Mapping[str, tuple[Arg, ...]] = {
     "winrm_quota": (),
     "installer_running": (),
 }
-_KNOWN = {name: by_name(schema) for name, schema in (*OP_SCHEMAS.items(),
-                                                     *(("fact " + k, v) for k, v in
-                                                       FACT_SCHEMAS.items()))}
+_OP_ARGS = {op: by_name(schema) for op, schema in OP_SCHEMAS.items()}
+_FACT_ARGS = {kind: by_name(schema) for kind, schema in FACT_SCHEMAS.items()}
 
 _DRIVE = re.compile(r"[A-Za-z]:?\\?")
 
 
-def _check_args(where: str, schema_name: str, args: Mapping[str, Any]) -> None:
-    """Raise ValueError naming the first bad argument. Values are never quoted: some are
-    secrets (write_secret content, a share password)."""
-    known = _KNOWN[schema_name]
+def _check_args(where: str, known: Mapping[str, Arg], args: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first bad argument of `known` (an op's or a fact kind's,
+    by name). Values are never quoted: some are secrets (write_secret content, a share
+    password)."""
     for arg in known.values():
         if arg.required and args.get(arg.name) is None:
             raise ValueError(f"{where}: missing required argument {arg.name!r}")
@@ -237,7 +236,7 @@ def _check_query(query: Any, seen: set[str]) -> None:
         raise _QueryError(f": 'kind' must be one of {', '.join(FACT_KINDS)}")
     rest = {k: v for k, v in query.items() if k != "id" and k != "kind"}
     try:
-        _check_args("", "fact " + kind, rest)
+        _check_args("", _FACT_ARGS[kind], rest)
     except ValueError as error:
         raise _QueryError(str(error), kind) from None
     if kind == "product" and not (rest.get("product_id") or rest.get("name")):
@@ -260,7 +259,7 @@ def validate_request(req: Any, where: str = "request") -> None:
     if not isinstance(args, dict):
         raise ValueError(f"{where} ({op}): 'args' must be an object")
     where = f"{where} ({op})"
-    _check_args(where, op, args)
+    _check_args(where, _OP_ARGS[op], args)
     if op == "batch":
         for index, inner in enumerate(args["requests"]):
             validate_request(inner, f"{where}.requests[{index}]")
