@@ -90,6 +90,14 @@ def _wait_lock_option() -> Any:
              "long for it (default: exit 3 at once).")
 
 
+def _retry_delay_option() -> Any:
+    return click.option(
+        "--retry-delay", type=click.FloatRange(0, 30), metavar="SECONDS",
+        envvar="PUSHINSTALL_RETRY_DELAY", show_envvar=True,
+        help="The first wait before a retry (connect, op call, reboot poll); it doubles each "
+             "try up to 30 s, with jitter (default 1).")
+
+
 def _keep_runs_option() -> Any:
     return click.option(
         "--keep-runs", type=click.IntRange(1), default=100, show_default=True, metavar="N",
@@ -121,6 +129,7 @@ def _run_options(func: Any) -> Any:
                      envvar="PUSHINSTALL_REPORT_DIR", show_envvar=True,
                      help="Write <run_id>.json, .xml (JUnit) and .html here at the end, and "
                           "point latest.* at them."),
+        _retry_delay_option(),
         _wait_lock_option(),
         _keep_runs_option(),
     ]):
@@ -247,6 +256,7 @@ def check(**options: Any) -> None:
 @click.option("-v", "--verbose", count=True)
 @click.option("--no-color", is_flag=True, help="No colour in the live view.")
 @click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False))
+@_retry_delay_option()
 @_wait_lock_option()
 @_keep_runs_option()
 def install(**options: Any) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pushinstall
-from pushinstall.engine import RunOptions, TransportFactory, new_run_id, run_fleet
+from pushinstall.engine import Backoff, RunOptions, TransportFactory, new_run_id, run_fleet
 from pushinstall.errors import InputError
 from pushinstall.events import Sink
 from pushinstall.model import Host, Playbook
@@ -142,9 +142,16 @@ def run_command(mode: str, options: dict[str, Any]) -> int:
         verbose=int(options.get("verbose") or 0),
         extra_vars=extra_vars,
         limit=options.get("limit"),
+        backoff=backoff(options),
     )
     return _run(hosts, playbook, run_options, options,
                 (list(options["inventories"]), options["playbook"]))
+
+
+def backoff(options: dict[str, Any]) -> Backoff:
+    """The retry backoff: `--retry-delay` (PUSHINSTALL_RETRY_DELAY) is its first wait."""
+    delay = options.get("retry_delay")
+    return Backoff() if delay is None else Backoff(initial=delay)
 
 
 def start_at_step(playbook: Playbook, name: str | None) -> None:
@@ -360,6 +367,7 @@ def install_command(options: dict[str, Any]) -> int:
         mode="run",
         check_mode=bool(options.get("check_mode")),
         verbose=int(options.get("verbose") or 0),
+        backoff=backoff(options),
     )
     # the same host installed twice at once is what the lock is for: key it by the hosts
     return _run(hosts, playbook, run_options, options,

@@ -11,9 +11,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from cli_kit import PLAYBOOK, cli, write_inventory
 from kit import INSTALL, asr_playbook, lab_fleet
 
-from pushinstall.engine import RunOptions
+from pushinstall.engine import Backoff, RunOptions
 from pushinstall.errors import InputError
 from pushinstall.paths import state_dir
 from pushinstall.report.history import history_path
@@ -74,3 +75,27 @@ def test_install_rejects_a_bad_passphrase_file(tmp_path: Path, content: str | No
         _install_hosts({"host": ("h",), "cs_endpoint": "x", "passphrase_file": str(path),
                         "installer": "ua.exe"})
     assert caught.value.exit_code == 5
+
+
+def test_retry_delay_is_the_first_wait_of_every_retry(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--retry-delay` (PUSHINSTALL_RETRY_DELAY) reaches the engine's one backoff: the
+    unreachable host's connect retries wait what it says; out of range is exit 5, located."""
+    waits: list[tuple[float, float]] = []
+    real = Backoff.delay
+
+    def recorded(self: Backoff, attempt: int) -> float:
+        waits.append((self.initial, real(self, attempt)))
+        return waits[-1][1]
+
+    monkeypatch.setattr(Backoff, "delay", recorded)
+    inventory = write_inventory(tmp_path, {"h-down": "unreachable: true"})
+    assert cli("run", "-i", str(inventory), str(PLAYBOOK), "--retry-delay", "0").returncode == 4
+    assert len(waits) >= 3 and all(wait == (0.0, 0.0) for wait in waits)
+    waits.clear()
+    assert cli("check", "-i", str(inventory), str(PLAYBOOK),
+               env={"PUSHINSTALL_RETRY_DELAY": "0.002"}).returncode == 4
+    assert waits and all(initial == 0.002 and wait <= 0.002 * 2 ** 5 for initial, wait in waits)
+    wrong = cli("run", "-i", str(inventory), str(PLAYBOOK), "--retry-delay", "31")
+    assert wrong.returncode == 5 and wrong.stderr.startswith("<command line>:1:")
+    assert "--retry-delay" in wrong.stderr and "Traceback" not in wrong.stderr

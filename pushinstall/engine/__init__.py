@@ -7,8 +7,10 @@ the forked worker processes. `run_fleet` with `RunOptions` is what the runner ca
 
 from pushinstall.engine.fleet import RunOptions, RunSummary, new_run_id, run_fleet
 from pushinstall.engine.host import TransportFactory
+from pushinstall.engine.support import Backoff
 from pushinstall.engine.workers import ProcessHooks
 
 __all__ = [
-    "ProcessHooks", "RunOptions", "RunSummary", "TransportFactory", "new_run_id", "run_fleet",
+    "Backoff", "ProcessHooks", "RunOptions", "RunSummary", "TransportFactory", "new_run_id",
+    "run_fleet",
 ]
