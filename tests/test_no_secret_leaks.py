@@ -16,7 +16,7 @@ def test_no_output_holds_a_secret(tmp_path: Path, state_dir: Path) -> None:
     texts = []
     for argv in (["run", "-vvv", "--diff"], ["check", "-vv"], ["run", "--check", "-v"]):
         result = cli(*argv, "-i", str(inventory), str(PLAYBOOK), "--report-dir", str(reports),
-                     "--jsonl", str(jsonl))
+                     "--jsonl", str(jsonl), process=True)   # every byte a process writes
         texts += [result.stdout, result.stderr]
     for argv in (["history", "--json"], ["history", "--host", "h-fail", "--json"],
                  ["drift", "--json"], ["inventory", "-i", str(inventory), "--list"],
