@@ -1,13 +1,17 @@
-"""The psrp transport's HTTP session (`transports/psrp_session.py`): the NTLM keys derived once
-per account, no proxy look-ups per request. Against the lab's WS-Man endpoint on real loopback
-sockets, real pypsrp and pyspnego; nothing mocked.
+"""pypsrp as the psrp transport uses it (`transports/psrp_session.py`): the NTLM keys derived
+once per account, no proxy look-ups per request, pipelines serialized without copies. Against
+the lab's WS-Man endpoint on real loopback sockets, real pypsrp and pyspnego; nothing mocked.
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
 import spnego
 from kit import OS_FACTS, PASSWORD, Wire
+from pypsrp.complex_objects import Command, CommandParameter, Pipeline
+from pypsrp.serializer import Serializer
 from spnego._ntlm import _NTLMCredential
 
 from pushinstall.errors import AuthenticationFailed
@@ -48,3 +52,21 @@ def test_a_wrong_password_still_fails_with_the_hashes(wire: Wire) -> None:
     wire.serve("h2")
     with pytest.raises(AuthenticationFailed):
         PSRPTransport(wire.host("h2", password="not-the-password")).open()
+
+
+@pytest.mark.parametrize("statements", [1, 3])
+def test_a_pipeline_serializes_the_same_without_the_copies(statements: int) -> None:
+    def pipeline(kind: type[Pipeline]) -> bytes:
+        commands = []
+        for index in range(statements):
+            command = Command(cmd=f"Get-Thing{index}", is_script=False)
+            command.args.append(CommandParameter(name="Request", value=f"r{index}"))
+            command.args.append(CommandParameter(name="Agent", value=b"\x00\x01" * 8))
+            command.end_of_statement = True
+            commands.append(command)
+        serialized = Serializer().serialize(kind(is_nested=False, cmds=commands, history="",
+                                                 redirect_err_to_out=False))
+        assert serialized is not None
+        return ET.tostring(serialized)
+
+    assert pipeline(psrp_session._Statements) == pipeline(Pipeline)

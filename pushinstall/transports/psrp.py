@@ -39,7 +39,7 @@ from typing import Any
 import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pypsrp.complex_objects import PSInvocationState
-from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.powershell import RunspacePool
 from pypsrp.shell import CommandState, Process, WinRS
 from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan, WSManAction
 
@@ -242,7 +242,7 @@ class PSRPTransport(WSManTransportBase):
         a script with a param block."""
         assert self._pool is not None
         deadline = None if timeout is None else time.monotonic() + timeout
-        shell = PowerShell(self._pool)
+        shell = psrp_session.PowerShell(self._pool)
         if parameters is None or not cmdlet:
             shell.add_script(script)
         else:

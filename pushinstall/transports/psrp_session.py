@@ -1,5 +1,5 @@
-"""The HTTP session under a pypsrp `WSMan`, built as pypsrp builds it, minus the work that
-need not be redone for every host and every request (a 1,000-host sweep does it 8,000 times).
+"""pypsrp as the psrp transport uses it, minus work that need not be redone for every host,
+request or pipeline (a 1,000-host sweep makes 8,000 requests and 1,000 pipelines).
 
 - The NTLM keys of an account are derived once per process, not once per connection: pyspnego
   computes the LM and NT hashes of the password each time a context is made, and its LM hash
@@ -10,6 +10,10 @@ need not be redone for every host and every request (a 1,000-host sweep does it 
 - Proxies come from the transport's settings alone: pypsrp is always told `no_proxy`, so the
   environment's proxy variables are never used, yet requests would look them up (and parse
   `no_proxy`) on every request while `trust_env` is on.
+- A pipeline's commands are not deep-copied to be serialized (`PowerShell`): pypsrp copies
+  each command with all its metadata (~350 objects) twice per pipeline, to guard lxml trees
+  where appending an element moves it; pypsrp serializes with the standard ElementTree, and
+  the copies were only ever read.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any
 
 import requests
 import spnego
+from pypsrp.complex_objects import Pipeline
 from pypsrp.negotiate import HTTPNegotiateAuth
+from pypsrp.powershell import PowerShell as _PowerShell
 
 # pyspnego's own derivation, so the keys are the ones its Password credential would give
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
@@ -56,3 +62,29 @@ def tune_wsman(wsman: Any) -> None:
         return tune(build())
 
     transport._build_session = built
+
+
+class _Statements(Pipeline):
+    """pypsrp's `Pipeline`, grouping its commands into statements without copying them."""
+
+    def _get_statements(self) -> list[list[Any]]:
+        commands: list[Any] = self.commands or []
+        statements: list[list[Any]] = []
+        current: list[Any] = []
+        commands[-1].end_of_statement = True
+        for command in commands:
+            current.append(command)
+            if command.end_of_statement:
+                statements.append(current)
+                current = []
+        return statements
+
+
+class PowerShell(_PowerShell):
+    """pypsrp's `PowerShell`, its CreatePipeline message serialized without the copies."""
+
+    def _invoke(self, msg: Any) -> None:
+        pipeline = getattr(msg, "pipeline", None)
+        if type(pipeline) is Pipeline:
+            pipeline.__class__ = _Statements   # same object, same state: only the grouping
+        super()._invoke(msg)
