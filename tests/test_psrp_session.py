@@ -8,6 +8,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+import requests
 import spnego
 from kit import OS_FACTS, PASSWORD, Wire
 from pypsrp.complex_objects import Command, CommandParameter, Pipeline
@@ -70,3 +71,26 @@ def test_a_pipeline_serializes_the_same_without_the_copies(statements: int) -> N
         return ET.tostring(serialized)
 
     assert pipeline(psrp_session._Statements) == pipeline(Pipeline)
+
+
+def test_the_first_token_goes_with_the_first_request_over_http(wire: Wire) -> None:
+    wire.serve("h4")
+    transport = PSRPTransport(wire.host("h4"))
+    transport.open()
+    try:
+        # the token with the first request (401: the challenge), the answer (200), then the
+        # runspace pool's Create and the Receive of its state: no bare request before
+        assert wire.endpoint.counters("h4").requests == 4
+        session = transport._session()
+        assert isinstance(session.auth, psrp_session.EagerNegotiateAuth)  # type: ignore[union-attr]
+    finally:
+        transport.close()
+
+
+def test_over_https_the_first_request_goes_bare_for_channel_binding() -> None:
+    auth = psrp_session.EagerNegotiateAuth(username="admin", password=PASSWORD,
+                                           auth_provider="ntlm")
+    bare = auth(requests.Request("POST", "https://127.0.0.1:5986/wsman").prepare())
+    assert "Authorization" not in bare.headers and not auth.contexts
+    eager = auth(requests.Request("POST", "http://127.0.0.1:5985/wsman").prepare())
+    assert eager.headers["Authorization"].startswith(b"Negotiate TlRMTVNTUAAB")  # NTLM type 1

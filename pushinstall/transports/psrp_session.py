@@ -10,6 +10,12 @@ request or pipeline (a 1,000-host sweep makes 8,000 requests and 1,000 pipelines
 - Proxies come from the transport's settings alone: pypsrp is always told `no_proxy`, so the
   environment's proxy variables are never used, yet requests would look them up (and parse
   `no_proxy`) on every request while `trust_env` is on.
+- Over plain HTTP the first NTLM/Negotiate token goes with the first request
+  (`EagerNegotiateAuth`): pypsrp first sends the request bare, only to learn from the 401
+  which schemes the server offers, a round trip per connection (one request in eight of a
+  compliance check). A server that does not take the token answers 401 without a
+  challenge, and the exchange starts over as pypsrp's. Over HTTPS the token binds the TLS
+  channel (CBT), whose certificate is only known once connected: there pypsrp's way stays.
 - A pipeline's commands are not deep-copied to be serialized (`PowerShell`): pypsrp copies
   each command with all its metadata (~350 objects) twice per pipeline, to guard lxml trees
   where appending an element moves it; pypsrp serializes with the standard ElementTree, and
@@ -23,6 +29,7 @@ from typing import Any
 
 import requests
 import spnego
+from pypsrp._utils import get_hostname
 from pypsrp.complex_objects import Pipeline
 from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.powershell import PowerShell as _PowerShell
@@ -44,11 +51,62 @@ def tune(session: requests.Session) -> requests.Session:
     taken out; returns it."""
     session.trust_env = False   # proxies were settled when the session was built
     auth = session.auth
-    if (isinstance(auth, HTTPNegotiateAuth) and isinstance(auth.username, str)
+    if (type(auth) is HTTPNegotiateAuth and isinstance(auth.username, str)
             and auth.password and auth.auth_provider in ("negotiate", "ntlm")):
         auth.username = ntlm_credentials(auth.username, auth.password)  # type: ignore[assignment]
         auth.password = None
+        auth.__class__ = EagerNegotiateAuth   # same settings; the first token goes at once
     return session
+
+
+class EagerNegotiateAuth(HTTPNegotiateAuth):
+    """pypsrp's Negotiate/NTLM auth, its first token sent with the first plain-HTTP request."""
+
+    SCHEME = "Negotiate"   # what WinRM offers first; it takes a bare NTLM token under it too
+    _eager = ""            # the host whose first token went with the request, until answered
+
+    def __call__(self, request: Any) -> Any:
+        request = super().__call__(request)
+        host = get_hostname(request.url) or ""
+        if host not in self.contexts and request.url.startswith("http://"):
+            options = (spnego.NegotiateOptions.wrapping_winrm if self.wrap_required
+                       else spnego.NegotiateOptions.none)
+            context_req = spnego.ContextReq.default
+            if self.delegate:
+                context_req |= spnego.ContextReq.delegate
+            context = spnego.client(self.username, self.password,
+                                    hostname=self.hostname_override or host,
+                                    service=self.service, context_req=context_req,
+                                    protocol=self.auth_provider, options=options)
+            self._set_auth_token(request, context.step(), self.SCHEME)
+            self.contexts[host] = context
+            self._eager = host
+        return request
+
+    def response_hook(self, response: Any, **kwargs: Any) -> Any:
+        host = get_hostname(response.url) or ""
+        if response.status_code != 401 or self._eager != host:
+            return super().response_hook(response, **kwargs)
+        self._eager = ""
+        context = self.contexts[host]
+        in_token = self._get_auth_token(response, self._regex)
+        if not in_token:   # the token was not taken: start over, as pypsrp does
+            del self.contexts[host]
+            return super().response_hook(response, **kwargs)
+        out_token = context.step(in_token)
+        while not context.complete or out_token is not None:
+            response.content   # noqa: B018 - read it all, so the connection can be reused
+            response.raw.release_conn()
+            request = response.request.copy()
+            self._set_auth_token(request, out_token, self.SCHEME)
+            response = response.connection.send(request, **kwargs)
+            in_token = self._get_auth_token(response, self._regex)
+            if not in_token:
+                break
+            out_token = context.step(in_token)
+        # the encryption reads the scheme that was used (pypsrp's handle_401 sets it too)
+        context.response_auth_header = self.SCHEME.lower()
+        return response
 
 
 def tune_wsman(wsman: Any) -> None:
