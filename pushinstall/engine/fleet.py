@@ -54,6 +54,7 @@ from pushinstall.errors import (
 )
 from pushinstall.model import FAILED_STATUSES, Host, Playbook, Status
 from pushinstall.secret import Redactor
+from pushinstall.transports.factory import prepare as prepare_transports
 
 WORKER_QUEUE = 8
 HOST_TIMEOUT_GRACE = 30.0
@@ -312,6 +313,7 @@ class _Fleet:
         """Run every batch; return why the run stopped early ("" when it did not)."""
         runner: ThreadPoolExecutor | WorkerPool
         if self.workers > 1:
+            prepare_transports(self.hosts)   # once here, not once per worker
             runner = WorkerPool(self.workers, self.hosts, self._pipeline, self.forks,
                                 self.bus.emit, self.bus.relay, self.bus.for_worker,
                                 self.options.hooks)

@@ -9,10 +9,32 @@ for transient errors); `open_transport(host)` returns it opened. By `host.connec
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterable
+
 from pushinstall.errors import InputError
 from pushinstall.model import Host
 from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport, opened
+
+MODULES = {"psrp": "pushinstall.transports.psrp", "winrm": "pushinstall.transports.winrm",
+           "ssh": "pushinstall.transports.ssh"}
+
+
+def prepare(hosts: Iterable[Host]) -> None:
+    """Make, once, what every connection of these hosts would make first: import their
+    transports and compose the agent's text and its packed form (~1 s of compaction and
+    zopfli). The engine calls this before it forks its worker processes, which then share
+    the result instead of each paying for it."""
+    kinds = {host.connection.transport for host in hosts} & MODULES.keys()
+    if not kinds:
+        return
+    from pushinstall.remote import bootstrap, ops
+
+    bootstrap.packed(ops.agent_source())
+    bootstrap.agent_hash()
+    for kind in sorted(kinds):
+        importlib.import_module(MODULES[kind])
 
 
 def open_transport(host: Host, redactor: Redactor | None = None) -> Transport:

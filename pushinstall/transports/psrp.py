@@ -39,7 +39,7 @@ from typing import Any
 import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pypsrp.complex_objects import PSInvocationState
-from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.powershell import RunspacePool
 from pypsrp.shell import CommandState, Process, WinRS
 from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan, WSManAction
 
@@ -47,6 +47,7 @@ from pushinstall.errors import RemoteOpFailed, TransportTimeout
 from pushinstall.model import Host
 from pushinstall.remote import bootstrap, ops, receiver, sealing
 from pushinstall.secret import Redactor
+from pushinstall.transports import psrp_session
 from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
 
 UTF8_CODEPAGE = 65001
@@ -176,6 +177,7 @@ class PSRPTransport(WSManTransportBase):
             operation_timeout=end.poll_s,
             encryption="never" if conn.auth in ("basic", "certificate") else "auto",
             reconnection_retries=0, no_proxy=True, **options)
+        psrp_session.tune_wsman(wsman)    # what need not be redone per host or per request
         self._watch.watch_pypsrp(wsman)   # every connection's exchanges end in time
         return wsman
 
@@ -240,7 +242,7 @@ class PSRPTransport(WSManTransportBase):
         a script with a param block."""
         assert self._pool is not None
         deadline = None if timeout is None else time.monotonic() + timeout
-        shell = PowerShell(self._pool)
+        shell = psrp_session.PowerShell(self._pool)
         if parameters is None or not cmdlet:
             shell.add_script(script)
         else:
