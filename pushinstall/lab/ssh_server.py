@@ -236,7 +236,7 @@ class SSHLabEndpoint(Serving):
             process.exit(1)
             return
         # one agent process: stdin as it comes, one answer line per request line
-        session = StdinSession(served.lab_host.handle_line)
+        session = StdinSession(served.lab_host.handle_line, served.lab_host.define_agent)
         loop = asyncio.get_running_loop()
         while not session.ended:
             data = await process.stdin.read(256 * 1024)

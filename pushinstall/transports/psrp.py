@@ -104,8 +104,6 @@ class PSRPTransport(WSManTransportBase):
         self._lost: list[tuple[str, str]] = []   # (resource URI, shell id) after an error
         self._key: RSAPublicKey | None = None
         self._defined = False
-        self._seen = bootstrap.Seen()
-        self._where = f"{self.endpoint.address}:{self.endpoint.port}"
 
     # ---- Transport ------------------------------------------------------------------------
 

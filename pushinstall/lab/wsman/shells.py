@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pushinstall.lab import received
-from pushinstall.lab.agent_cache import Defined
 from pushinstall.lab.endpoint_host import EndpointHost
 from pushinstall.lab.stdin_session import StdinSession
 from pushinstall.lab.wsman import soap
@@ -37,8 +36,6 @@ NOT_RECOGNIZED = (
 
 class LabHostLike(EndpointHost, Protocol):
     """What the WS-Man endpoint needs from a `pushinstall.lab.LabHost`."""
-
-    def define_agent(self, agent_hash: str, packed: bytes) -> Defined: ...
 
     def handle_stream(self, request_line: str, streamed: bytes) -> str: ...
 
@@ -211,7 +208,7 @@ class CmdShell(Shell):
         if command.is_receiver:
             self._receive(command)
             return
-        session = StdinSession(self.host.handle_line)
+        session = StdinSession(self.host.handle_line, self.host.define_agent)
         while not session.ended and not self.closed:
             data = command.stdin.get()
             if data is None:
