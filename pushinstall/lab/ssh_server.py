@@ -12,7 +12,8 @@ What a host serves:
   authorized keys;
 - exec of exactly `powershell -NoProfile -NonInteractive -Command -` as one long-lived agent
   process (`lab.stdin_session`, the stdin protocol of `remote.stdin`): stdin is read as it
-  comes; the agent line must carry the exact `ops.agent_source()`, then the loop line (answered
+  comes; the bootstrap line and its data lines must define the exact `ops.agent_source()`
+  (sent, or cached in the host's files), then the loop line (answered
   with the lab's key line), then each request line goes, its sealed fields opened, to
   `LabHost.handle_line`, whose answer line goes to stdout at once; an empty line or EOF ends
   the process with exit 0. Anything else gets the error text cmd.exe or PowerShell would print

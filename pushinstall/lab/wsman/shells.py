@@ -5,10 +5,10 @@ sleep for minutes); a Receive waits for output up to the request's OperationTime
 the WS-Man timeout fault when there is none, so clients poll instead of blocking on one HTTP
 read. The cmd shell (what pywinrm uses) runs exactly `powershell -NoProfile -NonInteractive
 -Command -` as one long-lived agent process: its stdin, fed Send by Send, follows the stdin
-protocol of `remote.stdin` (agent line, loop line, then one request a line, each answered as
-it completes: `lab.stdin_session`). The push stream's receiver (`remote.receiver`) is the
-other command it runs: its stdin is the agent core, a `file_chunk` request line and the
-chunk's raw bytes.
+protocol of `remote.stdin` (the bootstrap line and its two data lines, the loop line, then one
+request a line, each answered as it completes: `lab.stdin_session`). The push stream's
+receiver (`remote.receiver`) is the other command it runs: its stdin is the agent core, a
+`file_chunk` request line and the chunk's raw bytes.
 """
 
 from __future__ import annotations
