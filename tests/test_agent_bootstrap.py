@@ -120,10 +120,9 @@ def test_first_contact_then_a_later_run_as_the_lab_counts_them(wire: Wire,
     assert first["bytes_in"] - later["bytes_in"] > len(bootstrap.packed(AGENT)) * 4 // 3
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12's 45 KB first contact: 44,983 B before the "
-                   "core gained download run_as: system (SystemTask.cs, 2.9 KB gzipped); "
-                   "47,995 B since")
 def test_first_contact_sends_at_most_45_kb(wire: Wire) -> None:
+    """Issue 12's first-contact target for a gather; the ops that change a machine are not in
+    what goes (remote/modules.py): it was 49,851 B with them."""
     wire.serve("h1")
     first = session(wire, "h1")
     assert first["bytes_in"] <= 45_000, first

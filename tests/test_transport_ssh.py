@@ -36,7 +36,7 @@ from pushinstall.errors import (
 from pushinstall.lab import LabHost, agent_cache, catalog, lab_host
 from pushinstall.lab.ssh_server import SSHLabEndpoint, wire_host
 from pushinstall.model import Connection, Host
-from pushinstall.remote import bootstrap, ops
+from pushinstall.remote import bootstrap, modules, ops
 from pushinstall.remote.stdin import (
     LOOP_FUNCTION,
     POWERSHELL_COMMAND,
@@ -98,10 +98,14 @@ class _StandIn:
     def handle_line(self, command: str) -> str:
         req = ops.decode_request(command.split("'")[1])
         ops.validate_request(req)
+        loads, req = modules.unwrapped(req)     # the module loads a transport put ahead
         with self._lock:
             self.requests.append(req)
         self.on_request(req)
-        return "WARNING: noise before the answer\r\n" + ops.encode_answer(self._answer(req))
+        answer = self._answer(req)
+        if loads:
+            answer = ops.ok([ops.ok({"name": load["args"]["name"]}) for load in loads] + [answer])
+        return "WARNING: noise before the answer\r\n" + ops.encode_answer(answer)
 
     def _answer(self, req: dict[str, Any]) -> dict[str, Any]:
         op, args = req["op"], req["args"]
@@ -656,7 +660,8 @@ def test_lab_var_faults_over_ssh(
     with pytest.raises(Unreachable, match="may or may not have run"):
         transport.call(ops.request("run_process", path="C:\\Windows\\System32\\cmd.exe",
                                    arguments=["/c", "exit", "0"]))
-    assert model.op_log == ["run_process"]  # it ran once on the host, and was not sent again
+    # it ran once on the host (its module went along), and was not sent again
+    assert model.op_log == ["module", "run_process"]
 
 
 def test_wire_host_serves_an_inventory_lab_host_over_ssh(

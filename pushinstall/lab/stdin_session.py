@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pushinstall.lab import received
-from pushinstall.lab.agent_cache import Defined
-from pushinstall.remote import bootstrap, ops
+from pushinstall.lab.agent_cache import Defined, refusal
+from pushinstall.remote import bootstrap, modules, ops
 from pushinstall.remote.sealing import KeyPair
 from pushinstall.remote.stdin import LOOP_FUNCTION, Lines, bootstrap_line, packed_of_line
 
@@ -37,6 +37,7 @@ class StdinSession:
         self._lines = Lines()
         self._seen = 0
         self._hash = ""
+        self._modules: set[str] = set()     # the agent modules this process loaded
         self.ended = False
         self.failed = False
 
@@ -66,13 +67,17 @@ class StdinSession:
             request = ops.decode_request(line)
         except ValueError:
             return "", self._answer(ops.AGENT_FUNCTION + " -Request ''")
+        refused = refusal(request, self._modules)
+        if refused is not None:
+            return str(request.get("op", "")), ops.encode_answer(refused) + "\r\n"
         try:
             opened = self._keys.open(request)
         except ValueError:      # sealed to another key: the sealed value fails validation
             opened = request
         output = self._answer(ops.invocation(opened))
         # the agent's answer is a whole line (WriteLine), whatever the host model returned
-        return str(opened.get("op", "")), output if output.endswith("\n") else output + "\r\n"
+        op = str(modules.unwrapped(opened)[1].get("op", ""))
+        return op, output if output.endswith("\n") else output + "\r\n"
 
     def _bootstrap(self, line: str) -> tuple[str, str]:
         """The bootstrap line and its two data lines."""

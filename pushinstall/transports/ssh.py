@@ -49,7 +49,7 @@ from pushinstall.errors import (
     Unreachable,
 )
 from pushinstall.model import Host
-from pushinstall.remote import bootstrap, ops, sealing
+from pushinstall.remote import bootstrap, modules, ops, sealing
 from pushinstall.remote.loop import LoopThread
 from pushinstall.remote.stdin import POWERSHELL_COMMAND, Lines, request_line, session_script
 from pushinstall.secret import Redactor
@@ -96,6 +96,7 @@ class SSHTransport:
         self._stderr_task: asyncio.Task[None] | None = None
         self._key: Any = None
         self._seen = bootstrap.Seen()      # which agent the target held at the last contact
+        self._modules: set[str] = set()     # the agent modules this process loaded
         self._where = f"{self.address}:{self.port}"
 
     # ---- Transport ------------------------------------------------------------------------
@@ -131,6 +132,7 @@ class SSHTransport:
                 host=self.host.name, hint="check sshd on the host (MaxSessions, its event log)")
         if isinstance(started, str):        # the process ended without its key line
             return ops.decode_answer(started, host=self.host.name, redactor=self.redactor)
+        request, unwrap = modules.with_modules(request, self._modules)
         line = request_line(ops.encode_request(sealing.seal(request, self._key), pack=True))
         assert self._loop is not None
         try:
@@ -138,7 +140,7 @@ class SSHTransport:
         except HostError:
             self._end_process()
             raise
-        return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
+        return unwrap(ops.decode_answer(output, host=self.host.name, redactor=self.redactor))
 
     def _connected(self) -> asyncssh.SSHClientConnection:
         if self._conn is not None and self._conn.is_closed():
@@ -232,6 +234,7 @@ class SSHTransport:
         assert agent is not None
         sha256 = bootstrap.agent_hash(agent)
         with_agent = not self._seen.holds(self._where, sha256)
+        self._modules = set()
         started = await self._start_process(conn, session_script(with_agent, agent))
         if isinstance(started, str) and bootstrap.missing(started) and not with_agent:
             started = await self._start_process(conn, session_script(True, agent))

@@ -37,7 +37,7 @@ from winrm.protocol import Protocol
 
 from pushinstall.errors import TransportTimeout
 from pushinstall.model import Host
-from pushinstall.remote import bootstrap, ops, receiver, sealing
+from pushinstall.remote import bootstrap, modules, ops, receiver, sealing
 from pushinstall.remote.stdin import Lines, request_line, session_script
 from pushinstall.secret import Redactor
 from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
@@ -98,6 +98,7 @@ class WinRMTransport(WSManTransportBase):
         self._agent: str | None = None
         self._command_id: str | None = None
         self._key: Any = None
+        self._modules: set[str] = set()     # the agent modules this process loaded
         self._lines = Lines()
 
     # ---- Transport ------------------------------------------------------------------------
@@ -117,11 +118,12 @@ class WinRMTransport(WSManTransportBase):
             refused = self._guard(self._start, "connect", in_flight=False)
             if refused is not None:     # the process ended without its key line
                 return ops.decode_answer(refused, host=self.host.name, redactor=self.redactor)
+        request, unwrap = modules.with_modules(request, self._modules)
         line = request_line(ops.encode_request(sealing.seal(request, self._key), pack=True))
         with self._watch.call(timeout):
             output = self._guard(lambda: self._exchange(line, op, timeout), op,
                                  in_flight=True)
-        return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
+        return unwrap(ops.decode_answer(output, host=self.host.name, redactor=self.redactor))
 
     def close(self) -> None:
         """Close the shell and the HTTP session; safe to call twice."""
@@ -198,6 +200,7 @@ class WinRMTransport(WSManTransportBase):
         assert agent is not None
         sha256 = bootstrap.agent_hash(agent)
         with_agent = not self._seen.holds(self._where, sha256)
+        self._modules = set()
         refused = self._start_process(session_script(with_agent, agent))
         if refused is not None and bootstrap.missing(refused) and not with_agent:
             refused = self._start_process(session_script(True, agent))

@@ -25,7 +25,7 @@ from pushinstall.lab.endpoint_host import EndpointHost
 from pushinstall.lab.stdin_session import StdinSession
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.soap import NS, SoapRequest
-from pushinstall.remote import ops, receiver
+from pushinstall.remote import modules, ops, receiver
 from pushinstall.remote.stdin import POWERSHELL_COMMAND
 
 NOT_RECOGNIZED = (
@@ -60,9 +60,10 @@ def boot_marker(host: LabHostLike) -> str:
 
 
 def op_of(line: str) -> str:
-    """The op inside an invocation line, "" when it cannot be read."""
+    """The op inside an invocation line (behind the module loads a transport put ahead of
+    it), "" when it cannot be read."""
     try:
-        return str(ops.decode_request(line.split("'")[1])["op"])
+        return str(modules.unwrapped(ops.decode_request(line.split("'")[1]))[1]["op"])
     except (IndexError, ValueError, KeyError, TypeError):
         return ""
 
