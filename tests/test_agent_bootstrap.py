@@ -132,16 +132,22 @@ def _cached_agent(model: LabHost) -> str:
     return agent_cache.agent_path(bootstrap.agent_hash())
 
 
-@pytest.mark.parametrize("change", ["tampered", "gone"])
-def test_a_changed_or_missing_cached_agent_is_sent_again_and_replaced(
-        wire: Wire, recorded: list[str], change: str) -> None:
-    model = wire.serve("h1")
-    session(wire, "h1")
+def _change_cached_agent(model: LabHost, change: str) -> str:
+    """Tamper with the agent `model` cached, or remove it; its path."""
     path = _cached_agent(model)
     if change == "tampered":
         model.import_file(path, AGENT.replace("Stop", "Continue").encode("utf-8"))
     else:
         model.state.fs.remove(path)
+    return path
+
+
+@pytest.mark.parametrize("change", ["tampered", "gone"])
+def test_a_changed_or_missing_cached_agent_is_sent_again_and_replaced(
+        wire: Wire, recorded: list[str], change: str) -> None:
+    model = wire.serve("h1")
+    session(wire, "h1")
+    path = _change_cached_agent(model, change)
     recorded.clear()
     later = session(wire, "h1")
     # the hash-only bootstrap answered MISSING and ran nothing; the agent then went along
@@ -273,11 +279,7 @@ def test_over_stdin_a_changed_or_missing_cached_agent_is_sent_again_and_replaced
         over_stdin: StdinWire, recorded: list[str], change: str) -> None:
     model = over_stdin.serve("h1")
     over_stdin.session("h1")
-    path = _cached_agent(model)
-    if change == "tampered":
-        model.import_file(path, AGENT.replace("Stop", "Continue").encode("utf-8"))
-    else:
-        model.state.fs.remove(path)
+    path = _change_cached_agent(model, change)
     recorded.clear()
     over_stdin.session("h1")
     # the hash-only process answered MISSING and ended before its loop line; a second one
