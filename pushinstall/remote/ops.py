@@ -63,6 +63,9 @@ OP_NAMES: tuple[str, ...] = (
     "module",
 )
 
+# The agent's modules (remote/modules.py): agent/<name>/*.cs.
+MODULE_NAMES: tuple[str, ...] = ("changes",)
+
 FACT_KINDS: tuple[str, ...] = (
     "registry", "file", "service", "product", "pending_reboot", "os", "disk", "tcp", "ini",
     "winrm_quota", "installer_running",
@@ -138,7 +141,7 @@ OP_SCHEMAS: Mapping[str, tuple[Arg, ...]] = {
     "reboot": (Arg("delay_s", INTEGER, minimum=0, maximum=315360000), Arg("reason")),
     "script": (_need("source"), Arg("parameters", OBJECT)),
     # C# the core compiles against itself (remote/modules.py): code, like the agent
-    "module": (_need("name", choices=("changes",)), _need("source")),
+    "module": (_need("name", choices=MODULE_NAMES), _need("source")),
 }
 
 # Fact queries: every query also has `id` (string) and `kind`.

@@ -91,7 +91,7 @@ class AgentHost:
             ["mono", str(built_host())], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, cwd=root)
         if load_modules:    # as a transport does with the first request that needs one
-            for name in sorted(set(modules.MODULE_OPS.values())):
+            for name in ops.MODULE_NAMES:
                 assert self.answer(modules.load_request(name))["ok"], name
             self.command("CALLS")   # the cache's ProtectDirectory: not what a test looks at
 
