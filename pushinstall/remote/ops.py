@@ -1,9 +1,11 @@
 """The op protocol: op names, request encoding, answer decoding. See docs/ops.md.
 
 A request is `{"op": NAME, "args": {...}}`, sent as base64 JSON: the `-Request` parameter of
-`Invoke-PushinstallOp` over PSRP, or the stdin line `Invoke-PushinstallOp -Request '<base64>'`
-over WinRS/SSH (`invocation`). The answer is one output line `PUSHINSTALL-ANSWER:<base64 JSON>`;
-every other line is ignored. The agent is a C# core (`agent/*.cs`) behind the agent.ps1 shim.
+`Invoke-PushinstallOp` over PSRP, or one stdin line read as data by the agent's loop over
+WinRS/SSH (remote/stdin.py); `invocation` is the line form the lab's hosts answer. The answer
+is one output line `PUSHINSTALL-ANSWER:<base64 JSON>`; every other line is ignored. The agent
+is a C# core (`agent/*.cs`, and the module `agent/changes/*.cs`: remote/modules.py) behind
+the agent.ps1 shim.
 """
 
 from __future__ import annotations
