@@ -33,14 +33,15 @@ from pushinstall.errors import (
     TransportTimeout,
     Unreachable,
 )
-from pushinstall.lab import LabHost, catalog, lab_host
+from pushinstall.lab import LabHost, agent_cache, catalog, lab_host
 from pushinstall.lab.ssh_server import SSHLabEndpoint, wire_host
 from pushinstall.model import Connection, Host
-from pushinstall.remote import ops
+from pushinstall.remote import bootstrap, modules, ops
 from pushinstall.remote.stdin import (
     LOOP_FUNCTION,
     POWERSHELL_COMMAND,
-    agent_of_line,
+    bootstrap_line,
+    packed_of_line,
     request_line,
     session_script,
 )
@@ -59,7 +60,8 @@ HOSTILE = "'; Remove-Item C:\\ -Recurse # $(whoami) `n \"q\" \u00e9\u4e2d\nline2
 class _StandIn:
     """A minimal simulated host. It records every request (checked against the op schemas) and
     answers: `script` echoes its parameters, `run_process` of `C:\\sleep.exe N` sleeps N
-    seconds, `reboot` goes dark for `dark_s`, and the file push ops keep bytes in `files`."""
+    seconds, `reboot` goes dark for `dark_s`, and the file push ops keep bytes in `files`. It
+    defines an agent sent that hashes right, and keeps the hashes of those in `cached`."""
 
     def __init__(self, name: str, dark_s: float = 1.0) -> None:
         self.name = name
@@ -72,7 +74,13 @@ class _StandIn:
         self.requests: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
         self.on_request: Callable[[dict[str, Any]], None] = lambda req: None
+        self.cached: set[str] = set()
         self._lock = threading.Lock()
+
+    def define_agent(self, agent_hash: str, packed: bytes) -> agent_cache.Defined:
+        if packed and hashlib.sha256(bootstrap.expand(packed)).hexdigest() == agent_hash:
+            self.cached.add(agent_hash)
+        return agent_cache.Defined(missing=agent_hash not in self.cached)
 
     def connection_fault(self) -> str | None:
         return "unreachable" if time.monotonic() < self.dark_until else self.fault
@@ -90,10 +98,14 @@ class _StandIn:
     def handle_line(self, command: str) -> str:
         req = ops.decode_request(command.split("'")[1])
         ops.validate_request(req)
+        loads, req = modules.unwrapped(req)     # the module loads a transport put ahead
         with self._lock:
             self.requests.append(req)
         self.on_request(req)
-        return "WARNING: noise before the answer\r\n" + ops.encode_answer(self._answer(req))
+        answer = self._answer(req)
+        if loads:
+            answer = ops.ok([ops.ok({"name": load["args"]["name"]}) for load in loads] + [answer])
+        return "WARNING: noise before the answer\r\n" + ops.encode_answer(answer)
 
     def _answer(self, req: dict[str, Any]) -> dict[str, Any]:
         op, args = req["op"], req["args"]
@@ -168,11 +180,16 @@ def _when_back(attempt: Callable[[], T], within: float = 10.0) -> T:
 # ---- the wire format -----------------------------------------------------------------------
 
 
-def test_session_script_is_one_agent_line_and_the_loop_line() -> None:
-    script = session_script()
+def test_session_script_is_the_bootstrap_its_two_data_lines_and_the_loop_line() -> None:
+    script = session_script(with_agent=True)
     lines = script.splitlines()
-    assert len(lines) == 2 and lines[1] == LOOP_FUNCTION and script.endswith("\n")
-    assert agent_of_line(lines[0]) == ops.agent_source()
+    assert len(lines) == 4 and script.endswith("\n")
+    assert lines[0] == bootstrap_line() and lines[3] == LOOP_FUNCTION
+    assert lines[1] == bootstrap.agent_hash()
+    assert bootstrap.expand(packed_of_line(lines[2])) == ops.agent_source().encode("utf-8")
+    # the agent and its hash are data lines, never in the script line
+    assert bootstrap.agent_hash() not in lines[0] and "H4sI" not in lines[0]
+    assert session_script(with_agent=False).splitlines()[2] == ""
     req = ops.request("facts", queries=[{"id": "x", "kind": "file", "path": HOSTILE}])
     line = request_line(ops.encode_request(req))
     assert line.endswith("\n") and line.count("\n") == 1
@@ -182,24 +199,22 @@ def test_session_script_is_one_agent_line_and_the_loop_line() -> None:
 
 def test_session_script_is_valid_powershell() -> None:
     parser = Parser(Language(tree_sitter_pwsh.language()))
-    script = session_script()
-    tree = parser.parse(script.encode("utf-8"))
+    text = bootstrap_line() + "\n" + LOOP_FUNCTION + "\n"   # the script lines of it
+    tree = parser.parse(text.encode("utf-8"))
 
     def errors(node: Node) -> int:
         own = int(node.type == "ERROR" or node.is_missing)
         return own + sum(errors(child) for child in node.children)
 
     assert errors(tree.root_node) == 0
-    text = script.splitlines()[0]
     for banned in ("::new(", "Expand-Archive", "??", "&&"):  # PowerShell 3.0 has none of these
         assert banned not in text
 
 
-def test_agent_of_line_and_request_line_refuse_other_shapes() -> None:
+def test_packed_of_line_and_request_line_refuse_other_shapes() -> None:
+    assert packed_of_line("") == b""
     with pytest.raises(ValueError):
-        agent_of_line("Remove-Item C:\\ -Recurse")
-    with pytest.raises(ValueError):
-        agent_of_line(ops.invocation(ops.request("facts")))
+        packed_of_line("Remove-Item C:\\ -Recurse")
     for bad in ("", "abc\ndef"):
         with pytest.raises(ValueError):
             request_line(bad)
@@ -427,7 +442,8 @@ def test_public_key_authentication(endpoint: SSHLabEndpoint) -> None:
     endpoint.add_host(stand_in, username=USER, password=PASSWORD, authorized_keys=[key])
     address, port = endpoint.address("key01")
     # the agent, its loop, one request line, the empty line that ends the loop
-    script = session_script() + request_line(ops.encode_request(_echo(via="key"))) + "\n"
+    request = request_line(ops.encode_request(_echo(via="key")))
+    script = session_script(with_agent=True) + request + "\n"
 
     async def run(client_key: asyncssh.SSHKey) -> str:
         async with asyncssh.connect(address, port, username=USER, client_keys=[client_key],
@@ -644,7 +660,8 @@ def test_lab_var_faults_over_ssh(
     with pytest.raises(Unreachable, match="may or may not have run"):
         transport.call(ops.request("run_process", path="C:\\Windows\\System32\\cmd.exe",
                                    arguments=["/c", "exit", "0"]))
-    assert model.op_log == ["run_process"]  # it ran once on the host, and was not sent again
+    # it ran once on the host (its module went along), and was not sent again
+    assert model.op_log == ["module", "run_process"]
 
 
 def test_wire_host_serves_an_inventory_lab_host_over_ssh(

@@ -12,7 +12,7 @@ from kit import OS_FACTS, Wire
 from pushinstall.errors import TransportTimeout
 from pushinstall.lab.connect import make_transport
 from pushinstall.remote import ops
-from pushinstall.remote.stdin import agent_line
+from pushinstall.remote.stdin import session_script
 from pushinstall.transports.winrm import STDIN_BLOCK, WinRMTransport, strip_clixml
 
 CMD_LIMIT = 8191  # characters on a cmd.exe command line
@@ -99,7 +99,7 @@ def test_one_agent_process_answers_every_call_of_the_connection(wire: Wire) -> N
         assert transport.call(OS_FACTS)["ok"] is True
     sent = wire.endpoint.counters("h1").bytes_in - before
     transport.close()
-    agent_bytes = len(agent_line(ops.agent_source()))
+    agent_bytes = len(session_script(with_agent=True))
     # base64 and SOAP add a third, each call a few envelopes; one agent per call was > 5x
     assert agent_bytes < sent < 3 * agent_bytes
     assert model.op_log[-5:] == ["facts"] * 5

@@ -11,6 +11,10 @@ caught by its hash as the target would catch it.
   file's bytes hash to its name; otherwise "compiled" anew — a simulated DLL whose bytes differ
   each time, as csc's do — and stored, replacing the other DLLs of that source.
 Both files are written with the secret flag, the lab's model of the SYSTEM + Administrators ACL.
+
+Modules (remote/modules.py): a session's agent answers a module's ops only once the module is
+loaded; `refusal` is what the lab's endpoints answer a request that uses one before (a request
+that loads it first, in its batch, is fine).
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import hashlib
 import ntpath
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from pushinstall.lab.fs import FileSystem
-from pushinstall.remote import bootstrap, ops
+from pushinstall.remote import bootstrap, modules, ops
 
 ASSEMBLY_HEADER = b"PUSHINSTALL-LAB-ASSEMBLY\n"
 
@@ -90,3 +95,20 @@ def _import_core(fs: FileSystem) -> bool:
 def _store(fs: FileSystem, path: str, data: bytes) -> None:
     fs.make_dirs(bootstrap.CACHE_DIR)
     fs.write(path, data, secret=True)
+
+
+def refusal(request: dict[str, Any], loaded: set[str]) -> dict[str, Any] | None:
+    """None when a session holding the modules `loaded` may run `request` (the modules it loads
+    are added), else the error answer: it uses an op of a module not loaded before it."""
+    items = request.get("args", {}).get("requests") if request.get("op") == "batch" else None
+    for item in items if isinstance(items, list) else [request]:
+        if not isinstance(item, dict):
+            continue
+        if item.get("op") == "module" and (item.get("args") or {}).get("source") == \
+                modules.source(str((item.get("args") or {}).get("name"))):
+            loaded.add(str(item["args"]["name"]))
+        unloaded = modules.needed(item) - loaded
+        if unloaded:
+            return ops.error("Exception", f"op {item.get('op')} is in module "
+                             f"{min(unloaded)}, which this session has not loaded")
+    return None

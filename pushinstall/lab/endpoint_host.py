@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from pushinstall.lab.agent_cache import Defined
+
 
 class WireFaultVars(Protocol):
     """The lab vars an endpoint reads (`pushinstall.lab.vars.LabVars`)."""
@@ -14,7 +16,8 @@ class WireFaultVars(Protocol):
 
 
 class EndpointHost(Protocol):
-    """A simulated host as every endpoint sees it: its name, wire faults and latency, and
+    """A simulated host as every endpoint sees it: its name, wire faults and latency,
+    `define_agent`, the bootstrap's definition of the agent (lab/agent_cache.py), and
     `handle_line`, which answers one agent invocation line."""
 
     name: str
@@ -24,6 +27,8 @@ class EndpointHost(Protocol):
 
     @property
     def latency(self) -> float: ...
+
+    def define_agent(self, agent_hash: str, packed: bytes) -> Defined: ...
 
     def handle_line(self, command: str) -> str: ...
 

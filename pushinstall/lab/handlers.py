@@ -27,6 +27,7 @@ from pushinstall.lab.registry import RegistryError
 from pushinstall.lab.script import run_script
 from pushinstall.lab.state import AUTOLOGON_CHECKED, HostState
 from pushinstall.lab.vars import LabVars
+from pushinstall.remote import modules
 from pushinstall.remote.winargv import windows_argv_split, windows_command_line
 
 PART_SUFFIX = ".pushinstall-part"
@@ -330,6 +331,14 @@ def reboot(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
     return {"boot_time_before": before}
 
 
+def module(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
+    """Load a module: the lab runs only this version's (its ops are the lab's own, so the
+    endpoints only check a session sends the module before its ops: agent_cache.refusal)."""
+    if args["source"] != modules.source(args["name"]):
+        fail("Exception", f"module {args['name']} did not load: not this version's module")
+    return {"name": args["name"]}
+
+
 def script(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
     """The escape hatch, in the lab's tiny reading (lab/script.py)."""
     return run_script(args["source"], args.get("parameters"))
@@ -346,5 +355,5 @@ HANDLERS = {
     "file_chunk": file_chunk, "file_end": file_end, "expand_archive": expand_archive,
     "run_process": run_process, "write_secret": write_secret, "remove_file": remove_file,
     "set_service": set_service, "set_registry": set_registry, "reboot": reboot,
-    "script": script,
+    "script": script, "module": module,
 }

@@ -37,7 +37,7 @@ from pushinstall.lab.fresh import fresh_state
 from pushinstall.lab.handlers import HANDLERS, file_chunk
 from pushinstall.lab.state import AUTOLOGON_CHECKED, HostState
 from pushinstall.lab.vars import parse_lab_vars
-from pushinstall.remote import ops
+from pushinstall.remote import modules, ops
 from pushinstall.secret import MASK
 
 log = logging.getLogger(__name__)
@@ -253,10 +253,13 @@ class LabHost:
         with self._lock:
             if time.monotonic() - self._synced >= SYNC_SECONDS:
                 self._sync()
-            op = request.get("op") if isinstance(request, dict) else None
-            self.op_log.append(str(op))
-            self.calls.append(_masked(request) if isinstance(request, dict) else {})
-            self._history.append(str(op))
+            # a transport's module loads ahead of a request are logged as their own calls
+            loads, shown = modules.unwrapped(request) if isinstance(request, dict) else ([], {})
+            for logged in [*loads, shown]:
+                op = logged.get("op") if isinstance(request, dict) else None
+                self.op_log.append(str(op))
+                self.calls.append(_masked(logged) if isinstance(request, dict) else {})
+                self._history.append(str(op))
             before = self.state.changes
             self.last_call = time.monotonic()
             answer = self._dispatch(request, checked, streamed)

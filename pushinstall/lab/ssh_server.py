@@ -12,7 +12,8 @@ What a host serves:
   authorized keys;
 - exec of exactly `powershell -NoProfile -NonInteractive -Command -` as one long-lived agent
   process (`lab.stdin_session`, the stdin protocol of `remote.stdin`): stdin is read as it
-  comes; the agent line must carry the exact `ops.agent_source()`, then the loop line (answered
+  comes; the bootstrap line and its data lines must define the exact `ops.agent_source()`
+  (sent, or cached in the host's files), then the loop line (answered
   with the lab's key line), then each request line goes, its sealed fields opened, to
   `LabHost.handle_line`, whose answer line goes to stdout at once; an empty line or EOF ends
   the process with exit 0. Anything else gets the error text cmd.exe or PowerShell would print
@@ -236,7 +237,7 @@ class SSHLabEndpoint(Serving):
             process.exit(1)
             return
         # one agent process: stdin as it comes, one answer line per request line
-        session = StdinSession(served.lab_host.handle_line)
+        session = StdinSession(served.lab_host.handle_line, served.lab_host.define_agent)
         loop = asyncio.get_running_loop()
         while not session.ended:
             data = await process.stdin.read(256 * 1024)

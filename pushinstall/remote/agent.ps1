@@ -49,7 +49,7 @@ if (-not ('Pushinstall.Agent.Core' -as [type])) {
     Import-PiCore
 }
 [Pushinstall.Agent.Core]::PowerShellVersion = $PSVersionTable.PSVersion.ToString()
-# download run_as: system compiles its SYSTEM task's worker from the same source
+# modules are built against its cached DLL, and a SYSTEM task's worker compiled from it (ops.md)
 [Pushinstall.Agent.Core]::Source = $PushinstallAgentCore
 
 function ConvertTo-PiText {

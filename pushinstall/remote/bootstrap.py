@@ -2,9 +2,10 @@
 copy sent with the first request, or from the copy the target cached on an earlier contact.
 
 Transport-neutral: a transport runs `script()` (bootstrap.ps1) with `parameters(...)` — data,
-never pasted into the script — and reads the output lines: `missing(output)` says the target's
-cached copy is gone or differs (nothing ran; send again `with_agent`), otherwise the key line
-(`sealing.public_key_of`) and, when a request went along, its answer line follow.
+never pasted into the script; over WinRS/SSH as stdin lines, `remote/stdin.py` — and reads the
+output lines: `missing(output)` says the target's cached copy is gone or differs (nothing ran;
+send again `with_agent`), otherwise the key line (`sealing.public_key_of`) and, when a request
+went along, its answer line follow.
 `expand` is the inverse for the lab's endpoints, which check what came as the bootstrap would.
 
 `Seen` is the controller's memory of which agent a target already holds, so that a later run
@@ -53,10 +54,10 @@ def _hash(agent: str) -> str:
 @functools.lru_cache(maxsize=4)
 def packed(agent: str) -> bytes:
     """Agent text gzipped, the one way it is packed: the bootstrap's `Agent` parameter (a byte
-    array: CLIXML `<BA>`, base64 on the wire once), the WinRS/SSH agent line and the push
-    receiver's core. Zopfli writes the gzip format .NET's GZipStream reads, 4% smaller than
-    zlib's level 9 (~0.1 s, once per process; more iterations gain a few bytes for twice the
-    time); the same bytes every time."""
+    array: CLIXML `<BA>`, base64 on the wire once), the bootstrap's `Agent` line over WinRS/SSH
+    (base64) and the push receiver's core. Zopfli writes the gzip format .NET's GZipStream
+    reads, 4% smaller than zlib's level 9 (~0.1 s, once per process; more iterations gain a
+    few bytes for twice the time); the same bytes every time."""
     data: bytes = zopfli.gzip.compress(agent.encode("utf-8"), numiterations=5)
     return data
 

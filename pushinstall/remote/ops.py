@@ -1,9 +1,11 @@
 """The op protocol: op names, request encoding, answer decoding. See docs/ops.md.
 
 A request is `{"op": NAME, "args": {...}}`, sent as base64 JSON: the `-Request` parameter of
-`Invoke-PushinstallOp` over PSRP, or the stdin line `Invoke-PushinstallOp -Request '<base64>'`
-over WinRS/SSH (`invocation`). The answer is one output line `PUSHINSTALL-ANSWER:<base64 JSON>`;
-every other line is ignored. The agent is a C# core (`agent/*.cs`) behind the agent.ps1 shim.
+`Invoke-PushinstallOp` over PSRP, or one stdin line read as data by the agent's loop over
+WinRS/SSH (remote/stdin.py); `invocation` is the line form the lab's hosts answer. The answer
+is one output line `PUSHINSTALL-ANSWER:<base64 JSON>`; every other line is ignored. The agent
+is a C# core (`agent/*.cs`, and the module `agent/changes/*.cs`: remote/modules.py) behind
+the agent.ps1 shim.
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ OP_NAMES: tuple[str, ...] = (
     "set_registry",
     "reboot",
     "script",
+    "module",
 )
+
+# The agent's modules (remote/modules.py): agent/<name>/*.cs.
+MODULE_NAMES: tuple[str, ...] = ("changes",)
 
 FACT_KINDS: tuple[str, ...] = (
     "registry", "file", "service", "product", "pending_reboot", "os", "disk", "tcp", "ini",
@@ -136,6 +142,8 @@ OP_SCHEMAS: Mapping[str, tuple[Arg, ...]] = {
                      _need("type", choices=REGISTRY_TYPES), _VIEW),
     "reboot": (Arg("delay_s", INTEGER, minimum=0, maximum=315360000), Arg("reason")),
     "script": (_need("source"), Arg("parameters", OBJECT)),
+    # C# the core compiles against itself (remote/modules.py): code, like the agent
+    "module": (_need("name", choices=MODULE_NAMES), _need("source")),
 }
 
 # Fact queries: every query also has `id` (string) and `kind`.
@@ -395,22 +403,25 @@ def agent_path() -> Path:
     return Path(__file__).with_name("agent.ps1")
 
 
-def agent_core_files() -> list[Path]:
-    """The C# files of the agent's core, in a stable order."""
-    return sorted(Path(__file__).with_name("agent").glob("*.cs"))
+def agent_core_files(module: str | None = None) -> list[Path]:
+    """The C# files of the agent's core (or of one of its modules, `agent/<module>/`), in a
+    stable order."""
+    folder = Path(__file__).with_name("agent")
+    return sorted((folder / module if module else folder).glob("*.cs"))
 
 
 _USING = re.compile(r"^using [A-Za-z0-9_.]+;$")
 
 
-@functools.lru_cache(maxsize=1)
-def agent_core_source() -> str:
-    """The agent's C# core as ONE compilation unit, as `Add-Type -TypeDefinition` takes it:
-    each file's `using` lines are hoisted to the top (deduplicated), the rest follows, without
-    comments and indentation (`compact.csharp`: this is what crosses the wire)."""
+@functools.lru_cache(maxsize=4)
+def agent_core_source(module: str | None = None) -> str:
+    """The agent's C# core (or one of its modules) as ONE compilation unit, as `Add-Type
+    -TypeDefinition` takes it: each file's `using` lines are hoisted to the top (deduplicated),
+    the rest follows, without comments and indentation (`compact.csharp`: this is what crosses
+    the wire)."""
     usings: dict[str, None] = {}
     bodies: list[str] = []
-    for path in agent_core_files():
+    for path in agent_core_files(module):
         body: list[str] = []
         for line in path.read_text(encoding="utf-8").splitlines():
             if _USING.match(line.strip()):

@@ -2,54 +2,56 @@
 inverse for the lab's endpoints.
 
 One PowerShell process per connection: `powershell -NoProfile -NonInteractive -Command -`
-(a cmd.exe command line would stop at 8191 characters) reads `session_script` as script text —
-the agent as one gzipped line, then the fixed line `Invoke-PushinstallLoop` — and from then on
-the agent's loop reads stdin itself, one request a line, as data (`[Console]::In.ReadLine()`,
-never parsed as script), and writes one answer line each. The first line it writes is the
-session key line, so secret fields are sealed exactly as over PSRP. An empty line ends it.
+(a cmd.exe command line would stop at 8191 characters) reads `session_script`:
+
+1. the bootstrap line (script): PSRP's bootstrap.ps1, dot-sourced into the session with the
+   next two lines as its `Hash` and `Agent` — read by `[Console]::In.ReadLine()` as data,
+   never parsed as script;
+2. the agent's sha256 (hex);
+3. the agent packed (`bootstrap.packed`), base64 — or an empty line: use the copy the target
+   cached, verified by its hash as over PSRP;
+4. the fixed line `Invoke-PushinstallLoop` (script).
+
+A cached copy that is gone or differs makes the bootstrap line write the MISSING line and end
+the process (the loop line is never read): the transport then starts a new process with the
+agent. Otherwise the agent's loop reads stdin itself, one request a line, as data, and writes
+one answer line each; the first line it writes is the session key line, so secret fields are
+sealed exactly as over PSRP. An empty line ends it.
 
 Windows PowerShell's console host reads `-Command -` input through `Console.In` a character at
-a time (`ConsoleHostUserInterface.ReadLineFromFile`), so the loop's ReadLine takes exactly the
-lines after the one the host executed.
+a time (`ConsoleHostUserInterface.ReadLineFromFile`), so the bootstrap's and the loop's
+ReadLine take exactly the lines after the one the host executed.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import functools
-import re
 
 from pushinstall.remote import bootstrap, ops
 
 POWERSHELL_COMMAND = "powershell -NoProfile -NonInteractive -Command -"
-# One PowerShell 3.0 line: gunzip the base64 agent text and dot-source it into the session.
-_AGENT_LINE_HEAD = (
-    ". ([ScriptBlock]::Create((New-Object IO.StreamReader((New-Object "
-    "IO.Compression.GZipStream((New-Object IO.MemoryStream(,[Convert]::FromBase64String('"
-)
-_AGENT_LINE_TAIL = (
-    "'))), [IO.Compression.CompressionMode]::Decompress)), [Text.Encoding]::UTF8)).ReadToEnd()))"
-)
-_AGENT_LINE = re.compile(
-    "^" + re.escape(_AGENT_LINE_HEAD) + "([A-Za-z0-9+/=]*)" + re.escape(_AGENT_LINE_TAIL) + "$"
-)
-
-
-@functools.lru_cache(maxsize=4)
-def agent_line(agent_source: str) -> str:
-    """The one PowerShell line that defines the agent: its text packed as PSRP's bootstrap
-    packs it (`bootstrap.packed`), base64."""
-    packed = bootstrap.packed(agent_source)
-    return _AGENT_LINE_HEAD + base64.b64encode(packed).decode("ascii") + _AGENT_LINE_TAIL
-
-
 LOOP_FUNCTION = "Invoke-PushinstallLoop"
 
 
-def session_script(agent_source: str | None = None) -> str:
-    """What the controller writes first on a new process's stdin: agent line, loop line."""
-    line = agent_line(ops.agent_source() if agent_source is None else agent_source)
-    return f"{line}\n{LOOP_FUNCTION}\n"
+@functools.lru_cache(maxsize=1)
+def bootstrap_line() -> str:
+    """The first line of every session script: bootstrap.ps1 dot-sourced (its functions land
+    in the session) with the two stdin lines after it as `Hash` and `Agent`; its own output
+    (the key line, StoreAgent's answer) is dropped, as the loop writes the key line. On the
+    MISSING line it writes that line and the process exits."""
+    missing = f"'{bootstrap.MISSING}'"
+    return ("$PiOut = . {" + bootstrap.script().rstrip("\n") + "} ([Console]::In.ReadLine()) "
+            "([Convert]::FromBase64String([Console]::In.ReadLine())); "
+            f"if ($PiOut -contains {missing}) {{ [Console]::Out.WriteLine({missing}); exit }}")
+
+
+def session_script(with_agent: bool, agent_source: str | None = None) -> str:
+    """What the controller writes first on a new process's stdin: the bootstrap line, the
+    agent's hash, the packed agent when `with_agent` (else an empty line), the loop line."""
+    agent = ops.agent_source() if agent_source is None else agent_source
+    packed = base64.b64encode(bootstrap.packed(agent)).decode("ascii") if with_agent else ""
+    return f"{bootstrap_line()}\n{bootstrap.agent_hash(agent)}\n{packed}\n{LOOP_FUNCTION}\n"
 
 
 def request_line(encoded: str) -> str:
@@ -59,18 +61,15 @@ def request_line(encoded: str) -> str:
     return encoded + "\n"
 
 
-def agent_of_line(line: str) -> str:
-    """Inverse of `agent_line` (the lab's side): the agent source the line defines.
+def packed_of_line(line: str) -> bytes:
+    """The bytes of the bootstrap's `Agent` line (the lab's side): b"" for an empty line.
 
-    Raises ValueError when `line` is not an agent line.
+    Raises ValueError when it is not base64, as FromBase64String throws.
     """
-    match = _AGENT_LINE.match(line.strip())
-    if match is None:
-        raise ValueError("the first line does not define the agent")
     try:
-        return bootstrap.expand(base64.b64decode(match.group(1), validate=True)).decode("utf-8")
-    except (binascii.Error, ValueError) as exc:   # UnicodeDecodeError is a ValueError
-        raise ValueError(f"the agent line does not decode: {exc}") from None
+        return base64.b64decode(line.strip(), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"the agent line is not base64: {exc}") from None
 
 
 class Lines:

@@ -45,7 +45,7 @@ from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan, WSManAction
 
 from pushinstall.errors import RemoteOpFailed, TransportTimeout
 from pushinstall.model import Host
-from pushinstall.remote import bootstrap, ops, receiver, sealing
+from pushinstall.remote import bootstrap, modules, ops, receiver, sealing
 from pushinstall.secret import Redactor
 from pushinstall.transports import psrp_session
 from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
@@ -105,8 +105,7 @@ class PSRPTransport(WSManTransportBase):
         self._lost: list[tuple[str, str]] = []   # (resource URI, shell id) after an error
         self._key: RSAPublicKey | None = None
         self._defined = False
-        self._seen = bootstrap.Seen()
-        self._where = f"{self.endpoint.address}:{self.endpoint.port}"
+        self._modules: set[str] = set()     # the agent modules this pool's session loaded
 
     # ---- Transport ------------------------------------------------------------------------
 
@@ -121,19 +120,20 @@ class PSRPTransport(WSManTransportBase):
         op = str(request.get("op", "?"))
         if self._pool is None:
             self.open()
+        request, unwrap = modules.with_modules(request, self._modules)
         with self._watch.call(timeout):
             if not self._defined:
                 carried = self._define(request, timeout)
                 if carried is not None:
-                    return ops.decode_answer(carried, host=self.host.name,
-                                             redactor=self.redactor)
+                    return unwrap(ops.decode_answer(carried, host=self.host.name,
+                                                    redactor=self.redactor))
             if self._key is not None:
                 request = sealing.seal(request, self._key)
             encoded = ops.encode_request(request, pack=True)
             output = self._guard(
                 lambda: self._run(ops.AGENT_FUNCTION, op, timeout, {"Request": encoded}), op,
                 in_flight=True)
-        return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
+        return unwrap(ops.decode_answer(output, host=self.host.name, redactor=self.redactor))
 
     def close(self) -> None:
         """Close the pool (deleting the remote shell) and the HTTP session; safe twice."""
@@ -193,7 +193,7 @@ class PSRPTransport(WSManTransportBase):
 
     def _open_once(self) -> None:
         self.close()
-        self._key, self._defined = None, False
+        self._key, self._defined, self._modules = None, False, set()
         wsman = self._new_wsman()
         self._wsman = wsman
         pool = RunspacePool(wsman, min_runspaces=1, max_runspaces=1)

@@ -2,11 +2,15 @@
 
 One agent process per connection: the first `call` opens one exec channel running
 `powershell -NoProfile -NonInteractive -Command -` and writes `remote.stdin.session_script` on
-its stdin: one line that defines the agent, then the loop line. Windows PowerShell reads
-`-Command -` input statement by statement, like a prompt, and a multi-line statement (a
-function with blank lines in it, a brace on its own line) breaks there; so the agent travels as
-ONE line: its text gzipped, base64, unpacked with .NET 2.0 classes and dot-sourced into the
-session via `[ScriptBlock]::Create`. The agent's loop answers with its session key line, then
+its stdin: the bootstrap line, its two data lines (the agent's hash; the packed agent, or an
+empty line when the target is known to hold that copy), then the loop line. Windows PowerShell
+reads `-Command -` input statement by statement, like a prompt, and a multi-line statement (a
+function with blank lines in it, a brace on its own line) breaks there; so the bootstrap is ONE
+line and the agent is data to it: gzipped, base64, checked against its hash, unpacked with .NET
+classes and dot-sourced into the session via `[ScriptBlock]::Create`, from the target's cache
+when the copy there still hashes right (remote/bootstrap.py; the same as over PSRP). A target
+whose copy is gone or differs says so and that process ends; a new one gets the agent. The
+agent's loop answers with its session key line, then
 reads each request line as data and writes one answer line; secret fields are sealed to the
 key. A timeout or a lost connection ends the process (nothing is re-sent); the next call
 starts a new one, reconnecting first when the connection is gone.
@@ -45,7 +49,7 @@ from pushinstall.errors import (
     Unreachable,
 )
 from pushinstall.model import Host
-from pushinstall.remote import ops, sealing
+from pushinstall.remote import bootstrap, modules, ops, sealing
 from pushinstall.remote.loop import LoopThread
 from pushinstall.remote.stdin import POWERSHELL_COMMAND, Lines, request_line, session_script
 from pushinstall.secret import Redactor
@@ -91,6 +95,9 @@ class SSHTransport:
         self._stderr = bytearray()
         self._stderr_task: asyncio.Task[None] | None = None
         self._key: Any = None
+        self._seen = bootstrap.Seen()      # which agent the target held at the last contact
+        self._modules: set[str] = set()     # the agent modules this process loaded
+        self._where = f"{self.address}:{self.port}"
 
     # ---- Transport ------------------------------------------------------------------------
 
@@ -125,14 +132,15 @@ class SSHTransport:
                 host=self.host.name, hint="check sshd on the host (MaxSessions, its event log)")
         if isinstance(started, str):        # the process ended without its key line
             return ops.decode_answer(started, host=self.host.name, redactor=self.redactor)
-        line = request_line(ops.encode_request(sealing.seal(request, self._key)))
+        request, unwrap = modules.with_modules(request, self._modules)
+        line = request_line(ops.encode_request(sealing.seal(request, self._key), pack=True))
         assert self._loop is not None
         try:
             output = self._loop.run(self._guard(self._exchange(line, op, timeout), op))
         except HostError:
             self._end_process()
             raise
-        return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
+        return unwrap(ops.decode_answer(output, host=self.host.name, redactor=self.redactor))
 
     def _connected(self) -> asyncssh.SSHClientConnection:
         if self._conn is not None and self._conn.is_closed():
@@ -219,7 +227,24 @@ class SSHTransport:
 
     async def _start(self, conn: asyncssh.SSHClientConnection) -> bool | str | None:
         """Start the agent process and read its key: True; the output when it ended first;
-        None when no channel could be opened."""
+        None when no channel could be opened. The agent goes along unless the target is known
+        to hold it; a target whose copy is gone or differs says so and ends that process, and
+        a new one gets the agent."""
+        agent = self._agent_source
+        assert agent is not None
+        sha256 = bootstrap.agent_hash(agent)
+        with_agent = not self._seen.holds(self._where, sha256)
+        self._modules = set()
+        started = await self._start_process(conn, session_script(with_agent, agent))
+        if isinstance(started, str) and bootstrap.missing(started) and not with_agent:
+            started = await self._start_process(conn, session_script(True, agent))
+        if started is not None:
+            self._seen.remember(self._where, sha256 if started is True else None)
+        return started
+
+    async def _start_process(self, conn: asyncssh.SSHClientConnection,
+                             script: str) -> bool | str | None:
+        """One agent process fed `script` (see `_start`)."""
         try:
             process = await conn.create_process(POWERSHELL_COMMAND, encoding=None)
         except asyncssh.ChannelOpenError as exc:
@@ -231,7 +256,7 @@ class SSHTransport:
         self._process, self._stderr = process, bytearray()
         # kept: the loop holds tasks only weakly
         self._stderr_task = asyncio.get_running_loop().create_task(self._drain_stderr(process))
-        process.stdin.write(session_script(self._agent_source).encode("utf-8"))
+        process.stdin.write(script.encode("utf-8"))
         try:
             output, ended = await asyncio.wait_for(
                 self._read_until(process, sealing.KEY_SENTINEL),

@@ -2,12 +2,15 @@
 
 One agent process per connection: the first `call` runs `powershell -NoProfile -NonInteractive
 -Command -` in the shell and writes `remote.stdin.session_script` on its stdin (a cmd.exe
-command line stops at 8191 characters while the agent alone is far longer): the agent as one
-gzipped line, then the loop line. The agent answers with its session key line; from then on
-each `call` is one request line on the same stdin, its secret fields sealed to that key, read
-by the agent as data, and one answer line back. Stdin goes in Sends of at most `STDIN_BLOCK`
-bytes, below the server's MaxEnvelopeSize. A timeout or a transport error ends that process
-(the request is never re-sent); the next call starts a new one.
+command line stops at 8191 characters while the agent alone is far longer): the bootstrap line,
+the agent's hash, the packed agent unless the target is known to hold that copy already
+(`bootstrap.Seen`), then the loop line. A target whose cached copy is gone or differs says so
+and that process ends; a new one gets the agent. The agent answers with its session key line;
+from then on each `call` is one request line on the same stdin (packed as over PSRP), its
+secret fields sealed to that key, read by the agent as data, and one answer line back. Stdin
+goes in Sends of at most `STDIN_BLOCK` bytes, below the server's MaxEnvelopeSize. A timeout
+or a transport error ends that process (the request is never re-sent); the next call starts a
+new one.
 
 `put_file` (wsman_common.WSManTransportBase) runs the push receiver as a second command in
 the shell and writes the file's raw bytes on its stdin (remote/receiver.py, docs/ops.md).
@@ -34,7 +37,7 @@ from winrm.protocol import Protocol
 
 from pushinstall.errors import TransportTimeout
 from pushinstall.model import Host
-from pushinstall.remote import ops, receiver, sealing
+from pushinstall.remote import bootstrap, modules, ops, receiver, sealing
 from pushinstall.remote.stdin import Lines, request_line, session_script
 from pushinstall.secret import Redactor
 from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
@@ -95,6 +98,7 @@ class WinRMTransport(WSManTransportBase):
         self._agent: str | None = None
         self._command_id: str | None = None
         self._key: Any = None
+        self._modules: set[str] = set()     # the agent modules this process loaded
         self._lines = Lines()
 
     # ---- Transport ------------------------------------------------------------------------
@@ -114,11 +118,12 @@ class WinRMTransport(WSManTransportBase):
             refused = self._guard(self._start, "connect", in_flight=False)
             if refused is not None:     # the process ended without its key line
                 return ops.decode_answer(refused, host=self.host.name, redactor=self.redactor)
-        line = request_line(ops.encode_request(sealing.seal(request, self._key)))
+        request, unwrap = modules.with_modules(request, self._modules)
+        line = request_line(ops.encode_request(sealing.seal(request, self._key), pack=True))
         with self._watch.call(timeout):
             output = self._guard(lambda: self._exchange(line, op, timeout), op,
                                  in_flight=True)
-        return ops.decode_answer(output, host=self.host.name, redactor=self.redactor)
+        return unwrap(ops.decode_answer(output, host=self.host.name, redactor=self.redactor))
 
     def close(self) -> None:
         """Close the shell and the HTTP session; safe to call twice."""
@@ -188,18 +193,34 @@ class WinRMTransport(WSManTransportBase):
         self._agent = ops.agent_source()
 
     def _start(self) -> str | None:
-        """Start the agent process and read its key line; the output when it ended first."""
+        """Start the agent process and read its key line; the output when it ended first.
+        The agent goes along unless the target is known to hold it; a target whose copy is
+        gone or differs says so and ends that process, and a new one gets the agent."""
+        agent = self._agent
+        assert agent is not None
+        sha256 = bootstrap.agent_hash(agent)
+        with_agent = not self._seen.holds(self._where, sha256)
+        self._modules = set()
+        refused = self._start_process(session_script(with_agent, agent))
+        if refused is not None and bootstrap.missing(refused) and not with_agent:
+            refused = self._start_process(session_script(True, agent))
+        self._seen.remember(self._where, sha256 if refused is None else None)
+        return refused
+
+    def _start_process(self, script: str) -> str | None:
+        """One agent process fed `script`: None once its key line came, else its output (the
+        process ended; it is cleaned up)."""
         protocol, shell_id = self._protocol, self._shell_id
         assert protocol is not None and shell_id is not None
         self._command_id = protocol.run_command(
             shell_id, "powershell", ["-NoProfile", "-NonInteractive", "-Command", "-"])
         self._lines = Lines()
-        self._send(session_script(self._agent).encode("utf-8"))
+        self._send(script.encode("utf-8"))
         deadline = time.monotonic() + max(self.endpoint.read_timeout, 1.0)
         output, done = self._read_until(sealing.KEY_SENTINEL, deadline, "connect", None)
         self._key = sealing.public_key_of(output) if not done else None
         if self._key is None:
-            self._command_id = None
+            self._end_command(protocol, shell_id)
             return output
         return None
 

@@ -30,6 +30,7 @@ from pushinstall.errors import (
     Unreachable,
 )
 from pushinstall.model import Host
+from pushinstall.remote import bootstrap
 from pushinstall.secret import Redactor
 from pushinstall.transports.deadline import WATCHDOG, io_deadline_at
 from pushinstall.transports.push import PushStats, StdinCommand, push_file
@@ -315,6 +316,9 @@ class WSManTransportBase(abc.ABC):
         self.wire = WireCounter()
         self.last_push: PushStats | None = None
         self._watch = ExchangeWatch(self.endpoint)   # every HTTP exchange ends in time
+        # which agent the target held at the last contact (psrp and winrm: one WinRM service)
+        self._seen = bootstrap.Seen()
+        self._where = f"{self.endpoint.address}:{self.endpoint.port}"
 
     @abc.abstractmethod
     def open(self) -> None:

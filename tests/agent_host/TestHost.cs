@@ -240,7 +240,7 @@ namespace Pushinstall.TestHost
         public override void RunTask(string name)
         {
             // what the task is given, read as it starts: the data file beside the worker
-            string data = File.ReadAllText(Path.Combine(Path.GetDirectoryName(tasks[name]), SystemTask.RequestFile));
+            string data = File.ReadAllText(Path.Combine(Path.GetDirectoryName(tasks[name]), "request.json"));   // SystemTask.RequestFile
             Record("RunTask", name, new JavaScriptSerializer().DeserializeObject(data));
             ProcessStartInfo info = new ProcessStartInfo("mono", "\"" + tasks[name] + "\"");
             info.UseShellExecute = false;
@@ -309,7 +309,13 @@ namespace Pushinstall.TestHost
             // as the shim sets it from $PushinstallAgentCore
             string source = Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_CORE_SOURCE");
             Core.Source = source == null ? null : File.ReadAllText(source, Encoding.UTF8);
-            SystemTask.PollMilliseconds = 50;
+            windows.TaskPollMilliseconds = 50;
+            // the modules a session compiles are cached here (PUSHINSTALL_TEST_CACHE: one per test run)
+            string cache = Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_CACHE");
+            if (cache != null)
+            {
+                Cache.Folder = cache;
+            }
             JavaScriptSerializer json = new JavaScriptSerializer();
             json.MaxJsonLength = int.MaxValue;
             TextReader input = new StreamReader(Console.OpenStandardInput(), new UTF8Encoding(false));

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from pushinstall.remote import ops
+from pushinstall.remote import modules, ops
 
 REFERENCE = Path("/usr/lib/mono/4.5-api")
 ASSEMBLIES = ("mscorlib", "System", "System.Core", "System.Web.Extensions", "System.ServiceProcess",
@@ -76,7 +76,7 @@ def built_host() -> Path:
 class AgentHost:
     """One mono process holding the core, like one PowerShell session holding the agent."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, load_modules: bool = True, cache: Path | None = None) -> None:
         require_mono()
         self.root = root
         registry = root / "registry"
@@ -85,10 +85,15 @@ class AgentHost:
         source.write_text(ops.agent_core_source(), encoding="utf-8")
         env = {**os.environ, "MONO_REGISTRY_PATH": str(registry),
                "PUSHINSTALL_TEST_CORE_SOURCE": str(source),
-               "PUSHINSTALL_TEST_DRIVERS": str(root / "drivers"), "LANG": "C.UTF-8"}
+               "PUSHINSTALL_TEST_DRIVERS": str(root / "drivers"), "LANG": "C.UTF-8",
+               "PUSHINSTALL_TEST_CACHE": str(cache or built_host().parent / "cache")}
         self.process = subprocess.Popen(
             ["mono", str(built_host())], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, cwd=root)
+        if load_modules:    # as a transport does with the first request that needs one
+            for name in ops.MODULE_NAMES:
+                assert self.answer(modules.load_request(name))["ok"], name
+            self.command("CALLS")   # the cache's ProtectDirectory: not what a test looks at
 
     def command(self, line: str) -> Any:
         """Send one test-host command line; the JSON it answers."""

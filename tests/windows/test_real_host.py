@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 from pushinstall.errors import RemoteOpFailed
-from pushinstall.remote import bootstrap, ops, sealing
+from pushinstall.remote import bootstrap, modules, ops, sealing
 
 HOST = os.environ.get("PUSHINSTALL_TEST_HOST")
 USER = os.environ.get("PUSHINSTALL_TEST_USER")
@@ -78,6 +78,8 @@ class Agent:
         self.define_seconds = time.monotonic() - started     # Add-Type (csc) included
         self.key = sealing.public_key_of(self._run(sealing.KEY_FUNCTION, {}))
         assert self.key is not None
+        # the ops that change a machine: their module, as a transport sends it (ops.md "Modules")
+        assert self.answer(modules.load_request("changes"))["ok"]
 
     def _run(self, script: str, parameters: dict[str, str] | None = None) -> str:
         shell = self._powershell(self.pool)

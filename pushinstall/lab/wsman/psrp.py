@@ -31,7 +31,7 @@ from psrpcore import (
 )
 from psrpcore.types import ErrorCategory, ErrorCategoryInfo, NETException, PSInvocationState
 
-from pushinstall.lab import received
+from pushinstall.lab import agent_cache, received
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.shells import LabHostLike, Reply, Shell, op_of, run_in_thread
 from pushinstall.lab.wsman.soap import NS, SoapRequest
@@ -73,6 +73,7 @@ class PsrpShell(Shell):
         self.outbox: dict[uuid.UUID | None, bytearray] = {}
         self.pipes: dict[uuid.UUID, _Pipe] = {}
         self.agent_defined = False
+        self.modules: set[str] = set()      # the agent modules this session loaded
         # the agent makes a key per session; the lab shares one (2048-bit keygen costs ~90 ms)
         self.keys = LAB_KEYS
         with self.cond:
@@ -108,7 +109,7 @@ class PsrpShell(Shell):
             # Running is not announced: the client learns the state with the output, one
             # round trip fewer per call.
             pipe.pipeline._change_state(PSInvocationState.Running, emit=False)
-        output, error = "", ""
+        output, error, refused = "", "", None
         if not cmdlet and len(commands) == 1 and script == bootstrap.script():
             output, error = self._bootstrap(pipe, dict(parameters_of(commands)))
         elif script == ops.agent_source():
@@ -121,11 +122,12 @@ class PsrpShell(Shell):
         else:
             if cmdlet and script == ops.AGENT_FUNCTION:
                 # the request came as a parameter, its secrets sealed to this session's key
+                refused = self._refused(str(parameters.get("Request", "")))
                 script = self._opened_invocation(str(parameters.get("Request", "")))
             pipe.op = op_of(script)
             if self.host.latency > 0:
                 threading.Event().wait(self.host.latency)
-            output = self.host.handle_line(script)
+            output = refused or self.host.handle_line(script)
         with self.cond:
             if self.closed or pipe.pipeline.state != PSInvocationState.Running:
                 return  # stopped or deleted meanwhile
@@ -154,12 +156,21 @@ class PsrpShell(Shell):
         self.agent_defined = True
         output = self.keys.key_line() + "\n"
         if parameters.get("Request"):
+            refused = self._refused(str(parameters["Request"]))
             line = self._opened_invocation(str(parameters["Request"]))
             pipe.op = op_of(line)
             if self.host.latency > 0:
                 threading.Event().wait(self.host.latency)
-            output += self.host.handle_line(line)
+            output += refused or self.host.handle_line(line)
         return output, ""
+
+    def _refused(self, encoded: str) -> str | None:
+        """The answer line when the request uses a module this session has not loaded."""
+        try:
+            answer = agent_cache.refusal(ops.decode_request(encoded), self.modules)
+        except ValueError:
+            return None
+        return None if answer is None else ops.encode_answer(answer) + "\n"
 
     def _opened_invocation(self, encoded: str) -> str:
         """The invocation line for a request parameter, its sealed fields opened."""

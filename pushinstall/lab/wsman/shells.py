@@ -5,10 +5,10 @@ sleep for minutes); a Receive waits for output up to the request's OperationTime
 the WS-Man timeout fault when there is none, so clients poll instead of blocking on one HTTP
 read. The cmd shell (what pywinrm uses) runs exactly `powershell -NoProfile -NonInteractive
 -Command -` as one long-lived agent process: its stdin, fed Send by Send, follows the stdin
-protocol of `remote.stdin` (agent line, loop line, then one request a line, each answered as
-it completes: `lab.stdin_session`). The push stream's receiver (`remote.receiver`) is the
-other command it runs: its stdin is the agent core, a `file_chunk` request line and the
-chunk's raw bytes.
+protocol of `remote.stdin` (the bootstrap line and its two data lines, the loop line, then one
+request a line, each answered as it completes: `lab.stdin_session`). The push stream's
+receiver (`remote.receiver`) is the other command it runs: its stdin is the agent core, a
+`file_chunk` request line and the chunk's raw bytes.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pushinstall.lab import received
-from pushinstall.lab.agent_cache import Defined
 from pushinstall.lab.endpoint_host import EndpointHost
 from pushinstall.lab.stdin_session import StdinSession
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.soap import NS, SoapRequest
-from pushinstall.remote import ops, receiver
+from pushinstall.remote import modules, ops, receiver
 from pushinstall.remote.stdin import POWERSHELL_COMMAND
 
 NOT_RECOGNIZED = (
@@ -37,8 +36,6 @@ NOT_RECOGNIZED = (
 
 class LabHostLike(EndpointHost, Protocol):
     """What the WS-Man endpoint needs from a `pushinstall.lab.LabHost`."""
-
-    def define_agent(self, agent_hash: str, packed: bytes) -> Defined: ...
 
     def handle_stream(self, request_line: str, streamed: bytes) -> str: ...
 
@@ -63,9 +60,10 @@ def boot_marker(host: LabHostLike) -> str:
 
 
 def op_of(line: str) -> str:
-    """The op inside an invocation line, "" when it cannot be read."""
+    """The op inside an invocation line (behind the module loads a transport put ahead of
+    it), "" when it cannot be read."""
     try:
-        return str(ops.decode_request(line.split("'")[1])["op"])
+        return str(modules.unwrapped(ops.decode_request(line.split("'")[1]))[1]["op"])
     except (IndexError, ValueError, KeyError, TypeError):
         return ""
 
@@ -211,7 +209,7 @@ class CmdShell(Shell):
         if command.is_receiver:
             self._receive(command)
             return
-        session = StdinSession(self.host.handle_line)
+        session = StdinSession(self.host.handle_line, self.host.define_agent)
         while not session.ended and not self.closed:
             data = command.stdin.get()
             if data is None:

@@ -1,5 +1,6 @@
-// The agent's cache on the target (issue 12): the agent's text and the compiled core, each named
-// by its sha256, in a folder whose ACL grants only SYSTEM and Administrators (by SID).
+// The agent's cache on the target (issue 12): the agent's text, the compiled core and its compiled
+// modules, each named by its sha256, in a folder whose ACL grants only SYSTEM and Administrators
+// (by SID).
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -64,8 +65,8 @@ namespace Pushinstall.Agent
             return text != null && Store(Folder, Hash(text) + ".ps1", text);
         }
 
-        /// <summary>Store a compiled core as `<source>-<its sha256>.dll` in `Folder`, removing the other
-        /// DLLs of that source; the name, or null.</summary>
+        /// <summary>Store a compiled core or module as `<source>-<its sha256>.dll` in `Folder`,
+        /// removing the other DLLs of that source; the name, or null.</summary>
         public static string StoreAssembly(string source, byte[] assembly)
         {
             string folder = Folder;
@@ -93,6 +94,30 @@ namespace Pushinstall.Agent
             {
             }
             return name;
+        }
+
+        /// <summary>The path of `source`'s cached DLL (`<source>-<sha256>.dll`) whose bytes hash
+        /// to its name, and those bytes; null when there is none.</summary>
+        public static string Find(string source, out byte[] bytes)
+        {
+            bytes = null;
+            try
+            {
+                foreach (string path in Directory.GetFiles(Folder, source + "-*.dll"))
+                {
+                    byte[] read = File.ReadAllBytes(path);
+                    if (Path.GetFileName(path) == source + "-" + Hash(read) + ".dll")
+                    {
+                        bytes = read;
+                        return path;
+                    }
+                }
+            }
+            catch (Exception)
+            {
+                // no folder, or not readable: nothing cached
+            }
+            return null;
         }
 
         /// <summary>Lowercase hex sha256 of `bytes`.</summary>

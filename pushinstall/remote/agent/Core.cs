@@ -23,6 +23,9 @@ namespace Pushinstall.Agent
         }
     }
 
+    /// <summary>One op: its arguments in, its result out (or an OpException).</summary>
+    public delegate object OpHandler(Args args);
+
     /// <summary>Runs the `script` op's PowerShell: the shim supplies it.</summary>
     public delegate object ScriptRunner(string source, Dictionary<string, object> parameters);
 
@@ -37,33 +40,39 @@ namespace Pushinstall.Agent
         /// <summary>The `script` op; null where there is no PowerShell.</summary>
         public static ScriptRunner Script;
 
-        /// <summary>This core's C# source as Add-Type compiled it (the shim sets it): the
-        /// SYSTEM task of download run_as: system runs a worker compiled from it.</summary>
+        /// <summary>This core's C# source as Add-Type compiled it (the shim sets it): modules are
+        /// built against its cached DLL, and the SYSTEM task of download run_as: system runs a
+        /// worker compiled from it.</summary>
         public static string Source;
 
         /// <summary>$PSVersionTable.PSVersion as the shim reads it.</summary>
         public static string PowerShellVersion = "";
 
-        private delegate object Handler(Args args);
-
-        private static readonly Dictionary<string, Handler> Ops = new Dictionary<string, Handler>
+        private static readonly Dictionary<string, OpHandler> Ops = new Dictionary<string, OpHandler>
         {
             { "batch", Batch },
             { "facts", Facts.Gather },
             { "ensure_directory", Files.EnsureDirectory },
-            { "download", Download.Run },
+            { "download", Modules.Missing },
             { "file_begin", Files.Begin },
             { "file_chunk", Files.Chunk },
             { "file_end", Files.End },
-            { "expand_archive", Files.ExpandArchive },
-            { "run_process", ProcessOp.Run },
-            { "write_secret", Files.WriteSecret },
+            { "expand_archive", Modules.Missing },
+            { "run_process", Modules.Missing },
+            { "write_secret", Modules.Missing },
             { "remove_file", Files.Remove },
-            { "set_service", Services.Set },
-            { "set_registry", RegistryOp.Set },
-            { "reboot", Reboot.Run },
+            { "set_service", Modules.Missing },
+            { "set_registry", Modules.Missing },
+            { "reboot", Modules.Missing },
             { "script", RunScript },
+            { "module", Modules.Load },
         };
+
+        /// <summary>A module's op answered from now on by `handler` (Modules.Load).</summary>
+        public static void Register(string op, OpHandler handler)
+        {
+            Ops[op] = handler;
+        }
 
         /// <summary>The op names this core answers (tests compare them with ops.OP_NAMES).</summary>
         public static string[] OpNames()
@@ -217,7 +226,7 @@ namespace Pushinstall.Agent
                     throw new OpException("InvalidArgument", "a request is a JSON object with a string \"op\"");
                 }
                 string op = (string)req["op"];
-                Handler handler;
+                OpHandler handler;
                 if (!Ops.TryGetValue(op, out handler))
                 {
                     throw new OpException("UnknownOp", "unknown op '" + op + "'");

@@ -23,11 +23,24 @@ namespace Pushinstall.Agent
         public string Output;
     }
 
+    /// <summary>A scheduled task's state as the Task Scheduler reports it.</summary>
+    public class ScheduledTaskStatus
+    {
+        /// <summary>TASK_STATE: 2 queued, 3 ready (no instance running), 4 running.</summary>
+        public int State;
+
+        /// <summary>LastTaskResult: the exit code, or SCHED_S_TASK_HAS_NOT_RUN before a run.</summary>
+        public int LastResult;
+    }
+
     /// <summary>Windows API calls; virtual so that a test host can stand in for Windows.</summary>
     public class WindowsApi
     {
         private const string SystemSid = "S-1-5-18";
         private const string AdministratorsSid = "S-1-5-32-544";
+
+        /// <summary>How long download run_as: system sleeps between looks at its task.</summary>
+        public int TaskPollMilliseconds = 250;
 
         public virtual RegistryKey OpenBaseKey(RegistryHive hive, string view, ref string subKey)
         {

@@ -1,34 +1,20 @@
 // download run_as: system: the copy runs as the machine account in a one-shot scheduled task
 // (the double-hop fix DSC's LCM had by running as SYSTEM). docs/ops.md "download".
 //
-// The task runs a worker compiled from this very core (CodeDom, the csc that Add-Type uses),
-// so the copy is Download.Fetch, the code the session runs and the tests execute. What the
+// The task runs a worker compiled from this very core and its modules (CodeDom, the csc that
+// Add-Type uses), so the copy is Download.Fetch, the code the session runs and the tests execute. What the
 // task gets is data only: request.json in a directory whose ACL grants SYSTEM and
 // Administrators alone; the task's command line is the worker's path and nothing else.
 using System;
-using System.CodeDom.Compiler;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
-using System.IO.Compression;
-using System.ServiceProcess;
 using System.Text;
 using System.Threading;
 using System.Web.Script.Serialization;
-using Microsoft.CSharp;
 
 namespace Pushinstall.Agent
 {
-    /// <summary>A scheduled task's state as the Task Scheduler reports it.</summary>
-    public class ScheduledTaskStatus
-    {
-        /// <summary>TASK_STATE: 2 queued, 3 ready (no instance running), 4 running.</summary>
-        public int State;
-
-        /// <summary>LastTaskResult: the exit code, or SCHED_S_TASK_HAS_NOT_RUN before a run.</summary>
-        public int LastResult;
-    }
-
     public static class SystemTask
     {
         public const string RequestFile = "request.json";
@@ -42,9 +28,6 @@ namespace Pushinstall.Agent
         private const string WorkerMain =
             "namespace Pushinstall.AgentTask { public static class Program { public static int Main() {"
             + " return Pushinstall.Agent.SystemTask.Work(System.AppDomain.CurrentDomain.BaseDirectory); } } }";
-
-        /// <summary>How long the session sleeps between looks at the task.</summary>
-        public static int PollMilliseconds = 250;
 
         /// <summary>Copies `source` to `temp` as SYSTEM; the copy's sha256. The task and its
         /// directory (the data file with the credential in it) are gone when this returns or
@@ -110,7 +93,7 @@ namespace Pushinstall.Agent
                     throw new OpException("Timeout", "the SYSTEM task copying " + source
                                           + " did not finish within " + timeoutS + " s");
                 }
-                Thread.Sleep(PollMilliseconds);
+                Thread.Sleep(Core.Windows.TaskPollMilliseconds);
             }
         }
 
@@ -138,40 +121,21 @@ namespace Pushinstall.Agent
             throw new OpException(type, message);
         }
 
-        /// <summary>The worker: this core with a Main, compiled into the task's directory.</summary>
+        /// <summary>The worker: this core and its modules with a Main, compiled into the task's
+        /// directory.</summary>
         private static string CompileWorker(string directory)
         {
             if (string.IsNullOrEmpty(Core.Source))
             {
                 throw new OpException("Exception", "run_as system needs the agent's source (Core.Source is not set)");
             }
-            CompilerParameters parameters = new CompilerParameters();
-            parameters.GenerateExecutable = true;
-            parameters.GenerateInMemory = false;
-            parameters.OutputAssembly = Path.Combine(directory, WorkerFile);
-            parameters.MainClass = "Pushinstall.AgentTask.Program";
-            Type[] anchors = { typeof(Uri), typeof(System.Linq.Enumerable), typeof(JavaScriptSerializer),
-                               typeof(ServiceController), typeof(ZipArchive), typeof(ZipFile) };
-            foreach (Type anchor in anchors)
-            {
-                parameters.ReferencedAssemblies.Add(anchor.Assembly.Location);
-            }
-            CompilerResults compiled;
-            using (CSharpCodeProvider compiler = new CSharpCodeProvider())
-            {
-                compiled = compiler.CompileAssemblyFromSource(parameters, Core.Source, WorkerMain);
-            }
-            if (compiled.Errors.HasErrors)
-            {
-                foreach (CompilerError error in compiled.Errors)
-                {
-                    if (!error.IsWarning)
-                    {
-                        throw new OpException("Exception", "cannot compile the SYSTEM task's worker: " + error.ErrorText);
-                    }
-                }
-            }
-            return parameters.OutputAssembly;
+            List<string> sources = new List<string>();
+            sources.Add(Core.Source);
+            sources.AddRange(Modules.Sources);
+            sources.Add(WorkerMain);
+            string worker = Path.Combine(directory, WorkerFile);
+            Modules.Compile(worker, "Pushinstall.AgentTask.Program", new string[0], sources.ToArray());
+            return worker;
         }
 
         private static void RemoveDirectory(string directory)
