@@ -104,8 +104,11 @@ class RunSummary:
 
 
 def new_run_id() -> str:
-    """A sortable, unique run id: `20261126T181021-1a2b3c`."""
-    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    """A sortable, unique run id: `20261126T181021.042-1a2b3c` (UTC, to the millisecond: two
+    runs in one second still sort in the order they began)."""
+    now = time.time()
+    return (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}-"
+            + uuid.uuid4().hex[:6])
 
 
 def batch_sizes(serial: list[int | str], total: int) -> list[int]:
