@@ -68,7 +68,7 @@ def shard_inventories(directory: Path, count: int, servers: int, latency_ms: flo
             "asr_installer_share": "\\\\labshare\\asr",
         }
         if latency_ms:
-            vars_["lab"] = {"latency_ms": latency_ms}
+            vars_["lab"] = {"latency_ms": round(latency_ms)}   # the lab takes whole ms
         path = directory / f"shard{shard}.yml"
         path.write_text(yaml.safe_dump({"all": {"vars": vars_,
                                                 "hosts": dict.fromkeys(names)}}),

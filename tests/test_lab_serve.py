@@ -179,3 +179,13 @@ def test_an_inventory_without_lab_hosts_exits_5(tmp_path: Path) -> None:
     result = _cli("lab", "serve", "-i", str(path), env=dict(os.environ), timeout=60)
     assert result.returncode == 5
     assert "no lab hosts" in result.stderr
+
+
+def test_a_bad_lab_var_is_located_as_run_would_say_it(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yml"
+    path.write_text("all:\n  vars:\n    transport: lab\n    lab: {latency_ms: 50.5}\n"
+                    "  hosts:\n    s001:\n")
+    result = _cli("lab", "serve", "-i", str(path), env=dict(os.environ), timeout=60)
+    assert result.returncode == 5
+    assert result.stderr == (f"{path}:4:11: lab var 'latency_ms' is '50.5' for host 's001' "
+                             "(an integer)\n"), result.stderr

@@ -44,6 +44,7 @@ from pushinstall.lab.ssh_server import SSHLabEndpoint
 from pushinstall.lab.wsman.endpoint import LAB_PASSWORD, LAB_USERNAME, WSManLabEndpoint
 from pushinstall.model import Host, Inventory
 from pushinstall.secret import Secret
+from pushinstall.validate import check_lab_vars
 
 LOOPBACK = "127.0.0.1"
 SERVE_TRANSPORTS = ("psrp", "winrm", "ssh")
@@ -80,6 +81,9 @@ def lab_hosts(inventory: Inventory) -> list[Host]:
     if not hosts:
         raise InputError("the inventory has no lab hosts to serve", COMMAND_LINE,
                          "an inventory with 'transport: lab' hosts")
+    seen: set[int] = set()
+    for host in hosts:   # located, as `run` reports them
+        check_lab_vars(host, seen)
     return hosts
 
 
