@@ -189,3 +189,18 @@ def test_a_bad_lab_var_is_located_as_run_would_say_it(tmp_path: Path) -> None:
     assert result.returncode == 5
     assert result.stderr == (f"{path}:4:11: lab var 'latency_ms' is '50.5' for host 's001' "
                              "(an integer)\n"), result.stderr
+
+
+def test_write_inventory_onto_a_device_or_fifo_is_refused_and_leaves_it(tmp_path: Path) -> None:
+    """Run as root, the one-rename write would have put the inventory in place of /dev/null
+    itself (and its stop removed it): a FIFO stands in for the device here."""
+    lab = tmp_path / "lab.yml"
+    lab.write_text("all:\n  vars:\n    transport: lab\n  hosts:\n    s001:\n")
+    fifo = tmp_path / "inventory.fifo"
+    os.mkfifo(fifo)
+    result = _cli("lab", "serve", "-i", str(lab), "--write-inventory", str(fifo),
+                  env=dict(os.environ), timeout=60)
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.startswith("<command line>:1:")
+    assert "is not a regular file (a path for a new inventory file)" in result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and not (tmp_path / "inventory.d").exists()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import pytest
 
 from pushinstall.events import (
     HostFinished,
@@ -15,6 +19,7 @@ from pushinstall.events import (
     RunStarted,
     StepResult,
 )
+from pushinstall.paths import NotARegularFile, write_atomic
 from pushinstall.report.files import ReportFiles
 from pushinstall.report.history import History, history_path, last_status
 
@@ -70,3 +75,18 @@ def test_history_records_runs_and_last_status(tmp_path: Path) -> None:
             "SELECT step, status FROM step_results WHERE run_id='r2' AND host='web01'"
         ).fetchall()
     assert steps == [("Staging directory", "ok"), ("Install <Mobility>", "failed")]
+
+
+def test_one_rename_write_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """write_atomic (reports, the secret-file ledger, the agent memory) never renames over a
+    device, FIFO or socket; over a regular file it replaces the text in one rename."""
+    fifo = tmp_path / "latest.json"
+    os.mkfifo(fifo)
+    with pytest.raises(NotARegularFile, match="is not a regular file"):
+        write_atomic(fifo, "{}")
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and os.listdir(tmp_path) == ["latest.json"]
+    plain = tmp_path / "plain.json"
+    write_atomic(plain, "one")
+    write_atomic(plain, "two")
+    assert plain.read_text() == "two" and sorted(os.listdir(tmp_path)) == ["latest.json",
+                                                                            "plain.json"]

@@ -195,12 +195,9 @@ class LabServer:
         document = {"all": _group_tree(inventory, "all", entries)}
         header = ("# Written by `pushinstall lab serve`: the lab hosts it serves on loopback.\n"
                   "# Valid while that command runs; secrets are {file:} references.\n")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(header + yaml.safe_dump(document, sort_keys=False,
-                                                     default_flow_style=False),
-                             encoding="utf-8")
-        temporary.replace(path)  # a reader polling for the file never sees half of it
+        # one rename: a reader polling for the file never sees half of it
+        paths.write_atomic(path, header + yaml.safe_dump(document, sort_keys=False,
+                                                         default_flow_style=False))
         return path
 
     def _connection_vars(self, served: ServedHost, host: Host, secrets: _SecretFiles,
@@ -310,6 +307,9 @@ def serve_command(inventories: list[str], base_port: int | None, write_inventory
     stop = stop or threading.Event()
     if write_inventory:
         target = Path(write_inventory)
+        if target.exists() and not target.is_file():
+            raise InputError(f"--write-inventory: {target} exists and is not a regular file",
+                             COMMAND_LINE, "a path for a new inventory file")
         work_dir, temporary = target.with_name(target.stem + ".d"), False
     else:
         work_dir, temporary = Path(tempfile.mkdtemp(prefix="pushinstall-lab-serve-")), True
