@@ -8,7 +8,7 @@ calls, with the command's environment and working directory, and its file descri
 caught (so what forked workers or a C library write is caught too). A fresh interpreter would
 spend ~1 s of CPU importing and compiling before the command even starts, and the suite runs
 some hundreds of commands. `process=True` runs a real subprocess where the process is the point
-(the README's commands as a user types them, every byte a secret could leak through).
+(every byte a secret could leak through, in test_no_secret_leaks.py).
 """
 
 from __future__ import annotations
