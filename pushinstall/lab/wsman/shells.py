@@ -155,9 +155,11 @@ class _Command:
 class CmdShell(Shell):
     """The WinRS cmd shell, serving the one PowerShell command line the transports run."""
 
-    def __init__(self, host: LabHostLike, resource_uri: str) -> None:
+    def __init__(self, host: LabHostLike, resource_uri: str,
+                 refusals: list[int] | None = None) -> None:
         super().__init__(host, resource_uri)
         self.commands: dict[str, _Command] = {}
+        self.refusals = refusals if refusals is not None else [0]
 
     def do_command(self, request: SoapRequest) -> Reply:
         line = request.body.find("rsp:CommandLine", NS)
@@ -167,6 +169,10 @@ class CmdShell(Shell):
         words += [(a.text or "").strip() for a in line.findall("rsp:Arguments", NS)]
         command_line = " ".join(" ".join(words).split())
         is_receiver = command_line == receiver.command_line()
+        if is_receiver and self.host.lab.winrs_refused == "receiver":
+            with self.cond:
+                self.refusals[0] += 1
+            return Reply(soap.access_denied(request), 500)
         command = _Command(line.get("CommandId") or str(uuid.uuid4()).upper(),
                            is_receiver or command_line.lower() == POWERSHELL_COMMAND.lower(),
                            is_receiver=is_receiver)
