@@ -18,12 +18,12 @@ import re
 from pathlib import Path
 
 import pytest
-from kit import FAST, LAB_INVENTORY, OS_FACTS, PASSWORD, SHIPPED, ListSink, Wire
+from kit import FAST, LAB_INVENTORY, OS_FACTS, PASSWORD, SHIPPED, ListSink, Wire, recap
 
 from pushinstall.engine import RunOptions, run_fleet
 from pushinstall.errors import InputError, ShellRefused
 from pushinstall.inventory import load_inventory
-from pushinstall.lab import catalog
+from pushinstall.lab import catalog, lab_host
 from pushinstall.lab.vars import parse_lab_vars
 from pushinstall.model import Status
 from pushinstall.playbook import load_playbook
@@ -148,3 +148,24 @@ def test_winrs_refused_takes_a_boolean_or_receiver(value: object) -> None:
     assert "winrs_refused" in str(bad.value)
     assert parse_lab_vars({"winrs_refused": "receiver"}).winrs_refused == "receiver"
     assert parse_lab_vars({}).winrs_refused is False
+
+
+def test_a_run_over_the_psrp_wire_with_minus_vv_says_the_push_fell_back_and_shows_no_secret(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from asr_kit import MOBILITY, cli, fleet
+    from asr_kit import PASSWORD as LAB_PASSWORD
+
+    local = tmp_path / BUNDLE
+    local.write_bytes(catalog.files()[BUNDLE])
+    inventory = fleet(tmp_path, {"hardened": {"lab": {"winrs_refused": True},
+                                              "asr_installer": str(local)}})
+    code, out = cli(capsys, "run", "-vv", "-i", inventory, MOBILITY)
+    assert code == 0, out
+    assert recap(out)["hardened"] == "changed", out   # (trace lines hold "ok=" too)
+    pushes = [line for line in out.splitlines() if " put_file " in line]
+    assert len(pushes) == 1 and pushes[0].endswith(CALLS_WAY), pushes
+    for secret in (LAB_PASSWORD, "lab-passphrase"):
+        assert secret not in out
+    model = lab_host("hardened")
+    assert hashlib.sha256(model.file_content(f"C:\\Temp\\ASR\\{BUNDLE}")).hexdigest() \
+        == catalog.sha256_of(BUNDLE)
