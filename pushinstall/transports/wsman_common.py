@@ -298,10 +298,12 @@ def map_error(exc: Exception, endpoint: Endpoint, doing: str, in_flight: bool,
         getattr(exc, "wsman_fault_code", None)
     if refused_shell(exc):
         return ShellRefused(
-            f"{where} refused a WinRS cmd shell or command during {doing}: {text}", host=name,
-            hint="the user may not open WinRS shells (a PowerShell-only or JEA endpoint, or the "
-                 "policy AllowRemoteShellAccess = 0): use transport psrp, which needs the shell "
-                 "only to push files and pushes through its session without it")
+            f"{where} refused the shell or command during {doing}: {text}", host=name,
+            hint="a WinRS cmd shell is refused to a user allowed only PowerShell (or a JEA "
+                 "endpoint) and under the policy AllowRemoteShellAccess = 0: use transport "
+                 "psrp, which needs it only to push files and pushes through its session "
+                 "without it. A refused PowerShell session needs the user in its session "
+                 "configuration's permissions (Administrators, Remote Management Users)")
     if fault_code == SHELL_NOT_FOUND:
         return Unreachable(f"the remote shell on {where} is gone during {doing}", host=name,
                            hint="the host restarted or WinRM was restarted; reconnect")
