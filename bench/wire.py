@@ -2,6 +2,7 @@
 asserts nothing.
 
     python bench/wire.py [--hosts 5] [--repeat 3] [--push-mb 50] [--transports psrp,winrm,ssh]
+                         [--winrs-refused true|receiver]
 
 For each transport and each of `--repeat` rounds, N fresh lab hosts are served on loopback by
 `pushinstall.lab.serve` (real pypsrp, pywinrm and asyncssh clients against the lab's WS-Man and
@@ -10,7 +11,8 @@ playbook runs twice: first contact (nothing cached on the host, nothing remember
 controller) and a later run. The endpoints' counters give, per host, the requests and bytes
 sent to the host and back; the table shows the median over the rounds of each round's mean.
 Then one host receives a `--push-mb` file through the transport's `put_file` (file_begin /
-file_chunk / file_end), timed for MB/s.
+file_chunk / file_end), timed for MB/s; with `--winrs-refused` the hosts refuse the WinRS
+receiver and the push takes its fallback, `file_chunk` calls over the agent session.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ LAB_SECRETS = ROOT / "inventories" / "lab-secrets"
 COUNTERS = ("connections", "requests", "bytes_in", "bytes_out")
 
 
-def fleet_inventory(directory: Path, count: int) -> Path:
-    """An inventory of `count` plain lab hosts with the shipped lab inventory's vars."""
+def fleet_inventory(directory: Path, count: int, refused: bool | str = False) -> Path:
+    """An inventory of `count` plain lab hosts with the shipped lab inventory's vars (and the
+    lab var `winrs_refused: refused` when set)."""
     document = {"all": {
         "vars": {
             "transport": "lab", "username": "LAB\\Administrator",
@@ -49,7 +52,8 @@ def fleet_inventory(directory: Path, count: int) -> Path:
             "asr_passphrase": {"file": str(LAB_SECRETS / "passphrase.txt")},
             "asr_installer_share": "\\\\labshare\\asr",
         },
-        "hosts": {f"bench{i:03d}": None for i in range(1, count + 1)},
+        "hosts": {f"bench{i:03d}": {"lab": {"winrs_refused": refused}} if refused else None
+                  for i in range(1, count + 1)},
     }}
     path = directory / "bench.yml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
@@ -90,13 +94,15 @@ def measure_push(server: LabServer, host: Host, local: Path, state: Path) -> Non
         transport.close()
     after = server.counters(host.name)
     sent = after["bytes_in"] - before["bytes_in"]
+    stats = getattr(transport, "last_push", None)
+    way = f", {stats.way}" if getattr(stats, "way", None) else ""
     print(f"  push {size_mb:.0f} MB to {host.name}: {seconds:.2f} s, {size_mb / seconds:.1f} MB/s, "
           f"{after['requests'] - before['requests']} requests, {sent / 1e6:.1f} MB on the wire "
-          f"(x{sent / local.stat().st_size:.2f}), changed={result.get('changed')}")
+          f"(x{sent / local.stat().st_size:.2f}), changed={result.get('changed')}{way}")
 
 
 def bench_transport(transport: str, count: int, repeat: int, push: Path | None,
-                    work: Path) -> dict[str, dict[str, float]]:
+                    work: Path, refused: bool | str = False) -> dict[str, dict[str, float]]:
     """`repeat` rounds of fresh hosts written as `transport`: the check on first contact and
     on a later run; then the push. Returns the medians by run."""
     playbook = load_playbook(str(PLAYBOOK))
@@ -105,8 +111,9 @@ def bench_transport(transport: str, count: int, repeat: int, push: Path | None,
         directory = work / f"{transport}-{round_}"
         directory.mkdir()
         state = directory / "state"
-        os.environ["PUSHINSTALL_STATE_DIR"] = str(state)  # lab hosts, the agents the
-        inventory = load_inventory([str(fleet_inventory(directory, count))])  # controller saw
+        # lab hosts, the agents the controller saw
+        os.environ["PUSHINSTALL_STATE_DIR"] = str(state)
+        inventory = load_inventory([str(fleet_inventory(directory, count, refused))])
         written = directory / "served.yml"
         with LabServer(lab_hosts(inventory), directory / "served.d", state_dir=state,
                        transport=transport) as server:
@@ -133,7 +140,11 @@ def main() -> None:
     parser.add_argument("--push-mb", type=int, default=50, help="size of the pushed file, "
                         "0 to skip")
     parser.add_argument("--transports", default="psrp,winrm,ssh")
+    parser.add_argument("--winrs-refused", choices=["true", "receiver"], default=None,
+                        help="the lab hosts refuse the WinRS push receiver (lab var "
+                             "winrs_refused): the push's fallback, file_chunk calls")
     args = parser.parse_args()
+    refused: bool | str = True if args.winrs_refused == "true" else args.winrs_refused or False
     os.environ.pop("PUSHINSTALL_LAB_WIRE", None)
     work = Path(tempfile.mkdtemp(prefix="pushinstall-bench-wire-"))
     try:
@@ -146,7 +157,7 @@ def main() -> None:
         print(f"  {'':<6} {'run':<14} {'reqs':>5} {'bytes in':>10} {'bytes out':>10} "
               f"{'conns':>5} {'wall s':>7} {'exit':>4}")
         for transport in args.transports.split(","):
-            bench_transport(transport.strip(), args.hosts, args.repeat, push, work)
+            bench_transport(transport.strip(), args.hosts, args.repeat, push, work, refused)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

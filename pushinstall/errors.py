@@ -5,9 +5,10 @@ PushinstallError            exit 1 (a bug, unless a subclass says otherwise)
 ├── InputError              exit 5: bad inventory, playbook, option; carries a Location
 ├── LockHeld                exit 3: another run on the same inventory + playbook is going
 └── HostError               something went wrong with one host; never stops the others
-    ├── TransportError      the connection itself failed (base of the next three)
+    ├── TransportError      the connection itself failed (base of the next four)
     │   ├── Unreachable         refused, reset, DNS, 503: transient, retried
     │   ├── AuthenticationFailed  401 / bad credentials: never retried
+    │   ├── ShellRefused        a WinRS cmd shell or command refused (policy): never retried
     │   └── TransportTimeout    connect or read timeout: transient, retried
     └── RemoteOpFailed      the target answered an error, or no readable answer
 ```
@@ -108,6 +109,11 @@ class Unreachable(TransportError):
 
 class AuthenticationFailed(TransportError):
     """The host refused the credentials. Never retried."""
+
+
+class ShellRefused(TransportError):
+    """The WinRM service refused a WinRS cmd shell or command (access denied, or remote
+    shells turned off by policy): not transient, the same answer comes every time."""
 
 
 class TransportTimeout(TransportError):

@@ -32,7 +32,7 @@ from pushinstall.remote import ops
 from pushinstall.secret import Redactor
 from pushinstall.transports.base import Transport
 from pushinstall.transports.psrp import PSRPTransport
-from pushinstall.transports.push import STREAM_BLOCK, stream_blocks
+from pushinstall.transports.push import STREAM_BLOCK, STREAM_WAY, stream_blocks
 from pushinstall.transports.trace import TracingTransport
 from pushinstall.transports.winrm import WinRMTransport
 from pushinstall.transports.wsman_common import GuardedCommand
@@ -229,7 +229,8 @@ def test_minus_vv_prints_each_push_with_its_requests_bytes_and_rate(
     traced.close()
     line = stream.getvalue().splitlines()[-1]
     assert re.search(r" h1  put_file C:\\Temp\\t\.bin  1,048,576 B in \d+\.\d\ds, "
-                     r"\d+\.\d MB/s, \d+ requests, [\d,]+ B sent \(x1\.\d\d\)$", line), line
+                     r"\d+\.\d MB/s, \d+ requests, [\d,]+ B sent \(x1\.\d\d\), "
+                     + re.escape(STREAM_WAY) + "$", line), line
 
 
 @pytest.mark.parametrize("size", [0, 1, STREAM_BLOCK - 1, STREAM_BLOCK, 3 * STREAM_BLOCK + 5])

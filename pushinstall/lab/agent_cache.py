@@ -47,8 +47,17 @@ def agent_path(sha256: str) -> str:
 
 
 def core_hash() -> str:
-    """sha256 of the core's source, as the shim computes it."""
-    return hashlib.sha256(ops.agent_core_source().encode("utf-8")).hexdigest()
+    """sha256 of the core's source, as the shim (and the push receiver) computes it: of the
+    text `$PushinstallAgentCore` holds (`ops.agent_core_held()`)."""
+    return hashlib.sha256(ops.agent_core_held().encode("utf-8")).hexdigest()
+
+
+def cached_core(fs: FileSystem) -> bool:
+    """True when the cache holds a core DLL whose bytes hash to its name (what the push
+    receiver loads instead of compiling)."""
+    source = core_hash()
+    return any(ntpath.basename(path) == f"{source}-{hashlib.sha256(fs.read(path)).hexdigest()}.dll"
+               for path in assemblies(fs, source))
 
 
 def define(fs: FileSystem, agent_hash: str, packed: bytes) -> Defined:
@@ -80,10 +89,8 @@ def assemblies(fs: FileSystem, source: str) -> list[str]:
 def _import_core(fs: FileSystem) -> bool:
     """Load the cached core, or compile and cache it; True when it was compiled."""
     source = core_hash()
-    for path in assemblies(fs, source):
-        name = ntpath.basename(path)
-        if name == f"{source}-{hashlib.sha256(fs.read(path)).hexdigest()}.dll":
-            return False
+    if cached_core(fs):
+        return False
     dll = ASSEMBLY_HEADER + f"{source}\n{uuid.uuid4().hex}\n".encode("ascii")
     for stale in assemblies(fs, source):
         fs.remove(stale)

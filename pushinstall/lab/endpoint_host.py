@@ -13,6 +13,7 @@ class WireFaultVars(Protocol):
     """The lab vars an endpoint reads (`pushinstall.lab.vars.LabVars`)."""
 
     drop_connection_on: list[str]
+    winrs_refused: bool | str
 
 
 class EndpointHost(Protocol):

@@ -91,6 +91,7 @@ class LabHost:
         self.op_log: list[str] = []
         self.calls: list[dict[str, Any]] = []
         self.compiles = 0     # how often the bootstrap compiled the core (per process)
+        self.receiver_compiles = 0    # ... and the push receiver, which found no cached DLL
         self._lock = threading.Lock()
         self._http_503_left = self.lab.http_503
         self._dark = False    # a `dark_after` op ran: refused from now on (per process)
@@ -341,6 +342,13 @@ class LabHost:
             else:
                 answer = self.handle(request, checked=whole)
         return ops.encode_answer(answer) + "\n"
+
+    def load_streamed_core(self) -> None:
+        """The push receiver's core: the cached DLL when one hashes to its name (nothing
+        compiled, nothing stored), else compiled in memory (`receiver_compiles`)."""
+        with self._lock:
+            if not agent_cache.cached_core(self.state.fs):
+                self.receiver_compiles += 1
 
     def handle_stream(self, request_line: str, streamed: bytes) -> str:
         """The push stream receiver (remote/receiver.py): the `file_chunk` request line and

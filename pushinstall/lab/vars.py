@@ -16,7 +16,8 @@ Installers: `installer_exit_code`, `configurator_exit_code`, `msi_exit_code`,
 `installer_seconds`, `install_running`.
 Services: `service_stops_after_start`, `services_that_wont_start` (names or display names).
 Connection: `latency_ms`, `reboot_seconds`, `unreachable`, `bad_credentials`,
-`refuse_first_connects`, `drop_connection_on` and `dark_after` (op names).
+`refuse_first_connects`, `drop_connection_on` and `dark_after` (op names), `winrs_refused`
+(`true`: every WinRS cmd shell; `receiver`: the push receiver's command).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ PENDING_SIGNALS = (
     "windows_update", "computer_rename", "update_exe_volatile", "domain_join",
 )
 GIB = 1024**3
+WINRS_REFUSALS = ("receiver",)    # the string values of `winrs_refused` besides true/false
 
 
 @dataclass
@@ -76,6 +78,7 @@ class LabVars:
     refuse_first_connects: int = 0
     drop_connection_on: list[str] = field(default_factory=list)
     dark_after: list[str] = field(default_factory=list)   # the link stalls after these ops
+    winrs_refused: bool | str = False     # true (cmd shells) or "receiver" (its command)
 
 
 _SECRET_KEYS = frozenset({"cs_passphrase", "share_password"})
@@ -142,6 +145,9 @@ def parse_lab_vars(raw: Any) -> LabVars:
         if unknown:
             raise InputError(f"unknown pending_reboot signal {sorted(unknown)[0]!r}",
                              expected="one of: " + ", ".join(PENDING_SIGNALS))
+    if isinstance(lab.winrs_refused, str) and lab.winrs_refused not in WINRS_REFUSALS:
+        raise InputError(f"lab var 'winrs_refused' is '{lab.winrs_refused}'",
+                         expected="true, false or " + ", ".join(WINRS_REFUSALS))
     for port in lab.open_ports:
         host, _, number = port.rpartition(":")
         if not host or not number.isdigit():

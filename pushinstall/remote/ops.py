@@ -432,6 +432,13 @@ def agent_core_source(module: str | None = None) -> str:
     return compact.csharp("\n".join(usings) + "\n\n" + "\n\n".join(bodies) + "\n")
 
 
+def agent_core_held() -> str:
+    """The core as the shim holds it in `$PushinstallAgentCore`, whose sha256 names its
+    cached DLL: the here-string of `agent_source()` without the line break before its
+    closing `'@`, which a PowerShell here-string never includes (about_Quoting_Rules)."""
+    return agent_core_source().removesuffix("\n")
+
+
 @functools.lru_cache(maxsize=1)
 def agent_source() -> str:
     """The agent's text as it is sent: the C# core in a here-string, then the shim (both

@@ -7,8 +7,11 @@ receiver is one WinRS command per push instead, `powershell -NoProfile -NonInter
 stream once, so the wire holds about 1.34x the file (docs/ops.md, "file_chunk over a
 stream"). Its stdin is, in order:
 
-1. `prefix()`: 12 ASCII digits N and N bytes of the gzipped C# core, which the receiver
-   compiles (`Add-Type`, as agent.ps1 does) — a fresh process has no agent defined;
+1. `prefix()`: 12 ASCII digits N and N bytes of the gzipped C# core as the shim holds it
+   (`ops.agent_core_held()`) — a fresh process has no agent defined: the receiver loads the
+   core's DLL from the target's cache when one there hashes to its name (the agent's
+   `<sha256 of that text>-<sha256 of the DLL>.dll`, docs/ops.md), else compiles it
+   (`Add-Type`, in memory);
 2. `header(temp_path, offset, length)`: one line, a base64 `file_chunk` request whose `length`
    replaces `data`;
 3. the `length` bytes.
@@ -55,8 +58,8 @@ def command_line() -> str:
 
 
 def prefix(core: str | None = None) -> bytes:
-    """The stream's first part: the gzipped C# core with its length."""
-    packed = bootstrap.packed(ops.agent_core_source() if core is None else core)
+    """The stream's first part: the gzipped C# core (as the shim holds it) with its length."""
+    packed = bootstrap.packed(ops.agent_core_held() if core is None else core)
     return f"{len(packed):0{_DIGITS}d}".encode("ascii") + packed
 
 

@@ -18,7 +18,8 @@ read timeout. The step's deadline (`timeout` of `call`) bounds the whole call.
 
 `put_file` (wsman_common.WSManTransportBase) pushes the bytes once-encoded on the stdin of a
 WinRS receiver command, in a cmd shell opened beside the pool on the same connection for the
-push only (remote/receiver.py, docs/ops.md).
+push only (remote/receiver.py, docs/ops.md). A host that refuses that shell (a PowerShell-only
+or JEA user, AllowRemoteShellAccess off) gets its pushes as `file_chunk` calls in the pool.
 
 `had_errors` is only True for a Failed pipeline, so the error stream is read too: its records
 follow the output when the answer line is looked for.

@@ -7,6 +7,11 @@ request line on the receiver's stdin, in Sends of `STREAM_BLOCK` bytes: WS-Man b
 once (about 1.34x the file on the wire). Without one, `file_chunk` calls carry base64 `data`
 (any transport whose `call` speaks the protocol). Nothing is compressed: installers are
 compressed already, and base64 is what the encoding costs.
+
+A stream the host refuses to start (`ShellRefused`: WinRS shells or the receiver's command are
+not allowed to this user) falls back to `file_chunk` calls for the same `file_begin`: the file
+ops are stateless on the target (docs/ops.md), so the temporary file it answered takes the
+chunks of any agent session, and `file_end` checks the sha256 either way.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from pushinstall.errors import HostError, RemoteOpFailed
+from pushinstall.errors import HostError, RemoteOpFailed, ShellRefused
 from pushinstall.remote import ops, receiver
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,9 @@ CHUNK_SIZE = 1024 * 1024
 # Raw bytes per Send: base64 of it plus the SOAP envelope (~2 KB) stays under 512,000 bytes,
 # MaxEnvelopeSizekb 500, the WinRM default on Server 2012 R2 and later (150 before).
 STREAM_BLOCK = 360 * 1024
+# how a push went, as -vv says it
+STREAM_WAY = "on the WinRS receiver's stdin"
+CALLS_WAY = "in file_chunk calls over the agent session (the host refuses the WinRS receiver)"
 
 
 class Caller(Protocol):
@@ -59,6 +67,7 @@ class PushStats:
     seconds: float
     requests: int | None = None
     bytes_sent: int | None = None
+    way: str | None = None      # STREAM_WAY or CALLS_WAY, when the transport has both
 
     @property
     def mb_per_s(self) -> float:
@@ -71,6 +80,8 @@ class PushStats:
         if self.requests is not None and self.bytes_sent is not None:
             text += (f", {self.requests} requests, {self.bytes_sent:,} B sent"
                      f" (x{self.bytes_sent / max(self.size, 1):.2f})")
+        if self.way:
+            text += f", {self.way}"
         return text
 
 
@@ -79,7 +90,8 @@ def push_file(caller: Caller, local: Path, remote: str, sha256: str, host: str |
               stream: Callable[[], StdinCommand] | None = None) -> dict[str, Any]:
     """Copy `local` to `remote` on the target; returns `file_end`'s result (`changed`,
     `sha256`, `size`). With `stream` (a function starting the receiver) the bytes go on its
-    stdin, else in `chunk_size` `file_chunk` calls. An error answer raises `RemoteOpFailed`
+    stdin, else — or when starting it raises `ShellRefused` — in `chunk_size` `file_chunk`
+    calls. An error answer raises `RemoteOpFailed`
     (e.g. `DiskFull` from `file_begin`, `HashMismatch` from `file_end`); a push that fails
     after `file_begin` removes its temporary file on the target when it still can."""
     size = local.stat().st_size
@@ -89,8 +101,9 @@ def push_file(caller: Caller, local: Path, remote: str, sha256: str, host: str |
     )
     temp_path = str(begin["temp_path"])
     try:
-        if stream is not None:
-            _stream(stream, local, temp_path, size, host)
+        command = _started(stream)
+        if command is not None:
+            _stream(command, local, temp_path, size, host)
         else:
             _chunks(caller, local, temp_path, chunk_size, host)
     except HostError:
@@ -115,9 +128,18 @@ def _chunks(caller: Caller, local: Path, temp_path: str, chunk_size: int,
             offset += len(chunk)
 
 
-def _stream(start: Callable[[], StdinCommand], local: Path, temp_path: str, size: int,
+def _started(start: Callable[[], StdinCommand] | None) -> StdinCommand | None:
+    """The receiver `start` started; None without one or when the host refuses it."""
+    if start is None:
+        return None
+    try:
+        return start()
+    except ShellRefused:
+        return None
+
+
+def _stream(command: StdinCommand, local: Path, temp_path: str, size: int,
             host: str | None) -> None:
-    command = start()
     try:
         head = receiver.prefix() + receiver.header(temp_path, 0, size)
         with local.open("rb") as source:

@@ -13,7 +13,8 @@ or a transport error ends that process (the request is never re-sent); the next 
 new one.
 
 `put_file` (wsman_common.WSManTransportBase) runs the push receiver as a second command in
-the shell and writes the file's raw bytes on its stdin (remote/receiver.py, docs/ops.md).
+the shell and writes the file's raw bytes on its stdin (remote/receiver.py, docs/ops.md); when
+the host refuses that command, the bytes go as `file_chunk` calls to the agent process.
 
 Output is polled: each Receive carries an OperationTimeout shorter than the HTTP read timeout
 and the server answers it in time, with output or "nothing yet". PowerShell writes its error

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import functools
+import logging
 import math
 import socket
 import time
@@ -25,6 +26,7 @@ from spnego.exceptions import SpnegoError
 from pushinstall.errors import (
     AuthenticationFailed,
     HostError,
+    ShellRefused,
     TransportError,
     TransportTimeout,
     Unreachable,
@@ -33,10 +35,21 @@ from pushinstall.model import Host
 from pushinstall.remote import bootstrap
 from pushinstall.secret import Redactor
 from pushinstall.transports.deadline import WATCHDOG, io_deadline_at
-from pushinstall.transports.push import PushStats, StdinCommand, push_file
+from pushinstall.transports.push import CALLS_WAY, STREAM_WAY, PushStats, StdinCommand, push_file
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 SHELL_NOT_FOUND = 2150858843
+# WSManFault codes of a refused WinRS shell or command: the Win32 ERROR_ACCESS_DENIED (a user
+# not granted the cmd shell, e.g. one allowed only a PowerShell session configuration or a JEA
+# endpoint) and ERROR_WSMAN_REMOTESHELLS_NOT_ALLOWED (wsmerror.h), "The WS-Management service
+# cannot process the request. The service is configured to not accept any remote shell
+# requests", the answer to the policy AllowRemoteShellAccess = 0 (Microsoft Learn, Policy CSP
+# RemoteShell: "If you set this policy to 'disabled', new remote shell connections are rejected
+# by the server"; HKLM\Software\Policies\Microsoft\Windows\WinRM\Service\WinRS).
+SHELL_REFUSED = (5, 2150859180)
+ACCESS_DENIED_SUBCODES = ("w:AccessDenied", "wsman:AccessDenied")
 # An exchange may outlive its call's (or the host's) deadline by this much, so a poll whose
 # OperationTimeout was rounded up still ends normally and a timed-out pipeline can be stopped.
 DEADLINE_GRACE = 2.0
@@ -219,6 +232,20 @@ def _status_code(exc: Exception) -> int | None:
     return None
 
 
+def refused_shell(exc: Exception) -> bool:
+    """True when `exc` is the WS-Man fault of a refused shell or command (`SHELL_REFUSED`, or
+    the sender's AccessDenied subcode without a WSManFault detail): policy, not the network."""
+    from pypsrp.exceptions import WSManFaultError
+    from winrm.exceptions import WSManFaultError as WinRMFault
+
+    if isinstance(exc, WSManFaultError):
+        return exc.code in SHELL_REFUSED or exc.code in ACCESS_DENIED_SUBCODES
+    if isinstance(exc, WinRMFault):
+        return (exc.wsman_fault_code in SHELL_REFUSED
+                or exc.fault_subcode in ACCESS_DENIED_SUBCODES)
+    return False
+
+
 def map_error(exc: Exception, endpoint: Endpoint, doing: str, in_flight: bool,
               redactor: Redactor) -> HostError:
     """One library exception as an errors.py error. `in_flight` says a request that may
@@ -269,6 +296,14 @@ def map_error(exc: Exception, endpoint: Endpoint, doing: str, in_flight: bool,
                                 "Windows firewall? A restarting host refuses for a while")
     fault_code = getattr(exc, "code", None) if isinstance(exc, WSManFaultError) else \
         getattr(exc, "wsman_fault_code", None)
+    if refused_shell(exc):
+        return ShellRefused(
+            f"{where} refused the shell or command during {doing}: {text}", host=name,
+            hint="a WinRS cmd shell is refused to a user allowed only PowerShell (or a JEA "
+                 "endpoint) and under the policy AllowRemoteShellAccess = 0: use transport "
+                 "psrp, which needs it only to push files and pushes through its session "
+                 "without it. A refused PowerShell session needs the user in its session "
+                 "configuration's permissions (Administrators, Remote Management Users)")
     if fault_code == SHELL_NOT_FOUND:
         return Unreachable(f"the remote shell on {where} is gone during {doing}", host=name,
                            hint="the host restarted or WinRM was restarted; reconnect")
@@ -315,6 +350,7 @@ class WSManTransportBase(abc.ABC):
             self.redactor.add(host.connection.password)
         self.wire = WireCounter()
         self.last_push: PushStats | None = None
+        self.receiver_refused = False    # the host refused the push receiver: push by calls
         self._watch = ExchangeWatch(self.endpoint)   # every HTTP exchange ends in time
         # which agent the target held at the last contact (psrp and winrm: one WinRM service)
         self._seen = bootstrap.Seen()
@@ -349,7 +385,8 @@ class WSManTransportBase(abc.ABC):
             self._drop()
             raise
         except Exception as exc:  # mapped below; anything unknown stays a TransportError
-            self._drop()
+            if not refused_shell(exc):    # a refusal is an answer: the session is fine
+                self._drop()
             raise map_error(exc, self.endpoint, doing, in_flight, self.redactor) from exc
 
     def _connected(self) -> None:
@@ -364,16 +401,29 @@ class WSManTransportBase(abc.ABC):
 
     def put_file(self, local: Path, remote: str, sha256: str) -> dict[str, Any]:
         """Push `local` to `remote`: file_begin, its bytes once-encoded on the receiver's
-        stdin, file_end (sha256 checked on the target)."""
+        stdin, file_end (sha256 checked on the target). When the host refuses the receiver
+        (`ShellRefused`: its WinRS shell or command), the bytes go as `file_chunk` calls over
+        the agent session instead, for this push and every later one of this transport: a
+        refusal is the host's policy, asked once."""
         self.open()
         requests_before, sent_before = self.wire.requests, self.wire.bytes_sent
         started = time.monotonic()
         result = push_file(self, local, remote, sha256, host=self.host.name,
-                           stream=self._receiver)
+                           stream=None if self.receiver_refused else self._start_receiver)
+        way = CALLS_WAY if self.receiver_refused else STREAM_WAY
         self.last_push = PushStats(local.stat().st_size, time.monotonic() - started,
                                    self.wire.requests - requests_before,
-                                   self.wire.bytes_sent - sent_before)
+                                   self.wire.bytes_sent - sent_before, way)
         return result
+
+    def _start_receiver(self) -> StdinCommand:
+        """The receiver, remembering a refusal for the rest of this transport's life."""
+        try:
+            return self._receiver()
+        except ShellRefused as refusal:
+            self.receiver_refused = True
+            log.info("%s: %s; pushes go as file_chunk calls", self.host.name, refusal)
+            raise
 
 
 class GuardedCommand:

@@ -151,6 +151,10 @@ class WSManLabEndpoint(Serving):
         """How many shells (runspace pools, WinRS shells) host `name` holds now."""
         return len(self._sites[name][0].service.shells)
 
+    def winrs_refusals(self, name: str) -> int:
+        """How many WinRS shells or receiver commands host `name` refused (`winrs_refused`)."""
+        return self._sites[name][0].service.refusals[0]
+
     def faults(self, name: str) -> WireFaults:
         """The endpoint-level wire faults of host `name`, to change at will."""
         return self._sites[name][0].faults

@@ -7,6 +7,9 @@ layer (`http.py`) does transport, authentication, encryption and wire faults. Sh
 - `http://schemas.microsoft.com/powershell/<configuration>`: a PowerShell runspace pool
   (`psrp.PsrpShell`, pypsrp).
 A shell made before the host restarted is gone after it (fault 2150858843), as on Windows.
+With the lab var `winrs_refused: true` a cmd shell's Create answers the access-denied fault
+(`soap.access_denied`), as Windows answers a user who may use the PowerShell endpoint but not
+WinRS; `refusals` counts those answers (and the receiver commands a shell refused).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class WSManService:
     def __init__(self, host: LabHostLike) -> None:
         self.host = host
         self.shells: dict[str, Shell] = {}
+        self.refusals = [0]     # shared with the cmd shells, which refuse the receiver
         self._lock = threading.Lock()
 
     def handle(self, body: bytes) -> Reply:
@@ -93,7 +97,11 @@ class WSManService:
                                         "a PowerShell shell needs creationXml"), 500)
             shell = PsrpShell(self.host, uri, base64.b64decode(creation.text or ""))
         elif uri == soap.CMD_RESOURCE:
-            shell = CmdShell(self.host, uri)
+            if self.host.lab.winrs_refused is True:
+                with self._lock:
+                    self.refusals[0] += 1
+                return Reply(soap.access_denied(request), 500)
+            shell = CmdShell(self.host, uri, self.refusals)
         else:
             return Reply(soap.fault(request, soap.ACCESS_DENIED,
                                     f"the lab serves no resource {uri}"), 500)

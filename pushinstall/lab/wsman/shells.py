@@ -7,8 +7,9 @@ read. The cmd shell (what pywinrm uses) runs exactly `powershell -NoProfile -Non
 -Command -` as one long-lived agent process: its stdin, fed Send by Send, follows the stdin
 protocol of `remote.stdin` (the bootstrap line and its two data lines, the loop line, then one
 request a line, each answered as it completes: `lab.stdin_session`). The push stream's
-receiver (`remote.receiver`) is the other command it runs: its stdin is the agent core, a
-`file_chunk` request line and the chunk's raw bytes.
+receiver (`remote.receiver`) is the other command it runs: its stdin is the agent core (loaded
+from the host's cache when a valid DLL is there, else compiled), a `file_chunk` request line
+and the chunk's raw bytes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class LabHostLike(EndpointHost, Protocol):
     """What the WS-Man endpoint needs from a `pushinstall.lab.LabHost`."""
 
     def handle_stream(self, request_line: str, streamed: bytes) -> str: ...
+
+    def load_streamed_core(self) -> None: ...
 
     def take_http_503(self) -> bool: ...
 
@@ -155,9 +158,11 @@ class _Command:
 class CmdShell(Shell):
     """The WinRS cmd shell, serving the one PowerShell command line the transports run."""
 
-    def __init__(self, host: LabHostLike, resource_uri: str) -> None:
+    def __init__(self, host: LabHostLike, resource_uri: str,
+                 refusals: list[int] | None = None) -> None:
         super().__init__(host, resource_uri)
         self.commands: dict[str, _Command] = {}
+        self.refusals = refusals if refusals is not None else [0]
 
     def do_command(self, request: SoapRequest) -> Reply:
         line = request.body.find("rsp:CommandLine", NS)
@@ -167,6 +172,10 @@ class CmdShell(Shell):
         words += [(a.text or "").strip() for a in line.findall("rsp:Arguments", NS)]
         command_line = " ".join(" ".join(words).split())
         is_receiver = command_line == receiver.command_line()
+        if is_receiver and self.host.lab.winrs_refused == "receiver":
+            with self.cond:
+                self.refusals[0] += 1
+            return Reply(soap.access_denied(request), 500)
         command = _Command(line.get("CommandId") or str(uuid.uuid4()).upper(),
                            is_receiver or command_line.lower() == POWERSHELL_COMMAND.lower(),
                            is_receiver=is_receiver)
@@ -240,9 +249,10 @@ class CmdShell(Shell):
             stderr = f"{exc}\r\n".encode()
         else:
             received.record(line)
-            if core != ops.agent_core_source():
+            if core != ops.agent_core_held():
                 stderr = b"Add-Type: the core sent is not this version's agent core\r\n"
             else:
+                self.host.load_streamed_core()
                 command.op = "file_chunk"
                 if self.host.latency > 0:
                     threading.Event().wait(self.host.latency)

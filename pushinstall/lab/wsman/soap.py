@@ -109,8 +109,11 @@ def response_action(request: SoapRequest) -> str:
     return f"{request.action}Response"
 
 
-def fault(request: SoapRequest | None, code: int, message: str, machine: str = "lab") -> bytes:
-    """A WS-Man fault envelope (sent with HTTP 500) the clients parse into `code`."""
+def fault(request: SoapRequest | None, code: int, message: str, machine: str = "lab",
+          subcode: str | None = None) -> bytes:
+    """A WS-Man fault envelope (sent with HTTP 500) the clients parse into `code`; `subcode`
+    (a DSP0226 fault subcode such as `w:AccessDenied`, which Windows sends as the sender's
+    fault) else TimedOut or InternalError (the receiver's)."""
     s, wsa = NS["s"], NS["wsa"]
     root = ET.Element(f"{{{s}}}Envelope")
     header = ET.SubElement(root, f"{{{s}}}Header")
@@ -122,10 +125,10 @@ def fault(request: SoapRequest | None, code: int, message: str, machine: str = "
     body = ET.SubElement(root, f"{{{s}}}Body")
     node = ET.SubElement(body, f"{{{s}}}Fault")
     code_node = ET.SubElement(node, f"{{{s}}}Code")
-    ET.SubElement(code_node, f"{{{s}}}Value").text = "s:Receiver"
+    ET.SubElement(code_node, f"{{{s}}}Value").text = "s:Sender" if subcode else "s:Receiver"
     sub = ET.SubElement(code_node, f"{{{s}}}Subcode")
-    ET.SubElement(sub, f"{{{s}}}Value").text = "w:TimedOut" if code == OPERATION_TIMEOUT \
-        else "w:InternalError"
+    ET.SubElement(sub, f"{{{s}}}Value").text = subcode or (
+        "w:TimedOut" if code == OPERATION_TIMEOUT else "w:InternalError")
     reason = ET.SubElement(node, f"{{{s}}}Reason")
     ET.SubElement(reason, f"{{{s}}}Text", {"xml:lang": "en-US"}).text = message
     detail = ET.SubElement(node, f"{{{s}}}Detail")
@@ -133,6 +136,16 @@ def fault(request: SoapRequest | None, code: int, message: str, machine: str = "
                                 {"Code": str(code), "Machine": machine})
     ET.SubElement(wsman_fault, f"{{{NS['wsmanfault']}}}Message").text = message
     return ET.tostring(root, encoding="utf-8")
+
+
+def access_denied(request: SoapRequest) -> bytes:
+    """What Windows answers a Create of a shell (or a Command) the user may not have: the
+    sender's fault with subcode `wsman:AccessDenied` (DMTF DSP0226's fault table; the same
+    Code/Subcode pair as Microsoft's MS-WSTIM 3.1.4.2.1, "wsman:AccessDenied",
+    learn.microsoft.com/openspecs/windows_protocols/ms-wstim/47c39a56-d7eb-481c-80c7-ae9ec9272764)
+    whose WSManFault detail carries the Win32 error 5, "Access is denied." (the text `winrs`
+    and PowerShell print for it)."""
+    return fault(request, ACCESS_DENIED, "Access is denied. ", subcode="w:AccessDenied")
 
 
 def rsp(tag: str, attrib: dict[str, str] | None = None) -> ET.Element:
