@@ -341,15 +341,17 @@ class Wire:
 
 
 def run_asr(factory: Callable[[Host], Transport], names: list[str],
-            lab: dict[str, dict[str, Any]] | None = None) -> tuple[RunSummary, ListSink]:
-    """The README's demo: inventories/lab.yml and playbooks/asr-mobility.yml on `names`."""
+            lab: dict[str, dict[str, Any]] | None = None,
+            sink: ListSink | None = None) -> tuple[RunSummary, ListSink]:
+    """The README's demo: inventories/lab.yml and playbooks/asr-mobility.yml on `names`
+    (events into `sink`, a new ListSink by default)."""
     inventory = load_inventory([str(LAB_INVENTORY)])
     playbook = load_playbook(str(SHIPPED))
     hosts = [inventory.hosts[name] for name in names]
     for host in hosts:
         host.vars["lab"] = {**(host.vars.get("lab") or {}), **(lab or {}).get(host.name, {})}
     resolve_run_secrets(hosts, playbook)
-    sink = ListSink()
+    sink = sink or ListSink()
     summary = run_fleet(hosts, playbook, RunOptions(backoff=FAST), [sink],
                         transport_factory=factory)
     return summary, sink

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import pytest
-from kit import Wire, run_asr
+from kit import ListSink, Wire, run_asr
 
+from pushinstall import events
 from pushinstall.model import Status
 
 NAMES = ["lab-web01", "lab-web02"]
@@ -42,15 +42,20 @@ def test_a_run_with_a_failing_step_leaves_no_session_open(wire: Wire, kind: str)
 
 @pytest.mark.parametrize("kind", ["psrp", "winrm"])
 def test_an_interrupted_run_leaves_no_session_open(wire: Wire, kind: str) -> None:
-    # every op answers 0.3 s late: Ctrl-C lands while both hosts are in flight
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        summary, _ = run_asr(wire.factory(kind, "ntlm", False), NAMES,
-                             {name: {"latency_ms": 300} for name in NAMES})
-    finally:
-        timer.cancel()
+    # every op answers 0.3 s late: Ctrl-C lands while both hosts are in flight, pressed on the
+    # first step's result (an event, not a timer: a timer that fires before or after the run
+    # raises KeyboardInterrupt in the test process itself)
+
+    class CtrlCOnFirstStep(ListSink):
+        def emit(self, event: events.Event) -> None:
+            super().emit(event)
+            if isinstance(event, events.StepResult) and len(self.of(events.StepResult)) == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    summary, sink = run_asr(wire.factory(kind, "ntlm", False), NAMES,
+                            {name: {"latency_ms": 300} for name in NAMES}, CtrlCOnFirstStep())
     assert summary.exit_code == 130
+    assert len(sink.of(events.HostStarted)) == len(NAMES)
     assert all(wire.endpoint.counters(n).connections >= 1 for n in NAMES)
     assert _left_open(wire) == {name: (0, 0) for name in NAMES}
 
