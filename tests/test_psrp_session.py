@@ -5,6 +5,7 @@ the lab's WS-Man endpoint on real loopback sockets, real pypsrp and pyspnego; no
 
 from __future__ import annotations
 
+import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -13,6 +14,7 @@ import spnego
 from kit import OS_FACTS, PASSWORD, Wire
 from pypsrp.complex_objects import Command, CommandParameter, Pipeline
 from pypsrp.serializer import Serializer
+from pypsrp.wsman import WSMan
 from spnego._ntlm import _NTLMCredential
 
 from pushinstall.errors import AuthenticationFailed
@@ -94,3 +96,77 @@ def test_over_https_the_first_request_goes_bare_for_channel_binding() -> None:
     assert "Authorization" not in bare.headers and not auth.contexts
     eager = auth(requests.Request("POST", "http://127.0.0.1:5985/wsman").prepare())
     assert eager.headers["Authorization"].startswith(b"Negotiate TlRMTVNTUAAB")  # NTLM type 1
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1", "a-much-longer-host-name.lab.test"])
+@pytest.mark.parametrize(("envelope", "timeout"), [(153600, 20), (512000, 5), (8192, 3600)])
+def test_the_room_for_a_payload_is_what_pypsrp_computes(endpoint: str, envelope: int,
+                                                        timeout: int) -> None:
+    def made(kind: type[WSMan]) -> WSMan:
+        return kind(endpoint, port=5985, ssl=False, auth="ntlm", username="u",
+                    password="p", max_envelope_size=envelope, operation_timeout=timeout)
+
+    ours, theirs = made(psrp_session.WSMan), made(WSMan)
+    assert ours.max_payload_size == theirs.max_payload_size
+    # the server's capability: a new size, computed against the header of the old one
+    ours.update_max_payload_size(envelope * 2)
+    theirs.update_max_payload_size(envelope * 2)
+    assert ours.max_payload_size == theirs.max_payload_size
+    # and the cache answers for the next connection to the same endpoint
+    assert made(psrp_session.WSMan).max_payload_size == made(WSMan).max_payload_size
+    assert any(key[0] == ours.transport.endpoint for key in psrp_session._ENVELOPE_ROOM)
+
+
+def _values() -> list[object]:
+    """One value of every primitive pypsrp serializes, strings with what it escapes."""
+    return ["plain", "", "line\nbreak_x000A_ and _X and \u00e9 \U0001f600 \x00\x1f",
+            True, False, 0, -5, 2 ** 40, 1.5, b"\x00\x01\xff", uuid.UUID(int=7), None]
+
+
+@pytest.mark.parametrize("value", _values())
+def test_a_primitive_reads_as_pypsrp_reads_it(value: object) -> None:
+    element = Serializer().serialize(value)
+    assert element is not None
+    text = ET.tostring(element, encoding="unicode")
+    ours, theirs = psrp_session.Serializer(), Serializer()
+    assert ours.deserialize(ET.fromstring(text)) == theirs.deserialize(ET.fromstring(text))
+
+
+@pytest.mark.parametrize("tag", sorted(psrp_session._PRIMITIVES.keys() - {"SS", "Ref"}))
+def test_every_primitive_tag_reads_as_pypsrp_reads_it(tag: str) -> None:
+    # text each tag's reader takes (pypsrp's table: serializer.py, Serializer.deserialize)
+    text = {"C": "65", "B": "True", "BA": "AAH/", "G": str(uuid.UUID(int=9)), "Sg": "0.25",
+            "Db": "-2.5", "Nil": ""}.get(tag, "12" if tag[-2:].isdigit() or tag in ("By", "SB")
+                                      else "a_x000D__x000A_b")
+    element = f"<{tag}>{text}</{tag}>"
+    ours = psrp_session.Serializer().deserialize(ET.fromstring(element))
+    assert ours == Serializer().deserialize(ET.fromstring(element))
+    # a tag pypsrp does not read as a primitive would not be in the table: its answer is
+    # the element's own XML text, never a value read from it
+    assert ours != element
+
+
+def test_an_answer_with_references_and_objects_reads_as_pypsrp_reads_it() -> None:
+    # a list of a hashtable and a string, with a type-name reference: objects keep their XML
+    value = ET.fromstring(
+        '<Obj RefId="0"><TN RefId="0"><T>System.Collections.ArrayList</T><T>System.Object</T>'
+        '</TN><LST><Obj RefId="1"><TN RefId="1"><T>System.Collections.Hashtable</T>'
+        '<T>System.Object</T></TN><DCT><En><S N="Key">k_x000A_</S>'
+        '<I32 N="Value">3</I32></En></DCT></Obj><S>tail</S><Ref RefId="1" />'
+        '<Obj RefId="2"><TNRef RefId="1" /><DCT /></Obj></LST></Obj>')
+    ours = psrp_session.Serializer().deserialize(value)
+    theirs = Serializer().deserialize(value)
+    assert ours == theirs and ours[0] == {"k\n": 3} and ours[2] is ours[0] and ours[3] == {}
+
+
+def test_the_pool_reads_its_messages_through_the_cheaper_serializer(wire: Wire) -> None:
+    wire.serve("h5")
+    transport = PSRPTransport(wire.host("h5"))
+    transport.open()
+    try:
+        assert transport.call(OS_FACTS)["ok"] is True
+        pool = transport._pool
+        assert pool is not None and type(pool._serializer) is psrp_session.Serializer
+        assert pool._fragmenter.serializer is pool._serializer
+    finally:
+        transport.close()

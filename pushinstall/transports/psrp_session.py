@@ -20,12 +20,24 @@ request or pipeline (a 1,000-host sweep makes 8,000 requests and 1,000 pipelines
   each command with all its metadata (~350 objects) twice per pipeline, to guard lxml trees
   where appending an element moves it; pypsrp serializes with the standard ElementTree, and
   the copies were only ever read.
+- The room left for a payload in an envelope (`WSMan._calc_envelope_size`) is computed once
+  per endpoint and settings: pypsrp builds and serializes a sample envelope for it when a
+  `WSMan` is made and again when the server's session capability arrives, though its length
+  only depends on the endpoint, the locales, the timeout and the sizes (its UUIDs have one
+  length).
+- A primitive value in an answer (a string, a number: most of what an answer holds) is read
+  from its element alone (`Serializer`): pypsrp first serializes every element it reads back
+  to XML text, which only complex objects keep (as `_xml`).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
-from typing import Any
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from typing import Any, cast
 
 import requests
 import spnego
@@ -33,6 +45,9 @@ from pypsrp._utils import get_hostname
 from pypsrp.complex_objects import Pipeline
 from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.powershell import PowerShell as _PowerShell
+from pypsrp.powershell import RunspacePool as _RunspacePool
+from pypsrp.serializer import Serializer as _Serializer
+from pypsrp.wsman import WSMan as _WSMan
 
 # pyspnego's own derivation, so the keys are the ones its Password credential would give
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
@@ -146,3 +161,65 @@ class PowerShell(_PowerShell):
         if type(pipeline) is Pipeline:
             pipeline.__class__ = _Statements   # same object, same state: only the grouping
         super()._invoke(msg)
+
+
+_ENVELOPE_ROOM: dict[tuple[Any, ...], int] = {}
+
+
+class WSMan(_WSMan):
+    """pypsrp's `WSMan`, the room for a payload computed once per endpoint and settings."""
+
+    def _calc_envelope_size(self, max_envelope_size: int) -> int:
+        key = (self.transport.endpoint, self.locale, self.data_locale,
+               str(self.max_envelope_size), self.operation_timeout, max_envelope_size)
+        room = _ENVELOPE_ROOM.get(key)
+        if room is None:
+            room = _ENVELOPE_ROOM[key] = super()._calc_envelope_size(max_envelope_size)
+        return room
+
+
+def _text(element: ET.Element) -> str:
+    return cast(str, element.text)   # None fails as it does in pypsrp
+
+
+# pypsrp's `Serializer.deserialize` table of primitive tags, as functions of (serializer,
+# element); tests/test_psrp_session.py holds each one to pypsrp's own answer
+_PRIMITIVES: dict[str, Callable[[Any, ET.Element], Any]] = {
+    **dict.fromkeys(("S", "ToString", "URI", "XD", "SBK"),
+                    lambda s, e: s._deserialize_string(e.text)),
+    "C": lambda s, e: chr(int(_text(e))),
+    "B": lambda s, e: _text(e).lower() == "true",
+    **dict.fromkeys(("DT", "TS", "D", "Version"), lambda s, e: e.text),
+    **dict.fromkeys(("By", "SB", "U16", "I16", "U32", "I32", "U64", "I64"),
+                    lambda s, e: int(_text(e))),
+    **dict.fromkeys(("Sg", "Db"), lambda s, e: float(_text(e))),
+    "BA": lambda s, e: base64.b64decode(_text(e)),
+    "G": lambda s, e: uuid.UUID(_text(e)),
+    "SS": lambda s, e: s._deserialize_secure_string(e),
+    "Nil": lambda s, e: None,
+    "Ref": lambda s, e: s.obj[e.attrib["RefId"]],
+}
+
+
+class Serializer(_Serializer):
+    """pypsrp's `Serializer`, reading a primitive element without serializing it back."""
+
+    def deserialize(self, element: ET.Element | str, metadata: Any = None,
+                    clear: bool = True) -> Any:
+        if not isinstance(element, str):
+            read = _PRIMITIVES.get(element.tag)
+            if read is not None:
+                if clear:
+                    self._clear()
+                if metadata is not None and metadata.tag == "*":
+                    metadata.tag = element.tag   # as pypsrp does
+                return read(self, element)
+        return super().deserialize(element, metadata, clear)
+
+
+class RunspacePool(_RunspacePool):
+    """pypsrp's `RunspacePool`, its messages read through `Serializer`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._serializer.__class__ = Serializer   # same object, shared with the fragmenter
