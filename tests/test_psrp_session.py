@@ -98,12 +98,13 @@ def test_over_https_the_first_request_goes_bare_for_channel_binding() -> None:
     assert eager.headers["Authorization"].startswith(b"Negotiate TlRMTVNTUAAB")  # NTLM type 1
 
 
-@pytest.mark.parametrize("endpoint", ["127.0.0.1", "a-much-longer-host-name.lab.test"])
+@pytest.mark.parametrize("endpoint", ["127.0.0.1", "127.0.0.2", "a-much-longer-host-name.test",
+                                      "h&s<x>.test"])
 @pytest.mark.parametrize(("envelope", "timeout"), [(153600, 20), (512000, 5), (8192, 3600)])
 def test_the_room_for_a_payload_is_what_pypsrp_computes(endpoint: str, envelope: int,
                                                         timeout: int) -> None:
-    def made(kind: type[WSMan]) -> WSMan:
-        return kind(endpoint, port=5985, ssl=False, auth="ntlm", username="u",
+    def made(kind: type[WSMan], port: int = 5985) -> WSMan:
+        return kind(endpoint, port=port, ssl=False, auth="ntlm", username="u",
                     password="p", max_envelope_size=envelope, operation_timeout=timeout)
 
     ours, theirs = made(psrp_session.WSMan), made(WSMan)
@@ -112,9 +113,12 @@ def test_the_room_for_a_payload_is_what_pypsrp_computes(endpoint: str, envelope:
     ours.update_max_payload_size(envelope * 2)
     theirs.update_max_payload_size(envelope * 2)
     assert ours.max_payload_size == theirs.max_payload_size
-    # and the cache answers for the next connection to the same endpoint
+    # and the cache answers for the next connection to an endpoint of that length, in
+    # another port too
     assert made(psrp_session.WSMan).max_payload_size == made(WSMan).max_payload_size
-    assert any(key[0] == ours.transport.endpoint for key in psrp_session._ENVELOPE_ROOM)
+    assert len(psrp_session._ENVELOPE_ROOM) >= 2
+    for port in (5986, 80, 10042):
+        assert made(psrp_session.WSMan, port).max_payload_size == made(WSMan, port).max_payload_size
 
 
 def _values() -> list[object]:

@@ -23,8 +23,8 @@ request or pipeline (a 1,000-host sweep makes 8,000 requests and 1,000 pipelines
 - The room left for a payload in an envelope (`WSMan._calc_envelope_size`) is computed once
   per endpoint and settings: pypsrp builds and serializes a sample envelope for it when a
   `WSMan` is made and again when the server's session capability arrives, though its length
-  only depends on the endpoint, the locales, the timeout and the sizes (its UUIDs have one
-  length).
+  only depends on the length of the endpoint's URL, the locales, the timeout and the sizes
+  (its UUIDs have one length).
 - A primitive value in an answer (a string, a number: most of what an answer holds) is read
   from its element alone (`Serializer`): pypsrp first serializes every element it reads back
   to XML text, which only complex objects keep (as `_xml`).
@@ -38,6 +38,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any, cast
+from xml.sax.saxutils import escape
 
 import requests
 import spnego
@@ -167,10 +168,11 @@ _ENVELOPE_ROOM: dict[tuple[Any, ...], int] = {}
 
 
 class WSMan(_WSMan):
-    """pypsrp's `WSMan`, the room for a payload computed once per endpoint and settings."""
+    """pypsrp's `WSMan`, the room for a payload computed once per length of endpoint URL
+    (as the envelope's text holds it) and settings."""
 
     def _calc_envelope_size(self, max_envelope_size: int) -> int:
-        key = (self.transport.endpoint, self.locale, self.data_locale,
+        key = (len(escape(self.transport.endpoint).encode("utf-8")), self.locale, self.data_locale,
                str(self.max_envelope_size), self.operation_timeout, max_envelope_size)
         room = _ENVELOPE_ROOM.get(key)
         if room is None:
