@@ -174,3 +174,81 @@ def test_the_pool_reads_its_messages_through_the_cheaper_serializer(wire: Wire) 
         assert pool._fragmenter.serializer is pool._serializer
     finally:
         transport.close()
+
+
+def _prepared(session: requests.Session, request: requests.Request) -> tuple[object, ...]:
+    prepared = session.prepare_request(request)
+    hooks = {name: list(hook) for name, hook in prepared.hooks.items()}
+    return (prepared.method, prepared.url, list(prepared.headers.items()), prepared.body,
+            hooks, [(c.name, c.value) for c in prepared._cookies or []])  # type: ignore[attr-defined]
+
+
+def _sessions() -> tuple[requests.Session, requests.Session]:
+    def response_hook(response: object, **kwargs: object) -> object:
+        return response
+
+    sessions = []
+    for kind in (requests.Session, psrp_session.LeanSession):
+        session = kind()
+        session.trust_env = False
+        session.headers["User-Agent"] = "Python PSRP Client"
+        session.headers["Accept-Encoding"] = "identity"
+        session.auth = requests.auth.HTTPBasicAuth("u", "p")
+        session.hooks["response"].append(response_hook)
+        sessions.append(session)
+    return sessions[0], sessions[1]
+
+
+@pytest.mark.parametrize("data", [None, b"", b"<s:Envelope/>" * 40])
+@pytest.mark.parametrize("extra", [{}, {"Content-Type": "application/soap+xml;charset=UTF-8"},
+                                   {"Accept-Encoding": None, "content-length": "12"}])
+def test_a_request_is_prepared_as_requests_prepares_it(data: bytes | None,
+                                                       extra: dict[str, str | None]) -> None:
+    theirs, ours = _sessions()
+    url = "http://127.0.0.1:5985/wsman"
+    for _ in range(2):   # the second time from the parsed URL kept
+        def request() -> requests.Request:
+            return requests.Request("POST", url, data=data,
+                                    headers={**theirs.headers, **extra})
+        assert _prepared(ours, request()) == _prepared(theirs, request())
+    assert ours._urls == {url: url}
+
+
+def test_a_session_holding_a_cookie_prepares_the_general_way() -> None:
+    theirs, ours = _sessions()
+    for session in (theirs, ours):
+        session.cookies.set("lb", "7", domain="127.0.0.1", path="/")
+    request = requests.Request("POST", "http://127.0.0.1:5985/wsman", data=b"x")
+    prepared = _prepared(ours, request)
+    assert prepared == _prepared(theirs, request)
+    assert ("Cookie", "lb=7") in prepared[2]   # type: ignore[operator]
+
+
+def test_the_pool_of_a_url_is_found_once_until_it_is_closed(wire: Wire) -> None:
+    wire.serve("h6")
+    transport = PSRPTransport(wire.host("h6"))
+    transport.open()
+    try:
+        assert transport.call(OS_FACTS)["ok"] is True
+        session = transport._session()
+        assert type(session) is psrp_session.LeanSession
+        adapter = session.get_adapter("http://127.0.0.1/")
+        assert transport._wsman is not None
+        request = requests.Request("POST", transport._wsman.transport.endpoint).prepare()
+        first = adapter.get_connection_with_tls_context(request, session.verify,
+                                                        session.proxies, session.cert)
+        assert adapter.get_connection_with_tls_context(request, session.verify,
+                                                       session.proxies, session.cert) is first
+        assert first.num_requests >= 1   # the pool the transport's requests went through
+        adapter.close()
+        again = adapter.get_connection_with_tls_context(request, session.verify,
+                                                        session.proxies, session.cert)
+        assert again is not first and again.pool is not None
+        # another URL: its own pool, and the first one's is still the one requests finds
+        other = requests.Request("POST", "http://127.0.0.2:1/wsman").prepare()
+        assert adapter.get_connection_with_tls_context(other, session.verify, session.proxies,
+                                                       session.cert) is not again
+        assert adapter.get_connection_with_tls_context(request, session.verify,
+                                                       session.proxies, session.cert) is again
+    finally:
+        transport.close()

@@ -20,6 +20,12 @@ request or pipeline (a 1,000-host sweep makes 8,000 requests and 1,000 pipelines
   each command with all its metadata (~350 objects) twice per pipeline, to guard lxml trees
   where appending an element moves it; pypsrp serializes with the standard ElementTree, and
   the copies were only ever read.
+- A request is prepared the short way (`LeanSession.prepare_request`) while nothing needs
+  requests' general one (no cookies, files, JSON, params or per-request auth): the session's
+  headers and the request's are merged as requests merges them, the endpoint's URL is
+  parsed once, the auth and hooks are requests' own; and the adapter finds the connection
+  pool of a URL once (`pool_once`), not by parsing the URL and building the pool key anew per
+  request. What goes on the wire is what requests sends.
 - The room left for a payload in an envelope (`WSMan._calc_envelope_size`) is computed once
   per endpoint and settings: pypsrp builds and serializes a sample envelope for it when a
   `WSMan` is made and again when the server's session capability arrives, though its length
@@ -49,6 +55,9 @@ from pypsrp.powershell import PowerShell as _PowerShell
 from pypsrp.powershell import RunspacePool as _RunspacePool
 from pypsrp.serializer import Serializer as _Serializer
 from pypsrp.wsman import WSMan as _WSMan
+from requests.cookies import RequestsCookieJar
+from requests.sessions import merge_hooks
+from requests.structures import CaseInsensitiveDict
 
 # pyspnego's own derivation, so the keys are the ones its Password credential would give
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
@@ -66,6 +75,10 @@ def tune(session: requests.Session) -> requests.Session:
     """`session` as pypsrp built it, with the per-connection and per-request work above
     taken out; returns it."""
     session.trust_env = False   # proxies were settled when the session was built
+    if type(session) is requests.Session:
+        session.__class__ = LeanSession
+    for adapter in session.adapters.values():
+        pool_once(adapter)
     auth = session.auth
     if (type(auth) is HTTPNegotiateAuth and isinstance(auth.username, str)
             and auth.password and auth.auth_provider in ("negotiate", "ntlm")):
@@ -73,6 +86,69 @@ def tune(session: requests.Session) -> requests.Session:
         auth.password = None
         auth.__class__ = EagerNegotiateAuth   # same settings; the first token goes at once
     return session
+
+
+class LeanSession(requests.Session):
+    """requests' `Session`, preparing a plain request without the general machinery."""
+
+    _urls: dict[str, str]
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if (self.cookies or request.cookies or request.files or request.json is not None
+                or request.params or request.auth or self.params or self.trust_env
+                or not isinstance(request.url, str)):
+            return super().prepare_request(request)
+        urls = self.__dict__.setdefault("_urls", {})
+        url = urls.get(request.url)
+        if url is None:
+            parsed = requests.PreparedRequest()
+            parsed.prepare_url(request.url, None)
+            url = urls[request.url] = cast(str, parsed.url)
+        headers: CaseInsensitiveDict[Any] = CaseInsensitiveDict(self.headers)   # as merge_setting
+        headers.update(request.headers or {})
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(request.method)
+        prepared.url = url
+        prepared.prepare_headers({k: v for k, v in headers.items() if v is not None})
+        prepared.prepare_cookies(RequestsCookieJar())
+        prepared.prepare_body(request.data, None, None)
+        prepared.prepare_auth(self.auth, request.url)
+        prepared.prepare_hooks(merge_hooks(request.hooks, self.hooks))
+        return prepared
+
+
+def pool_once(adapter: Any) -> None:
+    """Have a requests `HTTPAdapter` keep the connection pool it last found for a URL (no
+    proxy) and TLS settings, until the adapter is closed or the pool is.
+
+    One pool is kept, as the session talks to one endpoint: its pool manager holds the ten
+    it found last, so the one kept is always among them, as it would be found again."""
+    find = getattr(adapter, "get_connection_with_tls_context", None)
+    if find is None:
+        return
+    kept: list[Any] = []    # [(key, pool)] or nothing
+
+    @functools.wraps(find)
+    def found(request: requests.PreparedRequest, verify: Any, proxies: Any = None,
+              cert: Any = None) -> Any:
+        if (proxies and any(proxies.values())) or not isinstance(cert, str | tuple | None):
+            return find(request, verify, proxies, cert)
+        key = (request.url, verify, cert)
+        if kept and kept[0][0] == key and kept[0][1].pool is not None:   # not closed
+            return kept[0][1]
+        pool = find(request, verify, proxies, cert)
+        kept[:] = [(key, pool)]
+        return pool
+
+    close = adapter.close
+
+    @functools.wraps(close)
+    def closed() -> None:
+        kept.clear()     # the manager forgets its pools: so does this
+        close()
+
+    adapter.get_connection_with_tls_context = found
+    adapter.close = closed
 
 
 class EagerNegotiateAuth(HTTPNegotiateAuth):
