@@ -27,7 +27,7 @@ request or pipeline (a 1,000-host sweep makes 8,000 requests and 1,000 pipelines
   pool of a URL once (`pool_once`), not by parsing the URL and building the pool key anew per
   request. What goes on the wire is what requests sends.
 - The room left for a payload in an envelope (`WSMan._calc_envelope_size`) is computed once
-  per endpoint and settings: pypsrp builds and serializes a sample envelope for it when a
+  per URL length and settings: pypsrp builds and serializes a sample envelope for it when a
   `WSMan` is made and again when the server's session capability arrives, though its length
   only depends on the length of the endpoint's URL, the locales, the timeout and the sizes
   (its UUIDs have one length).
