@@ -1,12 +1,17 @@
 """pypsrp as the psrp transport uses it (`transports/psrp_session.py`): the NTLM keys derived
-once per account, no proxy look-ups per request, pipelines serialized without copies. Against
-the lab's WS-Man endpoint on real loopback sockets, real pypsrp and pyspnego; nothing mocked.
+once per account, no proxy look-ups per request, pipelines serialized without copies, requests
+prepared the short way and their pool found once, the envelope room computed once, answers'
+primitives read directly: each held to what pypsrp or requests would have made. Against the
+lab's WS-Man endpoint on real loopback sockets, real pypsrp, requests and pyspnego; nothing
+mocked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -163,17 +168,24 @@ def test_an_answer_with_references_and_objects_reads_as_pypsrp_reads_it() -> Non
     assert ours == theirs and ours[0] == {"k\n": 3} and ours[2] is ours[0] and ours[3] == {}
 
 
-def test_the_pool_reads_its_messages_through_the_cheaper_serializer(wire: Wire) -> None:
-    wire.serve("h5")
-    transport = PSRPTransport(wire.host("h5"))
+@contextlib.contextmanager
+def _answered(wire: Wire, name: str) -> Iterator[PSRPTransport]:
+    """A transport to lab host `name`, open, that has answered a call; closed after."""
+    wire.serve(name)
+    transport = PSRPTransport(wire.host(name))
     transport.open()
     try:
         assert transport.call(OS_FACTS)["ok"] is True
+        yield transport
+    finally:
+        transport.close()
+
+
+def test_the_pool_reads_its_messages_through_the_cheaper_serializer(wire: Wire) -> None:
+    with _answered(wire, "h5") as transport:
         pool = transport._pool
         assert pool is not None and type(pool._serializer) is psrp_session.Serializer
         assert pool._fragmenter.serializer is pool._serializer
-    finally:
-        transport.close()
 
 
 def _prepared(session: requests.Session, request: requests.Request) -> tuple[object, ...]:
@@ -225,11 +237,7 @@ def test_a_session_holding_a_cookie_prepares_the_general_way() -> None:
 
 
 def test_the_pool_of_a_url_is_found_once_until_it_is_closed(wire: Wire) -> None:
-    wire.serve("h6")
-    transport = PSRPTransport(wire.host("h6"))
-    transport.open()
-    try:
-        assert transport.call(OS_FACTS)["ok"] is True
+    with _answered(wire, "h6") as transport:
         session = transport._session()
         assert type(session) is psrp_session.LeanSession
         adapter = session.get_adapter("http://127.0.0.1/")
@@ -250,5 +258,3 @@ def test_the_pool_of_a_url_is_found_once_until_it_is_closed(wire: Wire) -> None:
                                                        session.cert) is not again
         assert adapter.get_connection_with_tls_context(request, session.verify,
                                                        session.proxies, session.cert) is again
-    finally:
-        transport.close()
