@@ -1,11 +1,17 @@
 """pypsrp as the psrp transport uses it (`transports/psrp_session.py`): the NTLM keys derived
-once per account, no proxy look-ups per request, pipelines serialized without copies. Against
-the lab's WS-Man endpoint on real loopback sockets, real pypsrp and pyspnego; nothing mocked.
+once per account, no proxy look-ups per request, pipelines serialized without copies, requests
+prepared the short way and their pool found once, the envelope room computed once, answers'
+primitives read directly: each held to what pypsrp or requests would have made. Against the
+lab's WS-Man endpoint on real loopback sockets, real pypsrp, requests and pyspnego; nothing
+mocked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -13,6 +19,7 @@ import spnego
 from kit import OS_FACTS, PASSWORD, Wire
 from pypsrp.complex_objects import Command, CommandParameter, Pipeline
 from pypsrp.serializer import Serializer
+from pypsrp.wsman import WSMan
 from spnego._ntlm import _NTLMCredential
 
 from pushinstall.errors import AuthenticationFailed
@@ -94,3 +101,160 @@ def test_over_https_the_first_request_goes_bare_for_channel_binding() -> None:
     assert "Authorization" not in bare.headers and not auth.contexts
     eager = auth(requests.Request("POST", "http://127.0.0.1:5985/wsman").prepare())
     assert eager.headers["Authorization"].startswith(b"Negotiate TlRMTVNTUAAB")  # NTLM type 1
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1", "127.0.0.2", "a-much-longer-host-name.test",
+                                      "h&s<x>.test"])
+@pytest.mark.parametrize(("envelope", "timeout"), [(153600, 20), (512000, 5), (8192, 3600)])
+def test_the_room_for_a_payload_is_what_pypsrp_computes(endpoint: str, envelope: int,
+                                                        timeout: int) -> None:
+    def made(kind: type[WSMan], port: int = 5985) -> WSMan:
+        return kind(endpoint, port=port, ssl=False, auth="ntlm", username="u",
+                    password="p", max_envelope_size=envelope, operation_timeout=timeout)
+
+    ours, theirs = made(psrp_session.WSMan), made(WSMan)
+    assert ours.max_payload_size == theirs.max_payload_size
+    # the server's capability: a new size, computed against the header of the old one
+    ours.update_max_payload_size(envelope * 2)
+    theirs.update_max_payload_size(envelope * 2)
+    assert ours.max_payload_size == theirs.max_payload_size
+    # and the cache answers for the next connection to an endpoint of that length, in
+    # another port too
+    assert made(psrp_session.WSMan).max_payload_size == made(WSMan).max_payload_size
+    assert len(psrp_session._ENVELOPE_ROOM) >= 2
+    for port in (5986, 80, 10042):
+        assert made(psrp_session.WSMan, port).max_payload_size == made(WSMan, port).max_payload_size
+
+
+def _values() -> list[object]:
+    """One value of every primitive pypsrp serializes, strings with what it escapes."""
+    return ["plain", "", "line\nbreak_x000A_ and _X and \u00e9 \U0001f600 \x00\x1f",
+            True, False, 0, -5, 2 ** 40, 1.5, b"\x00\x01\xff", uuid.UUID(int=7), None]
+
+
+@pytest.mark.parametrize("value", _values())
+def test_a_primitive_reads_as_pypsrp_reads_it(value: object) -> None:
+    element = Serializer().serialize(value)
+    assert element is not None
+    text = ET.tostring(element, encoding="unicode")
+    ours, theirs = psrp_session.Serializer(), Serializer()
+    assert ours.deserialize(ET.fromstring(text)) == theirs.deserialize(ET.fromstring(text))
+
+
+@pytest.mark.parametrize("tag", sorted(psrp_session._PRIMITIVES.keys() - {"SS", "Ref"}))
+def test_every_primitive_tag_reads_as_pypsrp_reads_it(tag: str) -> None:
+    # text each tag's reader takes (pypsrp's table: serializer.py, Serializer.deserialize)
+    text = {"C": "65", "B": "True", "BA": "AAH/", "G": str(uuid.UUID(int=9)), "Sg": "0.25",
+            "Db": "-2.5", "Nil": ""}.get(tag, "12" if tag[-2:].isdigit() or tag in ("By", "SB")
+                                      else "a_x000D__x000A_b")
+    element = f"<{tag}>{text}</{tag}>"
+    ours = psrp_session.Serializer().deserialize(ET.fromstring(element))
+    assert ours == Serializer().deserialize(ET.fromstring(element))
+    # a tag pypsrp does not read as a primitive would not be in the table: its answer is
+    # the element's own XML text, never a value read from it
+    assert ours != element
+
+
+def test_an_answer_with_references_and_objects_reads_as_pypsrp_reads_it() -> None:
+    # a list of a hashtable and a string, with a type-name reference: objects keep their XML
+    value = ET.fromstring(
+        '<Obj RefId="0"><TN RefId="0"><T>System.Collections.ArrayList</T><T>System.Object</T>'
+        '</TN><LST><Obj RefId="1"><TN RefId="1"><T>System.Collections.Hashtable</T>'
+        '<T>System.Object</T></TN><DCT><En><S N="Key">k_x000A_</S>'
+        '<I32 N="Value">3</I32></En></DCT></Obj><S>tail</S><Ref RefId="1" />'
+        '<Obj RefId="2"><TNRef RefId="1" /><DCT /></Obj></LST></Obj>')
+    ours = psrp_session.Serializer().deserialize(value)
+    theirs = Serializer().deserialize(value)
+    assert ours == theirs and ours[0] == {"k\n": 3} and ours[2] is ours[0] and ours[3] == {}
+
+
+@contextlib.contextmanager
+def _answered(wire: Wire, name: str) -> Iterator[PSRPTransport]:
+    """A transport to lab host `name`, open, that has answered a call; closed after."""
+    wire.serve(name)
+    transport = PSRPTransport(wire.host(name))
+    transport.open()
+    try:
+        assert transport.call(OS_FACTS)["ok"] is True
+        yield transport
+    finally:
+        transport.close()
+
+
+def test_the_pool_reads_its_messages_through_the_cheaper_serializer(wire: Wire) -> None:
+    with _answered(wire, "h5") as transport:
+        pool = transport._pool
+        assert pool is not None and type(pool._serializer) is psrp_session.Serializer
+        assert pool._fragmenter.serializer is pool._serializer
+
+
+def _prepared(session: requests.Session, request: requests.Request) -> tuple[object, ...]:
+    prepared = session.prepare_request(request)
+    hooks = {name: list(hook) for name, hook in prepared.hooks.items()}
+    return (prepared.method, prepared.url, list(prepared.headers.items()), prepared.body,
+            hooks, [(c.name, c.value) for c in prepared._cookies or []])  # type: ignore[attr-defined]
+
+
+def _sessions() -> tuple[requests.Session, requests.Session]:
+    def response_hook(response: object, **kwargs: object) -> object:
+        return response
+
+    sessions = []
+    for kind in (requests.Session, psrp_session.LeanSession):
+        session = kind()
+        session.trust_env = False
+        session.headers["User-Agent"] = "Python PSRP Client"
+        session.headers["Accept-Encoding"] = "identity"
+        session.auth = requests.auth.HTTPBasicAuth("u", "p")
+        session.hooks["response"].append(response_hook)
+        sessions.append(session)
+    return sessions[0], sessions[1]
+
+
+@pytest.mark.parametrize("data", [None, b"", b"<s:Envelope/>" * 40])
+@pytest.mark.parametrize("extra", [{}, {"Content-Type": "application/soap+xml;charset=UTF-8"},
+                                   {"Accept-Encoding": None, "content-length": "12"}])
+def test_a_request_is_prepared_as_requests_prepares_it(data: bytes | None,
+                                                       extra: dict[str, str | None]) -> None:
+    theirs, ours = _sessions()
+    url = "http://127.0.0.1:5985/wsman"
+    for _ in range(2):   # the second time from the parsed URL kept
+        def request() -> requests.Request:
+            return requests.Request("POST", url, data=data,
+                                    headers={**theirs.headers, **extra})
+        assert _prepared(ours, request()) == _prepared(theirs, request())
+    assert ours._urls == {url: url}
+
+
+def test_a_session_holding_a_cookie_prepares_the_general_way() -> None:
+    theirs, ours = _sessions()
+    for session in (theirs, ours):
+        session.cookies.set("lb", "7", domain="127.0.0.1", path="/")
+    request = requests.Request("POST", "http://127.0.0.1:5985/wsman", data=b"x")
+    prepared = _prepared(ours, request)
+    assert prepared == _prepared(theirs, request)
+    assert ("Cookie", "lb=7") in prepared[2]   # type: ignore[operator]
+
+
+def test_the_pool_of_a_url_is_found_once_until_it_is_closed(wire: Wire) -> None:
+    with _answered(wire, "h6") as transport:
+        session = transport._session()
+        assert type(session) is psrp_session.LeanSession
+        adapter = session.get_adapter("http://127.0.0.1/")
+        assert transport._wsman is not None
+        request = requests.Request("POST", transport._wsman.transport.endpoint).prepare()
+        first = adapter.get_connection_with_tls_context(request, session.verify,
+                                                        session.proxies, session.cert)
+        assert adapter.get_connection_with_tls_context(request, session.verify,
+                                                       session.proxies, session.cert) is first
+        assert first.num_requests >= 1   # the pool the transport's requests went through
+        adapter.close()
+        again = adapter.get_connection_with_tls_context(request, session.verify,
+                                                        session.proxies, session.cert)
+        assert again is not first and again.pool is not None
+        # another URL: its own pool, and the first one's is still the one requests finds
+        other = requests.Request("POST", "http://127.0.0.2:1/wsman").prepare()
+        assert adapter.get_connection_with_tls_context(other, session.verify, session.proxies,
+                                                       session.cert) is not again
+        assert adapter.get_connection_with_tls_context(request, session.verify,
+                                                       session.proxies, session.cert) is again

@@ -55,7 +55,7 @@ UTF8_CODEPAGE = 65001
 LOST_CONNECT_S = 5.0   # connect timeout of the clean-up connection close() may open
 
 
-class _WSMan(WSMan):
+class _WSMan(psrp_session.WSMan):
     """pypsrp's WSMan, except that a Receive is not re-sent by pypsrp after a read timeout:
     the transport decides (base.py), and a hung server is reported at once."""
 
@@ -197,7 +197,7 @@ class PSRPTransport(WSManTransportBase):
         self._key, self._defined, self._modules = None, False, set()
         wsman = self._new_wsman()
         self._wsman = wsman
-        pool = RunspacePool(wsman, min_runspaces=1, max_runspaces=1)
+        pool = psrp_session.RunspacePool(wsman, min_runspaces=1, max_runspaces=1)
         self._guard(pool.open, "connect", in_flight=False)
         self._pool = pool
         self._connected()

@@ -20,12 +20,31 @@ request or pipeline (a 1,000-host sweep makes 8,000 requests and 1,000 pipelines
   each command with all its metadata (~350 objects) twice per pipeline, to guard lxml trees
   where appending an element moves it; pypsrp serializes with the standard ElementTree, and
   the copies were only ever read.
+- A request is prepared the short way (`LeanSession.prepare_request`) while nothing needs
+  requests' general one (no cookies, files, JSON, params or per-request auth): the session's
+  headers and the request's are merged as requests merges them, the endpoint's URL is
+  parsed once, the auth and hooks are requests' own; and the adapter finds the connection
+  pool of a URL once (`pool_once`), not by parsing the URL and building the pool key anew per
+  request. What goes on the wire is what requests sends.
+- The room left for a payload in an envelope (`WSMan._calc_envelope_size`) is computed once
+  per URL length and settings: pypsrp builds and serializes a sample envelope for it when a
+  `WSMan` is made and again when the server's session capability arrives, though its length
+  only depends on the length of the endpoint's URL, the locales, the timeout and the sizes
+  (its UUIDs have one length).
+- A primitive value in an answer (a string, a number: most of what an answer holds) is read
+  from its element alone (`Serializer`): pypsrp first serializes every element it reads back
+  to XML text, which only complex objects keep (as `_xml`).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
-from typing import Any
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from typing import Any, cast
+from xml.sax.saxutils import escape
 
 import requests
 import spnego
@@ -33,6 +52,12 @@ from pypsrp._utils import get_hostname
 from pypsrp.complex_objects import Pipeline
 from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.powershell import PowerShell as _PowerShell
+from pypsrp.powershell import RunspacePool as _RunspacePool
+from pypsrp.serializer import Serializer as _Serializer
+from pypsrp.wsman import WSMan as _WSMan
+from requests.cookies import RequestsCookieJar
+from requests.sessions import merge_hooks
+from requests.structures import CaseInsensitiveDict
 
 # pyspnego's own derivation, so the keys are the ones its Password credential would give
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
@@ -50,6 +75,10 @@ def tune(session: requests.Session) -> requests.Session:
     """`session` as pypsrp built it, with the per-connection and per-request work above
     taken out; returns it."""
     session.trust_env = False   # proxies were settled when the session was built
+    if type(session) is requests.Session:
+        session.__class__ = LeanSession
+    for adapter in session.adapters.values():
+        pool_once(adapter)
     auth = session.auth
     if (type(auth) is HTTPNegotiateAuth and isinstance(auth.username, str)
             and auth.password and auth.auth_provider in ("negotiate", "ntlm")):
@@ -57,6 +86,69 @@ def tune(session: requests.Session) -> requests.Session:
         auth.password = None
         auth.__class__ = EagerNegotiateAuth   # same settings; the first token goes at once
     return session
+
+
+class LeanSession(requests.Session):
+    """requests' `Session`, preparing a plain request without the general machinery."""
+
+    _urls: dict[str, str]
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if (self.cookies or request.cookies or request.files or request.json is not None
+                or request.params or request.auth or self.params or self.trust_env
+                or not isinstance(request.url, str)):
+            return super().prepare_request(request)
+        urls = self.__dict__.setdefault("_urls", {})
+        url = urls.get(request.url)
+        if url is None:
+            parsed = requests.PreparedRequest()
+            parsed.prepare_url(request.url, None)
+            url = urls[request.url] = cast(str, parsed.url)
+        headers: CaseInsensitiveDict[Any] = CaseInsensitiveDict(self.headers)   # as merge_setting
+        headers.update(request.headers or {})
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(request.method)
+        prepared.url = url
+        prepared.prepare_headers({k: v for k, v in headers.items() if v is not None})
+        prepared.prepare_cookies(RequestsCookieJar())
+        prepared.prepare_body(request.data, None, None)
+        prepared.prepare_auth(self.auth, request.url)
+        prepared.prepare_hooks(merge_hooks(request.hooks, self.hooks))
+        return prepared
+
+
+def pool_once(adapter: Any) -> None:
+    """Have a requests `HTTPAdapter` keep the connection pool it last found for a URL (no
+    proxy) and TLS settings, until the adapter is closed or the pool is.
+
+    One pool is kept, as the session talks to one endpoint: its pool manager holds the ten
+    it found last, so the one kept is always among them, as it would be found again."""
+    find = getattr(adapter, "get_connection_with_tls_context", None)
+    if find is None:
+        return
+    kept: list[Any] = []    # [(key, pool)] or nothing
+
+    @functools.wraps(find)
+    def found(request: requests.PreparedRequest, verify: Any, proxies: Any = None,
+              cert: Any = None) -> Any:
+        if (proxies and any(proxies.values())) or not isinstance(cert, str | tuple | None):
+            return find(request, verify, proxies, cert)
+        key = (request.url, verify, cert)
+        if kept and kept[0][0] == key and kept[0][1].pool is not None:   # not closed
+            return kept[0][1]
+        pool = find(request, verify, proxies, cert)
+        kept[:] = [(key, pool)]
+        return pool
+
+    close = adapter.close
+
+    @functools.wraps(close)
+    def closed() -> None:
+        kept.clear()     # the manager forgets its pools: so does this
+        close()
+
+    adapter.get_connection_with_tls_context = found
+    adapter.close = closed
 
 
 class EagerNegotiateAuth(HTTPNegotiateAuth):
@@ -146,3 +238,66 @@ class PowerShell(_PowerShell):
         if type(pipeline) is Pipeline:
             pipeline.__class__ = _Statements   # same object, same state: only the grouping
         super()._invoke(msg)
+
+
+_ENVELOPE_ROOM: dict[tuple[Any, ...], int] = {}
+
+
+class WSMan(_WSMan):
+    """pypsrp's `WSMan`, the room for a payload computed once per length of endpoint URL
+    (as the envelope's text holds it) and settings."""
+
+    def _calc_envelope_size(self, max_envelope_size: int) -> int:
+        key = (len(escape(self.transport.endpoint).encode("utf-8")), self.locale, self.data_locale,
+               str(self.max_envelope_size), self.operation_timeout, max_envelope_size)
+        room = _ENVELOPE_ROOM.get(key)
+        if room is None:
+            room = _ENVELOPE_ROOM[key] = super()._calc_envelope_size(max_envelope_size)
+        return room
+
+
+def _text(element: ET.Element) -> str:
+    return cast(str, element.text)   # None fails as it does in pypsrp
+
+
+# pypsrp's `Serializer.deserialize` table of primitive tags, as functions of (serializer,
+# element); tests/test_psrp_session.py holds each one to pypsrp's own answer
+_PRIMITIVES: dict[str, Callable[[Any, ET.Element], Any]] = {
+    **dict.fromkeys(("S", "ToString", "URI", "XD", "SBK"),
+                    lambda s, e: s._deserialize_string(e.text)),
+    "C": lambda s, e: chr(int(_text(e))),
+    "B": lambda s, e: _text(e).lower() == "true",
+    **dict.fromkeys(("DT", "TS", "D", "Version"), lambda s, e: e.text),
+    **dict.fromkeys(("By", "SB", "U16", "I16", "U32", "I32", "U64", "I64"),
+                    lambda s, e: int(_text(e))),
+    **dict.fromkeys(("Sg", "Db"), lambda s, e: float(_text(e))),
+    "BA": lambda s, e: base64.b64decode(_text(e)),
+    "G": lambda s, e: uuid.UUID(_text(e)),
+    "SS": lambda s, e: s._deserialize_secure_string(e),
+    "Nil": lambda s, e: None,
+    "Ref": lambda s, e: s.obj[e.attrib["RefId"]],
+}
+
+
+class Serializer(_Serializer):
+    """pypsrp's `Serializer`, reading a primitive element without serializing it back."""
+
+    def deserialize(self, element: ET.Element | str, metadata: Any = None,
+                    clear: bool = True) -> Any:
+        if not isinstance(element, str):
+            read = _PRIMITIVES.get(element.tag)
+            if read is not None:
+                if clear:
+                    self._clear()
+                if metadata is not None and metadata.tag == "*":
+                    metadata.tag = element.tag   # as pypsrp does
+                return read(self, element)
+        return super().deserialize(element, metadata, clear)
+
+
+class RunspacePool(_RunspacePool):
+    """pypsrp's `RunspacePool`, its messages read through `Serializer`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._serializer.__class__ = Serializer   # same object, shared with the fragmenter
