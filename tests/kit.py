@@ -195,11 +195,11 @@ def lab(host: Host) -> LabHost:
     return lab_host(host.name, host.vars.get("lab"))
 
 
-def run_on_lab(hosts: list[Host], playbook: Playbook, **options: Any,
-               ) -> tuple[RunSummary, ListSink]:
+def run_on_lab(hosts: list[Host], playbook: Playbook, sink: ListSink | None = None,
+               **options: Any) -> tuple[RunSummary, ListSink]:
     """Run the fleet on the in-process lab with fast retry backoff (and the lab's hooks, for
-    workers); returns the summary and the events."""
-    sink = ListSink()
+    workers); returns the summary and the events (into `sink`, a new ListSink by default)."""
+    sink = sink or ListSink()
     options = {"backoff": FAST, "hooks": PROCESS_HOOKS, **options}
     summary = run_fleet(hosts, playbook, RunOptions(**options), [sink],
                         transport_factory=LabTransport)

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -82,11 +81,18 @@ def test_auto_is_one_worker_per_50_forks_and_hosts_and_at_most_one_per_cpu() -> 
 def test_ctrl_c_reaches_the_workers_through_the_parent(tmp_path: Path) -> None:
     fleet = lab_fleet(tmp_path, 40, {i: {"latency_ms": 30} for i in range(40)})
     playbook = asr_playbook(tmp_path)
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+
+    class CtrlCOnFirstFinished(ListSink):
+        """Presses Ctrl-C as the first host's HostFinished reaches the parent (from a
+        worker): an event, not a timer, so the moment does not move with the machine's load."""
+
+        def emit(self, event: events.Event) -> None:
+            super().emit(event)
+            if isinstance(event, events.HostFinished) and len(self.of(events.HostFinished)) == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
     started = time.monotonic()
-    summary, sink = run_on_lab(fleet, playbook, forks=4, workers=2)
-    timer.join()
+    summary, sink = run_on_lab(fleet, playbook, CtrlCOnFirstFinished(), forks=4, workers=2)
     assert summary.interrupted and summary.exit_code == 130
     assert time.monotonic() - started < 15
     statuses = [o.status for o in summary.hosts.values()]
