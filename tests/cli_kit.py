@@ -23,6 +23,8 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
+from kit import exit_code
+
 from pushinstall.cli import main
 from pushinstall.lab.pools import stop_all
 
@@ -79,7 +81,7 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
             main(list(args))
             code = 0
         except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+            code = exit_code(done)
         except BaseException:                     # as the interpreter would print it
             traceback.print_exc()
             code = 1

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -76,8 +78,13 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
         main(argv)
     out, err = capsys.readouterr()
     assert "Traceback" not in err + out
-    code = done.value.code
-    return CliResult(0 if code is None else code if isinstance(code, int) else 1, out, err)
+    return CliResult(exit_code(done.value), out, err)
+
+
+def exit_code(done: SystemExit) -> int:
+    """The exit status the interpreter gives for `done` (None is 0, a message is 1)."""
+    code = done.code
+    return 0 if code is None else code if isinstance(code, int) else 1
 
 
 def recap(output: str) -> dict[str, str]:
@@ -148,6 +155,24 @@ class ListSink:
         """Events of one kind (for one host)."""
         return [e for e in self.events
                 if isinstance(e, kind) and (host is None or getattr(e, "host", None) == host)]
+
+
+class CtrlCSink(ListSink):
+    """A ListSink that presses Ctrl-C (SIGINT to this process) once, as the first event `when`
+    accepts comes in: an event, not a timer, so the moment does not move with the machine's
+    load (a timer that fires outside the run raises KeyboardInterrupt in the test process)."""
+
+    def __init__(self, when: Callable[[events.Event], bool]) -> None:
+        super().__init__()
+        self.when = when
+        self.pressed = False
+
+    def emit(self, event: events.Event) -> None:
+        """Keep the event; press Ctrl-C if it is the one."""
+        super().emit(event)
+        if not self.pressed and self.when(event):
+            self.pressed = True
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def asr_playbook(tmp_path: Path, **settings: Any) -> Playbook:

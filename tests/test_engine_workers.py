@@ -6,7 +6,6 @@ kit.py; real fork, real pipes."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kit import FAST, SVAGENTS, ListSink, asr_playbook, lab_fleet, run_cli, run_on_lab
+from kit import FAST, SVAGENTS, CtrlCSink, ListSink, asr_playbook, lab_fleet, run_cli, run_on_lab
 
 from pushinstall import events
 from pushinstall.engine import RunOptions, run_fleet
@@ -81,18 +80,9 @@ def test_auto_is_one_worker_per_50_forks_and_hosts_and_at_most_one_per_cpu() -> 
 def test_ctrl_c_reaches_the_workers_through_the_parent(tmp_path: Path) -> None:
     fleet = lab_fleet(tmp_path, 40, {i: {"latency_ms": 30} for i in range(40)})
     playbook = asr_playbook(tmp_path)
-
-    class CtrlCOnFirstFinished(ListSink):
-        """Presses Ctrl-C as the first host's HostFinished reaches the parent (from a
-        worker): an event, not a timer, so the moment does not move with the machine's load."""
-
-        def emit(self, event: events.Event) -> None:
-            super().emit(event)
-            if isinstance(event, events.HostFinished) and len(self.of(events.HostFinished)) == 1:
-                os.kill(os.getpid(), signal.SIGINT)
-
+    first_done = CtrlCSink(lambda event: isinstance(event, events.HostFinished))
     started = time.monotonic()
-    summary, sink = run_on_lab(fleet, playbook, CtrlCOnFirstFinished(), forks=4, workers=2)
+    summary, sink = run_on_lab(fleet, playbook, first_done, forks=4, workers=2)
     assert summary.interrupted and summary.exit_code == 130
     assert time.monotonic() - started < 15
     statuses = [o.status for o in summary.hosts.values()]

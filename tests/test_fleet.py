@@ -4,7 +4,6 @@ templating, real resource types, `LabTransport` to lab hosts (see kit.py)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -19,6 +18,7 @@ from kit import (
     PROCESS_HOOKS,
     STEPS,
     SVAGENTS,
+    CtrlCSink,
     ListSink,
     asr_playbook,
     lab,
@@ -156,7 +156,7 @@ def test_forks_bound_the_hosts_in_flight(tmp_path: Path) -> None:
                 in_flight -= 1 if self._open else 0
             super().close()
 
-    from kit import FAST, ListSink
+    from kit import FAST
 
     from pushinstall.engine import RunOptions, run_fleet
 
@@ -170,16 +170,8 @@ def test_forks_bound_the_hosts_in_flight(tmp_path: Path) -> None:
 def test_ctrl_c_stops_launching_and_still_summarises(tmp_path: Path) -> None:
     fleet = lab_fleet(tmp_path, 30, {i: {"latency_ms": 20} for i in range(30)})
 
-    class CtrlCWhenFirstDone(ListSink):
-        """Presses Ctrl-C as the first host's HostFinished comes in: an event, not a sleep,
-        so the moment does not move with the machine's load."""
-
-        def emit(self, event: events.Event) -> None:
-            super().emit(event)
-            if isinstance(event, events.HostFinished) and event.host == fleet[0].name:
-                os.kill(os.getpid(), signal.SIGINT)
-
-    sink = CtrlCWhenFirstDone()
+    sink = CtrlCSink(lambda event: isinstance(event, events.HostFinished)
+                     and event.host == fleet[0].name)
     before = signal.getsignal(signal.SIGINT)   # SIG_IGN when pytest runs as a background job
     summary = run_fleet(fleet, asr_playbook(tmp_path),
                         RunOptions(forks=3, backoff=FAST, hooks=PROCESS_HOOKS), [sink],

@@ -5,12 +5,10 @@ interrupted with Ctrl-C while hosts were in flight."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import pytest
-from kit import ListSink, Wire, run_asr
+from kit import CtrlCSink, Wire, run_asr
 
 from pushinstall import events
 from pushinstall.model import Status
@@ -45,15 +43,9 @@ def test_an_interrupted_run_leaves_no_session_open(wire: Wire, kind: str) -> Non
     # every op answers 0.3 s late: Ctrl-C lands while both hosts are in flight, pressed on the
     # first step's result (an event, not a timer: a timer that fires before or after the run
     # raises KeyboardInterrupt in the test process itself)
-
-    class CtrlCOnFirstStep(ListSink):
-        def emit(self, event: events.Event) -> None:
-            super().emit(event)
-            if isinstance(event, events.StepResult) and len(self.of(events.StepResult)) == 1:
-                os.kill(os.getpid(), signal.SIGINT)
-
     summary, sink = run_asr(wire.factory(kind, "ntlm", False), NAMES,
-                            {name: {"latency_ms": 300} for name in NAMES}, CtrlCOnFirstStep())
+                            {name: {"latency_ms": 300} for name in NAMES},
+                            CtrlCSink(lambda event: isinstance(event, events.StepResult)))
     assert summary.exit_code == 130
     assert len(sink.of(events.HostStarted)) == len(NAMES)
     assert all(wire.endpoint.counters(n).connections >= 1 for n in NAMES)
