@@ -6,10 +6,9 @@ import os
 import pty
 import re
 import select
-import subprocess
-import sys
 from pathlib import Path
 
+import warm
 from cli_kit import PLAYBOOK, REPO, SECRETS, cli, write_inventory
 
 ESCAPE = "\x1b"
@@ -19,10 +18,9 @@ ISO_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
 def run_in_pty(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Run `pushinstall ARGS` with a pty as its terminal; everything it drew, and its exit."""
     master, slave = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "pushinstall", *args], cwd=REPO,
-                               stdin=slave, stdout=slave, stderr=slave, close_fds=True,
-                               env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "140",
-                                    "LINES": "40", **env})
+    process = warm.Popen(args, cwd=REPO, stdin=slave, stdout=slave, stderr=slave,
+                         env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "140",
+                              "LINES": "40", **env})
     os.close(slave)
     chunks: list[bytes] = []
     while True:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import warm
 from kit import recap, run_cli
 
 from pushinstall.lab import lab_host
@@ -93,16 +92,15 @@ def test_run_run_check_then_a_stopped_service_is_drift_and_remediate_fixes_it(
 def test_run_then_check_in_a_subprocess_over_the_default_wire(state_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PUSHINSTALL_LAB_WIRE"}
     env["PUSHINSTALL_STATE_DIR"] = str(state_dir)
-    command = [sys.executable, "-m", "pushinstall"]
     limit = ["--limit", "lab-web01,lab-app03"]
-    done = subprocess.run([*command, "run", "-i", INVENTORY, PLAYBOOK, *limit], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = warm.run(["run", "-i", INVENTORY, PLAYBOOK, *limit], env=env, capture_output=True,
+                    text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert recap(done.stdout) == {"lab-web01": "changed", "lab-app03": "changed"}
     # the subprocess's lab hosts persisted their state where this test's process can read it
     assert lab_host("lab-web01").generation > 0
-    done = subprocess.run([*command, "check", "-i", INVENTORY, PLAYBOOK, *limit], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = warm.run(["check", "-i", INVENTORY, PLAYBOOK, *limit], env=env, capture_output=True,
+                    text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert recap(done.stdout) == {"lab-web01": "compliant", "lab-app03": "compliant"}
     assert PASSPHRASE not in done.stdout + done.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import warm
 from kit import FAST, SVAGENTS, CtrlCSink, ListSink, asr_playbook, lab_fleet, run_cli, run_on_lab
 
 from pushinstall import events
@@ -121,16 +122,14 @@ def test_cli_run_with_two_workers_over_the_wire_then_check(state_dir: Path, wire
     compliant."""
     root = Path(__file__).parent.parent
     env = dict(os.environ, PUSHINSTALL_LAB_WIRE=wire, PUSHINSTALL_STATE_DIR=str(state_dir))
-    command = [sys.executable, "-m", "pushinstall"]
     # two hosts: one for each worker (more hosts would prove the same, slower)
     files = ["-i", str(root / "inventories" / "lab.yml"),
              str(root / "playbooks" / "asr-mobility.yml"), "--limit", "lab-web01,lab-app03"]
-    done = subprocess.run([*command, "run", *files, "--workers", "2"], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = warm.run(["run", *files, "--workers", "2"], env=env, capture_output=True, text=True,
+                    timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 host(s): 2 changed" in done.stdout
-    done = subprocess.run([*command, "check", *files], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = warm.run(["check", *files], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 host(s): 2 compliant" in done.stdout
 

@@ -2,22 +2,21 @@
 ranges and runaway templates each end with exit 5, one located line, no traceback, within
 10 s of CPU and 500 MB.
 
-Every case runs the real `pushinstall` in a subprocess (a hang or a memory blow-up must not
-take the test run with it) and reads the child's peak memory from `wait4`.
+Every case runs the real `pushinstall` in a process of its own (a hang or a memory blow-up must
+not take the test run with it), forked from a warm one (tests/warm.py), and reads its peak
+memory from `wait4`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import resource
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+import warm
 
 ROOT = Path(__file__).parent.parent
 LAB = str(ROOT / "inventories" / "lab.yml")
@@ -27,33 +26,23 @@ HANG_S = 120.0      # wall clock, only so that a process stuck waiting cannot ha
 LIMIT_MB = 500
 
 
-def _cpu_limit() -> None:   # in the child, before exec: the kernel stops it past LIMIT_S
-    resource.setrlimit(resource.RLIMIT_CPU, (int(LIMIT_S), int(LIMIT_S) + 1))
-
-
 def bounded_run(argv: list[str], cwd: Path) -> tuple[int, str]:
     """Run `pushinstall argv`; kill it past LIMIT_S of CPU; assert it stayed under LIMIT_MB and
     printed no traceback. Returns (exit code, stderr)."""
     env = {**os.environ, "PUSHINSTALL_STATE_DIR": str(cwd / "state")}
-    proc = subprocess.Popen([sys.executable, "-m", "pushinstall", *argv], cwd=cwd, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(cwd / "stderr.txt", "wb"),  # noqa: SIM115
-                            preexec_fn=_cpu_limit)
-    deadline = time.monotonic() + HANG_S
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            os.wait4(proc.pid, 0)
+    with open(cwd / "stderr.txt", "wb") as stderr, warm.Popen(
+            argv, cwd=cwd, env=env, stderr=stderr, cpu_seconds=int(LIMIT_S)) as proc:
+        try:
+            proc.wait(timeout=HANG_S)
+        except subprocess.TimeoutExpired:
             pytest.fail(f"pushinstall {argv[0]} still running after {HANG_S} s")
-        time.sleep(0.05)
-    proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode != -signal.SIGXCPU, f"pushinstall {argv[0]} used {LIMIT_S} s of CPU"
     err = (cwd / "stderr.txt").read_text(errors="replace")
-    assert usage.ru_maxrss < LIMIT_MB * 1024, f"peak {usage.ru_maxrss // 1024} MB"
+    # the peak of the whole process: its own work plus the modules a cold start imports too
+    peak_kb = proc.rusage["ru_maxrss"]
+    assert peak_kb < LIMIT_MB * 1024, f"peak {peak_kb // 1024} MB"
     assert "Traceback" not in err
+    assert proc.returncode is not None
     return proc.returncode, err
 
 

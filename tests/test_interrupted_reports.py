@@ -6,11 +6,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import warm
 from cli_kit import PLAYBOOK, REPO, write_inventory
 
 
@@ -18,8 +18,8 @@ def test_ctrl_c_gives_130_and_a_junit_with_errors(tmp_path: Path, state_dir: Pat
     inventory = write_inventory(tmp_path / "inv", {"h-slow": "installer_seconds: 5",
                                                    "h-two": "installer_seconds: 5"})
     reports = tmp_path / "reports"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pushinstall", "run", "-i", str(inventory), str(PLAYBOOK),
+    process = warm.Popen(
+        ["run", "-i", str(inventory), str(PLAYBOOK),
          "--report-dir", str(reports), "-f", "1"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PUSHINSTALL_STATE_DIR": str(state_dir)})

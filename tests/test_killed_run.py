@@ -1,5 +1,6 @@
 """A killed run loses nothing: `pushinstall run --workers 2` over psrp (the lab's loopback
-endpoint) in a subprocess, killed part-way with SIGKILL or SIGTERM.
+endpoint) in a process of its own (forked from a warm one: tests/warm.py), killed part-way
+with SIGKILL or SIGTERM.
 
 Afterwards a `check` in a new process says which hosts the run completed (their lab state is
 what the playbook wants); every one of them must have its `host_finished` line in the run's
@@ -14,11 +15,11 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+import warm
 
 ROOT = Path(__file__).parent.parent
 ASR = str(ROOT / "playbooks" / "asr-mobility.yml")
@@ -58,11 +59,10 @@ def test_a_killed_run_keeps_every_finished_host(tmp_path: Path, state_dir: Path,
     env = dict(os.environ, PUSHINSTALL_STATE_DIR=str(state_dir), H13_PASSPHRASE="lab-passphrase")
     env.pop("PUSHINSTALL_LAB_WIRE", None)
     jsonl = tmp_path / "run.jsonl"
-    command = [sys.executable, "-m", "pushinstall"]
-    run = subprocess.Popen([*command, "run", "-i", str(inventory), ASR, "--workers", "2",
-                            "--forks", "4", "--jsonl", str(jsonl)], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+    run = warm.Popen(["run", "-i", str(inventory), ASR, "--workers", "2",
+                      "--forks", "4", "--jsonl", str(jsonl)], env=env,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                     start_new_session=True)
     deadline = time.monotonic() + 120
     while len(_finished(jsonl)) < 2 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -72,9 +72,9 @@ def test_a_killed_run_keeps_every_finished_host(tmp_path: Path, state_dir: Path,
     _wait_gone(run.pid, 60)
     assert "Traceback" not in err
 
-    checked = subprocess.run([*command, "check", "-i", str(inventory), ASR, "--workers", "1",
-                              "--jsonl", str(tmp_path / "check.jsonl")], env=env,
-                             capture_output=True, text=True, timeout=180, check=False)
+    checked = warm.run(["check", "-i", str(inventory), ASR, "--workers", "1",
+                        "--jsonl", str(tmp_path / "check.jsonl")], env=env,
+                       capture_output=True, text=True, timeout=180)
     complete = {h for h, s in _finished(tmp_path / "check.jsonl").items() if s == "compliant"}
     finished = _finished(jsonl)
     assert complete, checked.stdout + checked.stderr

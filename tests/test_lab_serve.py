@@ -10,11 +10,11 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+import warm
 import yaml
 
 from pushinstall.errors import InputError
@@ -32,11 +32,10 @@ SECRETS = [(ROOT / "inventories" / "lab-secrets" / name).read_text().strip()
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pushinstall", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return warm.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def _wait_for(path: Path, process: subprocess.Popen[str], seconds: float = 30) -> None:
+def _wait_for(path: Path, process: warm.Popen, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():
         assert process.poll() is None, process.communicate()
@@ -48,8 +47,8 @@ def test_served_lab_inventory_converges_over_psrp_and_stops_on_a_signal(tmp_path
     env = {**os.environ, "PUSHINSTALL_STATE_DIR": str(tmp_path / "state")}
     env.pop("PUSHINSTALL_LAB_WIRE", None)
     written = tmp_path / "served" / "lab-served.yml"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pushinstall", "lab", "serve", "-i", str(LAB_INVENTORY),
+    server = warm.Popen(
+        ["lab", "serve", "-i", str(LAB_INVENTORY),
          "--write-inventory", str(written)],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

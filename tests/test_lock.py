@@ -6,19 +6,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import warm
 from cli_kit import PLAYBOOK, REPO, cli, write_inventory
 
 from pushinstall.errors import EXIT_LOCKED
 
 
-def start_holder(inventory: Path, state: Path) -> subprocess.Popen[str]:
+def start_holder(inventory: Path, state: Path) -> warm.Popen:
     """A run that holds the lock for a while (a slow installer), once its run log exists."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pushinstall", "run", "-i", str(inventory), str(PLAYBOOK)],
+    process = warm.Popen(
+        ["run", "-i", str(inventory), str(PLAYBOOK)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PUSHINSTALL_STATE_DIR": str(state)})
     # the run log is opened under the lock: once it exists, the lock is held

@@ -8,18 +8,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+import warm
 
 ROOT = Path(__file__).parent.parent
 PASSPHRASE_FILE = "passphrase.txt"
 
 
 def _run(tmp_path: Path, env: dict[str, str], playbook: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pushinstall", "run", "-i", "inv.yml", playbook,
-         "--jsonl", "run.jsonl", "--report-dir", "reports"], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=180, check=False)
+    return warm.run(["run", "-i", "inv.yml", playbook, "--jsonl", "run.jsonl",
+                     "--report-dir", "reports"], cwd=tmp_path, env=env, capture_output=True,
+                    text=True, timeout=180)
 
 
 def _on_target(state_dir: Path) -> bool:
