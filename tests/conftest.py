@@ -4,23 +4,27 @@ Plain helpers are in kit.py."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# Where PYTHONDONTWRITEBYTECODE is set (this machine sets it), every test process would compile
+# the package, and pytest rewrite every test module, from source again: ~5 s of CPU per xdist
+# worker before its first test, and ~0.25 s per `python -m pushinstall`. This process and its
+# subprocesses keep their bytecode in one cache outside the tree instead (Python checks each
+# .pyc against its source's mtime and size, so an edit is never served stale). Set before the
+# first import of the package or of a test module.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.pycache_prefix = os.environ.setdefault(
+    "PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / f"pushinstall-pycache-{os.getuid()}"))
+sys.dont_write_bytecode = False
 
 import pytest
 from kit import Wire
 
 from pushinstall.lab import LabHost, lab_host
 from pushinstall.lab.wsman.endpoint import WSManLabEndpoint
-
-# The suite starts `python -m pushinstall` some hundreds of times. Where PYTHONDONTWRITEBYTECODE
-# is set, each would compile the package from source again (~0.25 s of CPU): the subprocesses
-# keep their bytecode in one cache outside the tree instead (Python checks each .pyc against
-# its source's mtime and size, so an edit is never served stale).
-os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-os.environ.setdefault("PYTHONPYCACHEPREFIX",
-                      str(Path(tempfile.gettempdir()) / f"pushinstall-pycache-{os.getuid()}"))
 
 
 @pytest.fixture(autouse=True)
