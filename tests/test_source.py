@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from pushinstall import source
 from pushinstall.errors import InputError, Location
-from pushinstall.source import LocatedDict, check_keys, did_you_mean, load_yaml, load_yaml_text
+from pushinstall.source import (
+    LocatedDict,
+    LocatedList,
+    check_keys,
+    did_you_mean,
+    load_yaml,
+    load_yaml_text,
+)
+
+ROOT = Path(__file__).parent.parent
 
 
 def test_positions_of_keys_values_and_items() -> None:
@@ -70,3 +82,39 @@ def test_check_keys_suggests_the_closest() -> None:
     with pytest.raises(InputError, match="missing required key 'hosts'"):
         check_keys(load_yaml_text("name: x\n", "p.yml"), ["name", "hosts"], "x", ["hosts"])
     assert did_you_mean("zzz", ["name"]) == ""
+
+
+def _located(value: Any) -> Any:
+    """`value` with every location it carries, for comparing two loads."""
+    if isinstance(value, LocatedDict):
+        return [value.location, *((key, value.key_location(key), value.value_location(key),
+                                   _located(item)) for key, item in value.items())]
+    if isinstance(value, LocatedList):
+        return [value.location, *((value.item_location(index), _located(item))
+                                  for index, item in enumerate(value))]
+    return value
+
+
+@pytest.mark.parametrize("path", sorted(
+    str(p) for p in [*(ROOT / "playbooks").glob("*.yml"), *(ROOT / "inventories").glob("*.yml"),
+                     *(ROOT / "tests" / "corpus").rglob("*.yml")]))
+def test_libyaml_and_pyyaml_parsers_give_the_same_located_data(path: str) -> None:
+    # load_yaml parses with libyaml (7x faster) and falls back to PyYAML's own parser for the
+    # message of a document libyaml refuses: where libyaml accepts, both must agree on every
+    # value and location, and on every refusal of ours (duplicate keys, nesting, aliases)
+    assert source._FastLoader is not None, "PyYAML without libyaml: the fast path is untested"
+    text = Path(path).read_text(encoding="utf-8")
+    results = []
+    for loader_class in (source._FastLoader, source._Loader):
+        loader = loader_class(text)
+        loader.source_path = path
+        try:
+            results.append(_located(loader.get_single_data()))
+        except InputError as refused:
+            results.append(str(refused))
+        except yaml.YAMLError:
+            results.append(yaml.YAMLError)
+        finally:
+            loader.dispose()
+    fast, pure = results
+    assert fast == pure or fast is yaml.YAMLError
