@@ -60,6 +60,12 @@ def _compiled(text: str) -> Any:
     return ENV.from_string(text), False
 
 
+@functools.lru_cache(maxsize=4096)
+def _expression(text: str) -> Any:
+    """`text` compiled as one expression (~3 ms each: every run checks every `when`)."""
+    return ENV.compile_expression(text)
+
+
 def evaluate(compiled: Any, whole: bool, context: dict[str, Any]) -> Any:
     """Run a compiled template or whole expression within the sandbox's work and size
     bounds (`playbook/sandbox.py`)."""
@@ -93,7 +99,7 @@ def check_expression(expression: str, location: Location | None) -> frozenset[st
     """Check a `when` expression's syntax; return the variable names it uses."""
     text = expression_text(expression)
     try:
-        ENV.compile_expression(text)
+        _expression(text)
         return _names("{{ " + text + " }}")
     except TemplateSyntaxError as error:
         raise InputError(f"'when' is not a valid expression: {error.message}", location,
