@@ -206,6 +206,10 @@ class _Loader(Reader, Scanner, Parser, _Located):
         _Located.__init__(self)
 
 
+class _ReadAgain(yaml.YAMLError):
+    """libyaml's reading of this document would differ from PyYAML's."""
+
+
 _FastLoader: Callable[[str], _Located] | None = None
 try:
     from yaml._yaml import CParser
@@ -214,12 +218,37 @@ except ImportError:     # PyYAML built without libyaml: its Python parser alone
 else:
     class _CLoader(_Located, CParser):
         """The same over libyaml's parser (7x faster on the ASR playbook). Its error messages
-        are libyaml's: a document it refuses is read again by `_Loader`, so every message
-        stays PyYAML's own."""
+        are libyaml's, and it places an empty value in a flow collection (`{path: }`) where
+        the next token starts, PyYAML where the `:` ends: such a document, and one it
+        refuses, is read again by `_Loader`, so every message and location stays PyYAML's."""
+
+        _flow = 0
 
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
             _Located.__init__(self)
+
+        def compose_sequence_node(self, anchor: Any) -> Any:
+            flow = bool(self.peek_event().flow_style)
+            self._flow += flow
+            try:
+                return super().compose_sequence_node(anchor)
+            finally:
+                self._flow -= flow
+
+        def compose_mapping_node(self, anchor: Any) -> Any:
+            flow = bool(self.peek_event().flow_style)
+            self._flow += flow
+            try:
+                return super().compose_mapping_node(anchor)
+            finally:
+                self._flow -= flow
+
+        def compose_scalar_node(self, anchor: Any) -> Any:
+            event = self.peek_event()
+            if self._flow and event.value == "" and not event.style:
+                raise _ReadAgain("an empty value in a flow collection")
+            return super().compose_scalar_node(anchor)
 
     _FastLoader = _CLoader
 
