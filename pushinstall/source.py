@@ -229,18 +229,16 @@ else:
             _Located.__init__(self)
 
         def compose_sequence_node(self, anchor: Any) -> Any:
-            flow = bool(self.peek_event().flow_style)
-            self._flow += flow
-            try:
-                return super().compose_sequence_node(anchor)
-            finally:
-                self._flow -= flow
+            return self._counting_flow(super().compose_sequence_node, anchor)
 
         def compose_mapping_node(self, anchor: Any) -> Any:
+            return self._counting_flow(super().compose_mapping_node, anchor)
+
+        def _counting_flow(self, compose: Callable[[Any], Any], anchor: Any) -> Any:
             flow = bool(self.peek_event().flow_style)
             self._flow += flow
             try:
-                return super().compose_mapping_node(anchor)
+                return compose(anchor)
             finally:
                 self._flow -= flow
 
