@@ -1,5 +1,6 @@
-"""The lab's reading of a SOAP request (`lab/wsman/soap.py`): a Send's ~500 KB stream text is
-lifted out before expat parses the envelope, and the tree is the one expat alone makes.
+"""The lab's reading of a request body: the encrypted multipart is split without the regex
+engine or copies (`lab/wsman/auth.py`), and a Send's ~500 KB stream text is lifted out before
+expat parses the envelope (`lab/wsman/soap.py`); each gives what the plain way gives.
 
 Nothing is mocked: the envelopes are the ones pypsrp and pywinrm build for a Send (their own
 code, capturing the message instead of posting it: there is no server in these tests), and
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import os
+import random
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -18,7 +21,7 @@ from pypsrp.shell import WinRS
 from pypsrp.wsman import WSMan
 from winrm.protocol import Protocol
 
-from pushinstall.lab.wsman import soap
+from pushinstall.lab.wsman import auth, soap
 
 BLOCK = base64.b64encode(os.urandom(360 * 1024)).decode("ascii")
 SMALL = BLOCK[:70_000]     # above soap.LIFT
@@ -124,3 +127,18 @@ def test_any_document_reads_as_expat_reads_it(inner: str) -> None:
 def test_a_lifted_send_that_is_not_xml_is_still_refused() -> None:
     with pytest.raises(ValueError, match="not XML"):
         soap.parse_request(_doc(f"<rsp:Stream>{BLOCK}</rsp:Strea>"))
+
+
+def test_the_encrypted_multipart_splits_as_the_regex_splits_it() -> None:
+    boundary = auth.BOUNDARY
+    pattern = re.escape(boundary) + rb"(?:--)?\r\n"
+    pieces = [boundary + b"\r\n", boundary + b"--\r\n", boundary, boundary + b"--",
+              b"\r\n", b"--", b"x", b"\x00\xff", boundary[:5], auth._OCTET_STREAM]
+    chance = random.Random(12)
+    for _ in range(5000):
+        body = b"".join(chance.choice(pieces) for _ in range(chance.randint(0, 8)))
+        assert [bytes(part) for part in auth._parts(body)] == \
+            [part for part in re.split(pattern, body) if part], body
+        for data in (auth._OCTET_STREAM + body, body, body + auth._OCTET_STREAM + body):
+            cut = auth._without_first(memoryview(data), auth._OCTET_STREAM)
+            assert bytes(cut) == data.replace(auth._OCTET_STREAM, b"", 1)
