@@ -2,6 +2,7 @@
 asserts nothing.
 
     python bench/wire.py [--hosts 5] [--repeat 3] [--push-mb 50] [--transports psrp,winrm,ssh]
+                         [--push-lab process|same|both] [--no-check]
                          [--winrs-refused true|receiver]
 
 For each transport and each of `--repeat` rounds, N fresh lab hosts are served on loopback by
@@ -10,9 +11,19 @@ SSH endpoints, NTLM with message encryption) and the engine's `check` of the shi
 playbook runs twice: first contact (nothing cached on the host, nothing remembered by the
 controller) and a later run. The endpoints' counters give, per host, the requests and bytes
 sent to the host and back; the table shows the median over the rounds of each round's mean.
-Then one host receives a `--push-mb` file through the transport's `put_file` (file_begin /
-file_chunk / file_end), timed for MB/s; with `--winrs-refused` the hosts refuse the WinRS
-receiver and the push takes its fallback, `file_chunk` calls over the agent session.
+
+Then, `--repeat` times, a fresh host receives a `--push-mb` file through the transport's
+`put_file` (file_begin, the file on the WinRS receiver's stdin, file_end), after one call (as
+in a run, the agent is defined before any push). By default (`--push-lab process`) that host
+is served by a `pushinstall lab serve` process, as in bench/sweep.py, so this process's CPU
+(resource.getrusage, every thread) is the controller's cost alone, what it would spend
+against a Windows host; the lab server's CPU is printed beside it (on this machine the two
+share the cores, and the wall figure is only what the machine gave them). `--push-lab same`
+serves the host in THIS process (both ends in one interpreter: one GIL, the CPU is both
+ends'), `both` does each. Each push prints its wall, MB/s, CPU, the HTTP requests and the
+bytes of their bodies as sent (the transport's counter: after message encryption), and the
+medians follow. With `--winrs-refused` the hosts refuse the WinRS receiver and the push takes
+its fallback, `file_chunk` calls over the agent session. `--no-check` pushes only.
 """
 
 from __future__ import annotations
