@@ -80,8 +80,8 @@ def shard_inventories(directory: Path, count: int, servers: int, latency_ms: flo
 class Servers:
     """The `pushinstall lab serve` processes of one sweep; a context manager."""
 
-    def __init__(self, shards: list[Path], state: Path) -> None:
-        self.shards, self.state = shards, state
+    def __init__(self, shards: list[Path], state: Path, transport: str = "psrp") -> None:
+        self.shards, self.state, self.transport = shards, state, transport
         self.processes: list[subprocess.Popen[bytes]] = []
         self.written = [shard.with_name(shard.stem + "-served.yml") for shard in shards]
 
@@ -92,7 +92,7 @@ class Servers:
             written.unlink(missing_ok=True)
             self.processes.append(subprocess.Popen(
                 [sys.executable, "-m", "pushinstall", "lab", "serve", "-i", str(shard),
-                 "--write-inventory", str(written), "--transport", "psrp"],
+                 "--write-inventory", str(written), "--transport", self.transport],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + 600
         while not all(path.exists() for path in self.written):

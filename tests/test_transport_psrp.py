@@ -14,6 +14,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kit import OS_FACTS, Wire, run_asr
@@ -168,13 +169,13 @@ def test_a_chunk_corrupted_on_the_way_fails_the_sha256_and_leaves_nothing(
     local.write_bytes(os.urandom(1024 * 1024))
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
     transport = _open(wire, "h1", kind)
-    real_send = GuardedCommand.send
+    real_seal = GuardedCommand.seal
 
-    def flip_last_byte(self: GuardedCommand, data: bytes, end: bool) -> None:
+    def flip_last_byte(self: GuardedCommand, data: bytes, end: bool) -> Any:
         # the line between controller and target damages one byte of the last Send
-        real_send(self, data[:-1] + bytes([data[-1] ^ 1]) if end else data, end)
+        return real_seal(self, data[:-1] + bytes([data[-1] ^ 1]) if end else data, end)
 
-    monkeypatch.setattr(GuardedCommand, "send", flip_last_byte)
+    monkeypatch.setattr(GuardedCommand, "seal", flip_last_byte)
     with pytest.raises(RemoteOpFailed) as failed:
         transport.put_file(local, "C:\\Temp\\x.bin", digest)
     transport.close()

@@ -49,6 +49,7 @@ from pushinstall.model import Host
 from pushinstall.remote import bootstrap, modules, ops, receiver, sealing
 from pushinstall.secret import Redactor
 from pushinstall.transports import psrp_session
+from pushinstall.transports.sealed_sends import PypsrpStdin, Sealed
 from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
 
 UTF8_CODEPAGE = 65001
@@ -82,9 +83,13 @@ class _WinRSCommand:
             with contextlib.suppress(Exception):   # no command: the shell goes at once
                 self.shell.close()
             raise
+        self.stdin = PypsrpStdin(wsman, self.shell, self.process.id or "")
 
-    def send(self, data: bytes, end: bool) -> None:
-        self.process.send(data, end=end)
+    def seal(self, data: bytes, end: bool) -> Sealed:
+        return self.stdin.seal(data, end)
+
+    def post(self, sealed: Sealed) -> None:
+        self.stdin.post(sealed)
 
     def output(self) -> str:
         while self.process.state != CommandState.DONE:
@@ -156,7 +161,16 @@ class PSRPTransport(WSManTransportBase):
         wsman = self._wsman
         assert wsman is not None
         return GuardedCommand(lambda func, doing: self._guard(func, doing, in_flight=True),
-                              lambda: _WinRSCommand(wsman, self.endpoint.poll_s))
+                              lambda: _WinRSCommand(wsman, self.endpoint.poll_s),
+                              self._abandon_receiver)
+
+    def _abandon_receiver(self, command: Any) -> None:
+        """The push left this connection unusable: its shells (the receiver's too) are
+        deleted over the next one."""
+        shell = command.shell
+        if shell.id is not None:
+            self._lost.append((shell.resource_uri, shell.id))
+        self._drop()
 
     def _session(self) -> requests.Session | None:
         return self._wsman.transport.session if self._wsman is not None else None

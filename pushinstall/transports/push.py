@@ -19,14 +19,16 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Generic, Protocol, TypeVar
 
 from pushinstall.errors import HostError, RemoteOpFailed, ShellRefused
 from pushinstall.remote import ops, receiver
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHUNK_SIZE = 1024 * 1024
 # Raw bytes per Send: base64 of it plus the SOAP envelope (~2 KB) stays under 512,000 bytes,
@@ -46,10 +48,16 @@ class Caller(Protocol):
 
 
 class StdinCommand(Protocol):
-    """A remote process being fed stdin (the receiver on a WinRS shell)."""
+    """A remote process being fed stdin (the receiver on a WinRS shell), a Send at a time:
+    `seal` makes the Send of `data` (`end` closes stdin) without sending anything, and may
+    run in another thread while the Send before it is posted; `post` sends one and waits
+    for its answer. Sends are sealed and posted in the same order, one at a time."""
 
-    def send(self, data: bytes, end: bool) -> None:
-        """Write `data` to its stdin; `end` closes stdin."""
+    def seal(self, data: bytes, end: bool) -> Any:
+        """The Send of `data`, ready to post."""
+
+    def post(self, sealed: Any) -> None:
+        """Send what `seal` made; wait for its answer."""
 
     def output(self) -> str:
         """Wait for the process to end; its stdout and then stderr as text."""
@@ -142,9 +150,11 @@ def _stream(command: StdinCommand, local: Path, temp_path: str, size: int,
             host: str | None) -> None:
     try:
         head = receiver.prefix() + receiver.header(temp_path, 0, size)
-        with local.open("rb") as source:
-            for block, last in stream_blocks(head, source):
-                command.send(block, end=last)
+        with local.open("rb") as source, OneAhead(
+                command.seal(block, last) for block, last in stream_blocks(head, source)
+        ) as sealed:
+            for send in sealed:
+                command.post(send)
         output = command.output()
     finally:
         command.close()
@@ -169,6 +179,51 @@ def stream_blocks(head: bytes, source: BinaryIO) -> Iterator[tuple[bytes, bool]]
         yield block, last
         if last:
             return
+
+
+class OneAhead(Generic[T]):
+    """`items` made one ahead in a thread of their own: item N+1 is being made while the
+    caller works on item N, never more than that; each comes in order, and an exception
+    making one is raised to the caller in its turn. A context manager: leaving it waits for
+    the item in the making and closes `items`.
+
+    The push's Sends are made (read, base64, envelope, encryption: mostly C) while the Send
+    before is on the wire and the host works on it; the Sends themselves stay in the
+    caller's thread, one at a time and in order, as WS-Man wants one command's stdin."""
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pushinstall-push")
+        self._next: Future[T | _End] | None = None
+
+    def __enter__(self) -> Iterator[T]:
+        self._next = self._pool.submit(next, self._items, _END)
+        return self._taken()
+
+    def _taken(self) -> Iterator[T]:
+        while self._next is not None:
+            item = self._next.result()
+            if isinstance(item, _End):
+                self._next = None
+                return
+            self._next = self._pool.submit(next, self._items, _END)
+            yield item
+
+    def __exit__(self, *exc: object) -> None:
+        if self._next is not None:
+            wait([self._next])         # the item in the making: finished, then dropped
+            self._next = None
+        self._pool.shutdown(wait=True)
+        close = getattr(self._items, "close", None)
+        if close is not None:          # a generator's own cleanup (its file), in this thread
+            close()
+
+
+class _End:
+    """No more items."""
+
+
+_END = _End()
 
 
 def _remove_quietly(caller: Caller, path: str, host: str | None) -> None:

@@ -41,6 +41,7 @@ from pushinstall.model import Host
 from pushinstall.remote import bootstrap, modules, ops, receiver, sealing
 from pushinstall.remote.stdin import Lines, request_line, session_script
 from pushinstall.secret import Redactor
+from pushinstall.transports.sealed_sends import PywinrmStdin, Sealed
 from pushinstall.transports.wsman_common import GuardedCommand, WSManTransportBase
 
 STDIN_BLOCK = 96 * 1024   # base64 of it plus the envelope stays under 150 KiB (Server 2008)
@@ -68,9 +69,13 @@ class _ReceiverCommand:
         self.protocol, self.shell_id = protocol, shell_id
         self.command_id = protocol.run_command(shell_id, receiver.EXECUTABLE,
                                                list(receiver.arguments()))
+        self.stdin = PywinrmStdin(protocol, shell_id, self.command_id)
 
-    def send(self, data: bytes, end: bool) -> None:
-        self.protocol.send_command_input(self.shell_id, self.command_id, data, end=end)
+    def seal(self, data: bytes, end: bool) -> Sealed:
+        return self.stdin.seal(data, end)
+
+    def post(self, sealed: Sealed) -> None:
+        self.stdin.post(sealed)
 
     def output(self) -> str:
         stdout, stderr, done = bytearray(), bytearray(), False
@@ -151,7 +156,9 @@ class WinRMTransport(WSManTransportBase):
         protocol, shell_id = self._protocol, self._shell_id
         assert protocol is not None and shell_id is not None
         return GuardedCommand(lambda func, doing: self._guard(func, doing, in_flight=True),
-                              lambda: _ReceiverCommand(protocol, shell_id))
+                              lambda: _ReceiverCommand(protocol, shell_id),
+                              lambda command: self._drop())   # the shell goes, and both its
+        # commands with it, over the next connection: this one can carry nothing more
 
     def _session(self) -> requests.Session | None:
         return self._protocol.transport.session if self._protocol is not None else None

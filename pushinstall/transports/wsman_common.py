@@ -429,16 +429,38 @@ class WSManTransportBase(abc.ABC):
 
 class GuardedCommand:
     """A `StdinCommand` whose library errors are mapped by the transport's `guard` (errors.py
-    once, at the boundary); `close` never raises."""
+    once, at the boundary, in the host's thread); `close` never raises.
+
+    `seal` may run in the push's own thread (push.OneAhead): it never raises, a failure to
+    seal is raised by `post` in its turn. When the push stops with a Send encrypted and not
+    posted, the connection has spent a sequence number the host never saw and can carry
+    nothing more (sealed_sends): `close` then hands the command to `abandon`, which gives
+    the connection up (its shells are deleted over a new one), instead of closing it on it."""
 
     def __init__(self, guard: Callable[[Callable[[], Any], str], Any],
-                 start: Callable[[], StdinCommand]) -> None:
+                 start: Callable[[], StdinCommand],
+                 abandon: Callable[[StdinCommand], None]) -> None:
         self._guard = guard
+        self._abandon = abandon
         self._command: StdinCommand = guard(start, "start the push receiver")
+        self._spent = 0      # encrypted Sends made (the sealing thread counts)
+        self._posted = 0     # ... and handed to post (the host's thread counts)
 
-    def send(self, data: bytes, end: bool) -> None:
-        """Write to the receiver's stdin."""
-        self._guard(lambda: self._command.send(data, end), "push")
+    def seal(self, data: bytes, end: bool) -> _Deferred:
+        """The Send of `data`, or the error making it."""
+        try:
+            sealed = self._command.seal(data, end)
+        except Exception as error:   # raised by post, mapped there
+            self._spent += 1          # it may have used the context: assume it did
+            return _Deferred(None, error, spent=True)
+        spent = bool(getattr(sealed, "spent", False))
+        self._spent += spent
+        return _Deferred(sealed, None, spent)
+
+    def post(self, sealed: _Deferred) -> None:
+        """Send it to the receiver's stdin."""
+        self._posted += sealed.spent
+        self._guard(lambda: self._command.post(sealed.take()), "push")
 
     def output(self) -> str:
         """Wait for the receiver's answer."""
@@ -446,6 +468,24 @@ class GuardedCommand:
         return text
 
     def close(self) -> None:
-        """Free the receiver's command and shell."""
+        """Free the receiver's command and shell (or give the connection up, see above)."""
         with contextlib.suppress(Exception):
-            self._command.close()
+            if self._spent > self._posted:
+                self._abandon(self._command)
+            else:
+                self._command.close()
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """What `GuardedCommand.seal` made: the command's Send, or the error making it."""
+
+    sealed: Any
+    error: Exception | None
+    spent: bool
+
+    def take(self) -> Any:
+        """The Send; the error when there was one."""
+        if self.error is not None:
+            raise self.error
+        return self.sealed

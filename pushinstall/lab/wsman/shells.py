@@ -15,6 +15,7 @@ and the chunk's raw bytes.
 from __future__ import annotations
 
 import base64
+import binascii
 import queue
 import threading
 import uuid
@@ -198,8 +199,8 @@ class CmdShell(Shell):
                 command.started = command.started or start
             if start:
                 run_in_thread(f"lab-winrs-{self.host.name}", lambda c=command: self._run(c))
-            if command.is_powershell:
-                command.stdin.put(base64.b64decode(stream.text or ""))
+            if command.is_powershell:   # base64.b64decode, without re-encoding the text
+                command.stdin.put(binascii.a2b_base64(stream.text or ""))
                 if stream.get("End", "").lower() == "true":
                     command.stdin.put(None)
         return Reply(soap.envelope(request, soap.response_action(request),
