@@ -62,6 +62,8 @@ from requests.structures import CaseInsensitiveDict
 # pyspnego's own derivation, so the keys are the ones its Password credential would give
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
 
+from pushinstall.transports import psrp_messages
+
 
 @functools.lru_cache(maxsize=32)
 def ntlm_credentials(username: str, password: str) -> list[Any]:
@@ -280,7 +282,18 @@ _PRIMITIVES: dict[str, Callable[[Any, ET.Element], Any]] = {
 
 
 class Serializer(_Serializer):
-    """pypsrp's `Serializer`, reading a primitive element without serializing it back."""
+    """pypsrp's `Serializer`, reading a primitive element without serializing it back, and
+    writing the messages every host is sent alike from their templates (`psrp_messages`)."""
+
+    def serialize(self, value: Any, metadata: Any = None, parent: ET.Element | None = None,
+                  clear: bool = True) -> Any:
+        # a message, as pypsrp's Message.pack asks for it: bytes it sends as they are
+        if metadata is None and parent is None and clear:
+            made = psrp_messages.TEMPLATES.serialized(value, self)
+            if made is not None:
+                self._clear()
+                return made
+        return super().serialize(value, metadata, parent, clear)
 
     def deserialize(self, element: ET.Element | str, metadata: Any = None,
                     clear: bool = True) -> Any:
