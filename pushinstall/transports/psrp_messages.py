@@ -29,6 +29,8 @@ from pypsrp.complex_objects import CommandParameter, ComplexObject
 from pypsrp.messages import CreatePipeline, InitRunspacePool, SessionCapability
 from pypsrp.serializer import Serializer
 
+from pushinstall.transports.wsman_envelope import escape_text
+
 TEMPLATED = (SessionCapability, InitRunspacePool, CreatePipeline)
 # what every ComplexObject of a class holds alike (its metadata, built from constants in
 # __init__) or is left unset on an outgoing message; the attribute names of the metadata
@@ -78,20 +80,9 @@ class _Template:
                 out.append(base64.b64encode(value))
             else:
                 text = serializer._serialize_string(value) or ""
-                out.append(_escape_text(text).encode("utf-8", "xmlcharrefreplace"))
+                out.append(escape_text(text).encode("utf-8", "xmlcharrefreplace"))
             out.append(part)
         return b"".join(out)
-
-
-def _escape_text(text: str) -> str:
-    """Character data as ElementTree writes it (xml.etree.ElementTree._escape_cdata)."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text
 
 
 def _placeholder(index: int, kind: type) -> str | bytes:
