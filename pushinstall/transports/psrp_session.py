@@ -55,7 +55,7 @@ from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.powershell import PowerShell as _PowerShell
 from pypsrp.powershell import RunspacePool as _RunspacePool
 from pypsrp.serializer import Serializer as _Serializer
-from pypsrp.wsman import NAMESPACES
+from pypsrp.wsman import NAMESPACES, _TransportHTTP
 from pypsrp.wsman import WSMan as _WSMan
 from requests.cookies import RequestsCookieJar
 from requests.sessions import merge_hooks
@@ -64,7 +64,7 @@ from requests.structures import CaseInsensitiveDict
 # pyspnego's own derivation, so the keys are the ones its Password credential would give
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
 
-from pushinstall.transports import psrp_messages, wsman_envelope
+from pushinstall.transports import psrp_http, psrp_messages, wsman_envelope
 
 
 @functools.lru_cache(maxsize=32)
@@ -250,7 +250,14 @@ _ENVELOPE_ROOM: dict[tuple[Any, ...], int] = {}
 class WSMan(_WSMan):
     """pypsrp's `WSMan`, the room for a payload computed once per length of endpoint URL
     (as the envelope's text holds it) and settings, and each request's envelope written from
-    a template (`wsman_envelope`), not through ElementTree."""
+    a template (`wsman_envelope`), not through ElementTree; its HTTP transport
+    `psrp_http.DirectHTTP`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if type(self.transport) is _TransportHTTP:
+            self.transport.__class__ = psrp_http.DirectHTTP   # same object, same settings
+            cast(psrp_http.DirectHTTP, self.transport).sent = []
 
     def invoke(self, action: str, resource_uri: str, resource: ET.Element | None,
                option_set: Any = None, selector_set: Any = None, timeout: int | None = None,
