@@ -140,3 +140,44 @@ def test_a_urllib3_error_maps_as_requests_maps_it() -> None:
         requests.exceptions.ChunkedEncodingError
     assert type(psrp_http._reading_error(ReadTimeoutError(None, "/", "slow"))) is \
         requests.exceptions.ConnectionError
+
+
+def _session_of(kind: type[_TransportHTTP], **settings: object) -> dict[str, object]:
+    transport = kind("127.0.0.1", username="LAB\\u", password="p", no_proxy=True,
+                     **settings)  # type: ignore[arg-type]
+    session = transport._build_session()
+    adapters = {}
+    for prefix, adapter in session.adapters.items():
+        retries = adapter.max_retries   # type: ignore[attr-defined]
+        adapters[prefix] = (type(adapter), retries.total, retries.connect, retries.status,
+                            retries.read, retries.backoff_factor, retries.status_forcelist,
+                            dict(adapter.poolmanager.pool_classes_by_scheme).keys(),  # type: ignore[attr-defined]
+                            vars(adapter).get("_HTTPSAdapterWithKeyPassword__key_password"))
+    auth = session.auth
+    return {"headers": dict(session.headers), "proxies": session.proxies,
+            "verify": session.verify, "trust_env": session.trust_env, "cert": session.cert,
+            "adapters": adapters, "auth": (type(auth), {k: v for k, v in vars(auth).items()
+                                                       if k != "contexts"})}
+
+
+@pytest.mark.parametrize("settings", [
+    {"ssl": False, "auth": "ntlm"}, {"ssl": False, "auth": "negotiate"},
+    {"ssl": True, "auth": "ntlm"}, {"ssl": True, "auth": "basic"},
+    {"ssl": True, "auth": "ntlm", "cert_validation": False},
+    {"ssl": True, "auth": "negotiate", "cert_validation": "/etc/ssl/certs/ca.pem"},
+    {"ssl": False, "auth": "ntlm", "reconnection_retries": 3, "reconnection_backoff": 1.5}])
+@pytest.mark.parametrize("environment", [{}, {"HTTP_PROXY": "http://127.0.0.9:1",
+                                              "HTTPS_PROXY": "http://127.0.0.9:1",
+                                              "NO_PROXY": ""},
+                                         {"REQUESTS_CA_BUNDLE": "/tmp/requests-ca.pem"},
+                                         {"CURL_CA_BUNDLE": "/tmp/curl-ca.pem"}])
+def test_the_session_is_built_as_pypsrp_builds_it(settings: dict[str, object],
+                                                 environment: dict[str, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE",
+                 "CURL_CA_BUNDLE", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert _session_of(psrp_http.DirectHTTP, **settings) == _session_of(_TransportHTTP,
+                                                                        **settings)
