@@ -72,12 +72,14 @@ class DripServer:
 
 class DripProxy:
     """`with DripProxy(address, port) as proxy:` -> `proxy.port` forwards to the endpoint;
-    `proxy.dripping.set()` turns every answer from then on into a one-byte-a-while drip."""
+    `proxy.dripping.set()` turns every answer from then on into a one-byte-a-while drip;
+    `proxy.sent` holds what clients sent through it."""
 
     def __init__(self, address: str, port: int, interval: float = 0.5) -> None:
         self.target = (address, port)
         self.interval = interval
         self.dripping = threading.Event()
+        self.sent = bytearray()
         self._stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -104,6 +106,8 @@ class DripProxy:
                         sink.sendall(bytes([byte]))
                         time.sleep(self.interval)
                 else:
+                    if not answers:
+                        self.sent += data
                     sink.sendall(data)
         except OSError:
             pass

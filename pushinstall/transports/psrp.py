@@ -175,6 +175,11 @@ class PSRPTransport(WSManTransportBase):
     def _session(self) -> requests.Session | None:
         return self._wsman.transport.session if self._wsman is not None else None
 
+    def _connected(self) -> None:
+        super()._connected()
+        if self._wsman is not None and hasattr(self._wsman.transport, "sent"):
+            self.wire.attach_direct(self._wsman.transport)   # its POSTs past requests
+
     def _new_wsman(self, connect_timeout: float | None = None) -> _WSMan:
         conn, end = self.host.connection, self.endpoint
         # pypsrp takes a CA bundle path for cert_validation and float timeouts (requests

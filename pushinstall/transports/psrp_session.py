@@ -50,10 +50,12 @@ import requests
 import spnego
 from pypsrp._utils import get_hostname
 from pypsrp.complex_objects import Pipeline
+from pypsrp.exceptions import WinRMError, WinRMTransportError
 from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.powershell import PowerShell as _PowerShell
 from pypsrp.powershell import RunspacePool as _RunspacePool
 from pypsrp.serializer import Serializer as _Serializer
+from pypsrp.wsman import NAMESPACES, _TransportHTTP
 from pypsrp.wsman import WSMan as _WSMan
 from requests.cookies import RequestsCookieJar
 from requests.sessions import merge_hooks
@@ -61,6 +63,8 @@ from requests.structures import CaseInsensitiveDict
 
 # pyspnego's own derivation, so the keys are the ones its Password credential would give
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
+
+from pushinstall.transports import psrp_http, psrp_messages, wsman_envelope
 
 
 @functools.lru_cache(maxsize=32)
@@ -245,7 +249,41 @@ _ENVELOPE_ROOM: dict[tuple[Any, ...], int] = {}
 
 class WSMan(_WSMan):
     """pypsrp's `WSMan`, the room for a payload computed once per length of endpoint URL
-    (as the envelope's text holds it) and settings."""
+    (as the envelope's text holds it) and settings, and each request's envelope written from
+    a template (`wsman_envelope`), not through ElementTree; its HTTP transport
+    `psrp_http.DirectHTTP`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if type(self.transport) is _TransportHTTP:
+            self.transport.__class__ = psrp_http.DirectHTTP   # same object, same settings
+            cast(psrp_http.DirectHTTP, self.transport).sent = []
+
+    def invoke(self, action: str, resource_uri: str, resource: ET.Element | None,
+               option_set: Any = None, selector_set: Any = None, timeout: int | None = None,
+               *, retries_on_read_timeout: int = 0) -> ET.Element:
+        made = wsman_envelope.envelope(self, action, resource_uri, resource, option_set,
+                                       selector_set, timeout)
+        if made is None:
+            return super().invoke(action, resource_uri, resource, option_set, selector_set,
+                                  timeout, retries_on_read_timeout=retries_on_read_timeout)
+        message_id, xml = made
+        # what follows is pypsrp's own WSMan.invoke (0.9.1), after its envelope is built
+        try:
+            response = self.transport.send(xml, retries_on_read_timeout=retries_on_read_timeout,
+                                           timeout=timeout + 2 if timeout else None)
+        except WinRMTransportError as err:
+            try:
+                raise self._parse_wsman_fault(err.response_text) from err
+            except ET.ParseError:
+                raise err from None
+        response_xml = ET.fromstring(response)
+        relates_to = response_xml.find("s:Header/wsa:RelatesTo", namespaces=NAMESPACES)
+        if f"uuid:{message_id}" != (relates_to.text if relates_to is not None else ""):
+            raise WinRMError("Received related id does not match related expected message id: "
+                             f"Sent: uuid:{message_id}, Received: "
+                             f"{relates_to.text if relates_to is not None else ''}")
+        return response_xml
 
     def _calc_envelope_size(self, max_envelope_size: int) -> int:
         key = (len(escape(self.transport.endpoint).encode("utf-8")), self.locale, self.data_locale,
@@ -280,7 +318,18 @@ _PRIMITIVES: dict[str, Callable[[Any, ET.Element], Any]] = {
 
 
 class Serializer(_Serializer):
-    """pypsrp's `Serializer`, reading a primitive element without serializing it back."""
+    """pypsrp's `Serializer`, reading a primitive element without serializing it back, and
+    writing the messages every host is sent alike from their templates (`psrp_messages`)."""
+
+    def serialize(self, value: Any, metadata: Any = None, parent: ET.Element | None = None,
+                  clear: bool = True) -> Any:
+        # a message, as pypsrp's Message.pack asks for it: bytes it sends as they are
+        if metadata is None and parent is None and clear:
+            made = psrp_messages.TEMPLATES.serialized(value, self)
+            if made is not None:
+                self._clear()
+                return made
+        return super().serialize(value, metadata, parent, clear)
 
     def deserialize(self, element: ET.Element | str, metadata: Any = None,
                     clear: bool = True) -> Any:

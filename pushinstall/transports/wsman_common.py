@@ -144,9 +144,12 @@ class ExchangeWatch:
             self._call_at = previous
 
     def watch_pypsrp(self, wsman: Any) -> None:
-        """Bound the exchanges of a pypsrp `WSMan` (its transport's `_send_request`)."""
+        """Bound the exchanges of a pypsrp `WSMan` (its transport's `_send_request`, and the
+        direct POST of psrp_http.DirectHTTP)."""
         transport = wsman.transport
-        self._wrap(transport, "_send_request", lambda args: transport.session)
+        for name in ("_send_request", "_send_direct"):
+            if hasattr(transport, name):
+                self._wrap(transport, name, lambda args: transport.session)
 
     def watch_pywinrm(self, protocol: Any) -> None:
         """Bound the exchanges of a pywinrm `Protocol` (its transport's
@@ -331,10 +334,18 @@ class WireCounter:
         self._hooked.add(id(session))
         session.hooks["response"].append(self._count)
 
-    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        body = response.request.body
+    def attach_direct(self, transport: Any) -> None:
+        """Count from now on what `transport` (psrp_http.DirectHTTP) POSTs past requests."""
+        if self.count not in transport.sent:
+            transport.sent.append(self.count)
+
+    def count(self, body: object) -> None:
+        """One request sent, with `body`."""
         self.requests += 1
         self.bytes_sent += len(body) if isinstance(body, bytes | str) else 0
+
+    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.count(response.request.body)
 
 
 class WSManTransportBase(abc.ABC):
