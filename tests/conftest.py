@@ -21,6 +21,7 @@ sys.pycache_prefix = os.environ.setdefault(
 sys.dont_write_bytecode = False
 
 import pytest
+from agent_host import SharedHost
 from kit import Wire
 
 from pushinstall.lab import LabHost, lab_host
@@ -53,3 +54,11 @@ def wire(tmp_path: Path) -> Iterator[Wire]:
     """The lab's WS-Man endpoint on loopback, serving no host yet."""
     with WSManLabEndpoint(tmp_path / "endpoint") as endpoint:
         yield Wire(endpoint)
+
+
+@pytest.fixture(scope="session")
+def agent_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedHost]:
+    """This test process's mono agent host (agent_host.SharedHost): `.host(tmp_path)`."""
+    shared = SharedHost(tmp_path_factory.mktemp("agent-session"))
+    yield shared
+    shared.close()

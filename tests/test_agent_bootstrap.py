@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_host import AgentHost
+from agent_host import AgentHost, SharedHost
 from kit import FAST, LAB_INVENTORY, SHIPPED, SSH_PASSWORD, SSH_USER, Wire, ssh_host
 
 from pushinstall.engine import RunOptions, run_fleet
@@ -76,13 +76,11 @@ def test_the_packed_agent_expands_to_the_agent_text_byte_for_byte(wire: Wire,
     assert hashlib.sha256(cached).hexdigest() == bootstrap.agent_hash()
 
 
-def test_dotnet_gzipstream_expands_what_the_controller_sends(tmp_path: Path) -> None:
+def test_dotnet_gzipstream_expands_what_the_controller_sends(agent_session: SharedHost,
+                                                              tmp_path: Path) -> None:
     """bootstrap.ps1 expands with System.IO.Compression.GZipStream: mono's runs it here."""
-    agent = AgentHost(tmp_path)
-    try:
-        expanded = agent.command("GUNZIP " + base64.b64encode(bootstrap.packed(AGENT)).decode())
-    finally:
-        agent.close()
+    agent = agent_session.host(tmp_path)
+    expanded = agent.command("GUNZIP " + base64.b64encode(bootstrap.packed(AGENT)).decode())
     assert base64.b64decode(expanded) == AGENT.encode("utf-8")
 
 
@@ -321,40 +319,36 @@ def _store(agent: AgentHost, folder: Path, name: str, data: bytes) -> Any:
     return agent.command(f"CACHE {folder} {name} {base64.b64encode(data).decode()}")
 
 
-def test_core_stores_entries_named_by_their_hash_in_a_protected_folder(tmp_path: Path) -> None:
-    agent = AgentHost(tmp_path / "host")
+def test_core_stores_entries_named_by_their_hash_in_a_protected_folder(
+        agent_session: SharedHost, tmp_path: Path) -> None:
+    agent = agent_session.host(tmp_path)
     folder = tmp_path / "cache"
-    try:
-        data = AGENT.encode("utf-8")
-        sha = hashlib.sha256(data).hexdigest()
-        assert _store(agent, folder, f"{sha}.ps1", data) is True
-        assert (folder / f"{sha}.ps1").read_bytes() == data
-        assert ["ProtectDirectory", str(folder)] in agent.command("CALLS")
-        # a name whose hash is not the content's is refused, nothing written
-        assert _store(agent, folder, f"{'0' * 64}.ps1", data) is False
-        assert _store(agent, folder, "../x.ps1", data) is False
-        assert sorted(p.name for p in folder.iterdir()) == [f"{sha}.ps1"]
-    finally:
-        agent.close()
+    data = AGENT.encode("utf-8")
+    sha = hashlib.sha256(data).hexdigest()
+    assert _store(agent, folder, f"{sha}.ps1", data) is True
+    assert (folder / f"{sha}.ps1").read_bytes() == data
+    assert ["ProtectDirectory", str(folder)] in agent.command("CALLS")
+    # a name whose hash is not the content's is refused, nothing written
+    assert _store(agent, folder, f"{'0' * 64}.ps1", data) is False
+    assert _store(agent, folder, "../x.ps1", data) is False
+    assert sorted(p.name for p in folder.iterdir()) == [f"{sha}.ps1"]
 
 
-def test_core_keeps_one_assembly_per_source_and_a_few_agents(tmp_path: Path) -> None:
-    agent = AgentHost(tmp_path / "host")
+def test_core_keeps_one_assembly_per_source_and_a_few_agents(agent_session: SharedHost,
+                                                            tmp_path: Path) -> None:
+    agent = agent_session.host(tmp_path)
     folder = tmp_path / "cache"
     source = "c" * 64
-    try:
-        names = [agent.command(f"CACHEDLL {folder} {source} "
-                               f"{base64.b64encode(b'dll %d' % i).decode()}") for i in range(3)]
-        assert all(n == f"{source}-{hashlib.sha256(b'dll %d' % i).hexdigest()}.dll"
-                   for i, n in enumerate(names))
-        assert sorted(p.name for p in folder.glob("*.dll")) == [names[-1]]
-        for i in range(6):
-            body = b"agent %d" % i
-            assert _store(agent, folder, f"{hashlib.sha256(body).hexdigest()}.ps1", body)
-        assert len(list(folder.glob("*.ps1"))) == 4     # the one just stored and Keep = 3
-        assert (folder / f"{hashlib.sha256(b'agent 5').hexdigest()}.ps1").exists()
-    finally:
-        agent.close()
+    names = [agent.command(f"CACHEDLL {folder} {source} "
+                           f"{base64.b64encode(b'dll %d' % i).decode()}") for i in range(3)]
+    assert all(n == f"{source}-{hashlib.sha256(b'dll %d' % i).hexdigest()}.dll"
+               for i, n in enumerate(names))
+    assert sorted(p.name for p in folder.glob("*.dll")) == [names[-1]]
+    for i in range(6):
+        body = b"agent %d" % i
+        assert _store(agent, folder, f"{hashlib.sha256(body).hexdigest()}.ps1", body)
+    assert len(list(folder.glob("*.ps1"))) == 4     # the one just stored and Keep = 3
+    assert (folder / f"{hashlib.sha256(b'agent 5').hexdigest()}.ps1").exists()
 
 
 def test_an_agent_the_target_will_not_define_is_an_error_that_quotes_it(

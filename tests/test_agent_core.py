@@ -17,21 +17,95 @@ import socket
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_host import AgentHost, compile_core, require_mono
+from agent_host import AgentHost, SharedHost, compile_core, require_mono
 
 from pushinstall.remote import ops, receiver
 
 
 @pytest.fixture
-def core(tmp_path: Path) -> Iterator[AgentHost]:
-    host = AgentHost(tmp_path)
-    yield host
-    host.close()
+def core(agent_session: SharedHost, tmp_path: Path) -> AgentHost:
+    """The test process's agent host, reset for this test (test_a_reset_host_... proves it)."""
+    return agent_session.host(tmp_path)
+
+
+LEFT_KEYS = [("HKLM:\\SOFTWARE\\Left", "64"), ("HKLM:\\SOFTWARE\\Left", "32"),
+             ("HKCU:\\Software\\Left", "64"), ("HKU:\\S-1-5-18\\Left", "64"),
+             ("HKCR:\\.left", "64"), ("HKLM:\\", "64")]
+
+
+def _what_a_test_sees(host: AgentHost, root: Path) -> dict[str, Any]:
+    """What one test could see of another through the host: recorded calls, registry keys in
+    every hive and view, the stand-in's settings (share code, SCCM, installer, queued tool
+    exits), PowerShell's version, the drivers and task root (`root`). (The stand-in's protected
+    files are named by stem, and write_secret protects its temporary file of that stem first:
+    no test can see another's.)"""
+    seen: dict[str, Any] = {"calls": host.command("CALLS")}
+    for key, view in LEFT_KEYS:
+        seen[f"{key} {view}"] = host.fact("registry", key=key, name="V", view=view)
+    seen["pending"] = host.fact("pending_reboot", sccm=True)["signals"]
+    seen["installer"] = host.fact("installer_running")
+    seen["powershell"] = host.fact("os")["powershell_version"]
+    seen["task root"] = host.fact("file", path="left-here", hash=False)["exists"]
+    seen["share"] = host.answer(ops.request("download", source="\\\\srv\\s\\x",
+                                            destination=str(root / "x"),
+                                            credential={"username": "u", "password": "p"})
+                                )["error"]["type"]
+    seen["tool exit"] = host.answer(ops.request("reboot"))["ok"]
+    seen["calls after"] = host.command("CALLS")
+    return seen
+
+
+def _leave_traces(host: AgentHost, root: Path) -> None:
+    """A test that changes everything `_what_a_test_sees` looks at."""
+    for key, view in LEFT_KEYS:
+        host.call("set_registry", key=key, name="V", value=view, type="String", view=view)
+    (root / "drivers").mkdir(exist_ok=True)
+    (root / "drivers" / "InDskFlt.sys").write_bytes(b"MZ")
+    (root / "left-here").write_text("x")
+    for command in ("SHARE 1326", "SCCM 1", "INSTALLER 1 msiexec", "PSVERSION 3.0",
+                    "TOOLEXIT 5 5 5"):
+        host.command(command)
+    host.fact("installer_running")            # a recorded call (NamedMutexExists) left unread
+
+
+def test_a_reset_host_shows_a_test_nothing_of_the_one_before(agent_session: SharedHost,
+                                                            tmp_path: Path) -> None:
+    """The `core` fixture hands every test one process reset: what a test then sees is what
+    a new process shows, and all of it differs where a test before left traces."""
+    fresh = AgentHost(tmp_path / "fresh")
+    try:
+        new = _what_a_test_sees(fresh, tmp_path / "fresh")
+    finally:
+        fresh.close()
+    (tmp_path / "dirty").mkdir()
+    host = agent_session.host(tmp_path / "dirty")
+    _leave_traces(host, tmp_path / "dirty")
+    dirty = _what_a_test_sees(host, tmp_path / "dirty")
+    assert [name for name in new if dirty[name] == new[name]] == []    # the check can fail
+    (tmp_path / "next").mkdir()
+    _leave_traces(host, tmp_path / "dirty")
+    assert agent_session.host(tmp_path / "next") is host               # the same process
+    assert _what_a_test_sees(host, tmp_path / "next") == new
+
+
+def test_a_host_left_out_of_step_is_started_again(agent_session: SharedHost,
+                                                  tmp_path: Path) -> None:
+    """A test that sent a line without reading its answer (or killed mono) leaves the next
+    test a new process, not the stale answer."""
+    host = agent_session.host(tmp_path)
+    assert host.process.stdin is not None
+    host.process.stdin.write(b"OPS\n")
+    host.process.stdin.flush()
+    again = agent_session.host(tmp_path)
+    assert again is not host and host.process.poll() is not None
+    assert sorted(again.command("OPS")) == sorted(ops.OP_NAMES)
+    again.process.kill()
+    again.process.wait()
+    assert sorted(agent_session.host(tmp_path).command("KINDS")) == sorted(ops.FACT_KINDS)
 
 
 def test_core_compiles_alone_as_csharp_5_with_warnings_as_errors(tmp_path: Path) -> None:
@@ -391,9 +465,10 @@ def test_download_as_system_refused_names_the_machine_account(core: AgentHost,
 def test_download_as_system_timeout_stops_and_deletes_the_task(core: AgentHost,
                                                                tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "\\\\srv\\share\\slow.msi")    # opening it blocks: a copy that hangs
+    # (1 s: the copy never ends, so any deadline proves the stop; the clock starts at RunTask)
     answer = core.answer(ops.request("download", source="\\\\srv\\share\\slow.msi",
                                      destination=str(tmp_path / "s.msi"), run_as="system",
-                                     timeout_s=3))
+                                     timeout_s=1))
     assert answer["error"]["type"] == "Timeout"
     calls = _system_calls(core.command("CALLS"))
     name = calls["RegisterSystemTask"][0]

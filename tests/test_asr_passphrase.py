@@ -24,19 +24,25 @@ def _every_byte(*roots: Path) -> list[tuple[Path, bytes]]:
 
 
 def test_no_playbook_leaves_the_passphrase_anywhere(
-        tmp_path: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, state_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "config.json").write_text(CONFIG, encoding="utf-8")
+    # the installers' restarts take 0.2 s, not the lab's 2, and the wait for one polls from
+    # 10 ms: what is searched is what the runs wrote, not how long they waited
+    monkeypatch.setenv("PUSHINSTALL_RETRY_DELAY", "0.01")
+    quick = {"reboot_seconds": 0.2}
     hosts = {
-        "fresh": None,
-        "failing": {"lab": {"configurator_exit_code": 14}},
+        "fresh": {"lab": quick},
+        "failing": {"lab": {"configurator_exit_code": 14, **quick}},
         "old": {"lab": {"installed_version": catalog.ASR_PREVIOUS_VERSION,
                         "registered_to": "10.0.0.115", "reboot_seconds": 0}},
-        "modern": {"asr_mode": "modernized"},
+        "modern": {"asr_mode": "modernized", "lab": quick},
         "legacy": {"asr_mode": "legacy", "asr_bundle": catalog.ASR_LEGACY_BUNDLE,
                    "asr_version": catalog.ASR_LEGACY_VERSION,
-                   "asr_bundle_sha256": catalog.sha256_of(catalog.ASR_LEGACY_BUNDLE)},
+                   "asr_bundle_sha256": catalog.sha256_of(catalog.ASR_LEGACY_BUNDLE),
+                   "lab": quick},
     }
     inventory = fleet(secrets, hosts, passphrase=PASSPHRASE,
                       asr_source_config={"file": "config.json"})

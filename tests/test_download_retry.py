@@ -5,12 +5,10 @@ check."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_kit import cli
 
 from pushinstall.errors import RemoteOpFailed
 
@@ -28,8 +26,8 @@ def test_which_download_errors_are_transient() -> None:
 
 
 @pytest.mark.parametrize(("retries", "code"), [(3, 0), (0, 2)])
-def test_a_download_answered_503_follows_the_retry_policy(tmp_path: Path, state_dir: Path,
-                                                          retries: int, code: int) -> None:
+def test_a_download_answered_503_follows_the_retry_policy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retries: int, code: int) -> None:
     (tmp_path / "inv.yml").write_text(
         "all:\n  vars: {transport: lab, lab_wire: inprocess}\n  hosts:\n"
         "    lab-dl:\n      lab: {http_503: 2}\n")
@@ -39,11 +37,8 @@ def test_a_download_answered_503_follows_the_retry_policy(tmp_path: Path, state_
         "      src: http://labweb/asr/WindowsAzureVmAgent.msi\n"
         "      dest: 'C:\\Temp\\WindowsAzureVmAgent.msi'\n"
         f"      sha256: {MSI_SHA256}\n")
-    env = dict(os.environ, PUSHINSTALL_STATE_DIR=str(state_dir))
-    env.pop("PUSHINSTALL_LAB_WIRE", None)
-    done = subprocess.run([sys.executable, "-m", "pushinstall", "run", "-i", "inv.yml",
-                           "pb.yml"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    monkeypatch.delenv("PUSHINSTALL_LAB_WIRE", raising=False)
+    done = cli("run", "-i", "inv.yml", "pb.yml", cwd=tmp_path)   # retries wait from 10 ms
     assert done.returncode == code, done.stdout + done.stderr
     if code:
         assert "HTTP 503" in done.stdout

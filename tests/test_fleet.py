@@ -58,7 +58,7 @@ FAULTS: dict[int, dict[str, Any]] = {
     63: {"pending_reboot": True},                          # on_pending warn: installs
     64: {"registered_to": "10.0.0.99"},                    # preflight: another CS
     99: {"service_stops_after_start": ["svagents"]},
-    150: {"refuse_first_connects": 2},                     # transient: retried, then fine
+    90: {"refuse_first_connects": 2},                      # transient: retried, then fine
 }
 EXPECTED: dict[int, tuple[str, str, str | None, str]] = {
     # index: (host status, host message starts with, failed step, that step's message)
@@ -78,9 +78,11 @@ EXPECTED: dict[int, tuple[str, str, str | None, str]] = {
 }
 
 
-def test_200_lab_hosts_with_mixed_faults_each_end_right_and_the_others_unaffected(
+def test_100_lab_hosts_with_mixed_faults_each_end_right_and_the_others_unaffected(
         tmp_path: Path) -> None:
-    fleet = lab_fleet(tmp_path, 200, FAULTS, {62: {"on_pending": "fail"},
+    """Two waves of 50 hosts in flight (forks), the faults among them: 200 hosts proved no
+    more and cost twice the CPU."""
+    fleet = lab_fleet(tmp_path, 100, FAULTS, {62: {"on_pending": "fail"},
                                               63: {"on_pending": "warn"}})
     playbook = asr_playbook(tmp_path, reboot=RebootPolicy(timeout=1.0), retries=3)
     started = time.monotonic()
@@ -103,7 +105,7 @@ def test_200_lab_hosts_with_mixed_faults_each_end_right_and_the_others_unaffecte
     assert all(summary.hosts[h.name].counts == healthy for i, h in enumerate(fleet)
                if i not in EXPECTED and i != 60)
     assert summary.hosts["web060"].counts == {Status.OK: 4, Status.CHANGED: 6, Status.SKIPPED: 5}
-    assert summary.totals == {Status.CHANGED: 193, Status.FAILED: 5, Status.UNREACHABLE: 2}
+    assert summary.totals == {Status.CHANGED: 93, Status.FAILED: 5, Status.UNREACHABLE: 2}
     assert summary.exit_code == 2
     finished = sink.of(events.HostFinished)
     assert sorted(e.host for e in finished) == sorted(h.name for h in fleet)

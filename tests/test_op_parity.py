@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_host import AgentHost
+from agent_host import AgentHost, SharedHost
 from test_agent_ps1 import csharp_table
 
 from pushinstall.lab import lab_host
@@ -250,10 +250,9 @@ def with_temp_path(request: dict[str, Any], temp_path: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def core(tmp_path: Path) -> Iterator[AgentHost]:
-    host = AgentHost(tmp_path)
-    yield host
-    host.close()
+def core(agent_session: SharedHost, tmp_path: Path) -> AgentHost:
+    """The test process's agent host, reset for this test (as test_agent_core proves)."""
+    return agent_session.host(tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(SEQUENCES))

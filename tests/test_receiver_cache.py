@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 import pytest
-from agent_host import AgentHost, compile_core, require_mono
+from agent_host import SharedHost, compile_core, require_mono
 from kit import OS_FACTS, Wire
 
 from pushinstall.lab import agent_cache
@@ -42,18 +42,15 @@ def test_the_stream_carries_the_text_whose_hash_names_the_agents_dll() -> None:
 
 
 def test_mono_stores_the_compiled_core_under_the_name_the_receiver_looks_for(
-        tmp_path: Path) -> None:
+        agent_session: SharedHost, tmp_path: Path) -> None:
     require_mono()
     dll, _ = compile_core(tmp_path, with_host=False)
     data = dll.read_bytes()
     streamed, _, _ = receiver.split_stream(receiver.prefix() + receiver.header("x", 0, 0))
     source = hashlib.sha256(streamed.encode("utf-8")).hexdigest()
-    agent = AgentHost(tmp_path / "host")
+    agent = agent_session.host(tmp_path)
     folder = tmp_path / "cache"
-    try:
-        name = agent.command(f"CACHEDLL {folder} {source} {base64.b64encode(data).decode()}")
-    finally:
-        agent.close()
+    name = agent.command(f"CACHEDLL {folder} {source} {base64.b64encode(data).decode()}")
     # receiver.ps1: "$hash-$(& $hex $bytes).dll" of a file matching "$hash-*.dll"
     assert name == f"{source}-{hashlib.sha256(data).hexdigest()}.dll"
     assert (folder / name).read_bytes() == data

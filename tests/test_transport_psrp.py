@@ -2,7 +2,7 @@
 WS-Man endpoint on real loopback sockets: real pypsrp/pywinrm, real NTLM, real TLS.
 
 Mocked: nothing on the wire. A Windows machine cannot run here: `pushinstall.lab.LabHost` answers
-in its place. Times are scaled down: a 7 s installer against a 3 s read timeout stands for the
+in its place. Times are scaled down: a 3.5 s installer against a 3 s read timeout stands for the
 issue's 90 s installer against 30 s.
 """
 
@@ -109,9 +109,9 @@ def test_dropped_connection_during_a_non_idempotent_op_is_not_resent(wire: Wire,
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_long_installer_outlives_the_read_timeout(wire: Wire, kind: str) -> None:
-    # Scaled down: a 4 s silent installer against a 3 s read timeout (the least a WS-Man
+    # Scaled down: a 3.5 s silent installer against a 3 s read timeout (the least a WS-Man
     # transport takes: it polls every second below it)
-    wire.serve("h1", {"installer_seconds": 4})
+    wire.serve("h1", {"installer_seconds": 3.5})
     transport = _open(wire, "h1", kind, read_timeout=3.0, operation_timeout=20.0)
     started = time.monotonic()
     answer = transport.call(ops.request(
@@ -119,7 +119,7 @@ def test_a_long_installer_outlives_the_read_timeout(wire: Wire, kind: str) -> No
         arguments=["/i", "C:\\Temp\\nothing.msi", "/qn"]))
     elapsed = time.monotonic() - started
     transport.close()
-    assert answer["ok"] is True and elapsed >= 4, (answer, elapsed)
+    assert answer["ok"] is True and elapsed >= 3.5, (answer, elapsed)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -143,21 +143,24 @@ def test_a_hung_server_is_a_read_timeout_and_the_step_deadline_bounds_a_call(
     other.close()
 
 
+BIG = 6 * 1024 * 1024   # 17 stream blocks and a bit (20 MB proved no more, at 3x the CPU)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_20_mb_push_arrives_with_its_sha256(wire: Wire, kind: str, tmp_path: Path) -> None:
+def test_a_big_push_arrives_with_its_sha256(wire: Wire, kind: str, tmp_path: Path) -> None:
     model = wire.serve("h1")
     local = tmp_path / "big.bin"
-    local.write_bytes(os.urandom(20 * 1024 * 1024))
+    local.write_bytes(os.urandom(BIG))
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
     transport = _open(wire, "h1", kind)
     result = transport.put_file(local, "C:\\Temp\\big.bin", digest)
     transport.close()
-    assert result == {"changed": True, "sha256": digest, "size": 20 * 1024 * 1024}
+    assert result == {"changed": True, "sha256": digest, "size": BIG}
     assert hashlib.sha256(model.file_content("C:\\Temp\\big.bin")).hexdigest() == digest
-    # the bytes went once-encoded on the receiver's stdin: one file_chunk, not 20
+    # the bytes went once-encoded on the receiver's stdin: one file_chunk, not one per MiB
     assert model.op_log[-3:] == ["file_begin", "file_chunk", "file_end"]
     stats = transport.last_push  # type: ignore[attr-defined]
-    assert stats.size == 20 * 1024 * 1024 and stats.requests > 20
+    assert stats.size == BIG and stats.requests > BIG // STREAM_BLOCK   # a request a block
     assert 1.3 < stats.bytes_sent / stats.size < 1.4
 
 

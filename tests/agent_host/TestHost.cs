@@ -20,6 +20,7 @@ namespace Pushinstall.TestHost
         public bool Sccm;
         public bool MutexHeld;
         public readonly List<string> Processes = new List<string>();
+        public string Drivers = Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_DRIVERS") ?? "/nonexistent";
 
         private void Record(params object[] call)
         {
@@ -51,7 +52,7 @@ namespace Pushinstall.TestHost
 
         public override string DriversDirectory()
         {
-            return Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_DRIVERS") ?? "/nonexistent";
+            return Drivers;
         }
 
         public override void ProtectSecretFile(string path)
@@ -299,23 +300,62 @@ namespace Pushinstall.TestHost
         // TOOLEXIT <code>..., SHARE <code>, SCCM <0|1>, OPS, KINDS, SCRIPT <0|1>,
         // INSTALLER <mutex 0|1> [process name]..., PSVERSION <version>,
         // CACHE <folder> <name> <base64> (Cache.Store), CACHEDLL <folder> <source> <base64>,
-        // GUNZIP <base64> (the bytes bootstrap.ps1's GZipStream gives, as base64)
+        // GUNZIP <base64> (the bytes bootstrap.ps1's GZipStream gives, as base64),
+        // RESET <root> (a clean host for the next test: Reset)
         // RECEIVE <path> (the push stream: a request line and its bytes, read from the file)
-        public static int Main(string[] argv)
+        // HKLM, HKU and HKCR live under MONO_REGISTRY_PATH (the host's own); HKCU under $HOME,
+        // which AgentHost points into the host's root too
+        private static readonly RegistryHive[] Hives = {
+            RegistryHive.LocalMachine, RegistryHive.Users, RegistryHive.ClassesRoot, RegistryHive.CurrentUser };
+
+        // what a new test host starts with: a new stand-in (no calls, queued exits, tasks,
+        // protected files), PowerShell 5.1, the run's cache folder
+        private static FakeWindows Fresh(string drivers)
         {
             FakeWindows windows = new FakeWindows();
+            windows.TaskPollMilliseconds = 50;
+            windows.Drivers = drivers;
             Core.Windows = windows;
             Core.PowerShellVersion = "5.1.0.0";
-            // as the shim sets it from $PushinstallAgentCore
-            string source = Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_CORE_SOURCE");
-            Core.Source = source == null ? null : File.ReadAllText(source, Encoding.UTF8);
-            windows.TaskPollMilliseconds = 50;
             // the modules a session compiles are cached here (PUSHINSTALL_TEST_CACHE: one per test run)
             string cache = Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_CACHE");
             if (cache != null)
             {
                 Cache.Folder = cache;
             }
+            return windows;
+        }
+
+        // RESET <root>: this process as a new one would start for the next test, but for the
+        // modules it loaded and its key pair: the stand-in as Fresh makes it, every registry key
+        // and value deleted (through the registry API, so that mono's key cache forgets them
+        // too), the working directory (TaskRoot) and the drivers directory in `root`
+        private static FakeWindows Reset(string root)
+        {
+            foreach (RegistryHive hive in Hives)
+            {
+                using (RegistryKey top = RegistryKey.OpenBaseKey(hive, RegistryView.Default))
+                {
+                    foreach (string name in top.GetSubKeyNames())
+                    {
+                        top.DeleteSubKeyTree(name);
+                    }
+                    foreach (string name in top.GetValueNames())
+                    {
+                        top.DeleteValue(name);
+                    }
+                }
+            }
+            Directory.SetCurrentDirectory(root);
+            return Fresh(Path.Combine(root, "drivers"));
+        }
+
+        public static int Main(string[] argv)
+        {
+            FakeWindows windows = Fresh(Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_DRIVERS") ?? "/nonexistent");
+            // as the shim sets it from $PushinstallAgentCore
+            string source = Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_CORE_SOURCE");
+            Core.Source = source == null ? null : File.ReadAllText(source, Encoding.UTF8);
             JavaScriptSerializer json = new JavaScriptSerializer();
             json.MaxJsonLength = int.MaxValue;
             TextReader input = new StreamReader(Console.OpenStandardInput(), new UTF8Encoding(false));
@@ -338,6 +378,10 @@ namespace Pushinstall.TestHost
                         {
                             answer = Core.Receive(stream);
                         }
+                        break;
+                    case "RESET":
+                        windows = Reset(rest);
+                        answer = Json.Write(rest);   // a reply the caller can tell from a stale one
                         break;
                     case "KEY":
                         answer = Sealed.PublicKey();

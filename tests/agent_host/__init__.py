@@ -6,6 +6,12 @@ a Windows PowerShell 3.0 target references, warnings as errors (Add-Type fails o
 `AgentHost` runs the core with `TestHost.cs` (a Main and a recorded stand-in for the Windows
 calls) in one mono process, as a session keeps the agent loaded, and speaks the same encoded
 requests the transports send.
+
+A mono process costs ~0.2 s of CPU to start and load the modules: tests of what a session
+holds use `SharedHost.host(root)`, one process per test process that `AgentHost.reset` gives
+each test clean (its own registry, drivers and task root, no recorded calls), as a new process
+would start but for the modules it loaded and its key pair. Tests of what a new session or
+process does (loading modules, the cache) start their own `AgentHost`.
 """
 
 from __future__ import annotations
@@ -83,7 +89,8 @@ class AgentHost:
         registry.mkdir(parents=True, exist_ok=True)
         source = root / "PushinstallAgentCore.cs"
         source.write_text(ops.agent_core_source(), encoding="utf-8")
-        env = {**os.environ, "MONO_REGISTRY_PATH": str(registry),
+        # HKCU is in $HOME/.mono/registry: the host's own, not the user's
+        env = {**os.environ, "MONO_REGISTRY_PATH": str(registry), "HOME": str(root / "home"),
                "PUSHINSTALL_TEST_CORE_SOURCE": str(source),
                "PUSHINSTALL_TEST_DRIVERS": str(root / "drivers"), "LANG": "C.UTF-8",
                "PUSHINSTALL_TEST_CACHE": str(cache or built_host().parent / "cache")}
@@ -94,6 +101,20 @@ class AgentHost:
             for name in ops.MODULE_NAMES:
                 assert self.answer(modules.load_request(name))["ok"], name
             self.command("CALLS")   # the cache's ProtectDirectory: not what a test looks at
+
+    def reset(self, root: Path) -> bool:
+        """This host as a new one in `root` would start (TestHost.cs RESET), but for the modules
+        it loaded and its key pair; False when the process is gone or out of step."""
+        if self.process.poll() is not None:
+            return False
+        try:
+            answered = self.command(f"RESET {root}")
+        except (OSError, ValueError):
+            return False
+        if answered != str(root):
+            return False
+        self.root = root
+        return True
 
     def command(self, line: str) -> Any:
         """Send one test-host command line; the JSON it answers."""
@@ -135,3 +156,29 @@ class AgentHost:
         if self.process.stdin is not None:
             self.process.stdin.close()
         self.process.wait(timeout=30)
+
+
+class SharedHost:
+    """One AgentHost for a test process, handed to each test reset to the test's root; started
+    again when a test left it dead or out of step (a reply it did not read)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._host: AgentHost | None = None
+
+    def host(self, root: Path) -> AgentHost:
+        """The host, clean, with `root` as its working directory and drivers' parent."""
+        require_mono()
+        if self._host is not None and self._host.reset(root):
+            return self._host
+        if self._host is not None:
+            self._host.process.kill()
+            self._host.process.wait(timeout=30)
+        self._host = AgentHost(self._root)
+        assert self._host.reset(root)
+        return self._host
+
+    def close(self) -> None:
+        """End the process, if one was started."""
+        if self._host is not None:
+            self._host.close()
