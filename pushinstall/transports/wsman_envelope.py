@@ -42,29 +42,25 @@ class _Foreign(Exception):
     """Something `write` does not write as ElementTree would (a namespace without a prefix)."""
 
 
+_TEXT_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+_ATTRIBUTE_ESCAPES = (('"', "&quot;"), ("\r", "&#13;"), ("\n", "&#10;"), ("\t", "&#09;"))
+
+
+def _replaced(text: str, escapes: tuple[tuple[str, str], ...]) -> str:
+    for char, entity in escapes:
+        if char in text:
+            text = text.replace(char, entity)
+    return text
+
+
 def escape_text(text: str) -> str:
     """Character data as ElementTree writes it (`xml.etree.ElementTree._escape_cdata`)."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text
+    return _replaced(text, _TEXT_ESCAPES)
 
 
 def escape_attribute(text: str) -> str:
     """An attribute value as ElementTree writes it (`_escape_attrib`)."""
-    text = escape_text(text)
-    if '"' in text:
-        text = text.replace('"', "&quot;")
-    if "\r" in text:
-        text = text.replace("\r", "&#13;")
-    if "\n" in text:
-        text = text.replace("\n", "&#10;")
-    if "\t" in text:
-        text = text.replace("\t", "&#09;")
-    return text
+    return _replaced(escape_text(text), _ATTRIBUTE_ESCAPES)
 
 
 def _qname(name: str, used: dict[str, str]) -> str:
