@@ -56,6 +56,20 @@ namespace Pushinstall.Agent
             File.Move(temp, destination);
         }
 
+        // A written temp file ends one of two ways: in place of destination when it changes
+        // something, else removed.
+        public static void Settle(string temp, string destination, bool changed)
+        {
+            if (changed)
+            {
+                MoveIntoPlace(temp, destination);
+            }
+            else
+            {
+                RemoveTemp(temp);
+            }
+        }
+
         public static void RemoveTemp(string temp)
         {
             if (!string.IsNullOrEmpty(temp) && File.Exists(temp))
@@ -189,14 +203,7 @@ namespace Pushinstall.Agent
                 throw new OpException("HashMismatch", "pushed file has sha256 " + actual + ", expected " + expected);
             }
             bool changed = !(File.Exists(destination) && Sha256(destination) == actual);
-            if (changed)
-            {
-                MoveIntoPlace(temp, destination);
-            }
-            else
-            {
-                RemoveTemp(temp);
-            }
+            Settle(temp, destination, changed);
             Dictionary<string, object> result = Result("changed", changed);
             result["sha256"] = actual;
             result["size"] = new FileInfo(destination).Length;

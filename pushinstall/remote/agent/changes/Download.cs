@@ -167,14 +167,7 @@ namespace Pushinstall.Agent
                 {
                     throw new OpException("HashMismatch", Shown(source) + " has sha256 " + actual + ", expected " + expected);
                 }
-                if (actual == before)
-                {
-                    Files.RemoveTemp(temp);
-                }
-                else
-                {
-                    Files.MoveIntoPlace(temp, destination);
-                }
+                Files.Settle(temp, destination, actual != before);
             }
             catch
             {

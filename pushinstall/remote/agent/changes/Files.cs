@@ -79,14 +79,7 @@ namespace Pushinstall.Agent
                 {
                     same = Files.Sha256(path) == Files.Sha256(temp) && Core.Windows.IsSecretFileProtected(path);
                 }
-                if (same)
-                {
-                    Files.RemoveTemp(temp);
-                }
-                else
-                {
-                    Files.MoveIntoPlace(temp, path);
-                }
+                Files.Settle(temp, path, !same);
             }
             catch
             {
