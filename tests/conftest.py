@@ -4,6 +4,7 @@ Plain helpers are in kit.py."""
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +36,22 @@ def _isolated_state_dir(
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("PUSHINSTALL_STATE_DIR", str(state))
     return state
+
+
+@pytest.fixture(autouse=True)
+def _null_device_stays() -> Iterator[None]:
+    """No test may leave /dev/null anything but the null device: run as root, a rename or a
+    delete-and-move onto it replaces it for every process on the machine (it happened, and a
+    later test's open of /dev/null failed far from the cause). The test that ran when it went
+    fails here, with what /dev/null had become."""
+    yield
+    try:
+        mode = os.stat(os.devnull).st_mode
+    except FileNotFoundError:
+        pytest.fail(f"{os.devnull} is gone after this test (or one running beside it)")
+    if not stat.S_ISCHR(mode):
+        pytest.fail(f"{os.devnull} is no longer a character device after this test "
+                    f"(or one running beside it): mode {stat.filemode(mode)}")
 
 
 @pytest.fixture

@@ -44,6 +44,9 @@ MAX_MESSAGE = 1 << 20
 _server: subprocess.Popen[bytes] | None = None
 _address = ""
 _lock = threading.Lock()
+# The null device, opened once: each child gets a duplicate of it, so a child's stdin (and any
+# output sent nowhere) never depends on the path /dev/null resolving at that moment.
+_NULL = os.open(os.devnull, os.O_RDWR)
 
 
 # ---- the client side: the test process -------------------------------------------------------
@@ -89,7 +92,7 @@ class Popen:
     def _descriptor(self, name: str, value: Any) -> tuple[int, bool]:
         """The descriptor the child gets as `name`, and whether this side must close it."""
         if value is None or value == subprocess.DEVNULL:
-            return os.open(os.devnull, os.O_RDWR), True
+            return os.dup(_NULL), True
         if value == subprocess.PIPE:
             if name == "stdin":
                 raise ValueError("stdin=PIPE is not supported: give a file")
