@@ -4,6 +4,7 @@ test_transport_psrp.py). Mocked: nothing on the wire; the lab host stands in for
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -119,3 +120,67 @@ def test_after_a_timeout_the_next_call_gets_a_new_process_and_its_own_answer(
                                                            "drive": "C:"}]))
     transport.close()
     assert answer["ok"] is True and set(answer["result"]) == {"d"}
+
+
+def _counting_sends(transport: WinRMTransport) -> list[bytes]:
+    """The stdin blocks the transport writes through its pywinrm Protocol (a spy: each still
+    goes to the lab endpoint)."""
+    protocol = transport._protocol
+    assert protocol is not None
+    sent: list[bytes] = []
+    original = protocol.send_command_input
+
+    def send(shell_id: str, command_id: str, data: bytes, end: bool = False) -> None:
+        sent.append(data)
+        original(shell_id, command_id, data, end=end)
+
+    protocol.send_command_input = send  # type: ignore[method-assign]
+    return sent
+
+
+def test_a_new_process_gets_a_request_without_secrets_with_its_session_script(
+        wire: Wire) -> None:
+    """One Send for the script and the first request, as the PSRP bootstrap carries it; the
+    answer is read behind the key line, and the next call is one line of its own."""
+    model = wire.serve("h1")
+    transport = _open(wire, "h1")
+    sent = _counting_sends(transport)
+    first = transport.call(OS_FACTS)
+    assert len(sent) == 1 and sent[0].startswith(session_script(with_agent=True).encode())
+    assert first["ok"] is True and model.op_log[-1] == "facts"
+    second = transport.call(ops.request("facts", queries=[{"id": "d", "kind": "disk",
+                                                           "drive": "C:"}]))
+    transport.close()
+    assert len(sent) == 2 and not sent[1].startswith(b"$PiOut")
+    assert second["ok"] is True and set(second["result"]) == {"d"}
+
+
+def test_a_first_request_with_a_secret_waits_for_the_key_it_is_sealed_to(wire: Wire) -> None:
+    model = wire.serve("h1")
+    transport = _open(wire, "h1")
+    sent = _counting_sends(transport)
+    answer = transport.call(ops.request("write_secret", path="C:\\Temp\\p.txt",
+                                        content="hunter2-passphrase"))
+    transport.close()
+    assert answer["ok"] is True, answer
+    assert len(sent) == 2 and b"hunter2" not in sent[1]
+    assert model.file_content("C:\\Temp\\p.txt") == b"hunter2-passphrase"
+
+
+def test_closing_deletes_the_shell_without_signalling_its_agent_process(wire: Wire) -> None:
+    """MS-WSMV 3.1.4.4.1: a shell's Delete terminates its commands, so close() sends no
+    Signal first; the lab's shell ends its agent process on Delete as Windows does."""
+    wire.serve("h1")
+    transport = _open(wire, "h1")
+    assert transport.call(OS_FACTS)["ok"] is True
+    protocol = transport._protocol
+    assert protocol is not None
+    signalled: list[str] = []
+    protocol.cleanup_command = lambda shell_id, command_id: signalled.append(command_id)  # type: ignore[method-assign]
+    before = wire.endpoint.counters("h1").requests
+    transport.close()
+    assert signalled == [] and wire.endpoint.counters("h1").requests - before == 1
+    deadline = time.monotonic() + 10
+    while any(t.name == "lab-winrs-h1" for t in threading.enumerate()):   # the agent process
+        assert time.monotonic() < deadline, "the agent process outlived its shell's Delete"
+        time.sleep(0.01)

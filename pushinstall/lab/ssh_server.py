@@ -245,7 +245,7 @@ class SSHLabEndpoint(Serving):
                 break
             counters.bytes_in += len(data)
             # handle_line may sleep (simulated installers): keep the loop serving other hosts
-            replies = await loop.run_in_executor(self._executor, session.feed, data)
+            replies = await loop.run_in_executor(self._executor, list, session.feed(data))
             for op, output in replies:
                 if op:
                     counters.requests += 1

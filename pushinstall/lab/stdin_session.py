@@ -13,7 +13,7 @@ it; it records every line it receives (`received`) for the secrets tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pushinstall.lab import received
 from pushinstall.lab.agent_cache import Defined, refusal
@@ -41,16 +41,16 @@ class StdinSession:
         self.ended = False
         self.failed = False
 
-    def feed(self, data: bytes) -> list[tuple[str, str]]:
-        """`(op, output)` for each line `data` completes; output is what the process writes
-        (stdout, or for a refused line the error text, with `failed` set)."""
-        replies: list[tuple[str, str]] = []
+    def feed(self, data: bytes) -> Iterator[tuple[str, str]]:
+        """`(op, output)` for each line `data` completes, each once its line has run (the
+        next is not read before): output is what the process writes (stdout, or for a
+        refused line the error text, with `failed` set). A real agent writes its key line
+        before it reads the request lines that came with the session script."""
         for line in self._lines.feed(data):
             if self.ended:
                 break
             received.record(line)
-            replies.append(self._line(line))
-        return replies
+            yield self._line(line)
 
     def _line(self, line: str) -> tuple[str, str]:
         self._seen += 1

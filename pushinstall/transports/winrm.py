@@ -4,13 +4,15 @@ One agent process per connection: the first `call` runs `powershell -NoProfile -
 -Command -` in the shell and writes `remote.stdin.session_script` on its stdin (a cmd.exe
 command line stops at 8191 characters while the agent alone is far longer): the bootstrap line,
 the agent's hash, the packed agent unless the target is known to hold that copy already
-(`bootstrap.Seen`), then the loop line. A target whose cached copy is gone or differs says so
-and that process ends; a new one gets the agent. The agent answers with its session key line;
-from then on each `call` is one request line on the same stdin (packed as over PSRP), its
-secret fields sealed to that key, read by the agent as data, and one answer line back. Stdin
-goes in Sends of at most `STDIN_BLOCK` bytes, below the server's MaxEnvelopeSize. A timeout
-or a transport error ends that process (the request is never re-sent); the next call starts a
-new one.
+(`bootstrap.Seen`), then the loop line, and the first request's line unless it has a secret
+field (one Send, as the PSRP bootstrap carries its request). A target whose cached copy is
+gone or differs says so and that process ends before it reads its loop line; a new one gets
+the agent. The agent answers with its session key line, then reads request lines: each
+`call` is one request line on the same stdin (packed as over PSRP), its secret fields sealed
+to that key, read by the agent as data, and one answer line back. Stdin goes in Sends of at
+most `STDIN_BLOCK` bytes, below the server's MaxEnvelopeSize. A timeout or a transport error
+ends that process (the request is never re-sent); the next call starts a new one. Closing
+deletes the shell, which terminates its commands (MS-WSMV 3.1.4.4.1): no Signal first.
 
 `put_file` (wsman_common.WSManTransportBase) runs the push receiver as a second command in
 the shell and writes the file's raw bytes on its stdin (remote/receiver.py, docs/ops.md); when
@@ -106,6 +108,7 @@ class WinRMTransport(WSManTransportBase):
         self._key: Any = None
         self._modules: set[str] = set()     # the agent modules this process loaded
         self._lines = Lines()
+        self._early: list[str] = []         # lines read past the last sentinel
 
     # ---- Transport ------------------------------------------------------------------------
 
@@ -116,19 +119,26 @@ class WinRMTransport(WSManTransportBase):
             self._open_once()
 
     def call(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        """Send `request` to this connection's agent process; return its decoded answer."""
+        """Send `request` to this connection's agent process; return its decoded answer. A new
+        process gets the request with its session script, as the PSRP bootstrap carries it,
+        unless it has a secret field: that is sealed to the key the process answers first."""
         op = str(request.get("op", "?"))
         if self._shell_id is None:
             self.open()
-        if self._command_id is None:
-            refused = self._guard(self._start, "connect", in_flight=False)
+        fresh = self._command_id is None
+        if fresh:
+            self._modules = set()   # a new process has loaded none
+        request, unwrap = modules.with_modules(request, self._modules)
+        carried = fresh and not sealing.has_secret(request)
+        if fresh:
+            first = self._line(request) if carried else None
+            refused = self._guard(lambda: self._start(first), op if carried else "connect",
+                                  in_flight=carried)
             if refused is not None:     # the process ended without its key line
                 return ops.decode_answer(refused, host=self.host.name, redactor=self.redactor)
-        request, unwrap = modules.with_modules(request, self._modules)
-        line = request_line(ops.encode_request(sealing.seal(request, self._key), pack=True))
+        line = None if carried else self._line(request)
         with self._watch.call(timeout):
-            output = self._guard(lambda: self._exchange(line, op, timeout), op,
-                                 in_flight=True)
+            output = self._guard(lambda: self._exchange(line, op, timeout), op, in_flight=True)
         return unwrap(ops.decode_answer(output, host=self.host.name, redactor=self.redactor))
 
     def close(self) -> None:
@@ -136,7 +146,9 @@ class WinRMTransport(WSManTransportBase):
         protocol, shell_id, self._protocol, self._shell_id = (self._protocol, self._shell_id,
                                                               None, None)
         if protocol is not None:
-            self._end_command(protocol, shell_id)
+            # No Signal for the agent process: deleting its shell terminates the shell's
+            # commands (MS-WSMV 3.1.4.4.1), one request fewer on every run.
+            self._command_id = None
             if shell_id is not None:
                 with contextlib.suppress(Exception):  # a host that is gone has nothing to close
                     protocol.close_shell(shell_id, close_session=False)
@@ -200,18 +212,25 @@ class WinRMTransport(WSManTransportBase):
         self._close_lost(protocol)
         self._agent = ops.agent_source()
 
-    def _start(self) -> str | None:
+    def _line(self, request: dict[str, Any]) -> str:
+        """`request` as one stdin line, its secret fields sealed to this process's key."""
+        sealed = request if self._key is None else sealing.seal(request, self._key)
+        return request_line(ops.encode_request(sealed, pack=True))
+
+    def _start(self, carried: str | None) -> str | None:
         """Start the agent process and read its key line; the output when it ended first.
         The agent goes along unless the target is known to hold it; a target whose copy is
-        gone or differs says so and ends that process, and a new one gets the agent."""
+        gone or differs says so and ends that process (the loop, and `carried` after it, were
+        never read), and a new one gets the agent. `carried`, a request line, follows the
+        session script: the loop reads it once it has written the key line."""
         agent = self._agent
         assert agent is not None
         sha256 = bootstrap.agent_hash(agent)
         with_agent = not self._seen.holds(self._where, sha256)
-        self._modules = set()
-        refused = self._start_process(session_script(with_agent, agent))
+        after = carried or ""
+        refused = self._start_process(session_script(with_agent, agent) + after)
         if refused is not None and bootstrap.missing(refused) and not with_agent:
-            refused = self._start_process(session_script(True, agent))
+            refused = self._start_process(session_script(True, agent) + after)
         self._seen.remember(self._where, sha256 if refused is None else None)
         return refused
 
@@ -222,7 +241,7 @@ class WinRMTransport(WSManTransportBase):
         assert protocol is not None and shell_id is not None
         self._command_id = protocol.run_command(
             shell_id, "powershell", ["-NoProfile", "-NonInteractive", "-Command", "-"])
-        self._lines = Lines()
+        self._lines, self._early = Lines(), []
         self._send(script.encode("utf-8"))
         deadline = time.monotonic() + max(self.endpoint.read_timeout, 1.0)
         output, done = self._read_until(sealing.KEY_SENTINEL, deadline, "connect", None)
@@ -239,8 +258,10 @@ class WinRMTransport(WSManTransportBase):
             protocol.send_command_input(shell_id, self._command_id,
                                         data[offset:offset + STDIN_BLOCK], end=False)
 
-    def _exchange(self, line: str, op: str, timeout: float | None) -> str:
-        self._send(line.encode("utf-8"))
+    def _exchange(self, line: str | None, op: str, timeout: float | None) -> str:
+        """Write `line` (None: it went with the session script) and read its answer."""
+        if line is not None:
+            self._send(line.encode("utf-8"))
         deadline = None if timeout is None else time.monotonic() + timeout
         output, done = self._read_until(ops.SENTINEL, deadline, op, timeout)
         if done:
@@ -250,13 +271,14 @@ class WinRMTransport(WSManTransportBase):
     def _read_until(self, sentinel: str, deadline: float | None, op: str,
                     timeout: float | None) -> tuple[str, bool]:
         """The process's lines up to the first starting with `sentinel` (stderr appended when
-        there was any), and whether the process ended instead."""
+        there was any), and whether the process ended instead. Lines that came after that
+        one (a carried request's answer behind the key line) are the next read's."""
         protocol, shell_id, command_id = self._protocol, self._shell_id, self._command_id
         assert protocol is not None and shell_id is not None and command_id is not None
-        lines: list[str] = []
+        lines, self._early = self._early, []
         stderr = bytearray()
         done = False
-        while not done:
+        while not done and not any(line.startswith(sentinel) for line in lines):
             if deadline is not None and time.monotonic() >= deadline:
                 self._end_command(protocol, shell_id)
                 limit = f"{timeout:g} s" if timeout is not None else "the read timeout"
@@ -270,10 +292,11 @@ class WinRMTransport(WSManTransportBase):
                 continue  # nothing yet: poll again
             stderr += err
             lines += self._lines.feed(out)
-            if any(line.startswith(sentinel) for line in lines):
-                break
         if done:
             lines.append(self._lines.rest())
+        else:
+            end = next(i for i, line in enumerate(lines) if line.startswith(sentinel)) + 1
+            lines, self._early = lines[:end], lines[end:]
         text = "\n".join(lines)
         errors = strip_clixml(stderr.decode("utf-8", "replace"))
         return (f"{text}\n{errors}" if errors.strip() else text), done
