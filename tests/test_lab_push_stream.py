@@ -3,7 +3,8 @@ still do: the receiver reads the stream's head as the Sends bring it and writes 
 each Send arrives (no whole-stdin buffer), with the host free for other calls meanwhile; a
 file appended in order keeps a running sha256 that is the sha256 of its content, so
 `file_end` checks what was written without reading it back, and any other change of the file
-drops it.
+drops it; over psrp, a Send encrypted ahead is POSTed through urllib3 directly, not through
+requests, and the file still arrives byte for byte with its sha256 checked.
 
 Real pypsrp and pywinrm against the lab's WS-Man endpoint over loopback (NTLM, message
 encryption); the lab's file system on a real blob folder. Nothing is mocked: a few real
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from kit import OS_FACTS, Wire
 
 from pushinstall.lab.blobs import BlobStore
@@ -176,3 +178,38 @@ def test_each_send_is_written_as_it_arrives_and_the_host_answers_other_calls_mea
     assert model.file_content("C:\\Temp\\big.bin") == local.read_bytes()
     assert [written for _, written in seen] == [True, True, True]
     assert seen[0][0] < seen[1][0] < seen[2][0] < 6 * STREAM_BLOCK   # in steps, not at End
+
+
+def test_a_psrp_push_posts_its_sends_past_requests_and_counts_them(
+        wire: Wire, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = wire.serve("h1")
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(4 * STREAM_BLOCK + 99))
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    transport = _open(wire, "psrp")
+    assert transport.call(OS_FACTS)["ok"] is True
+    through_requests: list[str] = []
+    real_send = requests.Session.send
+
+    def send(session: requests.Session, request: Any, **kwargs: Any) -> Any:
+        through_requests.append(str(request.body)[:40])
+        return real_send(session, request, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", send)
+    posts: list[int] = []
+    real_post = GuardedCommand.post
+
+    def post(command: GuardedCommand, sealed: Any) -> None:
+        posts.append(len(through_requests))
+        real_post(command, sealed)
+
+    monkeypatch.setattr(GuardedCommand, "post", post)
+    result = transport.put_file(local, "C:\\Temp\\big.bin", digest)
+    stats = transport.last_push
+    transport.close()
+    assert result == {"changed": True, "sha256": digest, "size": local.stat().st_size}
+    assert model.file_content("C:\\Temp\\big.bin") == local.read_bytes()
+    assert len(posts) == 5 and posts == [posts[0]] * 5   # no Send went through requests
+    assert stats is not None and stats.requests is not None and stats.bytes_sent is not None
+    assert stats.requests >= len(posts) + 3               # begin, Command, output, end
+    assert stats.bytes_sent > 1.3 * local.stat().st_size  # the Sends' bodies were counted
