@@ -159,6 +159,7 @@ def test_each_send_is_written_as_it_arrives_and_the_host_answers_other_calls_mea
     head = len(receiver.prefix()) + len(receiver.header(temp, 0, 6 * STREAM_BLOCK))
     transport, other = _open(wire, kind), _open(wire, kind)
     seen: list[tuple[int, bool]] = []
+    activity: list[float] = []     # the host's last call (or Send) after each Send
     real_post = GuardedCommand.post
 
     def post(command: GuardedCommand, sealed: Any) -> None:
@@ -168,7 +169,9 @@ def test_each_send_is_written_as_it_arrives_and_the_host_answers_other_calls_mea
             part = next(path for path in model.state.fs.files if path.endswith(".pushinstall-part"))
             written = _wait_for(lambda: model.state.fs.size(part) >= sent)
             seen.append((model.state.fs.size(part), written))
-            assert other.call(OS_FACTS)["ok"] is True     # while the stream is open
+            activity.append(model.last_call)
+            if len(seen) == 3:
+                assert other.call(OS_FACTS)["ok"] is True     # while the stream is open
 
     monkeypatch.setattr(GuardedCommand, "post", post)
     result = transport.put_file(local, "C:\\Temp\\big.bin", digest)
@@ -178,6 +181,9 @@ def test_each_send_is_written_as_it_arrives_and_the_host_answers_other_calls_mea
     assert model.file_content("C:\\Temp\\big.bin") == local.read_bytes()
     assert [written for _, written in seen] == [True, True, True]
     assert seen[0][0] < seen[1][0] < seen[2][0] < 6 * STREAM_BLOCK   # in steps, not at End
+    # each Send counts as the host's activity (the flusher's "quiet" is no call for
+    # QUIET_SECONDS): a host is not saved half-written while its Sends keep coming
+    assert activity[0] < activity[1] < activity[2], activity
 
 
 def test_a_psrp_push_posts_its_sends_past_requests_and_counts_them(

@@ -368,7 +368,9 @@ class LabHost:
 
     def _unlocked(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
         """`pieces`, each waited for with the lock released (iterated with it held, as
-        `sleep` is called): other calls run while the stream's next Send is on its way."""
+        `sleep` is called): other calls run while the stream's next Send is on its way. Each
+        piece is a call's worth of activity: the flusher does not take the host for quiet and
+        save (then read back) the file half-written while its Sends keep coming."""
         while True:
             self._lock.release()
             try:
@@ -377,6 +379,7 @@ class LabHost:
                 self._lock.acquire()
             if piece is None:
                 return
+            self.last_call = time.monotonic()
             yield piece
 
     def import_file(self, path: str, data: bytes) -> None:
