@@ -35,7 +35,7 @@ def _here_string_content(agent: str) -> str:
 
 
 def test_the_stream_carries_the_text_whose_hash_names_the_agents_dll() -> None:
-    streamed, _, _ = receiver.split_stream(receiver.prefix() + receiver.header("x", 0, 0))
+    streamed, _, _ = receiver.split_stream([receiver.prefix() + receiver.header("x", 0, 0)])
     held = _here_string_content(ops.agent_source())
     assert streamed == held == ops.agent_core_held()
     assert hashlib.sha256(streamed.encode("utf-8")).hexdigest() == agent_cache.core_hash()
@@ -46,7 +46,7 @@ def test_mono_stores_the_compiled_core_under_the_name_the_receiver_looks_for(
     require_mono()
     dll, _ = compile_core(tmp_path, with_host=False)
     data = dll.read_bytes()
-    streamed, _, _ = receiver.split_stream(receiver.prefix() + receiver.header("x", 0, 0))
+    streamed, _, _ = receiver.split_stream([receiver.prefix() + receiver.header("x", 0, 0)])
     source = hashlib.sha256(streamed.encode("utf-8")).hexdigest()
     agent = agent_session.host(tmp_path)
     folder = tmp_path / "cache"

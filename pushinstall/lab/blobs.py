@@ -40,7 +40,7 @@ class BlobStore:
             self._cache[name] = content
         return content
 
-    def write_at(self, name: str, offset: int, data: bytes, size: int) -> None:
+    def write_at(self, name: str, offset: int, data: bytes | memoryview, size: int) -> None:
         """Write `data` at `offset` of blob `name` (now `size` bytes long), zero-filling a gap."""
         buffer = self._pending.get(name)
         if buffer is None:

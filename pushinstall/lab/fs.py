@@ -7,6 +7,12 @@ chunks of a pushed installer land at their offsets; a small file that is not sec
 a host does not write a file for each. Free space is accounted: writing more than
 is free raises an op error `DiskFull`, removing a file gives its space back. `changes` counts
 the calls of this object that changed something (the host's generation is derived from it).
+
+A file written empty and then only appended to (a push: `file_begin`'s empty file, the chunks
+in order) keeps a running sha256 of its content in memory, fed by every append, so `file_end`'s
+check hashes the bytes as they were written instead of reading the file back; any other change
+of the file (a write elsewhere, a gap, a replace) drops it, and the hash is computed from the
+content again when asked for.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class FileSystem:
         self.data = data
         self.blobs = blobs
         self.changes = 0
+        self._running: dict[str, Any] = {}   # lowercase path -> sha256 of all its content
 
     @property
     def dirs(self) -> dict[str, dict[str, Any]]:
@@ -117,7 +124,8 @@ class FileSystem:
         if entry is None:
             fail("NotFound", f"Could not find file '{normalize(path)}'.")
         if entry.get("sha256") is None:
-            entry["sha256"] = hashlib.sha256(self.read(path)).hexdigest()
+            running = self._running.get(normalize(path).lower())
+            entry["sha256"] = (running or hashlib.sha256(self.read(path))).hexdigest()
         sha: str = entry["sha256"]
         return sha
 
@@ -171,17 +179,21 @@ class FileSystem:
         if old is not None and old["blob"] is not None:
             self.blobs.drop(old["blob"])
         inline = len(content) <= INLINE_BYTES and not secret
+        digest = hashlib.sha256(content)
+        if content:
+            self._running.pop(full.lower(), None)
+        else:                          # where a push's chunks are appended (file_begin)
+            self._running[full.lower()] = digest
         entry = {"path": old["path"] if old else full,
                  "blob": None if inline else self._new_blob(content), "size": len(content),
-                 "sha256": hashlib.sha256(content).hexdigest(), "modified": now_iso(),
-                 "secret": secret}
+                 "sha256": digest.hexdigest(), "modified": now_iso(), "secret": secret}
         if inline:
             entry["inline"] = base64.b64encode(content).decode("ascii")
         self.files[full.lower()] = entry
         self.changes += 1
         return entry
 
-    def write_at(self, path: str, offset: int, data: bytes) -> int:
+    def write_at(self, path: str, offset: int, data: bytes | memoryview) -> int:
         """Write `data` at `offset` of an existing file; returns the file's new size."""
         entry = self.entry(path)
         if entry is None:
@@ -191,6 +203,11 @@ class FileSystem:
         if entry["blob"] is None:      # grows by chunks: a file of its own from now on
             entry["blob"] = self._new_blob(base64.b64decode(entry.pop("inline", "")))
         self.blobs.write_at(entry["blob"], offset, data, new_size)
+        key = normalize(path).lower()
+        running = self._running.pop(key, None)
+        if running is not None and offset == entry["size"]:     # an append: still all of it
+            running.update(data)
+            self._running[key] = running
         entry.update(size=new_size, sha256=None, modified=now_iso())
         self.changes += 1
         return new_size
@@ -198,6 +215,7 @@ class FileSystem:
     def remove(self, path: str) -> bool:
         """Delete a file; True when it existed."""
         entry = self.files.pop(normalize(path).lower(), None)
+        self._running.pop(normalize(path).lower(), None)
         if entry is None:
             return False
         if entry["blob"] is not None:
@@ -209,12 +227,15 @@ class FileSystem:
     def move(self, source: str, destination: str) -> None:
         """Move a file over `destination` (replacing it)."""
         entry = self.files.pop(normalize(source).lower())
+        running = self._running.pop(normalize(source).lower(), None)
         full = normalize(destination)
         old = self.files.get(full.lower())
         if old is not None:
             self.remove(full)
         entry["path"] = full  # File.Move keeps the last write time
         self.files[full.lower()] = entry
+        if running is not None:
+            self._running[full.lower()] = running
         self.changes += 1
 
     def _new_blob(self, content: bytes) -> str:

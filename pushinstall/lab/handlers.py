@@ -15,6 +15,7 @@ import ntpath
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from pushinstall.lab import catalog, programs
@@ -138,22 +139,28 @@ def file_begin(host: Machine, args: dict[str, Any]) -> dict[str, Any]:
     return {"temp_path": temp}
 
 
-def file_chunk(host: Machine, args: dict[str, Any], streamed: bytes | None = None
+def file_chunk(host: Machine, args: dict[str, Any], streamed: Iterator[bytes] | None = None
                ) -> dict[str, Any]:
     """Write one chunk at its offset: a call's base64 `data`, or the push stream's `length`
-    raw bytes (`streamed`, what followed the request line; the core's `Files.ChunkFrom`)."""
+    raw bytes (`streamed`: the pieces that followed the request line, each written as it
+    comes, the rest of the stream left unread; the core's `Files.ChunkFrom`)."""
     if (streamed is None) != ("length" not in args):
         fail("InvalidArgument", "a streamed chunk has a length and no data" if streamed
              is not None else "argument 'length' is for the push stream; a call has 'data'")
-    _check_part(host, args["temp_path"])
+    temp, offset = args["temp_path"], args["offset"]
+    _check_part(host, temp)
     if streamed is None:
-        data = base64.b64decode(args["data"])
-    elif len(streamed) < args["length"]:
-        fail("InvalidArgument", f"the push stream ended after {len(streamed)} of "
-                                f"{args['length']} bytes")
-    else:
-        data = streamed[:args["length"]]
-    return {"size": host.state.fs.write_at(args["temp_path"], args["offset"], data)}
+        return {"size": host.state.fs.write_at(temp, offset, base64.b64decode(args["data"]))}
+    length, done = args["length"], 0
+    size = host.state.fs.size(temp)
+    while done < length:
+        piece = next(streamed, None)
+        if piece is None:
+            fail("InvalidArgument", f"the push stream ended after {done} of {length} bytes")
+        data = memoryview(piece)[:length - done]
+        size = host.state.fs.write_at(temp, offset + done, data)
+        done += len(data)
+    return {"size": size}
 
 
 def file_end(host: Machine, args: dict[str, Any]) -> dict[str, Any]:

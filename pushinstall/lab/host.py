@@ -24,6 +24,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +248,7 @@ class LabHost:
     # ------------------------------------------------------------ the protocol
 
     def handle(self, request: dict[str, Any], checked: bool = False,
-               streamed: bytes | None = None) -> dict[str, Any]:
+               streamed: Iterator[bytes] | None = None) -> dict[str, Any]:
         """Answer one request dict with an answer dict; the host is saved soon after.
         `checked`: the request is known to pass `ops.validate_request` as a whole;
         `streamed`: the push stream's bytes after a `file_chunk` request line."""
@@ -270,8 +271,8 @@ class LabHost:
             self._touch()
             return answer
 
-    def _dispatch(self, request: Any, checked: bool = False, streamed: bytes | None = None
-                  ) -> dict[str, Any]:
+    def _dispatch(self, request: Any, checked: bool = False,
+                  streamed: Iterator[bytes] | None = None) -> dict[str, Any]:
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
             return ops.error("InvalidArgument", 'a request is a JSON object with a string "op"')
         op = request["op"]
@@ -350,9 +351,10 @@ class LabHost:
             if not agent_cache.cached_core(self.state.fs):
                 self.receiver_compiles += 1
 
-    def handle_stream(self, request_line: str, streamed: bytes) -> str:
+    def handle_stream(self, request_line: str, streamed: Iterator[bytes]) -> str:
         """The push stream receiver (remote/receiver.py): the `file_chunk` request line and
-        the bytes after it; returns the output text with the answer line."""
+        the bytes after it, written as they come; returns the output text with the answer
+        line."""
         try:
             request, _ = decoded(request_line)
         except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -361,8 +363,24 @@ class LabHost:
             answer = ops.error("InvalidArgument", "the push stream carries one file_chunk "
                                "request")
         else:
-            answer = self.handle(request, streamed=streamed)
+            answer = self.handle(request, streamed=self._unlocked(streamed))
         return ops.encode_answer(answer) + "\n"
+
+    def _unlocked(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """`pieces`, each waited for with the lock released (iterated with it held, as
+        `sleep` is called): other calls run while the stream's next Send is on its way. Each
+        piece is a call's worth of activity: the flusher does not take the host for quiet and
+        save (then read back) the file half-written while its Sends keep coming."""
+        while True:
+            self._lock.release()
+            try:
+                piece = next(pieces, None)
+            finally:
+                self._lock.acquire()
+            if piece is None:
+                return
+            self.last_call = time.monotonic()
+            yield piece
 
     def import_file(self, path: str, data: bytes) -> None:
         """Put a file on the host as an upload outside the op protocol does (SFTP)."""

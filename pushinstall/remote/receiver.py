@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import functools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pushinstall.remote import bootstrap, compact, ops
@@ -70,20 +71,41 @@ def header(temp_path: str, offset: int, length: int) -> bytes:
     return ops.encode_request(request).encode("ascii") + b"\n"
 
 
-def split_stream(data: bytes) -> tuple[str, str, bytes]:
-    """Inverse of `prefix() + header() + payload` (the lab's side): `(core source, request
-    line, payload)`. Raises ValueError when `data` is not of that form."""
-    digits = data[:_DIGITS]
-    if len(digits) != _DIGITS or not digits.isdigit():
+def split_stream(pieces: Iterable[bytes]) -> tuple[str, str, Iterator[bytes]]:
+    """Inverse of `prefix() + header() + payload` (the lab's side), read from `pieces` (the
+    stdin Sends) as they come: `(core source, request line, the payload's pieces)`, the
+    payload left in `pieces` until it is iterated, so nothing holds the whole stream. Raises
+    ValueError when the stream does not start as such a stream does."""
+    source = iter(pieces)
+    head = bytearray()
+
+    def has(count: int) -> bool:       # at least `count` bytes read, unless the stream ends
+        while len(head) < count:
+            piece = next(source, None)
+            if piece is None:
+                return False
+            head.extend(piece)
+        return True
+
+    if not has(_DIGITS) or not head[:_DIGITS].isdigit():
         raise ValueError("the stream does not start with the core's length")
-    end = _DIGITS + int(digits)
-    if len(data) < end:
+    end = _DIGITS + int(head[:_DIGITS])
+    if not has(end):
         raise ValueError("standard input ended inside the agent core")
     try:
-        core = bootstrap.expand(data[_DIGITS:end]).decode("utf-8")
+        core = bootstrap.expand(bytes(head[_DIGITS:end])).decode("utf-8")
     except ValueError as exc:   # not gzip, or not UTF-8
         raise ValueError(f"the agent core does not decode: {exc}") from None
-    newline = data.find(b"\n", end, end + HEADER_LIMIT)
-    if newline < 0:
-        raise ValueError("no request line after the agent core")
-    return core, data[end:newline].decode("ascii", "replace"), data[newline + 1:]
+    scanned, limit = end, end + HEADER_LIMIT
+    while (newline := head.find(b"\n", scanned, limit)) < 0:
+        scanned = min(len(head), limit)
+        if scanned >= limit or not has(len(head) + 1):
+            raise ValueError("no request line after the agent core")
+    line = head[end:newline].decode("ascii", "replace")
+    return core, line, _rest(bytes(head[newline + 1:]), source)
+
+
+def _rest(first: bytes, source: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from source

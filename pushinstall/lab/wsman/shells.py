@@ -19,6 +19,7 @@ import binascii
 import queue
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,7 +40,7 @@ NOT_RECOGNIZED = (
 class LabHostLike(EndpointHost, Protocol):
     """What the WS-Man endpoint needs from a `pushinstall.lab.LabHost`."""
 
-    def handle_stream(self, request_line: str, streamed: bytes) -> str: ...
+    def handle_stream(self, request_line: str, streamed: Iterator[bytes]) -> str: ...
 
     def load_streamed_core(self) -> None: ...
 
@@ -240,12 +241,11 @@ class CmdShell(Shell):
 
     def _receive(self, command: _Command) -> None:
         """The push stream receiver: compile the core sent (it must be this version's),
-        then write the chunk."""
-        stdout, stderr, sent = b"", b"", []
-        while (data := command.stdin.get()) is not None:   # the stream ends with End
-            sent.append(data)
+        then write the chunk as its Sends arrive; the answer goes once stdin has ended."""
+        stdout, stderr = b"", b""
+        sent = iter(command.stdin.get, None)     # the stream ends with End
         try:
-            core, line, payload = receiver.split_stream(b"".join(sent))
+            core, line, payload = receiver.split_stream(sent)
         except ValueError as exc:
             stderr = f"{exc}\r\n".encode()
         else:
@@ -258,6 +258,8 @@ class CmdShell(Shell):
                 if self.host.latency > 0:
                     threading.Event().wait(self.host.latency)
                 stdout = self.host.handle_stream(line, payload).encode("utf-8")
+        for _ in sent:      # what the receiver did not read
+            pass
         with self.cond:
             command.stdout += stdout
             command.stderr += stderr
