@@ -197,3 +197,14 @@ def test_ctrl_c_stops_launching_and_still_summarises(tmp_path: Path) -> None:
     last = sink.events[-1]
     assert isinstance(last, events.RunFinished) and last.interrupted and last.exit_code == 130
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_batch_counts_its_own_failures_only(tmp_path: Path) -> None:
+    # one failure in each batch of 4: 25 % each, under the 30 % limit, though two of the
+    # first eight failed; Ansible counts each batch alone and runs all ten
+    fleet = lab_fleet(tmp_path, 10, {0: {"unreachable": True}, 5: {"unreachable": True}})
+    playbook = asr_playbook(tmp_path, serial=[4], max_fail_percentage=30.0)
+    summary, sink = run_on_lab(fleet, playbook, forks=4)
+    assert len(sink.of(events.HostStarted)) == 10
+    assert [h for h, o in summary.hosts.items() if o.status == Status.UNREACHABLE] == [
+        fleet[0].name, fleet[5].name]

@@ -73,7 +73,9 @@ def test_a_direct_post_is_what_requests_sends(wire: Wire, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(psrp_http.DirectHTTP, "_send_direct", counted)
     ours, requests_ours, bytes_ours = _check_through_relay(wire, "d1")
-    assert len(direct_posts) >= 3   # the pool's Receive, the bootstrap's Command, Receive(s)
+    # all but the two authentication requests: the pool's Create and Receive, the
+    # bootstrap's Command and Receive, the close
+    assert len(direct_posts) == 5
     monkeypatch.setattr(psrp_http.DirectHTTP, "send", _TransportHTTP.send)   # requests' way
     theirs, requests_theirs, bytes_theirs = _check_through_relay(wire, "d2")
     assert ours == theirs

@@ -258,3 +258,77 @@ def test_the_pool_of_a_url_is_found_once_until_it_is_closed(wire: Wire) -> None:
                                                        session.cert) is not again
         assert adapter.get_connection_with_tls_context(request, session.verify,
                                                        session.proxies, session.cert) is again
+
+
+def _shape(value: object) -> object:
+    """`value` as plain data, its objects by type and attributes: two reads compared whole."""
+    if isinstance(value, dict):
+        return {_shape(k): _shape(v) for k, v in value.items()}   # type: ignore[misc]
+    if isinstance(value, list | tuple):
+        return [_shape(v) for v in value]
+    if hasattr(value, "__dict__"):
+        return (type(value).__name__, {k: _shape(v) for k, v in vars(value).items()})
+    return value
+
+
+def _read(serializer: Serializer, text: str) -> object:
+    from pypsrp.messages import ApplicationPrivateData
+    from pypsrp.serializer import ObjectMeta
+    return serializer.deserialize(text, ObjectMeta("Obj", object=ApplicationPrivateData))
+
+
+def test_the_pool_private_data_is_read_once_and_copied_as_pypsrp_reads_it(wire: Wire) -> None:
+    with _answered(wire, "h6") as first, _answered(wire, "h7") as second:
+        assert first._pool is not None and second._pool is not None
+        mine, theirs = (first._pool.application_private_data,
+                        second._pool.application_private_data)
+    texts = [text for kind, text in psrp_session._READ_ONCE.read
+             if kind.__name__ == "ApplicationPrivateData"]
+    assert texts and "PSVersionTable" in texts[0]   # the lab's answer, kept
+    fresh = _read(Serializer(), texts[0])           # pypsrp's own reading
+    assert _shape(mine) == _shape(theirs) == _shape(fresh)
+    assert "PSVersionTable" in str(_shape(fresh))   # read whole, not as the raw text
+    assert mine is not theirs   # each pool its own copy: changing one changes no other
+    assert mine.data is not theirs.data  # type: ignore[union-attr]
+    again = _read(psrp_session.Serializer(), texts[0])
+    assert _shape(again) == _shape(fresh) and again is not mine
+
+
+@pytest.mark.parametrize("text", [
+    # another version's answer, with a type-name reference and a nested table
+    '<Obj RefId="0"><MS><Obj RefId="1" N="ApplicationPrivateData"><TN RefId="0">'
+    '<T>System.Management.Automation.PSPrimitiveDictionary</T><T>System.Collections.Hashtable'
+    '</T><T>System.Object</T></TN><DCT><En><S N="Key">PSVersionTable</S><Obj RefId="2" '
+    'N="Value"><TNRef RefId="0" /><DCT><En><S N="Key">PSVersion</S><Version N="Value">5.1'
+    '</Version></En><En><S N="Key">x_x000A_</S><Nil N="Value" /></En></DCT></Obj></En></DCT>'
+    '</Obj></MS></Obj>',
+    '<Obj RefId="0"><MS><Nil N="ApplicationPrivateData" /></MS></Obj>',   # none at all
+    '<Obj RefId="0"><MS>',                                  # not XML: pypsrp keeps the text
+])
+def test_a_private_data_read_twice_reads_as_pypsrp_reads_it(text: str) -> None:
+    fresh = _read(Serializer(), text)
+    ours = psrp_session.Serializer()
+    first, second = _read(ours, text), _read(ours, text)
+    assert _shape(first) == _shape(second) == _shape(fresh)
+    if not isinstance(fresh, str):
+        assert first is not second
+
+
+def test_a_long_or_other_message_is_not_kept() -> None:
+    from pypsrp.messages import ApplicationPrivateData, SessionCapability
+    from pypsrp.serializer import ObjectMeta
+
+    long = ('<Obj RefId="0"><MS><Obj RefId="1" N="ApplicationPrivateData"><DCT><En>'
+            f'<S N="Key">k</S><S N="Value">{"v" * psrp_session.READ_ONCE_LENGTH}</S></En>'
+            '</DCT></Obj></MS></Obj>')
+    capability = ('<Obj RefId="0"><MS><Version N="PSVersion">2.0</Version><Version '
+                  'N="protocolversion">2.3</Version><Version N="SerializationVersion">1.1.0.1'
+                  '</Version></MS></Obj>')
+    ours = psrp_session.Serializer()
+    assert _shape(_read(ours, long)) == _shape(_read(Serializer(), long))
+    meta = ObjectMeta("Obj", object=SessionCapability)
+    assert _shape(ours.deserialize(capability, meta)) == _shape(
+        Serializer().deserialize(capability, ObjectMeta("Obj", object=SessionCapability)))
+    kept = {text for _, text in psrp_session._READ_ONCE.read}
+    assert long not in kept and capability not in kept
+    assert all(kind is ApplicationPrivateData for kind, _ in psrp_session._READ_ONCE.read)

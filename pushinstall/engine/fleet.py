@@ -238,6 +238,10 @@ class _Fleet:
         # never more workers than hosts in flight or hosts; one process where fork is missing
         self.workers = max(1, min(wanted, self.forks, len(hosts))) if available() else 1
         self.outcomes: dict[str, HostOutcome] = {}
+        # hosts of the batch in flight that failed: batches run one after the other, so a
+        # count reset at each batch's start, not a walk over the batch before every launch
+        # (the ASR playbook sets max_fail_percentage: a walk made a run quadratic in hosts)
+        self.batch_failures = 0
         self.done = threading.Event()
 
     def _pipeline(self, host: Host, emit: Callable[[events.Event], None],
@@ -297,13 +301,12 @@ class _Fleet:
                     runner.give_up(host)
             if outcome is not None:    # None: a worker had it queued when Ctrl-C came
                 self.outcomes[host.name] = outcome
+                if outcome.status in FAILED_STATUSES:
+                    self.batch_failures += 1
 
     def _batch_failed(self, batch: list[Host]) -> str:
         settings = self.playbook.settings
-        if not settings.any_errors_fatal and settings.max_fail_percentage is None:
-            return ""   # asked before every launch: no walk over the batch unless it matters
-        failed = sum(1 for h in batch
-                     if h.name in self.outcomes and self.outcomes[h.name].status in FAILED_STATUSES)
+        failed = self.batch_failures   # asked before every launch: a count, not a walk
         if failed and settings.any_errors_fatal:
             return f"any_errors_fatal: {failed} host(s) failed"
         limit = settings.max_fail_percentage
@@ -347,6 +350,7 @@ class _Fleet:
         for size in batch_sizes(self.playbook.settings.serial, len(self.hosts)):
             batch = self.hosts[start:start + size]
             start += size
+            self.batch_failures = 0
             await asyncio.gather(*(self._one(h, runner, gate, batch) for h in batch))
             if self.interrupt.flag.is_set():
                 return "interrupted"

@@ -12,7 +12,9 @@ deadline and the pool's retry settings are the ones requests uses), with the sam
 the same order, and maps urllib3's errors to requests' exceptions as requests' adapter and
 `Response.content` do, so errors read as before (wsman_common.map_error).
 
-The authentication (the first two requests), a 401 later (the pool made a new connection,
+The authentication (the first two requests: the blank message pypsrp sends to set up the
+security context goes through requests and its auth, as pypsrp sends it; the pool's Create that
+follows goes direct), a 401 later (the pool made a new connection,
 which is not authenticated: requests' auth hook answers it as before), anything over HTTPS
 (TLS verification and channel binding stay requests' and pyspnego's), a proxy, cookies or a
 retry on read timeout go pypsrp's way, untouched.
@@ -27,7 +29,10 @@ from typing import Any, cast
 
 import requests
 from pypsrp import _pool_manager
+from pypsrp._utils import get_hostname
+from pypsrp.encryption import WinRMEncryption
 from pypsrp.exceptions import WinRMTransportError
+from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.wsman import _TransportHTTP
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
@@ -85,12 +90,16 @@ class DirectHTTP(_TransportHTTP):
 
     def send(self, message: bytes, *, retries_on_read_timeout: int = 0,
              timeout: int | float | tuple[int | float, int | float] | None = None) -> bytes:
-        session, encryption = self.session, self.encryption
-        if (session is None or encryption is None or not self.wrap_required or self.ssl
-                or retries_on_read_timeout or session.cookies or session.trust_env
-                or any(session.proxies.values())):
+        if self.session is None:
+            self.session = self._build_session()   # as pypsrp's send builds it
+        session = self.session
+        if (not self.wrap_required or self.ssl or retries_on_read_timeout or session.cookies
+                or session.trust_env or any(session.proxies.values())
+                or (self.encryption is None and not self._authenticate(timeout))):
             return super().send(message, retries_on_read_timeout=retries_on_read_timeout,
                                 timeout=timeout)
+        encryption = self.encryption
+        assert encryption is not None
         content_type, payload = encryption.wrap_message(message)
         headers = self._headers(session)
         headers["Content-Type"] = (f'{content_type};protocol="{encryption.protocol}";'
@@ -100,6 +109,24 @@ class DirectHTTP(_TransportHTTP):
         if answer is None:   # 401: a new, unauthenticated connection; requests' auth decides
             return super().send(message, timeout=timeout)
         return answer
+
+    def _authenticate(self, timeout: Any) -> bool:
+        """pypsrp's first step of `send` (0.9.1) for an NTLM/Negotiate session: the blank
+        message, through requests and its auth, that sets up the security context; then the
+        encryption over it. True when the encryption is set, so the message that follows (the
+        pool's Create) can go direct; False leaves all of it to pypsrp's `send`."""
+        session = self.session
+        auth = session.auth if session is not None else None
+        hostname = get_hostname(self.endpoint) or ""
+        if not isinstance(auth, HTTPNegotiateAuth) or session is None:
+            return False
+        request = session.prepare_request(requests.Request("POST", self.endpoint, data=None))
+        self._send_request(request, timeout=timeout)
+        context = auth.contexts[hostname]
+        protocol = (WinRMEncryption.KERBEROS if context.response_auth_header == "kerberos"
+                    else WinRMEncryption.SPNEGO)
+        self.encryption = WinRMEncryption(context, protocol)
+        return True
 
     def _headers(self, session: requests.Session) -> CaseInsensitiveDict[Any]:
         """The headers requests would send: the session's, in their order, with the
