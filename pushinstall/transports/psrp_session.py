@@ -25,8 +25,7 @@ request or pipeline (a 1,000-host sweep makes 8,000 requests and 1,000 pipelines
   headers and the request's are merged as requests merges them, the endpoint's URL is
   parsed once, the auth and hooks are requests' own; and the adapter finds the connection
   pool of a URL once (`pool_once`), not by parsing the URL and building the pool key anew per
-  request. What goes on the wire is what requests sends. The pool's plain-HTTP connections
-  read their answers' headers through `http_headers` (without the email parser).
+  request. What goes on the wire is what requests sends.
 - The room left for a payload in an envelope (`WSMan._calc_envelope_size`) is computed once
   per URL length and settings: pypsrp builds and serializes a sample envelope for it when a
   `WSMan` is made and again when the server's session capability arrives, though its length
@@ -74,7 +73,7 @@ from requests.structures import CaseInsensitiveDict
 # pyspnego's own derivation, so the keys are the ones its Password credential would give
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
 
-from pushinstall.transports import http_headers, psrp_http, psrp_messages, wsman_envelope
+from pushinstall.transports import psrp_http, psrp_messages, wsman_envelope
 
 
 @functools.lru_cache(maxsize=32)
@@ -151,7 +150,6 @@ def pool_once(adapter: Any) -> None:
         if kept and kept[0][0] == key and kept[0][1].pool is not None:   # not closed
             return kept[0][1]
         pool = find(request, verify, proxies, cert)
-        http_headers.read_plainly(pool)
         kept[:] = [(key, pool)]
         return pool
 
