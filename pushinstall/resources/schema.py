@@ -37,7 +37,9 @@ CODE_RESULTS = ("ok", "reboot", "failed")
 
 def is_template(value: Any) -> bool:
     """True for a string holding a Jinja expression or statement."""
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
+    # one scan for the common string with no brace at all (a rendered list of a million such
+    # strings is walked again when it is a variable of another template)
+    return isinstance(value, str) and "{" in value and ("{{" in value or "{%" in value)
 
 
 # YAML's leniency over the JSON types of `argspec.json_type_ok`: a number is text to a

@@ -317,7 +317,8 @@ namespace Pushinstall.TestHost
             windows.Drivers = drivers;
             Core.Windows = windows;
             Core.PowerShellVersion = "5.1.0.0";
-            // the modules a session compiles are cached here (PUSHINSTALL_TEST_CACHE: one per test run)
+            // the modules a session compiles are cached here (PUSHINSTALL_TEST_CACHE: shared by the
+            // test processes of a machine, as sessions on a target share its cache)
             string cache = Environment.GetEnvironmentVariable("PUSHINSTALL_TEST_CACHE");
             if (cache != null)
             {

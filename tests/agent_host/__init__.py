@@ -71,11 +71,25 @@ def compile_core(workdir: Path, with_host: bool = True) -> tuple[Path, float]:
 
 
 def built_host() -> Path:
-    """The test host, compiled once per test process (keyed by the sources' hash)."""
-    key = hashlib.sha256((ops.agent_core_source() + TEST_HOST.read_text()).encode()).hexdigest()
+    """The test host, compiled once per machine for its sources: every test process (and the
+    next run) uses `<tmp>/pushinstall-agent-<uid>/<sha256 of the sources>/TestHost.exe`, whose
+    `cache/` beside it holds the modules the agent compiled (content-addressed, written by
+    temp file and rename, read back by hash: Cache.cs), so six xdist workers compile once."""
+    key = hashlib.sha256("\0".join([ops.agent_core_source(), TEST_HOST.read_text(),
+                                     *mcs_command([], Path("out"), "exe")]).encode()).hexdigest()
     if key not in _BUILT:
-        workdir = Path(tempfile.mkdtemp(prefix="pushinstall-core-"))
-        _BUILT[key] = compile_core(workdir)[0]
+        home = Path(tempfile.gettempdir()) / f"pushinstall-agent-{os.getuid()}"
+        built = home / key
+        if not (built / "TestHost.exe").is_file():
+            home.mkdir(mode=0o700, exist_ok=True)
+            workdir = Path(tempfile.mkdtemp(prefix="build-", dir=home))
+            compile_core(workdir)
+            (workdir / "cache").mkdir()
+            try:
+                workdir.rename(built)       # another process that got there first wins
+            except OSError:
+                shutil.rmtree(workdir, ignore_errors=True)
+        _BUILT[key] = built / "TestHost.exe"
     return _BUILT[key]
 
 
