@@ -664,6 +664,29 @@ def test_lab_var_faults_over_ssh(
     assert model.op_log == ["module", "run_process"]
 
 
+def test_a_dark_hosts_port_stays_held_so_no_other_server_answers_for_it(
+    endpoint: SSHLabEndpoint, transports: list[SSHTransport], state_dir: Path
+) -> None:
+    """A dark host's port is refused, not free: in a suite of parallel processes a free port
+    was given to another test's server, and the dark host answered (DID NOT RAISE)."""
+    model, dark = _serve_lab(endpoint, state_dir, "dark02", unreachable=True)
+    port = endpoint.address("dark02")[1]
+    taker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with contextlib.closing(taker), pytest.raises(OSError, match="in use"):
+        taker.bind(("127.0.0.1", port))
+    with pytest.raises(Unreachable, match="connection refused"):
+        _open(dark, transports)
+    model.lab.unreachable = False       # the fault clears: the same port listens again
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert _open(dark, transports).call(ops.request("facts", queries=[]))["ok"]
+            break
+        except Unreachable:
+            assert time.monotonic() < deadline, "the host did not listen again"
+            time.sleep(0.05)
+
+
 def test_wire_host_serves_an_inventory_lab_host_over_ssh(
     transports: list[SSHTransport], state_dir: Path
 ) -> None:

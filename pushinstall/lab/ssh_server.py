@@ -26,11 +26,12 @@ What a host serves:
 Faults (wire level, per host):
 - latency: `LabHost.latency` seconds before each request is answered;
 - refused connections: while `LabHost.connection_fault()` says `"unreachable"` (the lab var
-  `unreachable`, or the dark window after a restart), the port is closed, so a connect is
-  refused; it reopens on the same port when the fault clears. After an answer that left the
-  host dark (`reboot`, `shutdown.exe /r`) its open connections are dropped too, as a
-  restarting machine drops them; a host that went dark another way (an in-process transport)
-  resets the first connection that meets it, then closes its port;
+  `unreachable`, or the dark window after a restart), the port is closed (held by a socket
+  that does not listen, so no other process takes it), so a connect is refused; it reopens on
+  the same port when the fault clears. After an answer that left the host dark (`reboot`,
+  `shutdown.exe /r`) its open connections are dropped too, as a restarting machine drops them;
+  a host that went dark another way (an in-process transport) resets the first connection that
+  meets it, then closes its port;
 - bad credentials: `connection_fault() == "bad_credentials"` fails every authentication;
 - refused connects: the first `refuse_first_connects` connections are reset as they arrive;
 - dropped connection mid-response: for each op named in the lab var `drop_connection_on`, the
@@ -50,6 +51,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import socket
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -100,6 +102,28 @@ class _Served:
     connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
     counters: HostCounters = field(default_factory=HostCounters)
     waking: asyncio.Task[None] | None = None
+    reserved: socket.socket | None = None   # the port, held while the host is dark
+
+
+def _reserve(port: int) -> socket.socket | None:
+    """A socket bound to `port` that does not listen: a connect to it is refused, as to a dark
+    host, and no other process is given the port meanwhile (a dark port left free was taken by
+    another test process's server, whose answer made the dark host reachable). None when it
+    cannot be bound."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOOPBACK, port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _release(served: _Served) -> None:
+    if served.reserved is not None:
+        served.reserved.close()
+        served.reserved = None
 
 
 class SSHLabEndpoint(Serving):
@@ -192,6 +216,7 @@ class SSHLabEndpoint(Serving):
         if served.acceptor is not None:
             served.acceptor.close()
             served.acceptor = None
+            served.reserved = _reserve(served.port)
         for conn in list(served.connections):
             conn.abort()
         if served.waking is None:
@@ -201,6 +226,7 @@ class SSHLabEndpoint(Serving):
         while served.lab_host.connection_fault() == "unreachable":
             await asyncio.sleep(DARK_POLL_S)
         served.waking = None
+        _release(served)
         try:
             await self._listen(served)
         except OSError as exc:  # the port was taken meanwhile: the host stays unreachable
@@ -213,6 +239,7 @@ class SSHLabEndpoint(Serving):
                 served.waking.cancel()
             if served.acceptor is not None:
                 served.acceptor.close()
+            _release(served)
             for conn in list(served.connections):
                 conn.abort()
         current = asyncio.current_task()
