@@ -143,17 +143,20 @@ def test_concurrent_calls_on_one_host_are_serialized(state_dir: Path) -> None:
 
 
 def test_a_running_installer_does_not_block_facts(state_dir: Path) -> None:
-    host = LabHost("slow01", {"installer_seconds": 0.6}, state_dir)
+    host = LabHost("slow01", {"installer_seconds": 3}, state_dir)
     ask(host, "download", source=catalog.share_path(catalog.VM_AGENT_MSI),
         destination="C:\\Temp\\a.msi", run_as="system")
     worker = threading.Thread(target=ask, args=(host, "run_process"),
                               kwargs={"path": "msiexec.exe", "arguments": ["/i", "C:\\Temp\\a.msi",
                                                                            "/qn"]})
     worker.start()
-    time.sleep(0.1)
-    started = time.monotonic()
-    ask(host, "facts", queries=[{"id": "os", "kind": "os"}])
-    assert time.monotonic() - started < 0.3
+    deadline = time.monotonic() + 30
+    while "run_process" not in host.op_log:  # the installer has started
+        assert time.monotonic() < deadline, "the installer never started"
+        time.sleep(0.01)
+    during = ask(host, "facts", queries=[{"id": "p", "kind": "product",
+                                          "product_id": "{5CF4D04A-F16C-4892-9196-6025EA61F964}"}])
+    assert during["p"]["installed"] is False  # answered while the installer ran, not after it
     worker.join()
     facts = ask(host, "facts", queries=[{"id": "p", "kind": "product",
                                          "product_id": "{5CF4D04A-F16C-4892-9196-6025EA61F964}"}])

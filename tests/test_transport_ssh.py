@@ -393,10 +393,14 @@ def test_reboot_goes_dark_then_the_next_call_reconnects(
     endpoint: SSHLabEndpoint, transports: list[SSHTransport]
 ) -> None:
     stand_in, host = _serve(endpoint)
+    # Dark until the call below has met it, then back: a dark window of wall time would let
+    # that call through after a stall of this process longer than it (load 12).
+    stand_in.dark_s = 3600.0
     transport = _open(host, transports)
     transport.call(ops.request("reboot", delay_s=0))
     with pytest.raises(Unreachable):  # refused, or dropped if the call won the race
         transport.call(ops.request("facts", queries=[]))
+    stand_in.dark_until = 0.0
     assert ops.result_of(_when_back(lambda: transport.call(_echo()))) == {"echo": {}}
     assert endpoint.counters("web01").connections == 2
     assert stand_in.ops_seen() == ["reboot", "script"]
@@ -509,7 +513,9 @@ def test_a_silent_network_path_is_a_read_timeout(
     started = time.monotonic()
     with pytest.raises(TransportTimeout, match="stopped answering") as caught:
         transport.call(_sleep(10))
-    assert 1.0 <= time.monotonic() - started < 4
+    # the read timeout ended it: not before 1 s, and well before the 10 s op could have;
+    # 8 s, not 4, leaves room for a loaded machine's late timers (load 12 on 2 cores)
+    assert 1.0 <= time.monotonic() - started < 8
     assert caught.value.transient
     proxy.listener.close()
     assert direct.connection.port != proxy.port
@@ -599,8 +605,12 @@ def test_every_op_and_the_asr_sequence_over_ssh(
     assert pushed["chunked"]["sha256"] == pushed["sftp"]["sha256"] == digest
 
     booted = _results(transport, req("reboot", delay_s=0))["boot_time_before"]
+    # Held dark until the call below has met it: `reboot_seconds` is wall time from the
+    # restart, and a stall of this process longer than it (load 12) would let the call through.
+    model.lab.unreachable = True
     with pytest.raises(Unreachable):
         transport.call(gather)
+    model.lab.unreachable = False
     after = _when_back(lambda: _results(transport, gather))[0]["result"]
     assert after["os"]["last_boot_time"] != booted
     assert after["asr"]["installed"] is True and after["asr"]["version"] == catalog.ASR_VERSION
@@ -710,10 +720,12 @@ def test_a_host_restarted_another_way_is_dark_over_ssh_too(
     model, host = _serve_lab(endpoint, state_dir)
     transport = _open(host, transports)
     assert ops.result_of(model.handle(ops.request("reboot", delay_s=0)))  # e.g. the lab transport
+    model.lab.unreachable = True  # held dark until both calls have met it (see the ASR test)
     with pytest.raises(Unreachable):
         transport.call(ops.request("facts", queries=[]))
     with pytest.raises(Unreachable, match="connection refused"):
         _open(host, transports)
+    model.lab.unreachable = False
     back = _when_back(lambda: _open(host, transports))  # reboot_seconds is 1
     assert _results(back, ops.request("facts", queries=[])) == {}
 
