@@ -219,3 +219,24 @@ def test_a_psrp_push_posts_its_sends_past_requests_and_counts_them(
     assert stats is not None and stats.requests is not None and stats.bytes_sent is not None
     assert stats.requests >= len(posts) + 3               # begin, Command, output, end
     assert stats.bytes_sent > 1.3 * local.stat().st_size  # the Sends' bodies were counted
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_push_with_basic_auth_over_plain_http_goes_with_its_credentials(
+        wire: Wire, kind: str, tmp_path: Path) -> None:
+    """No message encryption (Basic on an endpoint that allows plain HTTP): each Send goes
+    through requests, which adds the Authorization header; the direct POST would send none."""
+    model = wire.serve("lenient", allow_unencrypted=True)
+    local = tmp_path / "x.bin"
+    local.write_bytes(os.urandom(2 * STREAM_BLOCK + 7))
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    host = wire.host("lenient", transport=kind, auth="basic", allow_unencrypted=True)
+    transport = PSRPTransport(host) if kind == "psrp" else WinRMTransport(host)
+    transport.open()
+    try:
+        assert transport.call(OS_FACTS)["ok"] is True
+        result = transport.put_file(local, "C:\\Temp\\x.bin", digest)
+    finally:
+        transport.close()
+    assert result["changed"] is True
+    assert model.file_content("C:\\Temp\\x.bin") == local.read_bytes()

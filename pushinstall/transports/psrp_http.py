@@ -92,13 +92,11 @@ class DirectHTTP(_TransportHTTP):
              timeout: int | float | tuple[int | float, int | float] | None = None) -> bytes:
         if self.session is None:
             self.session = self._build_session()   # as pypsrp's send builds it
-        session = self.session
-        if (not self.wrap_required or self.ssl or retries_on_read_timeout or session.cookies
-                or session.trust_env or any(session.proxies.values())
+        if (retries_on_read_timeout or not self.posts_direct()
                 or (self.encryption is None and not self._authenticate(timeout))):
             return super().send(message, retries_on_read_timeout=retries_on_read_timeout,
                                 timeout=timeout)
-        encryption = self.encryption
+        session, encryption = self.session, self.encryption
         assert encryption is not None
         content_type, payload = encryption.wrap_message(message)
         headers = self._headers(session)
@@ -109,6 +107,15 @@ class DirectHTTP(_TransportHTTP):
         if answer is None:   # 401: a new, unauthenticated connection; requests' auth decides
             return super().send(message, timeout=timeout)
         return answer
+
+    def posts_direct(self) -> bool:
+        """True when a sealed message goes through urllib3 directly: message encryption on
+        plain HTTP (Basic, certificate or HTTPS go requests' way: their credentials and TLS are
+        its), no proxy, no cookies, no environment settings."""
+        session = self.session
+        return (session is not None and self.wrap_required and not self.ssl
+                and not session.cookies and not session.trust_env
+                and not any(session.proxies.values()))
 
     def _authenticate(self, timeout: Any) -> bool:
         """pypsrp's first step of `send` (0.9.1) for an NTLM/Negotiate session: the blank
