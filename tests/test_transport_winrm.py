@@ -4,15 +4,18 @@ test_transport_psrp.py). Mocked: nothing on the wire; the lab host stands in for
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 import pytest
+import requests
 from kit import OS_FACTS, Wire
+from winrm.exceptions import WinRMOperationTimeoutError
 
-from pushinstall.errors import TransportTimeout
+from pushinstall.errors import TransportError, TransportTimeout
 from pushinstall.lab.connect import make_transport
-from pushinstall.remote import ops
+from pushinstall.remote import bootstrap, ops
 from pushinstall.remote.stdin import session_script
 from pushinstall.transports.winrm import STDIN_BLOCK, WinRMTransport, strip_clixml
 
@@ -184,3 +187,54 @@ def test_closing_deletes_the_shell_without_signalling_its_agent_process(wire: Wi
     while any(t.name == "lab-winrs-h1" for t in threading.enumerate()):   # the agent process
         assert time.monotonic() < deadline, "the agent process outlived its shell's Delete"
         time.sleep(0.01)
+
+
+def test_a_carried_answer_that_comes_with_the_key_line_and_the_end_is_its_calls(
+        wire: Wire) -> None:
+    """The key line, the carried request's answer and the command's end in one Receive (a
+    spy merges the lab's outputs into one, as a process that ended after answering would
+    give them): the answer is the call's own, unwrapped from its module load, and the agent
+    is still known to be on the target."""
+    model = wire.serve("h1")
+    transport = _open(wire, "h1")
+    protocol = transport._protocol
+    assert protocol is not None
+    real = protocol.get_command_output_raw
+
+    def merged(shell_id: str, command_id: str) -> tuple[bytes, bytes, int, bool]:
+        held = bytearray()
+        while ops.SENTINEL.encode() not in held:
+            with contextlib.suppress(WinRMOperationTimeoutError):
+                held += real(shell_id, command_id)[0]
+        return bytes(held), b"", 0, True
+
+    protocol.get_command_output_raw = merged  # type: ignore[method-assign]
+    answer = transport.call(ops.request("run_process", path="C:\\Windows\\System32\\cmd.exe",
+                                        arguments=["/c", "exit", "0"]))
+    assert answer["ok"] is True and answer["result"]["exit_code"] == 0, answer
+    assert transport._command_id is None        # it ended: the next call starts another
+    assert transport._seen.holds(transport._where, bootstrap.agent_hash())
+    protocol.get_command_output_raw = real  # type: ignore[method-assign]
+    assert transport.call(OS_FACTS)["ok"] is True
+    transport.close()
+    assert model.op_log[-2:] == ["run_process", "facts"]
+
+
+def test_a_failed_command_start_is_a_connect_failure_even_with_a_request_to_carry(
+        wire: Wire) -> None:
+    """Nothing of the request has gone when WinRS refuses to start the agent process: the
+    error is the connect's (with the library's text), not an op that may have run."""
+    wire.serve("h1")
+    transport = _open(wire, "h1")
+    protocol = transport._protocol
+    assert protocol is not None
+
+    def refused(*_args: object, **_kwargs: object) -> str:
+        raise requests.exceptions.ConnectionError("the listener went away")
+
+    protocol.run_command = refused  # type: ignore[method-assign]
+    with pytest.raises(TransportError) as caught:
+        transport.call(OS_FACTS)
+    transport.close()
+    assert "may or may not have run" not in str(caught.value)
+    assert "the listener went away" in str(caught.value), caught.value

@@ -109,6 +109,8 @@ class WinRMTransport(WSManTransportBase):
         self._modules: set[str] = set()     # the agent modules this process loaded
         self._lines = Lines()
         self._early: list[str] = []         # lines read past the last sentinel
+        self._early_err = b""               # and the stderr that came with them
+        self._ended = False                 # the process ended behind them
 
     # ---- Transport ------------------------------------------------------------------------
 
@@ -228,23 +230,26 @@ class WinRMTransport(WSManTransportBase):
         sha256 = bootstrap.agent_hash(agent)
         with_agent = not self._seen.holds(self._where, sha256)
         after = carried or ""
-        refused = self._start_process(session_script(with_agent, agent) + after)
+        refused = self._start_process(session_script(with_agent, agent) + after, bool(after))
         if refused is not None and bootstrap.missing(refused) and not with_agent:
-            refused = self._start_process(session_script(True, agent) + after)
+            refused = self._start_process(session_script(True, agent) + after, bool(after))
         self._seen.remember(self._where, sha256 if refused is None else None)
         return refused
 
-    def _start_process(self, script: str) -> str | None:
-        """One agent process fed `script`: None once its key line came, else its output (the
-        process ended; it is cleaned up)."""
+    def _start_process(self, script: str, carried: bool) -> str | None:
+        """One agent process fed `script` (with a request line at its end when `carried`):
+        None once its key line came, else its output (the process ended; it is cleaned up)."""
         protocol, shell_id = self._protocol, self._shell_id
         assert protocol is not None and shell_id is not None
-        self._command_id = protocol.run_command(
-            shell_id, "powershell", ["-NoProfile", "-NonInteractive", "-Command", "-"])
-        self._lines, self._early = Lines(), []
+        # nothing of a carried request has gone yet: a failure here is a connect's
+        self._command_id = self._guard(lambda: protocol.run_command(
+            shell_id, "powershell", ["-NoProfile", "-NonInteractive", "-Command", "-"]),
+            "connect", in_flight=False)
+        self._lines, self._early, self._early_err, self._ended = Lines(), [], b"", False
         self._send(script.encode("utf-8"))
         deadline = time.monotonic() + max(self.endpoint.read_timeout, 1.0)
-        output, done = self._read_until(sealing.KEY_SENTINEL, deadline, "connect", None)
+        output, done = self._read_until(sealing.KEY_SENTINEL, deadline, "connect", None,
+                                        carried)
         self._key = sealing.public_key_of(output) if not done else None
         if self._key is None:
             self._end_command(protocol, shell_id)
@@ -269,15 +274,17 @@ class WinRMTransport(WSManTransportBase):
         return output
 
     def _read_until(self, sentinel: str, deadline: float | None, op: str,
-                    timeout: float | None) -> tuple[str, bool]:
+                    timeout: float | None, carried: bool = False) -> tuple[str, bool]:
         """The process's lines up to the first starting with `sentinel` (stderr appended when
         there was any), and whether the process ended instead. Lines that came after that
-        one (a carried request's answer behind the key line) are the next read's."""
+        one are the next read's; with `carried` (a request went with the session script) so
+        are its end, its errors and its lines when it ended behind the sentinel line: they
+        are that request's answer."""
         protocol, shell_id, command_id = self._protocol, self._shell_id, self._command_id
         assert protocol is not None and shell_id is not None and command_id is not None
         lines, self._early = self._early, []
-        stderr = bytearray()
-        done = False
+        stderr, self._early_err = bytearray(self._early_err), b""
+        done, self._ended = self._ended, False     # it ended in a read before, behind those
         while not done and not any(line.startswith(sentinel) for line in lines):
             if deadline is not None and time.monotonic() >= deadline:
                 self._end_command(protocol, shell_id)
@@ -292,11 +299,16 @@ class WinRMTransport(WSManTransportBase):
                 continue  # nothing yet: poll again
             stderr += err
             lines += self._lines.feed(out)
-        if done:
-            lines.append(self._lines.rest())
-        else:
-            end = next(i for i, line in enumerate(lines) if line.startswith(sentinel)) + 1
+            if done:
+                lines.append(self._lines.rest())
+        end = next((i + 1 for i, line in enumerate(lines) if line.startswith(sentinel)),
+                   len(lines))
+        if not done:
             lines, self._early = lines[:end], lines[end:]
+        elif carried and any(line.strip() for line in lines[end:]):
+            lines, self._early = lines[:end], lines[end:]
+            self._early_err, self._ended, done = bytes(stderr), True, False
+            stderr = bytearray()
         text = "\n".join(lines)
         errors = strip_clixml(stderr.decode("utf-8", "replace"))
         return (f"{text}\n{errors}" if errors.strip() else text), done
