@@ -27,11 +27,11 @@ Faults (wire level, per host):
 - latency: `LabHost.latency` seconds before each request is answered;
 - refused connections: while `LabHost.connection_fault()` says `"unreachable"` (the lab var
   `unreachable`, or the dark window after a restart), the port is closed (held by a socket
-  that does not listen, so no other process takes it), so a connect is refused; it reopens on
-  the same port when the fault clears. After an answer that left the host dark (`reboot`,
-  `shutdown.exe /r`) its open connections are dropped too, as a restarting machine drops them;
-  a host that went dark another way (an in-process transport) resets the first connection that
-  meets it, then closes its port;
+  that does not listen, so no server asking for a free port is given it), so a connect is
+  refused; it reopens on the same port when the fault clears. After an answer that left the
+  host dark (`reboot`, `shutdown.exe /r`) its open connections are dropped too, as a
+  restarting machine drops them; a host that went dark another way (an in-process transport)
+  resets the first connection that meets it, then closes its port;
 - bad credentials: `connection_fault() == "bad_credentials"` fails every authentication;
 - refused connects: the first `refuse_first_connects` connections are reset as they arrive;
 - dropped connection mid-response: for each op named in the lab var `drop_connection_on`, the
@@ -107,9 +107,9 @@ class _Served:
 
 def _reserve(port: int) -> socket.socket | None:
     """A socket bound to `port` that does not listen: a connect to it is refused, as to a dark
-    host, and no other process is given the port meanwhile (a dark port left free was taken by
-    another test process's server, whose answer made the dark host reachable). None when it
-    cannot be bound."""
+    host, and no server asking for a free port is given it meanwhile (a dark port left free was
+    given to another test process's server, whose answer made the dark host reachable; one
+    binding this very port with SO_REUSEADDR still could). None when it cannot be bound."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

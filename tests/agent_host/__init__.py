@@ -72,10 +72,13 @@ def compile_core(workdir: Path, with_host: bool = True) -> tuple[Path, float]:
 
 def built_host() -> Path:
     """The test host, compiled once per machine for its sources: every test process (and the
-    next run) uses `<tmp>/pushinstall-agent-<uid>/<sha256 of the sources>/TestHost.exe`, whose
+    next run) uses `<tmp>/pushinstall-agent-<uid>/<sha256 of the sources, mono's version and the
+    mcs command>/TestHost.exe`, whose
     `cache/` beside it holds the modules the agent compiled (content-addressed, written by
     temp file and rename, read back by hash: Cache.cs), so six xdist workers compile once."""
-    key = hashlib.sha256("\0".join([ops.agent_core_source(), TEST_HOST.read_text(),
+    mono = subprocess.run(["mono", "--version"], capture_output=True, text=True,
+                          check=False).stdout.split("\n", 1)[0]    # an upgrade builds anew
+    key = hashlib.sha256("\0".join([ops.agent_core_source(), TEST_HOST.read_text(), mono,
                                      *mcs_command([], Path("out"), "exe")]).encode()).hexdigest()
     if key not in _BUILT:
         home = Path(tempfile.gettempdir()) / f"pushinstall-agent-{os.getuid()}"
@@ -83,7 +86,11 @@ def built_host() -> Path:
         if not (built / "TestHost.exe").is_file():
             home.mkdir(mode=0o700, exist_ok=True)
             workdir = Path(tempfile.mkdtemp(prefix="build-", dir=home))
-            compile_core(workdir)
+            try:
+                compile_core(workdir)
+            except BaseException:
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise
             (workdir / "cache").mkdir()
             try:
                 workdir.rename(built)       # another process that got there first wins
