@@ -12,6 +12,7 @@ import contextlib
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -277,7 +278,8 @@ def _read(serializer: Serializer, text: str) -> object:
     return serializer.deserialize(text, ObjectMeta("Obj", object=ApplicationPrivateData))
 
 
-def test_the_pool_private_data_is_read_once_and_copied_as_pypsrp_reads_it(wire: Wire) -> None:
+def test_the_pool_private_data_is_read_once_and_copied_as_pypsrp_reads_it(
+        wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
     with _answered(wire, "h6") as first, _answered(wire, "h7") as second:
         assert first._pool is not None and second._pool is not None
         mine, theirs = (first._pool.application_private_data,
@@ -290,8 +292,20 @@ def test_the_pool_private_data_is_read_once_and_copied_as_pypsrp_reads_it(wire: 
     assert "PSVersionTable" in str(_shape(fresh))   # read whole, not as the raw text
     assert mine is not theirs   # each pool its own copy: changing one changes no other
     assert mine.data is not theirs.data  # type: ignore[union-attr]
+    reads: list[str] = []       # pypsrp's own reading of a whole message text
+    real = psrp_session._Serializer.deserialize
+
+    def counted(self: Any, element: Any, metadata: Any = None, clear: bool = True) -> Any:
+        if isinstance(element, str):
+            reads.append(element)
+        return real(self, element, metadata, clear)
+
+    monkeypatch.setattr(psrp_session._Serializer, "deserialize", counted)
     again = _read(psrp_session.Serializer(), texts[0])
     assert _shape(again) == _shape(fresh) and again is not mine
+    assert reads == []                                  # a copy, not a read
+    _read(psrp_session.Serializer(), texts[0] + " ")    # a text not seen: read
+    assert reads == [texts[0] + " "]
 
 
 @pytest.mark.parametrize("text", [
