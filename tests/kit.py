@@ -353,16 +353,28 @@ class Wire:
                                 **settings)
         return Host(name, connection=connection)
 
+    def opened(self, name: str, transport: str = "psrp",
+               **settings: Any) -> PSRPTransport | WinRMTransport:
+        """A psrp or winrm transport to served host `name` (`host`'s settings), opened."""
+        made = wsman_transport(self.host(name, transport, **settings))
+        made.open()
+        return made
+
     def factory(self, transport: str, auth: str, tls: bool,
                 **settings: Any) -> Callable[[Host], Transport]:
         """A transport factory for the engine: each inventory lab host served here."""
         def make(host: Host) -> Transport:
             self.serve(host.name, host.vars.get("lab"))
             password = self.client_passwords.get(host.name, PASSWORD)
-            wired = self.host(host.name, transport, auth, tls, password=password, **settings)
-            return PSRPTransport(wired) if transport == "psrp" else WinRMTransport(wired)
+            return wsman_transport(self.host(host.name, transport, auth, tls,
+                                             password=password, **settings))
 
         return make
+
+
+def wsman_transport(host: Host) -> PSRPTransport | WinRMTransport:
+    """The psrp or winrm transport `host`'s connection names (not opened)."""
+    return PSRPTransport(host) if host.connection.transport == "psrp" else WinRMTransport(host)
 
 
 def run_asr(factory: Callable[[Host], Transport], names: list[str],

@@ -29,9 +29,7 @@ from kit import OS_FACTS, Wire
 from pushinstall.lab.blobs import BlobStore
 from pushinstall.lab.fs import FileSystem
 from pushinstall.remote import ops, receiver
-from pushinstall.transports.psrp import PSRPTransport
 from pushinstall.transports.push import STREAM_BLOCK
-from pushinstall.transports.winrm import WinRMTransport
 from pushinstall.transports.wsman_common import GuardedCommand
 
 KINDS = ["psrp", "winrm"]
@@ -132,13 +130,6 @@ def test_a_short_stream_is_refused_after_what_arrived_was_written(wire: Wire) ->
     assert model.file_content(temp) == b"12345"       # as the core's ChunkFrom leaves it
 
 
-def _open(wire: Wire, kind: str) -> PSRPTransport | WinRMTransport:
-    transport = (PSRPTransport if kind == "psrp" else WinRMTransport)(
-        wire.host("h1", transport=kind))
-    transport.open()
-    return transport
-
-
 def _wait_for(ready: Any, seconds: float = 30.0) -> bool:
     deadline = time.monotonic() + seconds
     while not ready():
@@ -157,7 +148,7 @@ def test_each_send_is_written_as_it_arrives_and_the_host_answers_other_calls_mea
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
     temp = "C:\\Temp\\big.bin.0123456789ab.pushinstall-part"     # as long as file_begin's
     head = len(receiver.prefix()) + len(receiver.header(temp, 0, 6 * STREAM_BLOCK))
-    transport, other = _open(wire, kind), _open(wire, kind)
+    transport, other = wire.opened("h1", kind), wire.opened("h1", kind)
     seen: list[tuple[int, bool]] = []
     activity: list[float] = []     # the host's last call (or Send) after each Send
     real_post = GuardedCommand.post
@@ -192,7 +183,7 @@ def test_a_psrp_push_posts_its_sends_past_requests_and_counts_them(
     local = tmp_path / "big.bin"
     local.write_bytes(os.urandom(4 * STREAM_BLOCK + 99))
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
-    transport = _open(wire, "psrp")
+    transport = wire.opened("h1", "psrp")
     assert transport.call(OS_FACTS)["ok"] is True
     through_requests: list[str] = []
     real_send = requests.Session.send
@@ -230,9 +221,7 @@ def test_a_push_with_basic_auth_over_plain_http_goes_with_its_credentials(
     local = tmp_path / "x.bin"
     local.write_bytes(os.urandom(2 * STREAM_BLOCK + 7))
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
-    host = wire.host("lenient", transport=kind, auth="basic", allow_unencrypted=True)
-    transport = PSRPTransport(host) if kind == "psrp" else WinRMTransport(host)
-    transport.open()
+    transport = wire.opened("lenient", kind, auth="basic", allow_unencrypted=True)
     try:
         assert transport.call(OS_FACTS)["ok"] is True
         result = transport.put_file(local, "C:\\Temp\\x.bin", digest)

@@ -25,19 +25,10 @@ from kit import OS_FACTS, Wire
 from pushinstall.errors import HostError
 from pushinstall.lab.wsman import soap
 from pushinstall.lab.wsman.shells import CmdShell, Reply
-from pushinstall.transports.psrp import PSRPTransport
 from pushinstall.transports.push import STREAM_BLOCK, OneAhead
-from pushinstall.transports.winrm import WinRMTransport
 from pushinstall.transports.wsman_common import GuardedCommand
 
 KINDS = ["psrp", "winrm"]
-
-
-def _open(wire: Wire, kind: str) -> PSRPTransport | WinRMTransport:
-    host = wire.host("h1", transport=kind)
-    transport = PSRPTransport(host) if kind == "psrp" else WinRMTransport(host)
-    transport.open()
-    return transport
 
 
 class Recorder:
@@ -84,7 +75,7 @@ def test_a_pipelined_push_arrives_byte_for_byte_its_sends_in_order_one_ahead(
     local = tmp_path / "big.bin"
     local.write_bytes(os.urandom(6 * STREAM_BLOCK + 12345))
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
-    transport = _open(wire, kind)
+    transport = wire.opened("h1", kind)
     recorder = Recorder(monkeypatch)
     result = transport.put_file(local, "C:\\Temp\\big.bin", digest)
     transport.close()
@@ -128,7 +119,7 @@ def test_a_send_failing_halfway_stops_the_push_removes_the_temp_file_and_no_shel
     local = tmp_path / "x.bin"
     local.write_bytes(os.urandom(8 * STREAM_BLOCK))
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
-    transport = _open(wire, kind)
+    transport = wire.opened("h1", kind)
     assert transport.call(OS_FACTS)["ok"] is True
     recorder = Recorder(monkeypatch)
     monkeypatch.setattr(CmdShell, "do_send", _refusing_send(after=3))
@@ -187,7 +178,7 @@ def test_an_empty_file_goes_as_the_stream_head_alone(wire: Wire, kind: str,
     model = wire.serve("h1")
     local = tmp_path / "small.bin"
     local.write_bytes(b"")       # the head alone: one Send, which ends stdin
-    transport = _open(wire, kind)
+    transport = wire.opened("h1", kind)
     result = transport.put_file(local, "C:\\Temp\\empty.bin", hashlib.sha256(b"").hexdigest())
     transport.close()
     assert result["size"] == 0 and model.file_content("C:\\Temp\\empty.bin") == b""
