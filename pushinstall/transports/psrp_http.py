@@ -123,13 +123,11 @@ class DirectHTTP(_TransportHTTP):
         encryption over it. True when the encryption is set, so the message that follows (the
         pool's Create) can go direct; False leaves all of it to pypsrp's `send`."""
         session = self.session
-        auth = session.auth if session is not None else None
-        hostname = get_hostname(self.endpoint) or ""
-        if not isinstance(auth, HTTPNegotiateAuth) or session is None:
+        if session is None or not isinstance(session.auth, HTTPNegotiateAuth):
             return False
         request = session.prepare_request(requests.Request("POST", self.endpoint, data=None))
         self._send_request(request, timeout=timeout)
-        context = auth.contexts[hostname]
+        context = session.auth.contexts[get_hostname(self.endpoint) or ""]
         protocol = (WinRMEncryption.KERBEROS if context.response_auth_header == "kerberos"
                     else WinRMEncryption.SPNEGO)
         self.encryption = WinRMEncryption(context, protocol)
